@@ -1,0 +1,76 @@
+"""Domain errors raised by the admin core; `admin.api` maps them to HTTP responses.
+
+    AdminError
+    ├── ValidationFailed        422  one or more fields are invalid (each named, with batch index)
+    ├── NotFound                404
+    │   ├── CampaignNotFound
+    │   └── LinkNotFound
+    └── CodeTaken               409  a custom code is already in use
+
+    InvalidURL (ValueError)     a URL breaks a validation rule; raised by the pure
+                                `admin.tagging` functions and reported as a field error
+                                (it is a ValueError so pydantic validators can raise it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class InvalidURL(ValueError):
+    """The URL to shorten breaks one of the validation rules; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str  # dotted path, e.g. "url" or "links[3].url"
+    message: str
+    index: int | None = None  # position in a batch, when the field is inside one
+
+
+class AdminError(Exception):
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(AdminError):
+    code = "validation_failed"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{first.field}: {first.message}{more}")
+        self.errors = errors
+
+
+class NotFound(AdminError):
+    code = "not_found"
+
+
+class CampaignNotFound(NotFound):
+    code = "campaign_not_found"
+
+    def __init__(self, campaign_id: int) -> None:
+        super().__init__(f"no campaign with id {campaign_id}")
+        self.campaign_id = campaign_id
+
+
+class LinkNotFound(NotFound):
+    code = "link_not_found"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"no link with code {code!r}")
+        self.link_code = code
+
+
+class CodeTaken(AdminError):
+    code = "code_taken"
+
+    def __init__(self, code: str, index: int | None = None) -> None:
+        where = f"links[{index}].code: " if index is not None else ""
+        super().__init__(f"{where}code {code!r} is already taken")
+        self.taken_code = code
+        self.index = index
