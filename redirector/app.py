@@ -1,0 +1,51 @@
+"""The redirector application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from redirector import handlers
+from redirector.cache import LinkCache
+from redirector.invalidation import listen
+from redirector.keys import cache_key, redis_key, resolver_key, settings_key
+from redirector.resolver import LinkResolver
+from redirector.settings import Settings
+
+invalidation_ready_key = web.AppKey("invalidation_ready", asyncio.Event)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    app[redis_key] = redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+    app[resolver_key] = LinkResolver(redis, app[cache_key])
+    yield
+    await redis.aclose()
+
+
+async def invalidation_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(listen(app[redis_key], app[cache_key], app[invalidation_ready_key]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application()
+    app[settings_key] = settings
+    app[cache_key] = LinkCache(settings.cache_size, settings.cache_ttl, settings.cache_miss_ttl)
+    app[invalidation_ready_key] = asyncio.Event()
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(invalidation_ctx)
+    app.router.add_get("/healthz", handlers.health)
+    app.router.add_get("/{code}", handlers.resolve)
+    return app

@@ -1,0 +1,67 @@
+"""Bounded in-process cache of link records, with misses cached briefly.
+
+Eviction is first-in-first-out over dict insertion order: O(1) with no bookkeeping on a hit,
+which keeps the hot path to one dict lookup and one comparison. A hot link that is evicted
+comes back on its next miss; with a cache sized for the working set that is rare.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from redirector.links import Link
+
+
+class _Absent:
+    """Marks a code known not to exist (a cached miss)."""
+
+    __slots__ = ()
+
+
+ABSENT: Final = _Absent()
+
+
+class LinkCache:
+    def __init__(self, max_entries: int, ttl: float, miss_ttl: float) -> None:
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.miss_ttl = miss_ttl
+        # While the invalidation feed is down, changes could be missed: the cache then stays
+        # off, so every request reads Redis and an admin change is seen at once.
+        self.enabled = False
+        self._entries: dict[str, tuple[float, Link | _Absent]] = {}
+        # Bumped by every invalidation; a reader that saw it change while it asked Redis
+        # does not cache what it read (see LinkResolver.find).
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, code: str, now: float) -> Link | _Absent | None:
+        """The cached record, ABSENT for a cached miss, or None when Redis must be asked."""
+        entry = self._entries.get(code)
+        if entry is None:
+            return None
+        if entry[0] > now:
+            return entry[1]
+        del self._entries[code]
+        return None
+
+    def put(self, code: str, link: Link | None, now: float) -> None:
+        if not self.enabled or self.max_entries == 0:
+            return
+        ttl = self.ttl if link is not None else self.miss_ttl
+        if ttl <= 0:
+            return
+        entries = self._entries
+        if code not in entries and len(entries) >= self.max_entries:
+            del entries[next(iter(entries))]
+        entries[code] = (now + ttl, link if link is not None else ABSENT)
+
+    def discard(self, code: str) -> None:
+        self.generation += 1
+        self._entries.pop(code, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()

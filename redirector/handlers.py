@@ -1,0 +1,45 @@
+"""HTTP handlers of the redirector: resolve a code, and health."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from redirector.keys import redis_key, resolver_key
+
+# The redirect is personal to the recipient's tap: browsers and proxies must not cache it,
+# so that disabling or retargeting a link takes effect on the next tap.
+NO_CACHE = "private, max-age=0"
+_PLAIN = "text/plain"
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(
+        status=status, text=text, content_type=_PLAIN, headers={"Cache-Control": NO_CACHE}
+    )
+
+
+async def resolve(request: web.Request) -> web.StreamResponse:
+    try:
+        link = await request.app[resolver_key].find(request.match_info["code"])
+    except RedisError:
+        return _text(503, "Service temporarily unavailable, please try again.\n")
+    if link is None:
+        return _text(404, "This link does not exist.\n")
+    if link.gone(time.time()):
+        return _text(410, "This link has expired or been disabled.\n")
+    # The destination is stored pure ASCII and ready to serve: it goes out byte for byte,
+    # never through a URL class that could re-encode it.
+    return web.Response(
+        status=302, headers={"Location": link.destination, "Cache-Control": NO_CACHE}
+    )
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    try:
+        await request.app[redis_key].ping()
+    except RedisError as exc:
+        return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,15 @@
+"""Typed application keys of the redirector app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from redirector.cache import LinkCache
+from redirector.resolver import LinkResolver
+from redirector.settings import Settings
+
+settings_key = web.AppKey("settings", Settings)
+redis_key = web.AppKey("redis", Redis)
+cache_key = web.AppKey("cache", LinkCache)
+resolver_key = web.AppKey("resolver", LinkResolver)

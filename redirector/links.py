@@ -1,0 +1,156 @@
+"""The link contract: the redirect record, its bytes encoding, and every Redis key name.
+
+The redirector reads these records and the admin writes them; both import this module and
+nothing else from each other (`admin -> redirector.links`, never the reverse).
+
+Key schema (all keys live in one Redis database):
+
+    l:{bucket}          hash   code -> encoded Link record. `bucket` is crc32(code) mod 2**16,
+                               in hex. Bucketing keeps each hash small enough to stay
+                               listpack-encoded (Redis needs `hash-max-listpack-entries 512`
+                               and `hash-max-listpack-value 1024`), which costs ~1/3 of the
+                               memory of one string key per link. No expiry: a link lives
+                               until it is deleted; `expires_at` inside the record makes the
+                               redirector answer 410 after that time.
+    r:{bucket}          hash   "{campaign_id}:{recipient}" -> code, the idempotency index of
+                               per-recipient links (campaign_id is "" for links without one).
+                               Same bucketing, by crc32 of the field. No expiry.
+    c:{id}              hash   campaign: name, kind, utm_source, utm_medium, created_at,
+                               links (count). No expiry.
+    campaigns           zset   campaign id scored by creation time, for listing.
+    seq:campaign        string INCR counter that hands out campaign ids.
+    links:invalidate    pub/sub channel: space-separated codes whose record changed; every
+                        redirector drops them from its in-process cache.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+BUCKET_BITS = 16
+BUCKET_MASK = (1 << BUCKET_BITS) - 1
+
+CAMPAIGNS_KEY = "campaigns"
+CAMPAIGN_SEQ_KEY = "seq:campaign"
+INVALIDATION_CHANNEL = "links:invalidate"
+
+# Settings the link store relies on to stay compact (see the module docstring).
+REDIS_MEMORY_CONFIG = {"hash-max-listpack-entries": 512, "hash-max-listpack-value": 1024}
+
+RESERVED_CODES = frozenset({"api", "healthz", "metrics", "admin", "static"})
+
+
+def _bucket(text: str) -> str:
+    return format(zlib.crc32(text.encode()) & BUCKET_MASK, "x")
+
+
+def link_key(code: str) -> str:
+    """The hash that holds `code`'s record (the field is the code itself)."""
+    return "l:" + _bucket(code)
+
+
+def recipient_field(campaign_id: int | None, recipient: str) -> str:
+    return f"{'' if campaign_id is None else campaign_id}:{recipient}"
+
+
+def recipient_key(field: str) -> str:
+    """The hash that maps a `recipient_field(...)` to its link's code."""
+    return "r:" + _bucket(field)
+
+
+def campaign_key(campaign_id: int) -> str:
+    return f"c:{campaign_id}"
+
+
+class RecordError(ValueError):
+    """A stored record could not be decoded (corrupt data, or a newer format)."""
+
+
+_FORMAT = "1"
+_DISABLED = 1
+_UNTAGGED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One short link as stored. `destination` is the ready-to-serve, pure-ASCII tagged URL;
+    the URL as given is `destination` without the `inserted` characters at `insert_at`."""
+
+    destination: str
+    created_at: int  # unix seconds
+    expires_at: int | None = None  # unix seconds; the redirector answers 410 from then on
+    campaign_id: int | None = None
+    recipient: str | None = None
+    disabled: bool = False
+    tagged: bool = True
+    insert_at: int = 0
+    inserted: int = 0
+
+    @property
+    def url(self) -> str:
+        d = self.destination
+        return d[: self.insert_at] + d[self.insert_at + self.inserted :]
+
+    def gone(self, now: float) -> bool:
+        """True when the redirector must answer 410 instead of redirecting."""
+        return self.disabled or (self.expires_at is not None and now >= self.expires_at)
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
+def encode(link: Link) -> bytes:
+    """Compact positional text,
+    `1{flags}|created|expires|campaign|insert_at|inserted|len(recipient)|`, then recipient
+    and destination back to back. Integers are base 36, absent ones empty.
+    About 25 bytes of overhead besides recipient and destination (see README, Storage)."""
+    flags = (_DISABLED if link.disabled else 0) | (0 if link.tagged else _UNTAGGED)
+    recipient = link.recipient or ""
+    head = "|".join(
+        (
+            _FORMAT + str(flags),
+            _b36(link.created_at),
+            "" if link.expires_at is None else _b36(link.expires_at),
+            "" if link.campaign_id is None else _b36(link.campaign_id),
+            _b36(link.insert_at),
+            _b36(link.inserted),
+            _b36(len(recipient)) if link.recipient is not None else "",
+        )
+    )
+    return (head + "|" + recipient + link.destination).encode()
+
+
+def decode(raw: bytes | str) -> Link:
+    """Inverse of `encode`. Accepts str too, for clients made with decode_responses=True."""
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        head, _, rest = text.partition("|")
+        fields = rest.split("|", 6)
+        if head[:1] != _FORMAT or len(fields) != 7:
+            raise RecordError(f"unknown link record format: {raw[:16]!r}")
+        flags = int(head[1:])
+        created, expires, campaign, insert_at, inserted, rlen, tail = fields
+        n = int(rlen, 36) if rlen else 0
+        return Link(
+            destination=tail[n:],
+            created_at=int(created, 36),
+            expires_at=int(expires, 36) if expires else None,
+            campaign_id=int(campaign, 36) if campaign else None,
+            recipient=tail[:n] if rlen else None,
+            disabled=bool(flags & _DISABLED),
+            tagged=not flags & _UNTAGGED,
+            insert_at=int(insert_at, 36),
+            inserted=int(inserted, 36),
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, RecordError):
+            raise
+        raise RecordError(f"corrupt link record: {raw[:16]!r}") from exc

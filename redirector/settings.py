@@ -1,0 +1,101 @@
+"""Redirector settings, and the small environment reader both entry points use.
+
+Settings are read once, in `__main__`, and passed to `create_app(settings)`; nothing else
+reads the environment. A bad value stops start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting in the environment is missing or has a bad value; the message names it."""
+
+
+class EnvReader:
+    """Typed, validated reads of environment variables, each failing with the variable's name."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str) -> str:
+        value = self._env.get(name, default).strip()
+        if not value:
+            raise SettingsError(f"{name} must not be empty")
+        return value
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self._env.get(name)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        raw = self._env.get(name)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name)
+        if raw is None or not raw.strip():
+            return default
+        value = raw.strip().lower()
+        if value in {"1", "true", "yes", "on"}:
+            return True
+        if value in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def redis_url(self, name: str = "REDIS_URL", default: str = "redis://127.0.0.1:6379/0") -> str:
+        value = self.text(name, default)
+        parts = urlsplit(value)
+        if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.hostname or parts.path):
+            raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL: {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # In-process cache: how many links, how long a found link and a miss stay cached. The admin
+    # publishes every change, so the TTL only bounds staleness if an invalidation is lost.
+    cache_size: int = 100_000
+    cache_ttl: float = 300.0
+    cache_miss_ttl: float = 5.0
+    # Every Redis command gives up after this long, so a request never hangs on Redis.
+    redis_timeout: float = 0.5
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        read = EnvReader(env)
+        return cls(
+            redis_url=read.redis_url(),
+            host=read.text("REDIRECTOR_HOST", cls.host),
+            port=read.integer("REDIRECTOR_PORT", cls.port, low=1, high=65535),
+            workers=read.integer("REDIRECTOR_WORKERS", cls.workers, low=1, high=64),
+            cache_size=read.integer("CACHE_SIZE", cls.cache_size, low=0, high=100_000_000),
+            cache_ttl=read.number("CACHE_TTL", cls.cache_ttl, low=0.0, high=86_400.0),
+            cache_miss_ttl=read.number("CACHE_MISS_TTL", cls.cache_miss_ttl, low=0.0, high=3600.0),
+            redis_timeout=read.number("REDIS_TIMEOUT", cls.redis_timeout, low=0.01, high=60.0),
+            access_log=read.flag("ACCESS_LOG", cls.access_log),
+        )
