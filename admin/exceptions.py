@@ -1,15 +1,15 @@
 """Domain errors raised by the admin core; `admin.api` maps them to HTTP responses.
 
-    AdminError
-    ├── ValidationFailed        422  one or more fields are invalid (each named, with batch index)
-    ├── NotFound                404
-    │   ├── CampaignNotFound
-    │   └── LinkNotFound
-    └── CodeTaken               409  a custom code is already in use
+AdminError
+├── ValidationFailed        422  one or more fields are invalid (each named, with batch index)
+├── NotFound                404
+│   ├── CampaignNotFound
+│   └── LinkNotFound
+└── CodeTaken               409  a custom code is already in use
 
-    InvalidURL (ValueError)     a URL breaks a validation rule; raised by the pure
-                                `admin.tagging` functions and reported as a field error
-                                (it is a ValueError so pydantic validators can raise it).
+InvalidURL (ValueError)     a URL breaks a validation rule; raised by the pure
+                            `admin.tagging` functions and reported as a field error
+                            (it is a ValueError so pydantic validators can raise it).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class NotFound(AdminError):
 class CampaignNotFound(NotFound):
     code = "campaign_not_found"
 
-    def __init__(self, campaign_id: int) -> None:
+    def __init__(self, campaign_id: int | str) -> None:
         super().__init__(f"no campaign with id {campaign_id}")
         self.campaign_id = campaign_id
 

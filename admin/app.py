@@ -1,0 +1,57 @@
+"""The admin application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from admin.api import setup_routes
+from admin.errors import auth_middleware, errors_middleware
+from admin.keys import redis_key, service_key, settings_key
+from admin.service import LinkService
+from admin.settings import AdminSettings
+from redirector.links import REDIS_MEMORY_CONFIG
+
+log = logging.getLogger(__name__)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    app[redis_key] = redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+    app[service_key] = LinkService(redis, settings)
+    await warn_about_memory_config(redis)
+    yield
+    await redis.aclose()
+
+
+async def warn_about_memory_config(redis: Redis) -> None:
+    """The link store is compact only with listpack-friendly hash limits; a server set up
+    otherwise still works, but uses about twice the memory per link, so say so at start."""
+    try:
+        config = await redis.config_get("hash-max-listpack-*")
+    except RedisError:  # CONFIG may be disabled (managed Redis) or Redis not up yet
+        return
+    values = {(k.decode() if isinstance(k, bytes) else k): v for k, v in config.items()}
+    for name, wanted in REDIS_MEMORY_CONFIG.items():
+        have = int(values.get(name) or 0)
+        if have < wanted:
+            log.warning("redis %s is %d; set it to %d for compact links", name, have, wanted)
+
+
+def create_app(settings: AdminSettings) -> web.Application:
+    # Errors outermost, so that a refused key also gets the JSON error shape.
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware], client_max_size=settings.max_body_bytes
+    )
+    app[settings_key] = settings
+    app.cleanup_ctx.append(redis_ctx)
+    setup_routes(app)
+    return app

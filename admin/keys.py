@@ -1,0 +1,13 @@
+"""Typed application keys of the admin app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from admin.service import LinkService
+from admin.settings import AdminSettings
+
+settings_key = web.AppKey("settings", AdminSettings)
+redis_key = web.AppKey("redis", Redis)
+service_key = web.AppKey("service", LinkService)

@@ -1,0 +1,269 @@
+"""Pure URL handling for links: validate and normalise a destination, add UTM parameters.
+
+No I/O and no aiohttp here: `admin.service` calls these for every link of a batch (10,000 per
+request), so they work on plain strings (`find`/`partition`/`split`) with a fast path for the
+common pure-ASCII URL, and never round-trip a URL through a parser that re-encodes it.
+
+    normalize_url(raw, ...)  -> the pure-ASCII stored destination, or InvalidURL
+    tag(url, params)         -> Tagged: the destination with the missing parameters appended
+    untag(tagged)            -> the URL as it was before `tag`
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import NamedTuple
+from urllib.parse import quote, unquote
+
+import idna
+
+from admin.exceptions import InvalidURL
+
+# C0 controls (tab, CR and LF included), DEL and the C1 controls. They are rejected rather than
+# encoded: in an SMS or a Location header they are either invisible or a header-splitting attempt.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+# The authority ends at the first of these (RFC 3986 section 3.2).
+_AUTHORITY_END_RE = re.compile("[/?#]")
+# A lower-cased ASCII host name: labels of 1-63 letters, digits, '-' or '_' (underscores occur
+# in real host names even though DNS host names forbid them), one optional trailing dot.
+_HOST_NAME_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?")
+_MAX_HOST_NAME = 253
+# Every printable ASCII character except space stays as written in path, query and fragment:
+# the stored URL must be exactly what the customer gave us, only made pure ASCII. '%' is in the
+# set so existing escapes are kept (`%2f` stays `%2f`), never double-encoded.
+_KEEP_IN_URL = "".join(chr(c) for c in range(0x21, 0x7F))
+_MAX_PORT = 65535
+
+
+class Tagged(NamedTuple):
+    destination: str  # the final, pure-ASCII, tagged URL
+    insert_at: int  # where the added parameters (with their leading '?' or '&', if any) start
+    inserted: int  # number of characters added (0 when nothing was added)
+    # invariant: url == destination[:insert_at] + destination[insert_at + inserted:]
+
+
+def normalize_url(raw: str, *, max_length: int, own_host: str | None) -> str:
+    """Validate a URL to shorten and return its pure-ASCII stored form.
+
+    Surrounding whitespace is trimmed; the scheme and host are lower-cased, an internationalised
+    host becomes its IDNA form, and non-ASCII characters and spaces in path, query and fragment
+    are percent-encoded as UTF-8. Nothing else changes. `max_length` counts UTF-8 bytes of the
+    trimmed input. `own_host` is this service's lower-cased host as `urlsplit().hostname` gives
+    it (IPv6 with or without brackets); a URL pointing there is refused, whatever its port, to
+    prevent redirect loops. None disables that check.
+    Raises InvalidURL naming the rule broken.
+    """
+    url = raw.strip()
+    _check_length(url, max_length)
+    if _CONTROL_RE.search(url):
+        raise InvalidURL("URL must not contain control characters")
+    scheme, authority, rest = _split_url(url)
+    host, port = _split_host_port(authority)
+    host = _normalize_host(host)
+    if own_host is not None and _same_host(host, own_host):
+        raise InvalidURL(f"URL must not point at this service's own host ({own_host})")
+    if not rest.isascii() or " " in rest:
+        rest = quote(rest, safe=_KEEP_IN_URL)
+    return scheme + "://" + host + port + rest
+
+
+def utm_params(*, source: str, medium: str, campaign: str | None) -> tuple[tuple[str, str], ...]:
+    """The UTM parameters of a campaign, in the order they are added to a URL."""
+    params = (("utm_source", source), ("utm_medium", medium))
+    if campaign is None:
+        return params
+    return (*params, ("utm_campaign", campaign))
+
+
+def tag(url: str, params: Sequence[tuple[str, str]]) -> Tagged:
+    """Append each (name, value) the URL's query does not already have.
+
+    `url` is already normalised (ASCII). Added parameters go after the existing query and before
+    the fragment; everything already in the URL is kept byte for byte. Values are encoded so
+    that `unquote` gives them back exactly; names are added as given (plain ASCII).
+    """
+    hash_at = url.find("#")
+    insert_at = len(url) if hash_at < 0 else hash_at
+    question = url.find("?", 0, insert_at)
+    if question < 0:
+        separator = "?"
+        present: set[str] = set()
+    else:
+        query = url[question + 1 : insert_at]
+        # `http://a/?` has an empty query and a query ending in '&' already has its separator:
+        # adding '&' there would only create an empty field.
+        separator = "" if not query or query.endswith("&") else "&"
+        present = _query_names(query) if query else set()
+    added: list[str] = []
+    for name, value in params:
+        if name not in present:
+            added.append(name + "=" + _encode_value(value))
+            # A name given twice is added once, so tagging the result again adds nothing.
+            present.add(name)
+    if not added:
+        return Tagged(url, insert_at, 0)
+    addition = separator + "&".join(added)
+    return Tagged(url[:insert_at] + addition + url[insert_at:], insert_at, len(addition))
+
+
+def untag(t: Tagged) -> str:
+    """The URL `tag` was given: the destination without the parameters it added."""
+    return t.destination[: t.insert_at] + t.destination[t.insert_at + t.inserted :]
+
+
+def _check_length(url: str, max_length: int) -> None:
+    if url.isascii():
+        size = len(url)
+    else:
+        try:
+            size = len(url.encode())
+        except UnicodeEncodeError:
+            raise InvalidURL("URL is not valid Unicode (it contains a lone surrogate)") from None
+    if size > max_length:
+        raise InvalidURL(f"URL is longer than {max_length} bytes")
+
+
+def _split_url(url: str) -> tuple[str, str, str]:
+    """Split into (lower-cased scheme, authority, path + query + fragment)."""
+    colon = url.find(":")
+    if colon < 0:
+        raise InvalidURL("URL has no scheme; scheme must be http or https")
+    scheme = url[:colon].lower()
+    if scheme != "http" and scheme != "https":
+        raise InvalidURL("scheme must be http or https")
+    if not url.startswith("//", colon + 1):
+        raise InvalidURL("scheme must be followed by ://")
+    start = colon + 3
+    end_match = _AUTHORITY_END_RE.search(url, start)
+    end = len(url) if end_match is None else end_match.start()
+    authority = url[start:end]
+    # Browsers read '\' as '/' in http(s) authorities, so `http://evil\@good/` would not go
+    # where it appears to go. Checked before '@' because it is the more precise message.
+    if "\\" in authority:
+        raise InvalidURL("URL must not contain a backslash in its host part")
+    if "@" in authority:
+        raise InvalidURL("URL must not contain user info")
+    return scheme, authority, url[end:]
+
+
+def _split_host_port(authority: str) -> tuple[str, str]:
+    """Split into (host as written, port with its leading ':' or ''), checking the port."""
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0:
+            raise InvalidURL("IPv6 address must end with ']'")
+        host, port = authority[: close + 1], authority[close + 1 :]
+        if port and not port.startswith(":"):
+            raise InvalidURL("IPv6 address must be followed by ':port' or nothing")
+    else:
+        colon = authority.find(":")
+        host, port = (authority, "") if colon < 0 else (authority[:colon], authority[colon:])
+    if not host:
+        raise InvalidURL("URL must have a host")
+    if port:
+        _check_port(port[1:])
+    return host, port
+
+
+def _check_port(digits: str) -> None:
+    # The length check keeps int() away from absurd inputs; leading zeros are allowed, and kept.
+    if (
+        not (digits.isascii() and digits.isdigit())
+        or len(digits.lstrip("0")) > len(str(_MAX_PORT))
+        or not 0 < int(digits) <= _MAX_PORT
+    ):
+        raise InvalidURL(f"port must be a number from 1 to {_MAX_PORT}")
+
+
+def _normalize_host(host: str) -> str:
+    if host.startswith("["):
+        return _normalize_ipv6(host)
+    if host.isascii():
+        ascii_host = host.lower()
+    else:
+        ascii_host = ".".join(_idna_label(label) for label in host.split("."))
+    if not _HOST_NAME_RE.fullmatch(ascii_host) or len(ascii_host.rstrip(".")) > _MAX_HOST_NAME:
+        raise InvalidURL(f"host {host!r} is not a valid host name")
+    # Browsers read a host whose last label is a number as an IPv4 address (WHATWG URL).
+    if ascii_host.rstrip(".").rpartition(".")[2].isdigit():
+        try:
+            ipaddress.IPv4Address(ascii_host.rstrip("."))
+        except ValueError:
+            raise InvalidURL(f"host {host!r} is not a valid IPv4 address") from None
+    return ascii_host
+
+
+def _idna_label(label: str) -> str:
+    """One label in its ASCII form; ASCII labels skip IDNA so '_' stays allowed in them."""
+    if label.isascii():
+        return label.lower()
+    try:
+        return idna.encode(label, uts46=True).decode("ascii")
+    except UnicodeError as exc:  # idna.IDNAError and its subclasses
+        raise InvalidURL(
+            f"host label {label!r} is not a valid internationalised name: {exc}"
+        ) from None
+
+
+def _normalize_ipv6(host: str) -> str:
+    literal = host[1:-1]
+    # A zone id (`%25eth0`) only means something on the machine that wrote the URL.
+    if "%" in literal:
+        raise InvalidURL("IPv6 address must not have a zone identifier")
+    try:
+        ipaddress.IPv6Address(literal)
+    except ValueError:
+        raise InvalidURL(f"host {host!r} is not a valid IPv6 address") from None
+    return host.lower()
+
+
+def _same_host(host: str, own_host: str) -> bool:
+    """Whether the normalised `host` names `own_host`, in whichever form either is written."""
+    own = _host_key(own_host)
+    if host.startswith("["):
+        return str(ipaddress.IPv6Address(host[1:-1])) == own
+    # A trailing dot names the same host, so it must not slip past the check.
+    return host.rstrip(".") == own
+
+
+@lru_cache(maxsize=16)
+def _host_key(own_host: str) -> str:
+    """`own_host` in the form `_same_host` compares: IPv6 canonical and bare, IDNA, no final dot.
+
+    Cached: it is the same few hosts for every link of every batch.
+    """
+    bare = own_host.removeprefix("[").removesuffix("]").rstrip(".").lower()
+    try:
+        if ":" in bare:
+            return str(ipaddress.IPv6Address(bare))
+        if not bare.isascii():
+            return idna.encode(bare, uts46=True).decode("ascii")
+    except ValueError:  # not an address or name a URL could hold: compare it as written
+        pass
+    return bare
+
+
+def _query_names(query: str) -> set[str]:
+    """The names of the query's '&'-separated fields; a field without '=' is all name.
+
+    Names are compared percent-decoded, because `utm%5Fsource` is `utm_source` to every server
+    that parses the query. '+' is not decoded: it means a space only in form encoding, and no
+    name we add contains a space or a '+', so decoding it could never make a name match ours.
+    ';' is not a separator (only '&' is, as in WHATWG URLSearchParams).
+    """
+    names: set[str] = set()
+    for field in query.split("&"):
+        name = field.partition("=")[0]
+        names.add(unquote(name) if "%" in name else name)
+    return names
+
+
+# Campaign values repeat across a batch (one campaign, thousands of recipients), so their
+# encoding is cached. quote(safe="") leaves only RFC 3986 unreserved characters (A-Z a-z 0-9
+# - . _ ~) unencoded and writes UTF-8 escapes, space as %20.
+@lru_cache(maxsize=1024)
+def _encode_value(value: str) -> str:
+    return quote(value, safe="")

@@ -1,0 +1,76 @@
+"""Fixtures: a real redis-server started for the test session (or TEST_REDIS_URL), emptied
+before every test, and both apps built through their factories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
+
+from admin.app import create_app as create_admin
+from admin.settings import AdminSettings
+from redirector.app import create_app as create_redirector
+from redirector.app import invalidation_ready_key
+from redirector.settings import Settings
+from tests.redis_server import RedisServer
+
+API_KEY = "test-key-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+PUBLIC_BASE_URL = "http://sho.rt"
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TEST_REDIS_URL if given (its database is FLUSHED before each test), else a
+    redis-server of our own on a free port."""
+    given = os.environ.get("TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis")))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def admin_settings(redis_url: str) -> AdminSettings:
+    return AdminSettings(api_keys=(API_KEY,), redis_url=redis_url, public_base_url=PUBLIC_BASE_URL)
+
+
+@pytest.fixture
+def redirector_settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url)
+
+
+@pytest.fixture
+async def admin(
+    aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Redis
+) -> Client:
+    return await aiohttp_client(create_admin(admin_settings), headers=AUTH)
+
+
+@pytest.fixture
+async def redirector(
+    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Redis
+) -> Client:
+    app = create_redirector(redirector_settings)
+    client = await aiohttp_client(app)
+    await app[invalidation_ready_key].wait()
+    return client

@@ -1,0 +1,156 @@
+"""The redirector against a real Redis: answers, cache invalidation, and Redis outages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
+
+from redirector.app import create_app, invalidation_ready_key
+from redirector.links import Link, encode, link_key
+from redirector.settings import Settings
+from tests.conftest import Client
+from tests.redis_server import RedisServer
+
+DEST = "https://shop.example/a%20b/c;d?q=x+y&q=%2F&flag&utm_source=instasent#frag"
+
+
+async def _put(redis: Redis, code: str, link: Link) -> None:
+    await redis.hset(link_key(code), code, encode(link))
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 1.0) -> None:
+    """Poll until `check` holds; fail if it does not within `within` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {within}s")
+        await asyncio.sleep(0.01)
+
+
+async def test_location_is_the_stored_bytes(redirector: Client, redis: Redis) -> None:
+    await _put(redis, "exact01", Link(DEST, created_at=1))
+    for method in ("GET", "HEAD"):
+        resp = await redirector.request(method, "/exact01", allow_redirects=False)
+        assert resp.status == 302
+        assert resp.headers["Location"] == DEST
+        assert resp.headers["Cache-Control"] == "private, max-age=0"
+
+
+@pytest.mark.parametrize("path", ["/unknown1", "/a.b", "/%F0%9F%8E%89", "/" + "x" * 65, "/a/b"])
+async def test_unknown_is_404(redirector: Client, path: str) -> None:
+    resp = await redirector.get(path, allow_redirects=False)
+    assert resp.status == 404
+    assert resp.content_type == "text/plain"
+
+
+async def test_disabled_and_expired_are_410(redirector: Client, redis: Redis) -> None:
+    now = int(time.time())
+    await _put(redis, "disabled", Link(DEST, created_at=1, disabled=True))
+    await _put(redis, "expired", Link(DEST, created_at=1, expires_at=now - 1))
+    await _put(redis, "expiring", Link(DEST, created_at=1, expires_at=now + 3600))
+    assert (await redirector.get("/disabled", allow_redirects=False)).status == 410
+    assert (await redirector.get("/expired", allow_redirects=False)).status == 410
+    assert (await redirector.get("/expiring", allow_redirects=False)).status == 302
+
+
+async def test_health(redirector: Client) -> None:
+    resp = await redirector.get("/healthz")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok"}
+
+
+# -- admin changes reach every redirector process within a second --------------------------
+
+
+@pytest.fixture
+async def two_redirectors(
+    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Redis
+) -> list[Client]:
+    """Two independent apps, each with its own cache and subscription, as two processes."""
+    clients = []
+    for _ in range(2):
+        app = create_app(redirector_settings)
+        clients.append(await aiohttp_client(app))
+        await app[invalidation_ready_key].wait()
+    return clients
+
+
+async def _location(client: Client, code: str) -> tuple[int, str | None]:
+    resp = await client.get(f"/{code}", allow_redirects=False)
+    return resp.status, resp.headers.get("Location")
+
+
+async def test_admin_update_disable_delete_reach_all_caches(
+    two_redirectors: list[Client], admin: Client
+) -> None:
+    resp = await admin.post("/api/links", json={"url": "https://a.example/1", "tag": False})
+    code = (await resp.json())["code"]
+    for client in two_redirectors:  # now cached in both
+        assert await _location(client, code) == (302, "https://a.example/1")
+
+    async def all_see(expected: tuple[int, str | None]) -> bool:
+        return all([await _location(c, code) == expected for c in two_redirectors])
+
+    await admin.patch(f"/api/links/{code}", json={"url": "https://a.example/2"})
+    await _eventually(lambda: all_see((302, "https://a.example/2")))
+    await admin.patch(f"/api/links/{code}", json={"disabled": True})
+    await _eventually(lambda: all_see((410, None)))
+    await admin.patch(f"/api/links/{code}", json={"disabled": False})
+    await _eventually(lambda: all_see((302, "https://a.example/2")))
+    await admin.delete(f"/api/links/{code}")
+    await _eventually(lambda: all_see((404, None)))
+
+
+async def test_cached_miss_is_dropped_when_the_code_is_created(
+    two_redirectors: list[Client], admin: Client
+) -> None:
+    for client in two_redirectors:
+        assert await _location(client, "later-code") == (404, None)
+    await admin.post("/api/links", json={"url": "https://a.example/", "code": "later-code"})
+
+    async def all_see() -> bool:
+        return all([(await _location(c, "later-code"))[0] == 302 for c in two_redirectors])
+
+    await _eventually(all_see)
+
+
+# -- Redis outages -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_redis_down_gives_503_and_recovers(
+    aiohttp_client: AiohttpClient, own_redis: RedisServer
+) -> None:
+    redis = Redis.from_url(own_redis.url)
+    await _put(redis, "survivor", Link(DEST, created_at=1))
+    await redis.aclose()
+    app = create_app(Settings(redis_url=own_redis.url, redis_timeout=0.2))
+    client = await aiohttp_client(app)
+    await app[invalidation_ready_key].wait()
+    assert (await client.get("/survivor", allow_redirects=False)).status == 302
+
+    own_redis.stop()
+    # The feed is lost, so the cache is switched off: no stale answers while Redis is away.
+    await _eventually(lambda: _status_is(client, "/survivor", 503), within=5.0)
+    assert (await client.get("/healthz")).status == 503
+
+    own_redis.start()  # an empty server on the same port: the link is gone
+    await _eventually(lambda: _status_is(client, "/survivor", 404), within=5.0)
+    assert (await client.get("/healthz")).status == 200
+
+
+async def _status_is(client: Client, path: str, status: int) -> bool:
+    return (await client.get(path, allow_redirects=False)).status == status
