@@ -11,8 +11,16 @@ from redis.asyncio import Redis
 
 from redirector import handlers
 from redirector.cache import LinkCache
+from redirector.clicks import ClickBuffer, ClickFlusher
 from redirector.invalidation import listen
-from redirector.keys import cache_key, redis_key, resolver_key, settings_key
+from redirector.keys import (
+    cache_key,
+    clicks_key,
+    flusher_key,
+    redis_key,
+    resolver_key,
+    settings_key,
+)
 from redirector.resolver import LinkResolver
 from redirector.settings import Settings
 
@@ -39,6 +47,25 @@ async def invalidation_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def clicks_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    flusher = ClickFlusher(
+        app[redis_key],
+        app[clicks_key],
+        interval=settings.click_flush_interval,
+        stream_maxlen=settings.click_stream_maxlen,
+        salt=settings.click_salt.encode() if settings.click_salt else None,
+    )
+    app[flusher_key] = flusher
+    task = asyncio.create_task(flusher.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # Runs on SIGTERM too (aiohttp's graceful exit): what was tapped gets recorded.
+    await flusher.drain(within=settings.click_drain_timeout)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[settings_key] = settings
@@ -46,6 +73,9 @@ def create_app(settings: Settings) -> web.Application:
     app[invalidation_ready_key] = asyncio.Event()
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(invalidation_ctx)
+    if settings.click_tracking:
+        app[clicks_key] = ClickBuffer(settings.click_buffer_max, settings.click_flush_size)
+        app.cleanup_ctx.append(clicks_ctx)
     app.router.add_get("/healthz", handlers.health)
     app.router.add_get("/{code}", handlers.resolve)
     return app

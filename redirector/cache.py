@@ -26,8 +26,8 @@ class LinkCache:
         self.max_entries = max_entries
         self.ttl = ttl
         self.miss_ttl = miss_ttl
-        # While the invalidation feed is down, changes could be missed: the cache then stays
-        # off, so every request reads Redis and an admin change is seen at once.
+        # False while the invalidation feed is down: entries are still served but no new ones
+        # are added (see redirector/invalidation.py for why).
         self.enabled = False
         self._entries: dict[str, tuple[float, Link | _Absent]] = {}
         # Bumped by every invalidation; a reader that saw it change while it asked Redis

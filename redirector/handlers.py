@@ -7,7 +7,8 @@ import time
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from redirector.keys import redis_key, resolver_key
+from redirector.clicks import Hit
+from redirector.keys import clicks_key, redis_key, resolver_key, settings_key
 
 # The redirect is personal to the recipient's tap: browsers and proxies must not cache it,
 # so that disabling or retargeting a link takes effect on the next tap.
@@ -22,19 +23,45 @@ def _text(status: int, text: str) -> web.Response:
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:
+    code = request.match_info["code"]
     try:
-        link = await request.app[resolver_key].find(request.match_info["code"])
+        link = await request.app[resolver_key].find(code)
     except RedisError:
         return _text(503, "Service temporarily unavailable, please try again.\n")
     if link is None:
         return _text(404, "This link does not exist.\n")
-    if link.gone(time.time()):
+    now = time.time()
+    if link.gone(now):
         return _text(410, "This link has expired or been disabled.\n")
+    clicks = request.app.get(clicks_key)
+    if clicks is not None:
+        # Only an append: classification and storage happen when the buffer is flushed.
+        headers = request.headers
+        clicks.add(
+            Hit(
+                code,
+                link.campaign_id,
+                link.recipient,
+                now,
+                request.method == "HEAD",
+                headers.get("User-Agent", ""),
+                headers.get("Referer", ""),
+                _client_ip(request),
+            )
+        )
     # The destination is stored pure ASCII and ready to serve: it goes out byte for byte,
     # never through a URL class that could re-encode it.
     return web.Response(
         status=302, headers={"Location": link.destination, "Cache-Control": NO_CACHE}
     )
+
+
+def _client_ip(request: web.Request) -> str:
+    if request.app[settings_key].trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For")
+        if forwarded:
+            return forwarded.split(",", 1)[0].strip()
+    return request.remote or ""
 
 
 async def health(request: web.Request) -> web.StreamResponse:

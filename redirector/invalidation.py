@@ -1,9 +1,13 @@
 """Listens on the invalidation channel and drops changed links from the in-process cache.
 
-The admin publishes the codes of every link it creates, changes or deletes. While this
-listener is not subscribed (start-up, Redis restart, network trouble) the cache is switched
-off, because messages published meanwhile are lost: a change made through the admin is then
-still seen on the next request, and the 1-second propagation promise holds.
+The admin publishes the codes of every link it creates, changes or deletes. Messages
+published while this listener is not subscribed are lost, so:
+- while unsubscribed, nothing new enters the cache (`enabled = False`), but what is cached
+  keeps being served: if Redis itself is down, hot links still redirect (and their clicks
+  wait in the buffer), and nobody can change a link meanwhile anyway;
+- on every (re)subscription the whole cache is dropped, so anything changed during the gap
+  is read afresh. The listener retries every RETRY_DELAY seconds, which bounds how stale a
+  cached link can be after a dropped subscription while Redis stayed up.
 """
 
 from __future__ import annotations
@@ -39,8 +43,7 @@ async def listen(redis: Redis, cache: LinkCache, subscribed: asyncio.Event | Non
                             cache.discard(code)
         except (RedisError, OSError) as exc:
             cache.enabled = False
-            cache.clear()
             if subscribed is not None:
                 subscribed.clear()
-            log.warning("invalidation feed lost (%s); cache off until it is back", exc)
+            log.warning("invalidation feed lost (%s); cache frozen until it is back", exc)
             await asyncio.sleep(RETRY_DELAY)

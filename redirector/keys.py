@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from redirector.cache import LinkCache
+from redirector.clicks import ClickBuffer, ClickFlusher
 from redirector.resolver import LinkResolver
 from redirector.settings import Settings
 
@@ -13,3 +14,5 @@ settings_key = web.AppKey("settings", Settings)
 redis_key = web.AppKey("redis", Redis)
 cache_key = web.AppKey("cache", LinkCache)
 resolver_key = web.AppKey("resolver", LinkResolver)
+clicks_key = web.AppKey("clicks", ClickBuffer)
+flusher_key = web.AppKey("flusher", ClickFlusher)

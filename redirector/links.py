@@ -21,6 +21,25 @@ Key schema (all keys live in one Redis database):
     seq:campaign        string INCR counter that hands out campaign ids.
     links:invalidate    pub/sub channel: space-separated codes whose record changed; every
                         redirector drops them from its in-process cache.
+
+Clicks (written by the redirector in batches, read by the admin's stats API):
+
+    x:{campaign_id}     stream  one entry per hit (clicks and bot hits) of the campaign's links,
+                                "x:-" for links without a campaign; fields code, r (recipient),
+                                t (unix ms), ua, ref (referer host), h (salted IP+UA hash),
+                                bot ("1" for a bot or preview hit). Capped with approximate
+                                MAXLEN (CLICK_STREAM_MAXLEN, default 1,000,000 per campaign):
+                                the oldest events go first; the counters below never lose any.
+    s:l:{code}          hash    counters of one link, s:c:{campaign_id} of a campaign:
+                                clicks, bots, h:{hour} / hb:{hour} (clicks / bot hits in that
+                                hour, hour = unix time // 3600), d:{day} / db:{day} (day roll-up,
+                                day = unix time // 86400), dev:{type}, os:{family},
+                                br:{browser}, ref:{host} (breakdowns of clicks). No expiry.
+    u:l:{code}          HLL     salted IP+UA hashes of a link's clicks (links without recipient);
+    u:c:{campaign_id}   HLL     the same for a campaign's links without recipient.
+    k:{campaign_id}     zset    recipients who clicked, scored by their first click (unix ms);
+                                exact, as a per-recipient campaign is bounded by its recipients.
+    cfg:click_salt      string  random salt of the IP+UA hashes, made once (SET NX).
 """
 
 from __future__ import annotations
@@ -61,6 +80,55 @@ def recipient_key(field: str) -> str:
 
 def campaign_key(campaign_id: int) -> str:
     return f"c:{campaign_id}"
+
+
+CLICK_SALT_KEY = "cfg:click_salt"
+
+
+def _campaign_part(campaign_id: int | None) -> str:
+    return "-" if campaign_id is None else str(campaign_id)
+
+
+def click_stream_key(campaign_id: int | None) -> str:
+    return "x:" + _campaign_part(campaign_id)
+
+
+def link_stats_key(code: str) -> str:
+    return "s:l:" + code
+
+
+def campaign_stats_key(campaign_id: int) -> str:
+    return f"s:c:{campaign_id}"
+
+
+def link_uniques_key(code: str) -> str:
+    return "u:l:" + code
+
+
+def campaign_uniques_key(campaign_id: int) -> str:
+    return f"u:c:{campaign_id}"
+
+
+def clickers_key(campaign_id: int) -> str:
+    return f"k:{campaign_id}"
+
+
+# Fields of the stats hashes (see the module docstring).
+CLICKS = "clicks"
+BOTS = "bots"
+HOUR = 3600
+DAY = 86400
+
+
+def hour_field(hour: int, *, bot: bool = False) -> str:
+    return f"hb:{hour}" if bot else f"h:{hour}"
+
+
+def day_field(day: int, *, bot: bool = False) -> str:
+    return f"db:{day}" if bot else f"d:{day}"
+
+
+BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"}
 
 
 class RecordError(ValueError):

@@ -84,6 +84,22 @@ class Settings:
     # Every Redis command gives up after this long, so a request never hangs on Redis.
     redis_timeout: float = 0.5
     access_log: bool = False
+    # Click recording (see redirector/clicks.py): flushed every interval or every flush_size
+    # hits; up to buffer_max hits are kept while Redis is away, then new ones are dropped.
+    click_tracking: bool = True
+    click_flush_interval: float = 0.1
+    click_flush_size: int = 1_000
+    click_buffer_max: int = 100_000
+    click_stream_maxlen: int = 1_000_000
+    click_drain_timeout: float = 5.0
+    click_salt: str | None = None
+    # Take the client address from X-Forwarded-For (only behind a proxy that sets it).
+    trust_forwarded_for: bool = False
+
+    def validate(self) -> None:
+        """Checks of values that may come from elsewhere than the environment (flags)."""
+        if not 1 <= self.workers <= 64:
+            raise SettingsError(f"workers must be between 1 and 64, got {self.workers}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -98,4 +114,22 @@ class Settings:
             cache_miss_ttl=read.number("CACHE_MISS_TTL", cls.cache_miss_ttl, low=0.0, high=3600.0),
             redis_timeout=read.number("REDIS_TIMEOUT", cls.redis_timeout, low=0.01, high=60.0),
             access_log=read.flag("ACCESS_LOG", cls.access_log),
+            click_tracking=read.flag("CLICK_TRACKING", cls.click_tracking),
+            click_flush_interval=read.number(
+                "CLICK_FLUSH_INTERVAL", cls.click_flush_interval, low=0.001, high=10.0
+            ),
+            click_flush_size=read.integer(
+                "CLICK_FLUSH_SIZE", cls.click_flush_size, low=1, high=1_000
+            ),
+            click_buffer_max=read.integer(
+                "CLICK_BUFFER_MAX", cls.click_buffer_max, low=1, high=100_000_000
+            ),
+            click_stream_maxlen=read.integer(
+                "CLICK_STREAM_MAXLEN", cls.click_stream_maxlen, low=1_000, high=10**10
+            ),
+            click_drain_timeout=read.number(
+                "CLICK_DRAIN_TIMEOUT", cls.click_drain_timeout, low=0.0, high=600.0
+            ),
+            click_salt=env.get("CLICK_SALT") or None,
+            trust_forwarded_for=read.flag("TRUST_FORWARDED_FOR", cls.trust_forwarded_for),
         )
