@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
@@ -25,8 +26,6 @@ from admin.exceptions import InvalidURL
 # C0 controls (tab, CR and LF included), DEL and the C1 controls. They are rejected rather than
 # encoded: in an SMS or a Location header they are either invisible or a header-splitting attempt.
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
-# The authority ends at the first of these (RFC 3986 section 3.2).
-_AUTHORITY_END_RE = re.compile("[/?#]")
 # A lower-cased ASCII host name: labels of 1-63 letters, digits, '-' or '_' (underscores occur
 # in real host names even though DNS host names forbid them), one optional trailing dot.
 _HOST_NAME_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?")
@@ -58,16 +57,15 @@ def normalize_url(raw: str, *, max_length: int, own_host: str | None) -> str:
     """
     url = raw.strip()
     _check_length(url, max_length)
-    if _CONTROL_RE.search(url):
+    # isprintable() is one C loop that is false for every control character; the regex only
+    # runs for the rare URL with other unprintable characters (non-ASCII spaces, format marks).
+    if not url.isprintable() and _CONTROL_RE.search(url):
         raise InvalidURL("URL must not contain control characters")
     scheme, authority, rest = _split_url(url)
-    host, port = _split_host_port(authority)
-    host = _normalize_host(host)
-    if own_host is not None and _same_host(host, own_host):
-        raise InvalidURL(f"URL must not point at this service's own host ({own_host})")
+    origin = scheme + "://" + _normalize_authority(authority, own_host)
     if not rest.isascii() or " " in rest:
         rest = quote(rest, safe=_KEEP_IN_URL)
-    return scheme + "://" + host + port + rest
+    return origin + rest
 
 
 def utm_params(*, source: str, medium: str, campaign: str | None) -> tuple[tuple[str, str], ...]:
@@ -90,22 +88,17 @@ def tag(url: str, params: Sequence[tuple[str, str]]) -> Tagged:
     question = url.find("?", 0, insert_at)
     if question < 0:
         separator = "?"
-        present: set[str] = set()
+        present = _NONE_PRESENT
     else:
         query = url[question + 1 : insert_at]
         # `http://a/?` has an empty query and a query ending in '&' already has its separator:
         # adding '&' there would only create an empty field.
         separator = "" if not query or query.endswith("&") else "&"
-        present = _query_names(query) if query else set()
-    added: list[str] = []
-    for name, value in params:
-        if name not in present:
-            added.append(name + "=" + _encode_value(value))
-            # A name given twice is added once, so tagging the result again adds nothing.
-            present.add(name)
-    if not added:
+        present = _present_names(query, params)
+    fields = _fields(params if isinstance(params, tuple) else tuple(params), present)
+    if not fields:
         return Tagged(url, insert_at, 0)
-    addition = separator + "&".join(added)
+    addition = separator + fields
     return Tagged(url[:insert_at] + addition + url[insert_at:], insert_at, len(addition))
 
 
@@ -128,6 +121,30 @@ def _check_length(url: str, max_length: int) -> None:
 
 def _split_url(url: str) -> tuple[str, str, str]:
     """Split into (lower-cased scheme, authority, path + query + fragment)."""
+    if url.startswith("https://"):
+        scheme, start = "https", 8
+    elif url.startswith("http://"):
+        scheme, start = "http", 7
+    else:
+        scheme, start = _unusual_scheme(url)
+    # The authority ends at the first '/', '?' or '#' (RFC 3986 section 3.2). Usually that is
+    # a '/'; '?' and '#' are then only looked for in the short piece before it.
+    end = url.find("/", start)
+    if end < 0:
+        end = len(url)
+    authority = url[start:end]
+    if "?" in authority:
+        end = start + authority.index("?")
+        authority = url[start:end]
+    if "#" in authority:  # before any '?', since what follows a '?' was cut off above
+        end = start + authority.index("#")
+        authority = url[start:end]
+    return scheme, authority, url[end:]
+
+
+def _unusual_scheme(url: str) -> tuple[str, int]:
+    """The scheme of a URL that does not start with a lower-case 'http://' or 'https://',
+    and where its authority starts."""
     colon = url.find(":")
     if colon < 0:
         raise InvalidURL("URL has no scheme; scheme must be http or https")
@@ -136,17 +153,24 @@ def _split_url(url: str) -> tuple[str, str, str]:
         raise InvalidURL("scheme must be http or https")
     if not url.startswith("//", colon + 1):
         raise InvalidURL("scheme must be followed by ://")
-    start = colon + 3
-    end_match = _AUTHORITY_END_RE.search(url, start)
-    end = len(url) if end_match is None else end_match.start()
-    authority = url[start:end]
+    return scheme, colon + 3
+
+
+# A batch sends thousands of links to a handful of hosts, so the checked and normalised
+# `host[:port]` is cached (a failure raises each time: exceptions are not cached).
+@lru_cache(maxsize=4096)
+def _normalize_authority(authority: str, own_host: str | None) -> str:
     # Browsers read '\' as '/' in http(s) authorities, so `http://evil\@good/` would not go
     # where it appears to go. Checked before '@' because it is the more precise message.
     if "\\" in authority:
         raise InvalidURL("URL must not contain a backslash in its host part")
     if "@" in authority:
         raise InvalidURL("URL must not contain user info")
-    return scheme, authority, url[end:]
+    host, port = _split_host_port(authority)
+    host = _normalize_host(host)
+    if own_host is not None and _same_host(host, own_host):
+        raise InvalidURL(f"URL must not point at this service's own host ({own_host})")
+    return host + port
 
 
 def _split_host_port(authority: str) -> tuple[str, str]:
@@ -187,8 +211,10 @@ def _normalize_host(host: str) -> str:
         ascii_host = ".".join(_idna_label(label) for label in host.split("."))
     if not _HOST_NAME_RE.fullmatch(ascii_host) or len(ascii_host.rstrip(".")) > _MAX_HOST_NAME:
         raise InvalidURL(f"host {host!r} is not a valid host name")
-    # Browsers read a host whose last label is a number as an IPv4 address (WHATWG URL).
-    if ascii_host.rstrip(".").rpartition(".")[2].isdigit():
+    # Browsers read a host whose last label is a number (decimal, or hex with 0x) as an IPv4
+    # address (WHATWG URL "ends in a number"), so such a host must be a valid one.
+    last = ascii_host.rstrip(".").rpartition(".")[2]
+    if last.isdigit() or (last.startswith("0x") and not last[2:].strip(string.hexdigits)):
         try:
             ipaddress.IPv4Address(ascii_host.rstrip("."))
         except ValueError:
@@ -246,24 +272,50 @@ def _host_key(own_host: str) -> str:
     return bare
 
 
-def _query_names(query: str) -> set[str]:
-    """The names of the query's '&'-separated fields; a field without '=' is all name.
+_NONE_PRESENT: frozenset[str] = frozenset()
+
+
+def _present_names(query: str, params: Sequence[tuple[str, str]]) -> frozenset[str]:
+    """Which names of `params` the query has, as the name of an '&'-separated field (a field
+    without '=' is all name).
 
     Names are compared percent-decoded, because `utm%5Fsource` is `utm_source` to every server
     that parses the query. '+' is not decoded: it means a space only in form encoding, and no
     name we add contains a space or a '+', so decoding it could never make a name match ours.
     ';' is not a separator (only '&' is, as in WHATWG URLSearchParams).
     """
-    names: set[str] = set()
+    if "%" not in query:
+        # Fast path: a name that does not even occur in the query is not one of its fields.
+        for name, _ in params:
+            if name in query:
+                break
+        else:
+            return _NONE_PRESENT
+    wanted = {name for name, _ in params}
+    present = set()
     for field in query.split("&"):
         name = field.partition("=")[0]
-        names.add(unquote(name) if "%" in name else name)
-    return names
+        if "%" in name:
+            name = unquote(name)
+        if name in wanted:
+            present.add(name)
+    return frozenset(present)
 
 
-# Campaign values repeat across a batch (one campaign, thousands of recipients), so their
-# encoding is cached. quote(safe="") leaves only RFC 3986 unreserved characters (A-Z a-z 0-9
-# - . _ ~) unencoded and writes UTF-8 escapes, space as %20.
+# A batch tags thousands of URLs with the same parameters, and almost always none of them is
+# present yet, so the encoded fields are cached by (params, names present).
 @lru_cache(maxsize=1024)
-def _encode_value(value: str) -> str:
-    return quote(value, safe="")
+def _fields(params: tuple[tuple[str, str], ...], present: frozenset[str]) -> str:
+    """The '&'-joined `name=value` fields of the params not in `present`.
+
+    A name given twice is added once, so tagging the result again adds nothing. Values are
+    encoded with quote(safe=""), which leaves only RFC 3986 unreserved characters
+    (A-Z a-z 0-9 - . _ ~) as they are and writes UTF-8 escapes, space as %20.
+    """
+    seen = set(present)
+    fields = []
+    for name, value in params:
+        if name not in seen:
+            seen.add(name)
+            fields.append(name + "=" + quote(value, safe=""))
+    return "&".join(fields)

@@ -77,5 +77,6 @@ def create_app(settings: Settings) -> web.Application:
         app[clicks_key] = ClickBuffer(settings.click_buffer_max, settings.click_flush_size)
         app.cleanup_ctx.append(clicks_ctx)
     app.router.add_get("/healthz", handlers.health)
+    app.router.add_get("/metrics", handlers.metrics_text)
     app.router.add_get("/{code}", handlers.resolve)
     return app

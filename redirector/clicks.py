@@ -30,6 +30,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
+from redirector import metrics
 from redirector.links import (
     BOTS,
     BREAKDOWNS,
@@ -76,6 +77,7 @@ class ClickBuffer:
         hits = self.hits
         if len(hits) >= self.max_buffered:
             self.dropped += 1
+            metrics.CLICKS_DROPPED.inc()
             return
         hits.append(hit)
         if len(hits) == self.flush_size:
@@ -125,8 +127,11 @@ class ClickFlusher:
                     pass  # more than one batch waiting: keep going without sleeping
             except (RedisError, OSError) as exc:
                 self.errors += 1
+                metrics.REDIS_ERRORS_CLICKS.inc()
                 log.warning("click flush failed (%s); %d hits kept", exc, len(buffer.hits))
                 await asyncio.sleep(min(1.0, self._interval * 5))
+            finally:
+                metrics.CLICKS_BUFFERED.set(len(buffer.hits))
 
     async def drain(self, within: float) -> None:
         """Flush everything buffered (used at shutdown), giving up after `within` seconds."""
@@ -149,6 +154,7 @@ class ClickFlusher:
         # Only now, after Redis took them: hits appended meanwhile stay at the end.
         del self._buffer.hits[: len(hits)]
         self.flushed += len(hits)
+        metrics.CLICKS_FLUSHED.inc(len(hits))
         return len(hits)
 
     async def _salt_bytes(self) -> bytes:
@@ -170,6 +176,7 @@ class ClickFlusher:
             batch.queue(pipe, self._stream_maxlen)
             await pipe.execute()
         self.bot_hits += batch.bots
+        metrics.BOT_HITS.inc(batch.bots)
 
 
 class _Batch:

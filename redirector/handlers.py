@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from redirector import metrics
 from redirector.clicks import Hit
 from redirector.keys import clicks_key, redis_key, resolver_key, settings_key
 
@@ -23,15 +24,27 @@ def _text(status: int, text: str) -> web.Response:
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        return await _answer(request)
+    finally:
+        metrics.LATENCY.observe(time.perf_counter() - started)
+
+
+async def _answer(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     try:
         link = await request.app[resolver_key].find(code)
     except RedisError:
+        metrics.UNAVAILABLE.inc()
+        metrics.REDIS_ERRORS_LOOKUP.inc()
         return _text(503, "Service temporarily unavailable, please try again.\n")
     if link is None:
+        metrics.NOT_FOUND.inc()
         return _text(404, "This link does not exist.\n")
     now = time.time()
     if link.gone(now):
+        metrics.GONE.inc()
         return _text(410, "This link has expired or been disabled.\n")
     clicks = request.app.get(clicks_key)
     if clicks is not None:
@@ -49,6 +62,7 @@ async def resolve(request: web.Request) -> web.StreamResponse:
                 _client_ip(request),
             )
         )
+    metrics.FOUND.inc()
     # The destination is stored pure ASCII and ready to serve: it goes out byte for byte,
     # never through a URL class that could re-encode it.
     return web.Response(
@@ -62,6 +76,11 @@ def _client_ip(request: web.Request) -> str:
         if forwarded:
             return forwarded.split(",", 1)[0].strip()
     return request.remote or ""
+
+
+async def metrics_text(request: web.Request) -> web.StreamResponse:
+    body, content_type = metrics.exposition(request.app[settings_key].metrics_dir is not None)
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def health(request: web.Request) -> web.StreamResponse:

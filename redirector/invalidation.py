@@ -18,6 +18,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from redirector import metrics
 from redirector.cache import LinkCache
 from redirector.links import INVALIDATION_CHANNEL
 
@@ -42,6 +43,7 @@ async def listen(redis: Redis, cache: LinkCache, subscribed: asyncio.Event | Non
                         for code in message["data"].decode().split():
                             cache.discard(code)
         except (RedisError, OSError) as exc:
+            metrics.REDIS_ERRORS_FEED.inc()
             cache.enabled = False
             if subscribed is not None:
                 subscribed.clear()

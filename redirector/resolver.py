@@ -14,6 +14,7 @@ import time
 
 from redis.asyncio import Redis
 
+from redirector import metrics
 from redirector.cache import ABSENT, LinkCache
 from redirector.links import Link, decode, link_key
 
@@ -31,7 +32,9 @@ class LinkResolver:
     async def find(self, code: str) -> Link | None:
         hit = self._cache.get(code, time.monotonic())
         if hit is not None:
+            metrics.CACHE_HIT.inc()
             return None if hit is ABSENT else hit  # type: ignore[return-value]
+        metrics.CACHE_MISS.inc()
         if _CODE.fullmatch(code) is None:
             return None
         future = self._pending.get(code)

@@ -95,6 +95,9 @@ class Settings:
     click_salt: str | None = None
     # Take the client address from X-Forwarded-For (only behind a proxy that sets it).
     trust_forwarded_for: bool = False
+    # Where worker processes share their metrics (prometheus-client's multiprocess mode);
+    # set by the supervisor when REDIRECTOR_WORKERS > 1.
+    metrics_dir: str | None = None
 
     def validate(self) -> None:
         """Checks of values that may come from elsewhere than the environment (flags)."""
@@ -132,4 +135,5 @@ class Settings:
             ),
             click_salt=env.get("CLICK_SALT") or None,
             trust_forwarded_for=read.flag("TRUST_FORWARDED_FOR", cls.trust_forwarded_for),
+            metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )

@@ -1,0 +1,84 @@
+"""Running the redirector: one process, or N that share the port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import tempfile
+from dataclasses import replace
+from types import FrameType
+
+from aiohttp import web
+from prometheus_client.multiprocess import mark_process_dead
+
+from redirector.app import create_app
+from redirector.settings import Settings
+
+log = logging.getLogger("redirector")
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return
+    uvloop.install()
+
+
+def serve(settings: Settings) -> None:
+    _install_uvloop()
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+        reuse_port=settings.workers > 1,
+        print=None,
+    )
+
+
+def supervise(settings: Settings) -> int:
+    """Run `settings.workers` processes; stop them all on SIGTERM/SIGINT, or when one dies
+    (a half-dead pool would silently serve with less capacity)."""
+    if settings.metrics_dir is not None:
+        return _run_workers(settings)
+    # Workers add their metrics up through files in a shared directory; prometheus-client
+    # reads PROMETHEUS_MULTIPROC_DIR when it is imported, so the workers are spawned (fresh
+    # interpreters that inherit the variable), not forked from this already-importing one.
+    with tempfile.TemporaryDirectory(prefix="smslinks-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        return _run_workers(replace(settings, metrics_dir=directory))
+
+
+def _run_workers(settings: Settings) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    workers = [
+        ctx.Process(target=serve, args=(settings,), name=f"redirector-{i}")
+        for i in range(settings.workers)
+    ]
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for w in workers:
+            if w.is_alive() and w.pid is not None:
+                os.kill(w.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for w in workers:
+        w.start()
+    sentinels = {w.sentinel: w for w in workers}
+    while sentinels:
+        for ready in multiprocessing.connection.wait(list(sentinels)):
+            worker = sentinels.pop(ready)  # type: ignore[arg-type]  # sentinels are ints
+            if worker.pid is not None:
+                mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+            if not stopping:
+                log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
+                stop(signal.SIGTERM, None)
+    return 0 if all(w.exitcode == 0 for w in workers) else 1

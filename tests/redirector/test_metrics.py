@@ -1,0 +1,115 @@
+"""Prometheus metrics: counted per answer, and correct totals across worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from redirector.links import Link, encode, link_key
+from tests.conftest import Client
+from tests.redis_server import RedisServer, free_port
+
+
+def _value(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def _scrape(client: Client) -> str:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    return await resp.text()
+
+
+async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -> None:
+    await redis.hset(link_key("metric1"), "metric1", encode(Link("https://a.example/", 1)))
+    before = await _scrape(redirector)
+    for _ in range(5):
+        await redirector.get("/metric1", allow_redirects=False)
+    for _ in range(2):
+        await redirector.get("/missing", allow_redirects=False)
+    after = await _scrape(redirector)
+
+    def delta(name: str) -> float:
+        return _value(after, name) - _value(before, name)
+
+    assert delta('smslinks_redirects_total{status="302"}') == 5
+    assert delta('smslinks_redirects_total{status="404"}') == 2
+    assert delta('smslinks_cache_lookups_total{result="miss"}') == 2  # one each, then cached
+    assert delta('smslinks_cache_lookups_total{result="hit"}') == 5
+    assert delta("smslinks_redirect_seconds_count") == 7
+    for name in (
+        "smslinks_clicks_buffered",
+        "smslinks_clicks_dropped_total",
+        "smslinks_bot_hits_total",
+    ):
+        assert name in after
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> None:
+    redis = Redis.from_url(own_redis.url)
+    await redis.hset(link_key("metric2"), "metric2", encode(Link("https://a.example/", 1)))
+    port = free_port()
+    env = os.environ | {"REDIS_URL": own_redis.url, "REDIRECTOR_PORT": str(port)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "redirector", "--workers", "2", env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_healthy(url)
+        # A new connection per request, so the kernel spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(40):
+                async with session.get(f"{url}/metric2", allow_redirects=False) as resp:
+                    assert resp.status == 302
+            deadline = time.monotonic() + 5
+            while True:
+                texts = []
+                for _ in range(6):
+                    async with session.get(f"{url}/metrics") as resp:
+                        texts.append(await resp.text())
+                flushed = {_value(t, "smslinks_clicks_flushed_total") for t in texts}
+                if flushed == {40.0} or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        assert {_value(t, 'smslinks_redirects_total{status="302"}') for t in texts} == {40.0}
+        assert flushed == {40.0}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+        await redis.aclose()
+
+
+async def _wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 20
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "redirector did not start"
+            await asyncio.sleep(0.05)
