@@ -76,9 +76,14 @@ def _run_workers(settings: Settings) -> int:
     while sentinels:
         for ready in multiprocessing.connection.wait(list(sentinels)):
             worker = sentinels.pop(ready)  # type: ignore[arg-type]  # sentinels are ints
+            worker.join()  # the sentinel can fire a moment before the exit code is known
             if worker.pid is not None:
                 mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
             if not stopping:
                 log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
                 stop(signal.SIGTERM, None)
-    return 0 if all(w.exitcode == 0 for w in workers) else 1
+    # A worker still starting when asked to stop dies of the SIGTERM itself: that is a clean
+    # stop too, as we sent it.
+    clean = {0, -signal.SIGTERM} if stopping else {0}
+    log.info("workers exited: %s", [w.exitcode for w in workers])
+    return 0 if all(w.exitcode in clean for w in workers) else 1
