@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -156,24 +156,27 @@ class LinkService:
         params = self._utm(campaign) if tagged else ()
         now = int(time.time())
         links = self._prepare(items, campaign_id, params, tagged, now)
+        pending, repeats = self._assign(items, links)
         for _ in range(MAX_ATTEMPTS):
-            existing = await self._existing_recipients(items, campaign_id)
-            pending, results = self._assign(items, links, existing)
-            if not pending:
-                return [r for r in results if r is not None]
             outcome = await self._write(campaign_id, pending)
-            if outcome is None:
-                for p in pending:
-                    results[p.index] = Created(p.code, p.link, True)
-                self._reuse_same_recipient(items, campaign_id, results)
-                return [r for r in results if r is not None]
+            if outcome[0] == b"ok":
+                break
             if outcome[0] == b"taken":
-                index = pending[int(outcome[1]) - 1].index
-                raise CodeTaken(pending[int(outcome[1]) - 1].code, index if batch else None)
+                p = pending[int(outcome[1]) - 1]
+                raise CodeTaken(p.code, p.index if batch else None)
             if outcome[0] == b"no_campaign":
                 raise self._no_campaign(campaign_id)
-            # 'collided' or 'recipient': draw again / re-read the index, then try again.
-        raise Contention("too many concurrent writes to the same links; try again")
+            self._redraw(pending, [int(i) - 1 for i in outcome[1].split(b",")])
+        else:
+            raise Contention("could not find free codes; try again")
+        results: list[Created | None] = [None] * len(items)
+        existing = await self._existing(outcome[1])
+        for p, owner in zip(pending, outcome[1], strict=True):
+            results[p.index] = existing[owner] if owner else Created(p.code, p.link, True)
+        for i, first in repeats.items():
+            # The first item of a recipient comes before its repeats, so it is filled in.
+            results[i] = replace(cast(Created, results[first]), created=False)
+        return cast(list[Created], results)
 
     async def get_link(self, code: str) -> Link:
         raw = await self._redis.hget(link_key(code), code)
@@ -282,88 +285,67 @@ class LinkService:
             )
         return links
 
-    async def _existing_recipients(
-        self, items: Sequence[BatchItem], campaign_id: int | None
-    ) -> dict[str, Created]:
-        fields = list(
-            {recipient_field(campaign_id, i.recipient) for i in items if i.recipient is not None}
-        )
-        if not fields:
-            return {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for f in fields:
-                pipe.hget(recipient_key(f), f)
-            found = [
-                (f, c.decode()) for f, c in zip(fields, await pipe.execute(), strict=True) if c
-            ]
+    async def _existing(self, owners: list[bytes]) -> dict[bytes, Created]:
+        """The links recipients already had, as `create_links` returns them."""
+        found = [code for code in owners if code]
         if not found:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
-            for _, code in found:
-                pipe.hget(link_key(code), code)
+            for code in found:
+                pipe.hget(link_key(code.decode()), code)
             records = await pipe.execute()
         return {
-            f: Created(code, decode(raw), False)
-            for (f, code), raw in zip(found, records, strict=True)
-            if raw is not None
+            code: Created(code.decode(), decode(raw), False)
+            for code, raw in zip(found, records, strict=True)
         }
 
     def _assign(
-        self, items: Sequence[BatchItem], links: list[Link], existing: dict[str, Created]
-    ) -> tuple[list[_Pending], list[Created | None]]:
-        """Pick a code for every item that needs a new link; drawn codes are unique within
-        the request, and a custom code used twice in it is refused."""
-        results: list[Created | None] = [None] * len(items)
+        self, items: Sequence[BatchItem], links: list[Link]
+    ) -> tuple[list[_Pending], dict[int, int]]:
+        """The items to send to Redis, each with a code (drawn codes unique within the request;
+        a custom code twice in it is refused), and for a recipient repeated in the request,
+        the index of its first item, whose link it gets."""
         pending: list[_Pending] = []
-        seen_recipients: set[str] = set()
+        first_of: dict[str, int] = {}
+        repeats: dict[int, int] = {}
         used: set[str] = set()
         for i, (item, link) in enumerate(zip(items, links, strict=True)):
             rfield = ""
             if item.recipient is not None:
                 rfield = recipient_field(link.campaign_id, item.recipient)
-                if rfield in existing:
-                    results[i] = existing[rfield]
+                if rfield in first_of:
+                    repeats[i] = first_of[rfield]
                     continue
-                if rfield in seen_recipients:
-                    continue  # same recipient twice in one request: filled in after the write
-                seen_recipients.add(rfield)
+                first_of[rfield] = i
             if item.code is not None:
                 if item.code in used:
                     raise CodeTaken(item.code, i if len(items) > 1 else None)
                 used.add(item.code)
             pending.append(_Pending(i, item.code or "", item.code is not None, link, rfield))
-        drawn = iter(codes.draw(len(pending), self._settings.code_length))
-        for p in pending:
-            if not p.custom:
-                p.code = next(drawn)
-                while p.code in used:
-                    p.code = codes.draw(1, self._settings.code_length)[0]
-                used.add(p.code)
-        return pending, results
+        self._redraw(pending, [n for n, p in enumerate(pending) if not p.custom], used)
+        return pending, repeats
 
-    def _reuse_same_recipient(
-        self, items: Sequence[BatchItem], campaign_id: int | None, results: list[Created | None]
+    def _redraw(
+        self, pending: list[_Pending], which: list[int], used: set[str] | None = None
     ) -> None:
-        first: dict[str, Created] = {}
-        for i, item in enumerate(items):
-            if item.recipient is None:
-                continue
-            rfield = recipient_field(campaign_id, item.recipient)
-            result = results[i]
-            if result is None:
-                results[i] = replace(first[rfield], created=False)
-            else:
-                first.setdefault(rfield, result)
+        used = used if used is not None else {p.code for p in pending}
+        drawn = iter(codes.draw(len(which), self._settings.code_length))
+        for n in which:
+            code = next(drawn)
+            while code in used:
+                code = codes.draw(1, self._settings.code_length)[0]
+            used.add(code)
+            pending[n].code = code
 
-    async def _write(self, campaign_id: int | None, pending: list[_Pending]) -> list[bytes] | None:
-        keys = [campaign_key(campaign_id) if campaign_id is not None else "c:"]
+    async def _write(self, campaign_id: int | None, pending: list[_Pending]) -> list[Any]:
+        key = campaign_key(campaign_id) if campaign_id is not None else "c:"
         args: list[str | bytes] = ["1" if campaign_id is not None else "0", INVALIDATION_CHANNEL]
         for p in pending:
-            keys.append(link_key(p.code))
-            keys.append(recipient_key(p.rfield) if p.rfield else link_key(p.code))
-            args += (p.code, encode(p.link), p.rfield, "1" if p.custom else "0")
-        outcome: list[bytes] = await self._create_links(keys=keys, args=args)
-        return None if outcome[0] == b"ok" else outcome
+            rkey = recipient_key(p.rfield) if p.rfield else ""
+            head = f"{link_key(p.code)}\t{rkey}\t{p.code}\t{p.rfield}\t{'1' if p.custom else '0'}\t"
+            args.append(head.encode() + encode(p.link))
+        outcome: list[Any] = await self._create_links(keys=[key], args=args)
+        return outcome
 
     async def _patched(self, link: Link, patch: LinkPatch) -> Link:
         fields = patch.model_fields_set

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 BUCKET_BITS = 16
 BUCKET_MASK = (1 << BUCKET_BITS) - 1
@@ -165,7 +166,9 @@ class Link:
         return self.disabled or (self.expires_at is not None and now >= self.expires_at)
 
 
+@lru_cache(maxsize=65_536)
 def _b36(n: int) -> str:
+    # Cached: the links of a batch share their creation time, lengths and offsets.
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
