@@ -11,9 +11,11 @@ from redis.exceptions import RedisError
 
 from admin.api import setup_routes
 from admin.errors import auth_middleware, errors_middleware
-from admin.keys import redis_key, service_key, settings_key
+from admin.keys import redis_key, service_key, settings_key, stats_key
+from admin.metrics import metrics_middleware, metrics_text
 from admin.service import LinkService
 from admin.settings import AdminSettings
+from admin.stats import StatsService
 from redirector.links import REDIS_MEMORY_CONFIG
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
     )
-    app[service_key] = LinkService(redis, settings)
+    app[service_key] = service = LinkService(redis, settings)
+    app[stats_key] = StatsService(redis, service)
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()
@@ -49,9 +52,11 @@ async def warn_about_memory_config(redis: Redis) -> None:
 def create_app(settings: AdminSettings) -> web.Application:
     # Errors outermost, so that a refused key also gets the JSON error shape.
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     app[settings_key] = settings
     app.cleanup_ctx.append(redis_ctx)
     setup_routes(app)
+    app.router.add_get("/metrics", metrics_text)
     return app

@@ -7,7 +7,9 @@ from redis.asyncio import Redis
 
 from admin.service import LinkService
 from admin.settings import AdminSettings
+from admin.stats import StatsService
 
 settings_key = web.AppKey("settings", AdminSettings)
 redis_key = web.AppKey("redis", Redis)
 service_key = web.AppKey("service", LinkService)
+stats_key = web.AppKey("stats", StatsService)

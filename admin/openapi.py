@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from admin.models import MAX_BATCH
+from admin.models import MAX_BATCH, MAX_BUCKETS
+from admin.views import CLICKS_CSV_HEADER
 
 JSON = "application/json"
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -130,6 +131,262 @@ _ITEM_PROPERTIES: dict[str, Any] = {
     ),
 }
 
+_ID_PARAM = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The campaign's id; an id that is not a number is a 404.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def _paging(what: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "offset",
+            "in": "query",
+            "description": f"How many {what} to skip.",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "description": f"How many {what} to return at most.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        },
+    ]
+
+
+def _time_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "description": description + " RFC 3339 with an offset (`Z` or `±hh:mm`; encode `+` "
+        "as `%2B`, though a `+` that arrives as a space is understood).",
+        "schema": {"type": "string", "format": "date-time"},
+    }
+
+
+_WINDOW_PARAMS = [
+    _time_param(
+        "from",
+        "Start of the time series, rounded down to its bucket. Default: `to` minus 7 days "
+        "(granularity hour) or 30 days (day).",
+    ),
+    _time_param("to", "End of the time series (exclusive), rounded up to a bucket. Default: now."),
+    {
+        "name": "granularity",
+        "in": "query",
+        "description": f"Bucket size of `series` (UTC hours or days); at most {MAX_BUCKETS} "
+        "buckets per request, else 422 on `from`.",
+        "schema": {"type": "string", "enum": ["hour", "day"], "default": "hour"},
+    },
+]
+
+STATS_RULES = """\
+Counted as the redirector flushes its clicks (every 0.1 s). A hit is a **bot hit**, not a
+click, when it is a `HEAD` request or its User-Agent is a bot or a link-preview fetcher
+(WhatsApp, iMessage, Facebook, Telegram, Slack, carriers' scanners, HTTP libraries, empty).
+`clicks`, `bot_hits`, `unique_clicks`, `recipients_clicked` and `breakdowns` are **all-time**
+totals; only `series` follows `from`/`to`. Breakdowns count clicks only (never bot hits).
+Unique clicks: a recipient counts once (exact); visitors of links without a recipient are
+counted by a salted hash of IP address and User-Agent, estimated with a HyperLogLog (exact for
+small numbers, about 1% off for large ones). The cost of a request grows with the number of
+buckets, never with the number of clicks."""
+
+
+def _stats_operation(operation_id: str, tag: str, what: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "tags": [tag],
+            "summary": f"Click statistics of a {what}",
+            "description": STATS_RULES,
+            "security": BEARER,
+            "parameters": _WINDOW_PARAMS,
+            "responses": {
+                "200": _ok("Stats", f"The {what}'s totals, time series and breakdowns."),
+                **_errors(401, 404, 422, 503),
+            },
+        }
+    }
+
+
+_ANALYTICS_PATHS: dict[str, Any] = {
+    "/api/links/{code}/stats": {
+        "parameters": [_CODE_PARAM],
+        **_stats_operation("getLinkStats", "links", "link"),
+    },
+    "/api/campaigns/{id}/stats": {
+        "parameters": [_ID_PARAM],
+        **_stats_operation("getCampaignStats", "campaigns", "campaign"),
+    },
+    "/api/campaigns/{id}/clickers": {
+        "parameters": [_ID_PARAM],
+        "get": {
+            "operationId": "listCampaignClickers",
+            "tags": ["campaigns"],
+            "summary": "Recipients who clicked, by first click",
+            "description": "The campaign's recipients (of per-recipient links) who clicked at "
+            "least once (bot hits do not count), ordered by their first click, with that "
+            "time and their link's code (null if the link was deleted since).",
+            "security": BEARER,
+            "parameters": _paging("clickers"),
+            "responses": {
+                "200": _ok("ClickerList", "One page of clickers and the total count."),
+                **_errors(401, 404, 422, 503),
+            },
+        },
+    },
+    "/api/campaigns/{id}/clicks.csv": {
+        "parameters": [_ID_PARAM],
+        "get": {
+            "operationId": "exportCampaignClicks",
+            "tags": ["campaigns"],
+            "summary": "Every click event of a campaign, as CSV",
+            "description": "Streams the campaign's raw click events, oldest first: clicks and "
+            "bot hits, one row each. `time` is when the link was tapped; `from`/`to` select "
+            "events by when they were recorded (up to one flush, 0.1 s, later), so "
+            "consecutive ranges never overlap nor leave gaps. Only the newest "
+            "`CLICK_STREAM_MAXLEN` events per campaign (1,000,000 by default) are kept; the "
+            "stats count every click regardless. `visitor_hash` is a salted hash of IP "
+            "address and User-Agent (no IP address is stored). Cells that a spreadsheet "
+            "would run as a formula (starting with `=`, `+`, `-`, `@`) get a leading `'`. "
+            "Errors are JSON as usual; if storage fails after the first rows were sent, the "
+            "connection is dropped, so the download fails rather than ending short.",
+            "security": BEARER,
+            "parameters": [
+                _time_param("from", "Only events recorded from this time."),
+                _time_param("to", "Only events recorded before this time."),
+                {
+                    "name": "bots",
+                    "in": "query",
+                    "description": "Whether bot hits are included, left out, or all there is.",
+                    "schema": {
+                        "type": "string",
+                        "enum": ["include", "exclude", "only"],
+                        "default": "include",
+                    },
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "RFC 4180 CSV (CRLF line ends) with a header row: "
+                    + ",".join(CLICKS_CSV_HEADER)
+                    + ". `bot` is 1 for a bot hit, 0 for a click; `recipient` and "
+                    "`referer_host` may be empty.",
+                    "headers": {
+                        "Content-Disposition": {
+                            "description": 'attachment; filename="campaign-{id}-clicks.csv"',
+                            "schema": {"type": "string"},
+                        }
+                    },
+                    "content": {
+                        "text/csv": {
+                            "schema": {"type": "string"},
+                            "example": ",".join(CLICKS_CSV_HEADER)
+                            + "\r\n2026-03-02T09:15:04.211Z,Xk3dP9a,+34600000001,0,"
+                            "m.facebook.com,Mozilla/5.0 (iPhone; ...),9f1c2a7b44e0d513\r\n",
+                        }
+                    },
+                },
+                **_errors(401, 404, 422, 503),
+            },
+        },
+    },
+}
+
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}}
+
+_ANALYTICS_SCHEMAS: dict[str, Any] = {
+    "Stats": {
+        "type": "object",
+        "required": [
+            "clicks",
+            "unique_clicks",
+            "bot_hits",
+            "recipients_clicked",
+            "from",
+            "to",
+            "granularity",
+            "series",
+            "breakdowns",
+        ],
+        "properties": {
+            "clicks": {"type": "integer", "minimum": 0, "description": "All time."},
+            "unique_clicks": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "All time: recipients who clicked, plus distinct visitors of "
+                "links without a recipient (estimated).",
+            },
+            "bot_hits": {"type": "integer", "minimum": 0, "description": "All time."},
+            "recipients_clicked": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "Campaign: how many of its recipients clicked. Link: 1 or 0 "
+                "when it has a recipient, null when it has none.",
+            },
+            "from": {**_TIME, "description": "Start of `series`, on a bucket boundary."},
+            "to": {**_TIME, "description": "End of `series` (exclusive)."},
+            "granularity": {"type": "string", "enum": ["hour", "day"]},
+            "series": {
+                "type": "array",
+                "description": "Every bucket from `from` to `to`, zeros included.",
+                "items": {
+                    "type": "object",
+                    "required": ["t", "clicks", "bot_hits"],
+                    "properties": {
+                        "t": {**_TIME, "description": "Start of the bucket."},
+                        "clicks": {"type": "integer", "minimum": 0},
+                        "bot_hits": {"type": "integer", "minimum": 0},
+                    },
+                },
+            },
+            "breakdowns": {
+                "type": "object",
+                "description": "All-time clicks (no bot hits) by value, highest count first.",
+                "required": ["device", "os", "browser", "referer"],
+                "properties": {
+                    "device": {
+                        **_COUNTS,
+                        "description": "mobile, tablet, desktop or other.",
+                    },
+                    "os": {**_COUNTS, "description": "OS family: iOS, Android, Windows, …"},
+                    "browser": {
+                        **_COUNTS,
+                        "description": "Browser family: Mobile Safari, Chrome Mobile, …",
+                    },
+                    "referer": {
+                        **_COUNTS,
+                        "description": "Host of the Referer header, when one was sent.",
+                    },
+                },
+            },
+        },
+    },
+    "Clicker": {
+        "type": "object",
+        "required": ["recipient", "first_click_at", "code"],
+        "properties": {
+            "recipient": {"type": "string"},
+            "first_click_at": {**_TIME, "description": "To the millisecond."},
+            "code": {
+                "type": ["string", "null"],
+                "description": "The recipient's link; null if it was deleted.",
+            },
+        },
+    },
+    "ClickerList": {
+        "type": "object",
+        "required": ["total", "clickers"],
+        "properties": {
+            "total": {"type": "integer", "minimum": 0, "description": "All clickers."},
+            "clickers": {"type": "array", "items": _ref("Clicker")},
+        },
+    },
+}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
@@ -157,6 +414,23 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": _ok("Health", "Redis answers."),
                     "503": _ok("Health", "Redis does not answer; `error` says why."),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "tags": ["service"],
+                "summary": "Prometheus metrics of the admin API",
+                "description": "Requests by route and status, request time, links created, "
+                "Redis errors, in the Prometheus text format. No key needed: expose it to "
+                "your scraper only.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
                 },
             }
         },
@@ -197,25 +471,7 @@ SPEC: dict[str, Any] = {
                 "tags": ["campaigns"],
                 "summary": "List campaigns, oldest first",
                 "security": BEARER,
-                "parameters": [
-                    {
-                        "name": "offset",
-                        "in": "query",
-                        "description": "How many campaigns to skip.",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "description": "How many campaigns to return at most.",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 1000,
-                            "default": 100,
-                        },
-                    },
-                ],
+                "parameters": _paging("campaigns"),
                 "responses": {
                     "200": _ok("CampaignList", "One page of campaigns and the total count."),
                     **_errors(401, 422, 503),
@@ -228,15 +484,7 @@ SPEC: dict[str, Any] = {
                 "tags": ["campaigns"],
                 "summary": "Get a campaign",
                 "security": BEARER,
-                "parameters": [
-                    {
-                        "name": "id",
-                        "in": "path",
-                        "required": True,
-                        "description": "The campaign's id; an id that is not a number is a 404.",
-                        "schema": {"type": "integer", "minimum": 1},
-                    }
-                ],
+                "parameters": [_ID_PARAM],
                 "responses": {
                     "200": _ok("Campaign", "The campaign, with its current link count."),
                     **_errors(401, 404, 503),
@@ -341,6 +589,7 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
+        **_ANALYTICS_PATHS,
     },
     "components": {
         "securitySchemes": {
@@ -526,6 +775,7 @@ SPEC: dict[str, Any] = {
                     },
                 },
             },
+            **_ANALYTICS_SCHEMAS,
             "Health": {
                 "type": "object",
                 "required": ["status"],

@@ -1,0 +1,35 @@
+"""Prometheus metrics of the admin API (one process; see redirector/metrics.py for workers)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from admin.errors import Handler
+
+REQUESTS = Counter(
+    "smslinks_admin_requests", "Admin API requests, by route and status", ["route", "status"]
+)
+LATENCY = Histogram("smslinks_admin_request_seconds", "Admin API request time", ["route"])
+LINKS_CREATED = Counter("smslinks_links_created", "Links created through the admin API")
+REDIS_ERRORS = Counter("smslinks_admin_redis_errors", "Admin requests that failed on Redis")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    # The route template, not the path: one series per route, not one per link code.
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    response = await handler(request)
+    REQUESTS.labels(name, str(response.status)).inc()
+    LATENCY.labels(name).observe(time.perf_counter() - started)
+    if response.status == 503:
+        REDIS_ERRORS.inc()
+    return response
+
+
+async def metrics_text(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

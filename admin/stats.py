@@ -1,0 +1,206 @@
+"""Click analytics over what the redirector records (`redirector.clicks`); no HTTP here.
+
+A stats query never walks the click events: it reads the all-time totals and one pair of
+counters per bucket of the window (one HMGET), the breakdown fields and the unique counts,
+all in one MULTI, so it costs O(buckets). Only the CSV export reads the events, from the
+campaign's stream, in chunks of `CSV_CHUNK` so that memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from admin.models import ClickFilter, Window
+from admin.service import LinkService
+from redirector.links import (
+    BOTS,
+    BREAKDOWNS,
+    CLICKS,
+    campaign_stats_key,
+    campaign_uniques_key,
+    click_stream_key,
+    clickers_key,
+    day_field,
+    hour_field,
+    link_stats_key,
+    link_uniques_key,
+    recipient_field,
+    recipient_key,
+)
+
+# Stream entries per XRANGE of the CSV export (module-level so tests can make it small).
+CSV_CHUNK = 1_000
+
+_Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start: int  # unix seconds
+    clicks: int
+    bot_hits: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    clicks: int  # all time, like bot_hits and breakdowns; only `series` follows the window
+    unique_clicks: int
+    bot_hits: int
+    recipients_clicked: int | None  # None for a link without a recipient
+    window: Window
+    series: list[Bucket]
+    breakdowns: dict[str, dict[str, int]]  # "device" | "os" | "browser" | "referer" -> counts
+
+
+@dataclass(frozen=True, slots=True)
+class Clicker:
+    recipient: str
+    first_click_ms: int
+    code: str | None  # None when the recipient's link was deleted since
+
+
+@dataclass(frozen=True, slots=True)
+class ClickEvent:
+    at_ms: int
+    code: str
+    recipient: str | None
+    bot: bool
+    referer_host: str
+    user_agent: str
+    visitor_hash: str
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+class StatsService:
+    def __init__(self, redis: Redis, links: LinkService) -> None:
+        self._redis = redis
+        self._links = links
+
+    async def link_stats(self, code: str, window: Window) -> Stats:
+        link = await self._links.get_link(code)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            _queue_counters(pipe, link_stats_key(code), window)
+            if link.recipient is None:
+                pipe.pfcount(link_uniques_key(code))
+            counts, fields, *uniques = await pipe.execute()
+        clicks, bots, series = _counters(counts, window)
+        # A link with a recipient has one person behind it: unique is whether they clicked.
+        unique = int(uniques[0]) if link.recipient is None else int(clicks > 0)
+        clicked = None if link.recipient is None else unique
+        return Stats(clicks, unique, bots, clicked, window, series, _breakdowns(fields))
+
+    async def campaign_stats(self, campaign_id: int, window: Window) -> Stats:
+        await self._links.get_campaign(campaign_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            _queue_counters(pipe, campaign_stats_key(campaign_id), window)
+            pipe.zcard(clickers_key(campaign_id))
+            pipe.pfcount(campaign_uniques_key(campaign_id))
+            counts, fields, clicked, anonymous = await pipe.execute()
+        clicks, bots, series = _counters(counts, window)
+        # Recipients are counted exactly; visitors of links without one are estimated (HLL).
+        unique = int(clicked) + int(anonymous)
+        return Stats(clicks, unique, bots, int(clicked), window, series, _breakdowns(fields))
+
+    async def clickers(
+        self, campaign_id: int, offset: int, limit: int
+    ) -> tuple[int, list[Clicker]]:
+        """The campaign's recipients who clicked, by first click, with their link's code."""
+        await self._links.get_campaign(campaign_id)
+        key = clickers_key(campaign_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zcard(key)
+            pipe.zrange(key, offset, offset + limit - 1, withscores=True)
+            total, rows = await pipe.execute()
+        recipients = [_text(member) for member, _ in rows]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for recipient in recipients:
+                field = recipient_field(campaign_id, recipient)
+                pipe.hget(recipient_key(field), field)
+            codes = await pipe.execute()
+        return int(total), [
+            Clicker(recipient, int(score), None if code is None else _text(code))
+            for recipient, (_, score), code in zip(recipients, rows, codes, strict=True)
+        ]
+
+    async def click_events(
+        self, campaign_id: int, query: ClickFilter
+    ) -> AsyncIterator[list[ClickEvent]]:
+        """The campaign's click events in chunks, oldest first. The campaign is looked up
+        here, before the first chunk, so that a 404 can still be answered as JSON."""
+        await self._links.get_campaign(campaign_id)
+        return self._read_events(click_stream_key(campaign_id), query)
+
+    async def _read_events(self, key: str, query: ClickFilter) -> AsyncIterator[list[ClickEvent]]:
+        start = "-" if query.start_ms is None else str(query.start_ms)
+        if query.end_ms is not None and query.end_ms <= 0:
+            return
+        # An id of only milliseconds ends a range inclusively at that millisecond's last entry.
+        end = "+" if query.end_ms is None else str(query.end_ms - 1)
+        while True:
+            # redis-py's annotation of XRANGE is looser than what it returns.
+            entries = cast(_Entries, await self._redis.xrange(key, start, end, count=CSV_CHUNK))
+            events = [_event(fields) for _, fields in entries]
+            wanted = [e for e in events if query.wants(e.bot)]
+            if wanted:
+                yield wanted
+            if len(entries) < CSV_CHUNK:
+                return
+            start = "(" + _text(entries[-1][0])  # exclusive: after the last entry read
+
+
+def _queue_counters(pipe: Pipeline, key: str, window: Window) -> None:
+    """HMGET of the totals and of each bucket's clicks and bot hits; HGETALL for the
+    breakdowns (their values are not known in advance)."""
+    field = hour_field if window.granularity == "hour" else day_field
+    fields = [CLICKS, BOTS]
+    for bucket in window.buckets():
+        fields += (field(bucket), field(bucket, bot=True))
+    pipe.hmget(key, fields)
+    pipe.hgetall(key)
+
+
+def _counters(counts: Sequence[bytes | None], window: Window) -> tuple[int, int, list[Bucket]]:
+    values = [int(v or 0) for v in counts]
+    series = [
+        Bucket(bucket * window.step, values[2 + 2 * i], values[3 + 2 * i])
+        for i, bucket in enumerate(window.buckets())
+    ]
+    return values[0], values[1], series
+
+
+def _breakdowns(fields: Mapping[bytes, bytes]) -> dict[str, dict[str, int]]:
+    """Breakdown fields by kind, each by count (highest first), then name."""
+    found: dict[str, dict[str, int]] = {kind: {} for kind in BREAKDOWNS}
+    for raw, value in fields.items():
+        name = _text(raw)
+        for kind, prefix in BREAKDOWNS.items():
+            if name.startswith(prefix):
+                found[kind][name[len(prefix) :]] = int(value)
+                break
+    return {
+        kind: dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        for kind, counts in found.items()
+    }
+
+
+def _event(fields: Mapping[bytes, bytes]) -> ClickEvent:
+    def get(name: bytes) -> str:
+        return _text(fields.get(name, b""))
+
+    return ClickEvent(
+        at_ms=int(get(b"t") or 0),
+        code=get(b"code"),
+        recipient=get(b"r") or None,
+        bot=get(b"bot") == "1",
+        referer_host=get(b"ref"),
+        user_agent=get(b"ua"),
+        visitor_hash=get(b"h"),
+    )

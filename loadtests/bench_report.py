@@ -1,0 +1,403 @@
+"""The benchmark's results, the issue's targets checked against them, and their renderings:
+a terminal table (rich when installed), Markdown and JSON. Pure: no I/O but `print_report`.
+
+    Report                  everything one run measured, and how
+    ratio(rps, ceiling)     rps as a share of the nginx ceiling, None without a ceiling
+    evaluate(report)        -> [Check]: pass, fail or n/a for every target
+    render_markdown(report) the `latest.md` text;  report_json(report): the `latest.json` data
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from loadtests.bench_wrk import WrkResult
+
+# The issue's targets.
+HOT_RATIO_MIN = 0.40
+MISS_RATIO_MIN = 0.25
+HOT_P99_MAX_MS = 3.0
+HOT_P99_CONNECTIONS = 64
+CREATE_RATE_MIN = 100_000.0
+MEMORY_PER_LINK_MAX = 120.0
+MEMORY_URL_LENGTH = 90
+
+# CPU used by others (percent of one core) above which a row, or the run, is flagged as busy.
+BUSY_PERCENT = 10.0
+# wrk's CPU share above which a row may be measuring wrk rather than the server.
+LOAD_BOUND_PERCENT = 90.0
+
+Status = Literal["pass", "fail", "n/a"]
+LOAD_HEADERS = (
+    *("row", "setup", "req/s", "p50", "p99", "errors"),
+    *("vs nginx", "Redis cmd/req", "server CPU", "wrk CPU", "redis CPU", "other CPU"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRow:
+    key: str  # what --only names: nginx, hot, miss, hot-2w, miss-2w
+    title: str
+    setup: str  # e.g. "1,000 codes, cache 100,000"
+    result: WrkResult | None = None
+    skipped: str | None = None  # why there is no result
+    server_cpu: float | None = None  # percent of one core, over the measured run
+    load_cpu: float | None = None
+    redis_cpu: float | None = None
+    other_cpu: float | None = None  # the rest of the machine: processes not of this run
+    redis_calls: dict[str, float] | None = None  # Redis commands per request, by command
+    processes: int | None = None  # processes in the server's group
+
+
+@dataclass(frozen=True, slots=True)
+class Creation:
+    links: int
+    seconds: float
+    batch_size: int
+    concurrency: int
+
+    @property
+    def links_per_second(self) -> float:
+        return self.links / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    links: int
+    url_length: int
+    used_before: int  # INFO memory used_memory, bytes
+    used_after: int
+    link_hashes: int  # l:* keys
+    link_bytes: int  # their MEMORY USAGE, summed
+    recipient_hashes: int  # r:* keys
+    recipient_bytes: int
+
+    @property
+    def total_per_link(self) -> float:
+        return (self.used_after - self.used_before) / self.links
+
+    @property
+    def record_per_link(self) -> float:
+        return self.link_bytes / self.links
+
+    @property
+    def recipient_per_link(self) -> float:
+        return self.recipient_bytes / self.links
+
+
+@dataclass(slots=True)
+class Report:
+    started_at: str
+    command: str
+    machine: dict[str, str]
+    settings: dict[str, str | int | float]
+    rows: list[LoadRow] = field(default_factory=list)
+    creation: Creation | None = None
+    memory: Memory | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, key: str) -> LoadRow | None:
+        return next((row for row in self.rows if row.key == key), None)
+
+    @property
+    def ceiling(self) -> float | None:
+        nginx = self.row("nginx")
+        return nginx.result.requests_per_second if nginx and nginx.result else None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    goal: str
+    measured: str
+    status: Status
+
+
+def ratio(rps: float | None, ceiling: float | None) -> float | None:
+    if rps is None or not ceiling:
+        return None
+    return rps / ceiling
+
+
+def _at_least(value: float | None, goal: float) -> Status:
+    return "n/a" if value is None else "pass" if value >= goal else "fail"
+
+
+def _at_most(value: float | None, goal: float) -> Status:
+    return "n/a" if value is None else "pass" if value <= goal else "fail"
+
+
+def _ratio_check(report: Report, key: str, name: str, goal: float) -> Check:
+    row = report.row(key)
+    rps = row.result.requests_per_second if row and row.result else None
+    value = ratio(rps, report.ceiling)
+    measured = fmt_ratio(value) if value is not None else _why_no_ratio(rps, report)
+    return Check(name, f">= {goal:.2f}", measured, _at_least(value, goal))
+
+
+def _why_no_ratio(rps: float | None, report: Report) -> str:
+    if rps is None:
+        return "not measured"
+    return f"{fmt_int(rps)} req/s, no nginx ceiling"
+
+
+def _p99_check(report: Report) -> Check:
+    row = report.row("hot")
+    goal = f"<= {HOT_P99_MAX_MS:g} ms at {HOT_P99_CONNECTIONS} connections"
+    if row is None or row.result is None:
+        return Check("hot path p99", goal, "not measured", "n/a")
+    measured = fmt_ms(row.result.p99_ms)
+    if report.settings.get("connections") != HOT_P99_CONNECTIONS:
+        return Check(
+            "hot path p99",
+            goal,
+            f"{measured} at {report.settings.get('connections')} connections",
+            "n/a",
+        )
+    return Check("hot path p99", goal, measured, _at_most(row.result.p99_ms, HOT_P99_MAX_MS))
+
+
+def _creation_check(report: Report) -> Check:
+    goal = f">= {fmt_int(CREATE_RATE_MIN)} links/s"
+    if report.creation is None:
+        return Check("batch creation rate", goal, "not measured", "n/a")
+    rate = report.creation.links_per_second
+    measured = f"{fmt_int(rate)} links/s ({fmt_int(report.creation.links)} links)"
+    return Check("batch creation rate", goal, measured, _at_least(rate, CREATE_RATE_MIN))
+
+
+def _memory_check(report: Report) -> Check:
+    goal = f"<= {MEMORY_PER_LINK_MAX:g} B per link ({MEMORY_URL_LENGTH}-byte URL)"
+    memory = report.memory
+    if memory is None:
+        return Check("Redis memory per link", goal, "not measured", "n/a")
+    measured = fmt_bytes(memory.total_per_link)
+    if memory.url_length != MEMORY_URL_LENGTH:
+        return Check(
+            "Redis memory per link", goal, f"{measured} ({memory.url_length}-byte URL)", "n/a"
+        )
+    return Check(
+        "Redis memory per link",
+        goal,
+        measured,
+        _at_most(memory.total_per_link, MEMORY_PER_LINK_MAX),
+    )
+
+
+def evaluate(report: Report) -> list[Check]:
+    return [
+        _ratio_check(report, "hot", "hot path / nginx", HOT_RATIO_MIN),
+        _ratio_check(report, "miss", "miss path / nginx", MISS_RATIO_MIN),
+        _p99_check(report),
+        _creation_check(report),
+        _memory_check(report),
+    ]
+
+
+def row_notes(row: LoadRow) -> list[str]:
+    """What a row's numbers may owe to something other than the server under test."""
+    notes = []
+    if row.redis_calls:
+        busiest = sorted(row.redis_calls.items(), key=lambda item: -item[1])[:5]
+        calls = ", ".join(f"{name} {n:.2f}" for name, n in busiest if n >= 0.005)
+        notes.append(f"{row.key}: Redis commands per request: {calls or 'none'}.")
+    if row.other_cpu is not None and row.other_cpu >= BUSY_PERCENT:
+        notes.append(
+            f"{row.key}: other processes used {row.other_cpu:.0f}% of a core during the row "
+            "(column 'other CPU'): its numbers are lower than on an idle machine."
+        )
+    if row.load_cpu is not None and row.load_cpu >= LOAD_BOUND_PERCENT:
+        notes.append(
+            f"{row.key}: wrk used {row.load_cpu:.0f}% of a core: this row may be limited by "
+            "the load generator rather than the server."
+        )
+    return notes
+
+
+def fmt_int(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def fmt_ms(value: float) -> str:
+    return f"{value:.2f} ms"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def fmt_percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}%"
+
+
+def fmt_bytes(value: float) -> str:
+    return f"{value:.1f} B"
+
+
+def load_table(report: Report) -> list[tuple[str, ...]]:
+    """The throughput rows as text cells, in LOAD_HEADERS order."""
+    rows: list[tuple[str, ...]] = []
+    for row in report.rows:
+        if row.result is None:
+            rows.append((row.title, row.setup, "skipped", *[""] * (len(LOAD_HEADERS) - 3)))
+            continue
+        r = row.result
+        share = ratio(r.requests_per_second, report.ceiling)
+        calls = "" if row.redis_calls is None else f"{sum(row.redis_calls.values()):.2f}"
+        rows.append(
+            (
+                *(row.title, row.setup, fmt_int(r.requests_per_second)),
+                *(fmt_ms(r.p50_ms), fmt_ms(r.p99_ms), fmt_int(r.errors), fmt_ratio(share), calls),
+                *map(fmt_percent, (row.server_cpu, row.load_cpu, row.redis_cpu, row.other_cpu)),
+            )
+        )
+    return rows
+
+
+def store_table(report: Report) -> list[tuple[str, str]]:
+    """Creation rate and memory as (measure, value) text cells."""
+    rows = []
+    if report.creation is not None:
+        c = report.creation
+        rows.append(
+            (
+                f"batch creation via the admin API ({fmt_int(c.links)} links, "
+                f"{fmt_int(c.batch_size)} per request, {c.concurrency} concurrent)",
+                f"{fmt_int(c.links_per_second)} links/s ({c.seconds:.1f} s)",
+            )
+        )
+    if report.memory is not None:
+        m = report.memory
+        rows += [
+            (
+                f"Redis memory per link, total (used_memory delta / {fmt_int(m.links)})",
+                fmt_bytes(m.total_per_link),
+            ),
+            (
+                f"  link records (MEMORY USAGE of {fmt_int(m.link_hashes)} l:* hashes)",
+                fmt_bytes(m.record_per_link),
+            ),
+            (
+                f"  recipient index (MEMORY USAGE of {fmt_int(m.recipient_hashes)} r:* hashes)",
+                fmt_bytes(m.recipient_per_link),
+            ),
+        ]
+    return rows
+
+
+def target_table(report: Report) -> list[tuple[str, str, str, str]]:
+    return [(c.name, c.goal, c.measured, c.status) for c in evaluate(report)]
+
+
+def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return [line(headers), "|" + "|".join("---" for _ in headers) + "|", *map(line, rows)]
+
+
+def render_markdown(report: Report) -> str:
+    s = report.settings
+    lines = [
+        f"# smslinks benchmark, {report.started_at}",
+        "",
+        f"`{report.command}`",
+        "",
+        f"## Redirects (wrk: {s.get('connections')} connections, {s.get('threads')} threads, "
+        f"{s.get('duration')} s per row after {s.get('warmup')} s of warm-up)",
+        "",
+        *_markdown_table(LOAD_HEADERS, load_table(report)),
+        "",
+    ]
+    store = store_table(report)
+    if store:
+        lines += ["## Link creation and memory", "", *_markdown_table(("measure", "value"), store)]
+        lines.append("")
+    lines += ["## Targets", ""]
+    lines += _markdown_table(("target", "goal", "measured", "result"), target_table(report))
+    lines += ["", "## Machine", ""]
+    lines += [f"- {name}: {value}" for name, value in report.machine.items()]
+    lines += [f"- {name}: {value}" for name, value in s.items()]
+    if report.notes:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in report.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def report_json(report: Report) -> dict[str, object]:
+    rows = []
+    for row in report.rows:
+        data = asdict(row)
+        if row.result is not None:
+            data["errors"] = row.result.errors
+            data["ratio_to_nginx"] = ratio(row.result.requests_per_second, report.ceiling)
+        rows.append(data)
+    creation = asdict(report.creation) if report.creation else None
+    if report.creation and creation is not None:
+        creation["links_per_second"] = report.creation.links_per_second
+    memory = asdict(report.memory) if report.memory else None
+    if report.memory and memory is not None:
+        memory["total_per_link"] = report.memory.total_per_link
+        memory["record_per_link"] = report.memory.record_per_link
+        memory["recipient_per_link"] = report.memory.recipient_per_link
+    return {
+        "started_at": report.started_at,
+        "command": report.command,
+        "machine": report.machine,
+        "settings": report.settings,
+        "rows": rows,
+        "creation": creation,
+        "memory": memory,
+        "targets": [asdict(check) for check in evaluate(report)],
+        "notes": report.notes,
+    }
+
+
+def render_text(report: Report) -> str:
+    """Plain-text tables, for terminals without rich."""
+    parts = [
+        _text_table(LOAD_HEADERS, load_table(report)),
+        _text_table(("measure", "value"), store_table(report)),
+        _text_table(("target", "goal", "measured", "result"), target_table(report)),
+    ]
+    notes = "\n".join(f"- {note}" for note in report.notes)
+    return "\n\n".join(part for part in [*parts, notes] if part) + "\n"
+
+
+def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    if not rows:
+        return ""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def print_report(report: Report) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(render_text(report))
+        return
+    console = Console()
+    if not console.is_terminal:  # a pipe or a log file: wide enough not to wrap the cells
+        console = Console(width=160)
+    for title, headers, rows in (
+        ("Redirects", LOAD_HEADERS, load_table(report)),
+        ("Link creation and memory", ("measure", "value"), store_table(report)),
+        ("Targets", ("target", "goal", "measured", "result"), target_table(report)),
+    ):
+        if not rows:
+            continue
+        table = Table(title=title)
+        for header in headers:
+            table.add_column(header)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    for note in report.notes:
+        console.print(f"- {note}", highlight=False, markup=False)
