@@ -119,8 +119,12 @@ class ClickFlusher:
         """Flush until cancelled; on a Redis error keep the hits and try again later."""
         buffer = self._buffer
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that lands as its timeout fires, and then shutdown would wait
+            # on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(buffer.ready.wait(), timeout=self._interval)
+                async with asyncio.timeout(self._interval):
+                    await buffer.ready.wait()
             buffer.ready.clear()
             try:
                 while await self.flush_once() >= self._buffer.flush_size:
@@ -138,7 +142,8 @@ class ClickFlusher:
         deadline = time.monotonic() + within
         while self._buffer.hits and time.monotonic() < deadline:
             try:
-                await asyncio.wait_for(self.flush_once(), timeout=deadline - time.monotonic())
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await self.flush_once()
             except (RedisError, OSError, TimeoutError) as exc:
                 self.errors += 1
                 log.warning("click flush at shutdown failed (%s); retrying", exc)
