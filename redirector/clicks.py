@@ -2,15 +2,14 @@
 
 The redirect handler only appends a tuple to `ClickBuffer` (no I/O, no parsing). A
 `ClickFlusher` task writes the buffer to Redis every `interval` seconds, or as soon as
-`flush_size` hits are waiting, in one MULTI/EXEC round trip per batch: an XADD per hit to the
-campaign's click stream, and the counters pre-aggregated in Python (one HINCRBY per distinct
-key and field, one PFADD per HyperLogLog, one ZADD NX per campaign's clickers).
+`flush_size` hits are waiting, in one round trip per batch: a Lua script
+(redirector/clickscript.py) that appends each hit to its campaign's click stream and adds
+the counters (summed per key and field), HyperLogLogs and first clicks.
 
 If Redis is unreachable, hits stay buffered, up to `max_buffered`; beyond that new hits are
 dropped and counted (`dropped`). On shutdown the buffer is flushed before the process exits.
-MULTI/EXEC makes a batch all-or-nothing, so a failed flush is retried whole without double
-counting (unless Redis applied it and only the reply was lost, which is reported as an error
-and retried: the one case that can count a batch twice).
+A flush that fails before Redis runs the script is retried whole, without double counting;
+the one case that can count a batch twice is Redis applying it and the reply being lost.
 """
 
 from __future__ import annotations
@@ -21,32 +20,15 @@ import hashlib
 import logging
 import secrets
 import time
-from collections import Counter, defaultdict
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
 
 from redirector import metrics
-from redirector.links import (
-    BOTS,
-    BREAKDOWNS,
-    CLICK_SALT_KEY,
-    CLICKS,
-    DAY,
-    HOUR,
-    campaign_stats_key,
-    campaign_uniques_key,
-    click_stream_key,
-    clickers_key,
-    day_field,
-    hour_field,
-    link_stats_key,
-    link_uniques_key,
-)
+from redirector.clickscript import FLUSH_CLICKS
+from redirector.links import CLICK_SALT_KEY, ClickNames
 from redirector.useragents import classify
 
 log = logging.getLogger(__name__)
@@ -111,6 +93,8 @@ class ClickFlusher:
         self._stream_maxlen = stream_maxlen
         self._salt = salt
         self._max_batch = max_batch
+        self._script = redis.register_script(FLUSH_CLICKS)
+        self._names = ClickNames.as_script_args()
         self.flushed = 0
         self.bot_hits = 0
         self.errors = 0
@@ -174,85 +158,44 @@ class ClickFlusher:
         return self._salt
 
     async def _write(self, hits: list[Hit]) -> None:
-        batch = _Batch(await self._salt_bytes())
-        for hit in hits:
-            batch.add(hit)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            batch.queue(pipe, self._stream_maxlen)
-            await pipe.execute()
-        self.bot_hits += batch.bots
-        metrics.BOT_HITS.inc(batch.bots)
+        salt = await self._salt_bytes()
+        lines, bots = _lines(hits, salt)
+        await self._script(args=[lines, self._stream_maxlen, *self._names])
+        self.bot_hits += bots
+        metrics.BOT_HITS.inc(bots)
 
 
-class _Batch:
-    """One flush: stream events as they come, counters summed per key and field."""
-
-    def __init__(self, salt: bytes) -> None:
-        self._salt = salt
-        self.bots = 0
-        self._events: list[tuple[str, dict[FieldT, EncodableT]]] = []
-        self._counts: Counter[tuple[str, str]] = Counter()
-        self._uniques: defaultdict[str, set[str]] = defaultdict(set)
-        self._clickers: defaultdict[int, dict[str, int]] = defaultdict(dict)
-
-    def add(self, hit: Hit) -> None:
+def _lines(hits: list[Hit], salt: bytes) -> tuple[str, int]:
+    """The script's input (see redirector/clickscript.py) and how many hits are bots."""
+    out = []
+    bots = 0
+    blake2b = hashlib.blake2b
+    for hit in hits:
         agent = classify(hit.user_agent)
         bot = hit.head or agent.bot
-        self.bots += bot
-        ref = referer_host(hit.referer)
+        bots += bot
         person = f"{hit.ip}\0{hit.user_agent}".encode()
-        digest = hashlib.blake2b(person, key=self._salt, digest_size=8).hexdigest()
-        at_ms = int(hit.at * 1000)
-        event: dict[FieldT, EncodableT] = {
-            "code": hit.code,
-            "r": hit.recipient or "",
-            "t": at_ms,
-            "ua": hit.user_agent[:512],
-            "ref": ref,
-            "h": digest,
-            "bot": "1" if bot else "0",
-        }
-        self._events.append((click_stream_key(hit.campaign_id), event))
-        at = int(hit.at)
-        fields = [
-            BOTS if bot else CLICKS,
-            hour_field(at // HOUR, bot=bot),
-            day_field(at // DAY, bot=bot),
-        ]
-        if not bot:
-            fields += (
-                BREAKDOWNS["device"] + agent.device,
-                BREAKDOWNS["os"] + agent.os,
-                BREAKDOWNS["browser"] + agent.browser,
+        digest = blake2b(person, key=salt, digest_size=8).hexdigest()
+        out.append(
+            "\t".join(
+                (
+                    hit.code,
+                    "" if hit.campaign_id is None else str(hit.campaign_id),
+                    hit.recipient or "",
+                    str(int(hit.at * 1000)),
+                    "1" if bot else "0",
+                    _one_line(hit.user_agent[:512]),
+                    referer_host(hit.referer),
+                    digest,
+                    agent.device,
+                    _one_line(agent.os),
+                    _one_line(agent.browser),
+                )
             )
-            if ref:
-                fields.append(BREAKDOWNS["referer"] + ref)
-            self._count_unique(hit, digest, at_ms)
-        keys = [link_stats_key(hit.code)]
-        if hit.campaign_id is not None:
-            keys.append(campaign_stats_key(hit.campaign_id))
-        for key in keys:
-            for field in fields:
-                self._counts[key, field] += 1
+        )
+    return "\n".join(out), bots
 
-    def _count_unique(self, hit: Hit, digest: str, at_ms: int) -> None:
-        """Per recipient when the link has one (exact: a link's clicks > 0, a campaign's
-        clickers set), else per salted IP+UA hash in a HyperLogLog."""
-        if hit.recipient is not None:
-            if hit.campaign_id is not None:
-                self._clickers[hit.campaign_id].setdefault(hit.recipient, at_ms)
-            return
-        self._uniques[link_uniques_key(hit.code)].add(digest)
-        if hit.campaign_id is not None:
-            self._uniques[campaign_uniques_key(hit.campaign_id)].add(digest)
 
-    def queue(self, pipe: Pipeline, stream_maxlen: int) -> None:
-        for stream, event in self._events:
-            pipe.xadd(stream, event, maxlen=stream_maxlen, approximate=True)
-        for (key, field), n in self._counts.items():
-            pipe.hincrby(key, field, n)
-        for key, members in self._uniques.items():
-            pipe.pfadd(key, *members)
-        for campaign_id, first_clicks in self._clickers.items():
-            # NX: a recipient's first click stays their first click.
-            pipe.zadd(clickers_key(campaign_id), dict(first_clicks), nx=True)
+def _one_line(text: str) -> str:
+    # Header values may hold a tab; the script splits on tabs and newlines.
+    return text.replace("\t", " ").replace("\n", " ") if "\t" in text or "\n" in text else text

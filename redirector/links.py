@@ -86,50 +86,83 @@ def campaign_key(campaign_id: int) -> str:
 CLICK_SALT_KEY = "cfg:click_salt"
 
 
-def _campaign_part(campaign_id: int | None) -> str:
-    return "-" if campaign_id is None else str(campaign_id)
+class ClickNames:
+    """Prefixes of the click keys and stats fields. The functions below build names from
+    them, and the click-flush script gets them as arguments (`as_script_args`), so the key
+    schema is spelled out here only."""
+
+    STREAM = "x:"
+    NO_CAMPAIGN = "-"
+    LINK_STATS = "s:l:"
+    CAMPAIGN_STATS = "s:c:"
+    LINK_UNIQUES = "u:l:"
+    CAMPAIGN_UNIQUES = "u:c:"
+    CLICKERS = "k:"
+    CLICKS = "clicks"
+    BOTS = "bots"
+    HOUR = "h:"
+    BOT_HOUR = "hb:"
+    DAY = "d:"
+    BOT_DAY = "db:"
+    DEVICE = "dev:"
+    OS = "os:"
+    BROWSER = "br:"
+    REFERER = "ref:"
+
+    @classmethod
+    def as_script_args(cls) -> list[str]:
+        return [
+            cls.STREAM, cls.NO_CAMPAIGN, cls.LINK_STATS, cls.CAMPAIGN_STATS, cls.LINK_UNIQUES,
+            cls.CAMPAIGN_UNIQUES, cls.CLICKERS, cls.CLICKS, cls.BOTS, cls.HOUR, cls.BOT_HOUR,
+            cls.DAY, cls.BOT_DAY, cls.DEVICE, cls.OS, cls.BROWSER, cls.REFERER,
+        ]  # fmt: skip
 
 
 def click_stream_key(campaign_id: int | None) -> str:
-    return "x:" + _campaign_part(campaign_id)
+    return ClickNames.STREAM + (ClickNames.NO_CAMPAIGN if campaign_id is None else str(campaign_id))
 
 
 def link_stats_key(code: str) -> str:
-    return "s:l:" + code
+    return ClickNames.LINK_STATS + code
 
 
 def campaign_stats_key(campaign_id: int) -> str:
-    return f"s:c:{campaign_id}"
+    return f"{ClickNames.CAMPAIGN_STATS}{campaign_id}"
 
 
 def link_uniques_key(code: str) -> str:
-    return "u:l:" + code
+    return ClickNames.LINK_UNIQUES + code
 
 
 def campaign_uniques_key(campaign_id: int) -> str:
-    return f"u:c:{campaign_id}"
+    return f"{ClickNames.CAMPAIGN_UNIQUES}{campaign_id}"
 
 
 def clickers_key(campaign_id: int) -> str:
-    return f"k:{campaign_id}"
+    return f"{ClickNames.CLICKERS}{campaign_id}"
 
 
 # Fields of the stats hashes (see the module docstring).
-CLICKS = "clicks"
-BOTS = "bots"
+CLICKS = ClickNames.CLICKS
+BOTS = ClickNames.BOTS
 HOUR = 3600
 DAY = 86400
 
 
 def hour_field(hour: int, *, bot: bool = False) -> str:
-    return f"hb:{hour}" if bot else f"h:{hour}"
+    return f"{ClickNames.BOT_HOUR if bot else ClickNames.HOUR}{hour}"
 
 
 def day_field(day: int, *, bot: bool = False) -> str:
-    return f"db:{day}" if bot else f"d:{day}"
+    return f"{ClickNames.BOT_DAY if bot else ClickNames.DAY}{day}"
 
 
-BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"}
+BREAKDOWNS = {
+    "device": ClickNames.DEVICE,
+    "os": ClickNames.OS,
+    "browser": ClickNames.BROWSER,
+    "referer": ClickNames.REFERER,
+}
 
 
 class RecordError(ValueError):
