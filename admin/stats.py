@@ -21,12 +21,14 @@ from redirector.links import (
     BOTS,
     BREAKDOWNS,
     CLICKS,
+    campaign_breakdowns_key,
     campaign_stats_key,
     campaign_uniques_key,
     click_stream_key,
     clickers_key,
     day_field,
     hour_field,
+    link_breakdowns_key,
     link_stats_key,
     link_uniques_key,
     recipient_field,
@@ -87,7 +89,7 @@ class StatsService:
     async def link_stats(self, code: str, window: Window) -> Stats:
         link = await self._links.get_link(code)
         async with self._redis.pipeline(transaction=True) as pipe:
-            _queue_counters(pipe, link_stats_key(code), window)
+            _queue_counters(pipe, link_stats_key(code), link_breakdowns_key(code), window)
             if link.recipient is None:
                 pipe.pfcount(link_uniques_key(code))
             counts, fields, *uniques = await pipe.execute()
@@ -100,7 +102,12 @@ class StatsService:
     async def campaign_stats(self, campaign_id: int, window: Window) -> Stats:
         await self._links.get_campaign(campaign_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            _queue_counters(pipe, campaign_stats_key(campaign_id), window)
+            _queue_counters(
+                pipe,
+                campaign_stats_key(campaign_id),
+                campaign_breakdowns_key(campaign_id),
+                window,
+            )
             pipe.zcard(clickers_key(campaign_id))
             pipe.pfcount(campaign_uniques_key(campaign_id))
             counts, fields, clicked, anonymous = await pipe.execute()
@@ -156,15 +163,16 @@ class StatsService:
             start = "(" + _text(entries[-1][0])  # exclusive: after the last entry read
 
 
-def _queue_counters(pipe: Pipeline, key: str, window: Window) -> None:
-    """HMGET of the totals and of each bucket's clicks and bot hits; HGETALL for the
-    breakdowns (their values are not known in advance)."""
+def _queue_counters(pipe: Pipeline, key: str, breakdowns: str, window: Window) -> None:
+    """HMGET of the totals and of each bucket's clicks and bot hits; HGETALL of the
+    breakdowns hash (its fields are not known in advance; there are as many as distinct
+    devices, OSes, browsers and referers, whatever the window)."""
     field = hour_field if window.granularity == "hour" else day_field
     fields = [CLICKS, BOTS]
     for bucket in window.buckets():
         fields += (field(bucket), field(bucket, bot=True))
     pipe.hmget(key, fields)
-    pipe.hgetall(key)
+    pipe.hgetall(breakdowns)
 
 
 def _counters(counts: Sequence[bytes | None], window: Window) -> tuple[int, int, list[Bucket]]:

@@ -11,7 +11,7 @@ no reader sees half a flush.
                 device type, OS, browser. No field holds a tab or newline (the flusher
                 replaces them in user agents; the rest are validated or generated).
     ARGV[2]     the streams' approximate MAXLEN
-    ARGV[3..19] the names of `redirector.links.ClickNames.as_script_args()`, in that order
+    ARGV[3..21] the names of `redirector.links.ClickNames.as_script_args()`, in that order
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ local STREAM, NONE, LSTATS, CSTATS, LUNIQ, CUNIQ, CLICKERS = ARGV[3], ARGV[4], A
 local CLICKS, BOTS, HOUR, BHOUR, DAY, BDAY = ARGV[10], ARGV[11], ARGV[12], ARGV[13],
   ARGV[14], ARGV[15]
 local DEV, OS, BR, REF = ARGV[16], ARGV[17], ARGV[18], ARGV[19]
+local LBREAK, CBREAK = ARGV[20], ARGV[21]
 
 local counts, uniques, first = {}, {}, {}
 local function bump(key, field)
@@ -53,15 +54,16 @@ while pos <= len do
   local day = string.format('%d', math.floor(ms / 86400000))
   redis.call('XADD', STREAM .. (cid ~= '' and cid or NONE), 'MAXLEN', '~', maxlen, '*',
     'code', code, 'r', rcp, 't', t, 'ua', ua, 'ref', ref, 'h', h, 'bot', bot)
-  local keys = {LSTATS .. code}
-  if cid ~= '' then keys[2] = CSTATS .. cid end
-  for _, key in ipairs(keys) do
+  local keys = {{LSTATS .. code, LBREAK .. code}}
+  if cid ~= '' then keys[2] = {CSTATS .. cid, CBREAK .. cid} end
+  for _, k in ipairs(keys) do
+    local key, breakdowns = k[1], k[2]
     if bot == '1' then
       bump(key, BOTS); bump(key, BHOUR .. hour); bump(key, BDAY .. day)
     else
       bump(key, CLICKS); bump(key, HOUR .. hour); bump(key, DAY .. day)
-      bump(key, DEV .. f[9]); bump(key, OS .. f[10]); bump(key, BR .. f[11])
-      if ref ~= '' then bump(key, REF .. ref) end
+      bump(breakdowns, DEV .. f[9]); bump(breakdowns, OS .. f[10]); bump(breakdowns, BR .. f[11])
+      if ref ~= '' then bump(breakdowns, REF .. ref) end
     end
   end
   if bot ~= '1' then

@@ -33,8 +33,11 @@ Clicks (written by the redirector in batches, read by the admin's stats API):
     s:l:{code}          hash    counters of one link, s:c:{campaign_id} of a campaign:
                                 clicks, bots, h:{hour} / hb:{hour} (clicks / bot hits in that
                                 hour, hour = unix time // 3600), d:{day} / db:{day} (day roll-up,
-                                day = unix time // 86400), dev:{type}, os:{family},
-                                br:{browser}, ref:{host} (breakdowns of clicks). No expiry.
+                                day = unix time // 86400). No expiry.
+    b:l:{code}          hash    breakdowns of a link's clicks, b:c:{campaign_id} of a
+                                campaign's: dev:{type}, os:{family}, br:{browser}, ref:{host}.
+                                Apart from s:*, so reading them (HGETALL) costs the number of
+                                distinct values, not the number of hours with clicks.
     u:l:{code}          HLL     salted IP+UA hashes of a link's clicks (links without recipient);
     u:c:{campaign_id}   HLL     the same for a campaign's links without recipient.
     k:{campaign_id}     zset    recipients who clicked, scored by their first click (unix ms);
@@ -95,6 +98,8 @@ class ClickNames:
     NO_CAMPAIGN = "-"
     LINK_STATS = "s:l:"
     CAMPAIGN_STATS = "s:c:"
+    LINK_BREAKDOWNS = "b:l:"
+    CAMPAIGN_BREAKDOWNS = "b:c:"
     LINK_UNIQUES = "u:l:"
     CAMPAIGN_UNIQUES = "u:c:"
     CLICKERS = "k:"
@@ -115,6 +120,7 @@ class ClickNames:
             cls.STREAM, cls.NO_CAMPAIGN, cls.LINK_STATS, cls.CAMPAIGN_STATS, cls.LINK_UNIQUES,
             cls.CAMPAIGN_UNIQUES, cls.CLICKERS, cls.CLICKS, cls.BOTS, cls.HOUR, cls.BOT_HOUR,
             cls.DAY, cls.BOT_DAY, cls.DEVICE, cls.OS, cls.BROWSER, cls.REFERER,
+            cls.LINK_BREAKDOWNS, cls.CAMPAIGN_BREAKDOWNS,
         ]  # fmt: skip
 
 
@@ -128,6 +134,14 @@ def link_stats_key(code: str) -> str:
 
 def campaign_stats_key(campaign_id: int) -> str:
     return f"{ClickNames.CAMPAIGN_STATS}{campaign_id}"
+
+
+def link_breakdowns_key(code: str) -> str:
+    return ClickNames.LINK_BREAKDOWNS + code
+
+
+def campaign_breakdowns_key(campaign_id: int) -> str:
+    return f"{ClickNames.CAMPAIGN_BREAKDOWNS}{campaign_id}"
 
 
 def link_uniques_key(code: str) -> str:

@@ -21,10 +21,12 @@ from redirector.clicks import ClickBuffer, Hit
 from redirector.keys import clicks_key, flusher_key
 from redirector.links import (
     Link,
+    campaign_breakdowns_key,
     campaign_stats_key,
     click_stream_key,
     clickers_key,
     encode,
+    link_breakdowns_key,
     link_key,
     link_stats_key,
     link_uniques_key,
@@ -98,12 +100,16 @@ async def test_browser_taps_are_clicks_previews_and_heads_are_bot_hits(
         return await redis.xlen(click_stream_key(7)) == total
 
     await _eventually(all_flushed)
-    for key in (link_stats_key("promo01"), campaign_stats_key(7)):
+    for key, breakdowns in (
+        (link_stats_key("promo01"), link_breakdowns_key("promo01")),
+        (campaign_stats_key(7), campaign_breakdowns_key(7)),
+    ):
         assert await _count(redis, key, "clicks") == browsers
         assert await _count(redis, key, "bots") == previews + heads
-        assert await _count(redis, key, "dev:mobile") == 6
-        assert await _count(redis, key, "dev:desktop") == 3
-        assert await _count(redis, key, "os:iOS") == 3
+        assert await _count(redis, breakdowns, "dev:mobile") == 6
+        assert await _count(redis, breakdowns, "dev:desktop") == 3
+        assert await _count(redis, breakdowns, "os:iOS") == 3
+        assert not [f for f in await redis.hkeys(key) if f.startswith(b"dev:")]
         hour = int(time.time()) // 3600
         hours = await _count(redis, key, f"h:{hour}") + await _count(redis, key, f"h:{hour - 1}")
         assert hours == browsers
@@ -143,7 +149,7 @@ async def test_referer_host_is_kept_not_the_url(redirector: Client, redis: Redis
     await _eventually(flushed)
     [event] = await _events(redis, None)
     assert event[b"ref"] == b"mail.example.com"
-    assert await _count(redis, link_stats_key("refer01"), "ref:mail.example.com") == 1
+    assert await _count(redis, link_breakdowns_key("refer01"), "ref:mail.example.com") == 1
 
 
 async def test_unknown_and_gone_links_record_nothing(redirector: Client, redis: Redis) -> None:
