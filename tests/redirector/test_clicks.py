@@ -7,12 +7,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
@@ -35,16 +32,9 @@ from redirector.settings import Settings
 from tests.conftest import Client
 from tests.redirector.test_useragents import ANDROID, IPHONE, WINDOWS
 from tests.redis_server import RedisServer, free_port
+from tests.waiting import eventually, wait_healthy
 
 PREVIEWS = ["WhatsApp/2.23.20.0 A", "facebookexternalhit/1.1", "TelegramBot (like TwitterBot)", ""]
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.02)
 
 
 async def _put(redis: Redis, code: str, link: Link) -> None:
@@ -99,7 +89,7 @@ async def test_browser_taps_are_clicks_previews_and_heads_are_bot_hits(
     async def all_flushed() -> bool:
         return await redis.xlen(click_stream_key(7)) == total
 
-    await _eventually(all_flushed)
+    await eventually(all_flushed)
     for key, breakdowns in (
         (link_stats_key("promo01"), link_breakdowns_key("promo01")),
         (campaign_stats_key(7), campaign_breakdowns_key(7)),
@@ -134,7 +124,7 @@ async def test_per_recipient_uniques_are_exact(redirector: Client, redis: Redis)
     async def all_flushed() -> bool:
         return await _count(redis, campaign_stats_key(3), "clicks") == taps
 
-    await _eventually(all_flushed)
+    await eventually(all_flushed)
     assert await redis.zcard(clickers_key(3)) == 12
     first = await redis.zscore(clickers_key(3), "+34600000000")
     assert first is not None and abs(first / 1000 - time.time()) < 60
@@ -147,7 +137,7 @@ async def test_referer_host_is_kept_not_the_url(redirector: Client, redis: Redis
     async def flushed() -> bool:
         return await redis.xlen(click_stream_key(None)) == 1
 
-    await _eventually(flushed)
+    await eventually(flushed)
     [event] = await _events(redis, None)
     assert event[b"ref"] == b"mail.example.com"
     assert await _count(redis, link_breakdowns_key("refer01"), "ref:mail.example.com") == 1
@@ -161,14 +151,6 @@ async def test_unknown_and_gone_links_record_nothing(redirector: Client, redis: 
 
 
 # -- Redis outages -------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def _app_on(aiohttp_client: AiohttpClient, server: RedisServer, **settings: Any) -> Client:
@@ -185,20 +167,20 @@ async def test_clicks_wait_for_redis_and_are_flushed_when_it_is_back(
     await _put(redis, "hot0001", Link("https://a.example/", 1))
     client = await _app_on(aiohttp_client, own_redis, click_salt="fixed")
     await _tap(client, "hot0001", IPHONE)  # now cached
-    await _eventually(lambda: _has_clicks(redis, "hot0001", 1))
+    await eventually(lambda: _has_clicks(redis, "hot0001", 1))
 
     own_redis.stop()
     for _ in range(50):
         await _tap(client, "hot0001", IPHONE)  # served from the cache meanwhile
     flusher = client.app[flusher_key]
     errors = flusher.errors
-    await _eventually(lambda: _true(flusher.errors > errors))
+    await eventually(lambda: _true(flusher.errors > errors))
     assert len(client.app[clicks_key].hits) == 50
 
     own_redis.start()  # a fresh, empty server on the same port
     await redis.aclose()
     redis = Redis.from_url(own_redis.url)
-    await _eventually(lambda: _has_clicks(redis, "hot0001", 50))
+    await eventually(lambda: _has_clicks(redis, "hot0001", 50))
     assert client.app[clicks_key].dropped == 0
     await redis.aclose()
 
@@ -210,7 +192,7 @@ async def test_beyond_the_cap_clicks_are_dropped_and_counted(
     await _put(redis, "hot0002", Link("https://a.example/", 1))
     client = await _app_on(aiohttp_client, own_redis, click_buffer_max=10, click_salt="x")
     await _tap(client, "hot0002", IPHONE)
-    await _eventually(lambda: _has_clicks(redis, "hot0002", 1))
+    await eventually(lambda: _has_clicks(redis, "hot0002", 1))
     own_redis.stop()
     for _ in range(25):
         await _tap(client, "hot0002", IPHONE)
@@ -218,7 +200,7 @@ async def test_beyond_the_cap_clicks_are_dropped_and_counted(
     own_redis.start()
     await redis.aclose()
     redis = Redis.from_url(own_redis.url)
-    await _eventually(lambda: _has_clicks(redis, "hot0002", 10))
+    await eventually(lambda: _has_clicks(redis, "hot0002", 10))
     await redis.aclose()
 
 
@@ -245,18 +227,9 @@ async def test_sigterm_flushes_the_buffer_before_exit(own_redis: RedisServer) ->
     }
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "redirector", env=env)
     try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url)
         async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    async with session.get(f"{url}/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert time.monotonic() < deadline, "redirector did not start"
-                await asyncio.sleep(0.05)
             for _ in range(20):
                 async with session.get(
                     f"{url}/term001", allow_redirects=False, headers={"User-Agent": IPHONE}

@@ -8,16 +8,14 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
-import pytest
 from redis.asyncio import Redis
 
 from redirector.links import Link, encode, link_key
 from tests.conftest import Client
 from tests.redis_server import RedisServer, free_port
+from tests.waiting import wait_healthy
 
 
 def _value(text: str, name: str) -> float:
@@ -57,14 +55,6 @@ async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -
         assert name in after
 
 
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> None:
     redis = Redis.from_url(own_redis.url)
     await redis.hset(link_key("metric2"), "metric2", encode(Link("https://a.example/", 1)))
@@ -76,7 +66,7 @@ async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> Non
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        await _wait_healthy(url)
+        await wait_healthy(url)
         # A new connection per request, so the kernel spreads them over both workers.
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -99,17 +89,3 @@ async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> Non
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
         await redis.aclose()
-
-
-async def _wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 20
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"{url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, "redirector did not start"
-            await asyncio.sleep(0.05)

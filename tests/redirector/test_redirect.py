@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from pytest_aiohttp import AiohttpClient
@@ -16,21 +13,13 @@ from redirector.links import Link, encode, link_key
 from redirector.settings import Settings
 from tests.conftest import Client
 from tests.redis_server import RedisServer
+from tests.waiting import eventually
 
 DEST = "https://shop.example/a%20b/c;d?q=x+y&q=%2F&flag&utm_source=instasent#frag"
 
 
 async def _put(redis: Redis, code: str, link: Link) -> None:
     await redis.hset(link_key(code), code, encode(link))
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 1.0) -> None:
-    """Poll until `check` holds; fail if it does not within `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.01)
 
 
 async def test_location_is_the_stored_bytes(redirector: Client, redis: Redis) -> None:
@@ -98,13 +87,13 @@ async def test_admin_update_disable_delete_reach_all_caches(
         return all([await _location(c, code) == expected for c in two_redirectors])
 
     await admin.patch(f"/api/links/{code}", json={"url": "https://a.example/2"})
-    await _eventually(lambda: all_see((302, "https://a.example/2")))
+    await eventually(lambda: all_see((302, "https://a.example/2")), within=1.0)
     await admin.patch(f"/api/links/{code}", json={"disabled": True})
-    await _eventually(lambda: all_see((410, None)))
+    await eventually(lambda: all_see((410, None)), within=1.0)
     await admin.patch(f"/api/links/{code}", json={"disabled": False})
-    await _eventually(lambda: all_see((302, "https://a.example/2")))
+    await eventually(lambda: all_see((302, "https://a.example/2")), within=1.0)
     await admin.delete(f"/api/links/{code}")
-    await _eventually(lambda: all_see((404, None)))
+    await eventually(lambda: all_see((404, None)), within=1.0)
 
 
 async def test_cached_miss_is_dropped_when_the_code_is_created(
@@ -117,18 +106,10 @@ async def test_cached_miss_is_dropped_when_the_code_is_created(
     async def all_see() -> bool:
         return all([(await _location(c, "later-code"))[0] == 302 for c in two_redirectors])
 
-    await _eventually(all_see)
+    await eventually(all_see, within=1.0)
 
 
 # -- Redis outages -------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_redis_down_gives_503_and_recovers(
@@ -144,13 +125,13 @@ async def test_redis_down_gives_503_and_recovers(
 
     own_redis.stop()
     # Cached links keep redirecting while Redis is away; anything else is a 503, not a hang.
-    await _eventually(lambda: _status_is(client, "/healthz", 503), within=5.0)
+    await eventually(lambda: _status_is(client, "/healthz", 503), within=5.0)
     assert (await client.get("/survivor", allow_redirects=False)).status == 302
     assert (await client.get("/not-cached", allow_redirects=False)).status == 503
 
     own_redis.start()  # an empty server on the same port: the link is gone, and the cache
     # is dropped on resubscription, so that is seen at once
-    await _eventually(lambda: _status_is(client, "/survivor", 404), within=5.0)
+    await eventually(lambda: _status_is(client, "/survivor", 404), within=5.0)
     assert (await client.get("/healthz")).status == 200
 
 
