@@ -1,16 +1,24 @@
 """`python -m loadtests.bench` (`make bench`): one run, on this machine only, that measures
 
   1. the ceiling: nginx answering `return 302` with a Location as long as a destination;
-  2. the redirector's hot path: every code tapped is in the in-process cache;
-  3. its miss path: codes drawn uniformly from a set far larger than the cache (Redis reads);
-  4. both again with 2 worker processes sharing the port (SO_REUSEPORT);
-  5. link creation through the admin batch API (10,000 links per request);
-  6. Redis memory per link (INFO memory before and after creating them);
+  2. the framework: the smallest aiohttp + uvloop server answering the same 302 (`aiohttp`);
+  3. the redirector's hot path: every code tapped is in the in-process cache; then the same
+     with click recording off (`hot-notrack`, CLICK_TRACKING=false), right after it;
+  4. its miss path: codes drawn uniformly from a set far larger than the cache (Redis reads);
+  5. hot and miss again with 2 worker processes sharing the port (SO_REUSEPORT);
+  6. link creation through the admin batch API (10,000 links per request);
+  7. Redis memory per link (INFO memory before and after creating them);
 
 prints a table, checks the issue's targets, and writes `latest.json` and `latest.md` into
-`--out-dir`. Everything it starts (its own redis-server, nginx, redirector, admin) listens on
-127.0.0.1 only and is stopped when it ends, Ctrl-C included; load comes from wrk, each run
-bounded by `--duration`. Large files (the paths wrk taps) go to a temporary directory.
+`--out-dir`. Everything it starts (its own redis-server, nginx, the bare aiohttp server, the
+redirector, the admin) listens on 127.0.0.1 only and is stopped when it ends, Ctrl-C included;
+load comes from wrk, each run bounded by `--duration`. Large files (the paths wrk taps) go to a
+temporary directory.
+
+Every request carries an iPhone's User-Agent, so each hit is recorded as a click. For the `hot`
+and `hot-2w` rows the 302s wrk got are compared with the clicks recorded in Redis over the
+measured run, which lasts long enough (judged from the warm-up's rate, at most 60 s) for
+`--click-requests` requests.
 
 `--url-length` is the length of the stored, tagged destination (URL plus the UTM parameters the
 admin adds), which is what the redirector serves and Redis stores: 90 bytes by default.
@@ -31,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,11 +49,13 @@ import aiohttp
 import orjson
 from redis.asyncio import Redis
 
+from loadtests.bench_clicks import Recorded, counted_run_seconds, read_recorded, settle
 from loadtests.bench_procs import (
     ROOT,
     Pinning,
     Service,
     StartError,
+    bare_aiohttp_script,
     free_port,
     group_cpu_seconds,
     group_pids,
@@ -63,11 +73,14 @@ from loadtests.bench_procs import (
 )
 from loadtests.bench_report import (
     BUSY_PERCENT,
+    CLICKS_MIN_REQUESTS,
+    ClickCount,
     Creation,
     LoadRow,
     Memory,
     Report,
     fmt_int,
+    framework_notes,
     print_report,
     render_markdown,
     report_json,
@@ -85,7 +98,10 @@ from loadtests.bench_seed import (
 )
 from loadtests.bench_wrk import WrkOutputError, WrkResult, lua_script, run_wrk, wrk_command
 
-LOAD_ROWS = ("nginx", "hot", "miss", "hot-2w", "miss-2w")
+# Rows that need neither Redis nor the links, then the redirector's, in the order they run.
+REFERENCE_ROWS = ("nginx", "aiohttp")
+REDIRECTOR_ROWS = ("hot", "hot-notrack", "miss", "hot-2w", "miss-2w")
+LOAD_ROWS = REFERENCE_ROWS + REDIRECTOR_ROWS
 STORE_ROWS = ("create", "memory")
 DEFAULT_OUT_DIR = ROOT / "loadtests" / "results"
 # Below this many links most bucket hashes hold a few links (see the memory note).
@@ -111,6 +127,7 @@ class Options:
     workers: int
     concurrency: int
     seed_timeout: float
+    click_requests: int  # requests a click-counted run should exceed; 0: --duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +138,8 @@ class RedirectorRow:
     cache_size: int
     paths: Path
     indices: list[int]  # link indices in the paths file, for the pre-load check
+    click_tracking: bool = True
+    count_clicks: bool = False  # compare the 302s wrk got with the clicks recorded
 
 
 @dataclass(slots=True)
@@ -133,7 +152,9 @@ class Bench:
     report: Report
     redis: Service | None = None
     redis_url: str = ""
+    campaign_id: int | None = None  # the seeded links' campaign, whose clicks are counted
     miss_set: int = 0  # codes the miss rows tap
+    hot_seconds: float | None = None  # the hot row's measured run, which hot-notrack repeats
 
     @property
     def plan(self) -> LinkPlan:
@@ -167,6 +188,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--workers", type=int, default=2, help="workers of the -2w rows (2)")
     parser.add_argument("--concurrency", type=int, default=4, help="batch requests in flight (4)")
     parser.add_argument("--seed-timeout", type=float, default=900, help="bound on creation (s)")
+    parser.add_argument(
+        "--click-requests",
+        type=int,
+        help=f"requests the click-counted rows (hot, hot-2w) run for, at most 60 s "
+        f"({CLICKS_MIN_REQUESTS:,}; quick 0: just --duration)",
+    )
     args = parser.parse_args(argv)
     only = tuple(name.strip() for name in args.only.split(",") if name.strip())
     unknown = sorted(set(only) - set(LOAD_ROWS + STORE_ROWS))
@@ -188,11 +215,22 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         workers=args.workers,
         concurrency=args.concurrency,
         seed_timeout=args.seed_timeout,
+        click_requests=(
+            args.click_requests
+            if args.click_requests is not None
+            else (0 if args.quick else CLICKS_MIN_REQUESTS)
+        ),
     )
     for name in ("duration", "connections", "threads", "links", "hot_links", "miss_links"):
         if getattr(options, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    if options.click_requests < 0:
+        parser.error("--click-requests must not be negative")
     return options
+
+
+def needs_redis(options: Options) -> bool:
+    return bool(set(options.only) & set(REDIRECTOR_ROWS + STORE_ROWS))
 
 
 def links_needed(options: Options) -> int:
@@ -200,7 +238,7 @@ def links_needed(options: Options) -> int:
     if set(options.only) & set(STORE_ROWS):
         return options.links
     needed = 0
-    if {"hot", "hot-2w"} & set(options.only):
+    if {"hot", "hot-notrack", "hot-2w"} & set(options.only):
         needed = max(needed, options.hot_links)
     if {"miss", "miss-2w"} & set(options.only):
         needed = max(needed, options.miss_links)
@@ -249,31 +287,40 @@ class Shares(NamedTuple):
     redis_calls: dict[str, float] | None
 
 
-async def measure(
-    bench: Bench, base_url: str, script: Path, server: Service, cpus: str | None
-) -> tuple[WrkResult, Shares]:
-    """A warm-up run, then the measured run, with each process group's CPU share over it."""
+async def run_load(
+    bench: Bench, base_url: str, script: Path, cpus: str | None, seconds: float
+) -> tuple[WrkResult, float]:
+    """One wrk run, every request carrying the phone's User-Agent (bench_wrk.PHONE_HEADERS)."""
     o = bench.options
+    command = wrk_command(
+        base_url + "/",
+        script,
+        threads=o.threads,
+        connections=o.connections,
+        seconds=seconds,
+        cpus=cpus,
+    )
+    return await run_wrk(command, seconds)
 
-    def command(seconds: float) -> list[str]:
-        return wrk_command(
-            base_url + "/",
-            script,
-            threads=o.threads,
-            connections=o.connections,
-            seconds=seconds,
-            cpus=cpus,
-        )
 
-    if o.warmup > 0:
-        await run_wrk(command(o.warmup), o.warmup)
+async def warm_up(bench: Bench, base_url: str, script: Path, cpus: str | None) -> WrkResult | None:
+    if bench.options.warmup <= 0:
+        return None
+    result, _ = await run_load(bench, base_url, script, cpus, bench.options.warmup)
+    return result
+
+
+async def measure(
+    bench: Bench, base_url: str, script: Path, server: Service, cpus: str | None, seconds: float
+) -> tuple[WrkResult, Shares]:
+    """The measured run, with each process group's CPU share over it."""
     redis_pgid = bench.redis.pgid if bench.redis else None
     server_before = group_cpu_seconds(server.pgid)
     redis_before = group_cpu_seconds(redis_pgid) if redis_pgid else 0.0
     calls_before = await redis_command_calls(bench.redis_url) if redis_pgid else Counter[str]()
     machine_before = machine_busy_seconds()
     started = time.monotonic()
-    result, wrk_cpu = await run_wrk(command(o.duration), o.duration)
+    result, wrk_cpu = await run_load(bench, base_url, script, cpus, seconds)
     elapsed = time.monotonic() - started
     calls_after = await redis_command_calls(bench.redis_url) if redis_pgid else None
     machine = 100 * (machine_busy_seconds() - machine_before) / elapsed
@@ -291,27 +338,33 @@ async def measure(
     return result, Shares(server_cpu, load_cpu, redis_cpu, other, calls)
 
 
-async def nginx_row(bench: Bench, hot_paths: Path | None) -> LoadRow:
-    title = "nginx 302 (ceiling)"
-    setup = f"1 worker, Location {bench.options.url_length} B"
-    if shutil.which("nginx") is None:
-        reason = "nginx is not installed (apt-get install -y nginx-light): no ceiling, ratios n/a"
-        bench.report.notes.append(reason)
-        return LoadRow("nginx", title, setup, skipped=reason)
-    directory = bench.tmp / "nginx"
-    directory.mkdir()
-    port = free_port()
+NGINX_TITLE = "nginx 302 (ceiling)"
+AIOHTTP_TITLE = "bare aiohttp 302 (reference)"
+
+
+async def reference_row(
+    bench: Bench,
+    key: str,
+    title: str,
+    setup: str,
+    command: list[str],
+    env: Mapping[str, str],
+    port: int,
+    script: Path,
+) -> LoadRow:
+    """A server that answers every path with a 302 to a Location as long as a destination:
+    start it pinned like the redirector, check it, load it like the redirector."""
     location = bench.plan.destination(0)
-    (directory / "nginx.conf").write_text(nginx_config(directory, port, location))
-    script = hot_paths.with_suffix(".lua") if hot_paths else _single_path_script(bench)
-    command = pinned(nginx_command(directory), bench.pinning.server)
-    with running("nginx", command, bench.tmp / "nginx.log", os.environ) as nginx:
+    with running(key, command, bench.tmp / f"{key}.log", env) as server:
         base_url = f"http://127.0.0.1:{port}"
-        await wait_http(base_url + "/x", nginx, status=302)  # every path is a 302
+        await wait_http(base_url + "/x", server, status=302)  # every path is a 302
         await check_redirect(base_url, "/x", None, len(location))
-        result, cpu = await measure(bench, base_url, script, nginx, bench.pinning.load)
+        await warm_up(bench, base_url, script, bench.pinning.load)
+        result, cpu = await measure(
+            bench, base_url, script, server, bench.pinning.load, bench.options.duration
+        )
     return LoadRow(
-        "nginx",
+        key,
         title,
         setup,
         result,
@@ -322,6 +375,33 @@ async def nginx_row(bench: Bench, hot_paths: Path | None) -> LoadRow:
     )
 
 
+async def nginx_row(bench: Bench, script: Path) -> LoadRow:
+    setup = f"1 worker, Location {bench.options.url_length} B"
+    if shutil.which("nginx") is None:
+        reason = "nginx is not installed (apt-get install -y nginx-light): no ceiling, ratios n/a"
+        bench.report.notes.append(reason)
+        return LoadRow("nginx", NGINX_TITLE, setup, skipped=reason)
+    directory = bench.tmp / "nginx"
+    directory.mkdir()
+    port = free_port()
+    (directory / "nginx.conf").write_text(nginx_config(directory, port, bench.plan.destination(0)))
+    command = pinned(nginx_command(directory), bench.pinning.server)
+    return await reference_row(
+        bench, "nginx", NGINX_TITLE, setup, command, os.environ, port, script
+    )
+
+
+async def aiohttp_row(bench: Bench, script: Path) -> LoadRow:
+    setup = f"1 process, uvloop, Location {bench.options.url_length} B"
+    port = free_port()
+    server = bench.tmp / "bare_aiohttp.py"
+    server.write_text(bare_aiohttp_script(port, bench.plan.destination(0)), encoding="utf-8")
+    # The interpreter running this benchmark: the venv's, with aiohttp and uvloop.
+    command = pinned([sys.executable, str(server)], bench.pinning.server)
+    env = python_env({})
+    return await reference_row(bench, "aiohttp", AIOHTTP_TITLE, setup, command, env, port, script)
+
+
 def _single_path_script(bench: Bench) -> Path:
     path = bench.tmp / "one.paths"
     path.write_text("/aaaaaaa\n", encoding="ascii")
@@ -330,8 +410,28 @@ def _single_path_script(bench: Bench) -> Path:
     return script
 
 
+async def settled_clicks(bench: Bench, campaign_id: int) -> tuple[Recorded, bool]:
+    """The campaign's click counters once the redirector has flushed what it had buffered."""
+    redis = Redis.from_url(bench.redis_url)
+    try:
+        return await settle(lambda: read_recorded(redis, campaign_id))
+    finally:
+        await redis.aclose()
+
+
+def measured_seconds(bench: Bench, row: RedirectorRow, warmup: WrkResult | None) -> float:
+    """--duration, or longer for a click-counted row; hot-notrack repeats the hot row's run."""
+    o = bench.options
+    if row.key == "hot-notrack" and bench.hot_seconds is not None:
+        return bench.hot_seconds
+    if not row.count_clicks:
+        return o.duration
+    rate = warmup.requests_per_second if warmup else None
+    return counted_run_seconds(o.duration, rate, o.click_requests)
+
+
 async def redirector_row(bench: Bench, row: RedirectorRow, codes: list[str]) -> LoadRow:
-    pin = bench.pinning
+    o, pin = bench.options, bench.pinning
     cpus = pin.server if row.workers == 1 else pin.both
     load_cpus = pin.load if row.workers == 1 else pin.both
     setup = f"{fmt_int(len(row.indices))} codes, cache {fmt_int(row.cache_size)}"
@@ -344,10 +444,13 @@ async def redirector_row(bench: Bench, row: RedirectorRow, codes: list[str]) -> 
             "REDIRECTOR_WORKERS": str(row.workers),
             "CACHE_SIZE": str(row.cache_size),
             "ACCESS_LOG": "false",
+            "CLICK_TRACKING": "true" if row.click_tracking else "false",
         }
     )
     command = pinned(python_command("redirector"), cpus)
     base_url = f"http://127.0.0.1:{port}"
+    script = row.paths.with_suffix(".lua")
+    counted = bench.campaign_id if row.count_clicks else None
     with running(f"redirector ({row.key})", command, bench.tmp / f"{row.key}.log", env) as server:
         await wait_http(base_url + "/healthz", server)
         for i in row.indices[:_VERIFY_CODES]:
@@ -356,12 +459,33 @@ async def redirector_row(bench: Bench, row: RedirectorRow, codes: list[str]) -> 
         if row.key.startswith("hot"):
             await warm(base_url, [codes[i] for i in row.indices])
         processes = len(group_pids(server.pgid))
-        result, cpu = await measure(
-            bench, base_url, row.paths.with_suffix(".lua"), server, load_cpus
-        )
+        warmup = await warm_up(bench, base_url, script, load_cpus)
+        seconds = measured_seconds(bench, row, warmup)
+        # Read before the run once the warm-up's hits are flushed, and after it once the
+        # run's are: the difference is what the measured run recorded, nothing else.
+        before = await settled_clicks(bench, counted) if counted is not None else None
+        result, cpu = await measure(bench, base_url, script, server, load_cpus, seconds)
+        after = await settled_clicks(bench, counted) if counted is not None else None
+    if row.key == "hot":
+        bench.hot_seconds = seconds
+    if seconds != o.duration:
+        setup += f"; {seconds:.0f} s run"
     if row.workers > 1 and processes < row.workers:
         bench.report.notes.append(
             f"{row.key}: REDIRECTOR_WORKERS={row.workers} started only {processes} process(es)"
+        )
+    clicks = None
+    if before is not None and after is not None:
+        (clicks_before, bots_before), settled_before = before
+        (clicks_after, bots_after), settled_after = after
+        clicks = ClickCount(
+            requests=result.requests,
+            bad_status=result.bad_status,
+            socket_errors=result.socket_errors,
+            clicks=clicks_after - clicks_before,
+            bots=bots_after - bots_before,
+            connections=o.connections,
+            settled=settled_before and settled_after,
         )
     return LoadRow(
         row.key,
@@ -374,6 +498,7 @@ async def redirector_row(bench: Bench, row: RedirectorRow, codes: list[str]) -> 
         other_cpu=cpu.other,
         redis_calls=cpu.redis_calls,
         processes=processes,
+        clicks=clicks,
     )
 
 
@@ -433,19 +558,36 @@ def redirector_rows(bench: Bench, codes: list[str]) -> list[RedirectorRow]:
     miss_paths = write_paths(bench, "miss", codes, miss)
     w = o.workers
     rows = [
-        RedirectorRow("hot", "hot, 1 worker", 1, o.hot_cache, hot_paths, hot),
+        RedirectorRow("hot", "hot, 1 worker", 1, o.hot_cache, hot_paths, hot, count_clicks=True),
+        RedirectorRow(
+            "hot-notrack",
+            "hot, 1 worker, no click recording",
+            *(1, o.hot_cache, hot_paths, hot),
+            click_tracking=False,
+        ),
         RedirectorRow("miss", "miss, 1 worker", 1, o.miss_cache, miss_paths, miss),
-        RedirectorRow("hot-2w", f"hot, {w} workers", w, o.hot_cache, hot_paths, hot),
+        RedirectorRow(
+            "hot-2w", f"hot, {w} workers", w, o.hot_cache, hot_paths, hot, count_clicks=True
+        ),
         RedirectorRow("miss-2w", f"miss, {w} workers", w, o.miss_cache, miss_paths, miss),
     ]
     return [row for row in rows if row.key in o.only]
 
 
+async def add_row(bench: Bench, key: str, title: str, measured: Awaitable[LoadRow]) -> None:
+    """Run one row; a server that fails to start or a wrk run that fails skips the row only."""
+    print(f"row {key} ...", flush=True)
+    try:
+        bench.report.rows.append(await measured)
+    except (StartError, WrkOutputError, aiohttp.ClientError, TimeoutError) as exc:
+        bench.report.notes.append(f"{key}: not measured: {exc!r}")
+        bench.report.rows.append(LoadRow(key, title, "", skipped=str(exc)))
+
+
 async def run_rows(bench: Bench, stack: contextlib.ExitStack) -> None:
     o = bench.options
-    needs_redis = any(name in o.only for name in (*LOAD_ROWS[1:], *STORE_ROWS))
     codes: list[str] = []
-    if needs_redis:
+    if needs_redis(o):
         port = free_port()
         bench.redis_url = f"redis://127.0.0.1:{port}/0"
         directory = bench.tmp / "redis"
@@ -455,19 +597,17 @@ async def run_rows(bench: Bench, stack: contextlib.ExitStack) -> None:
             running("redis-server", command, bench.tmp / "redis.log", os.environ)
         )
         await wait_redis(bench.redis_url, bench.redis)
-        codes = (await seed(bench, links_needed(o))).codes
+        seeded = await seed(bench, links_needed(o))
+        codes, bench.campaign_id = seeded.codes, seeded.campaign_id
     rows = redirector_rows(bench, codes) if codes else []
-    hot_paths = bench.tmp / "hot.paths" if codes else None
+    # The reference servers answer any path: they get the hot row's requests, for equal work.
+    reference_script = bench.tmp / "hot.lua" if codes else _single_path_script(bench)
     if "nginx" in o.only:
-        print("row nginx ...", flush=True)
-        bench.report.rows.append(await nginx_row(bench, hot_paths))
+        await add_row(bench, "nginx", NGINX_TITLE, nginx_row(bench, reference_script))
+    if "aiohttp" in o.only:
+        await add_row(bench, "aiohttp", AIOHTTP_TITLE, aiohttp_row(bench, reference_script))
     for row in rows:
-        print(f"row {row.key} ...", flush=True)
-        try:
-            bench.report.rows.append(await redirector_row(bench, row, codes))
-        except (StartError, WrkOutputError, aiohttp.ClientError, TimeoutError) as exc:
-            bench.report.notes.append(f"{row.key}: not measured: {exc!r}")
-            bench.report.rows.append(LoadRow(row.key, row.title, "", skipped=str(exc)))
+        await add_row(bench, row.key, row.title, redirector_row(bench, row, codes))
 
 
 def add_notes(bench: Bench) -> None:
@@ -477,9 +617,15 @@ def add_notes(bench: Bench) -> None:
         f"--url-length {o.url_length}: the stored destination, UTM parameters included, is "
         f"{o.url_length} bytes; the nginx ceiling redirects to a Location of the same length."
     )
+    report.notes.append(
+        "Every request carries an iPhone Safari User-Agent (wrk -H), so the redirector records "
+        "each hit as a click, its realistic and dearer path (device, OS and browser counters), "
+        "not as a bot hit; nginx and bare aiohttp get the same requests."
+    )
     if pin.active:
         report.notes.append(
-            f"Pinned with taskset: nginx, the redirector and the admin on CPU {pin.server}; wrk, "
+            f"Pinned with taskset: nginx, bare aiohttp, the redirector and the admin on CPU "
+            f"{pin.server}; wrk, "
             f"redis-server and this script on CPU {pin.load}. The {o.workers}-worker rows run "
             f"the workers and wrk on CPUs {pin.both}, sharing them with each other and Redis."
         )
@@ -491,10 +637,26 @@ def add_notes(bench: Bench) -> None:
             f"Miss rows tap codes drawn uniformly from {fmt_int(bench.miss_set)} with CACHE_SIZE "
             f"{fmt_int(o.miss_cache)}: at most {share:.1%} of taps can be cache hits."
         )
-    nginx = report.row("nginx")
-    if nginx is not None and nginx.result is not None:
+    if report.ceiling is not None:
         report.notes.append(
             "nginx adds a 145-byte HTML body to its 302; the redirector sends none."
+        )
+    if report.framework is not None:
+        report.notes.append(
+            "Bare aiohttp sends its 302 with a Location and no Cache-Control header (the "
+            "redirector and nginx send one), and no body."
+        )
+    report.notes += framework_notes(report)
+    if report.rps("hot-notrack") is not None:
+        report.notes.append(
+            "hot-notrack runs right after hot with the same codes, cache, connections and run "
+            "length, with CLICK_TRACKING=false: the ratio of the two is the cost of recording."
+        )
+    if o.click_requests and any(row.clicks for row in report.rows):
+        report.notes.append(
+            "Click-counted rows (hot, hot-2w) run long enough for "
+            f"{fmt_int(o.click_requests)} requests at their warm-up's rate (at most 60 s): the "
+            "setup column gives the length when it is not --duration."
         )
     if report.memory is not None and report.memory.links < _FULL_BUCKETS_LINKS:
         report.notes.append(
@@ -523,8 +685,7 @@ def save(report: Report, out_dir: Path) -> tuple[Path, Path]:
 def require_tools(options: Options) -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed: apt-get install -y wrk (or brew install wrk)")
-    needs_redis = any(name in options.only for name in (*LOAD_ROWS[1:], *STORE_ROWS))
-    if needs_redis and shutil.which("redis-server") is None:
+    if needs_redis(options) and shutil.which("redis-server") is None:
         sys.exit("bench: redis-server is not installed: apt-get install -y redis-server")
 
 
@@ -544,6 +705,7 @@ async def run(options: Options, command: str) -> Report:
             "url_length": o.url_length,
             "workers (-2w rows)": o.workers,
             "batch requests in flight": o.concurrency,
+            "click-counted requests (hot, hot-2w)": o.click_requests,
         },
     )
     # SIGTERM stops the run like Ctrl-C does: the task is cancelled and every `finally` that

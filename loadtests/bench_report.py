@@ -2,6 +2,7 @@
 a terminal table (rich when installed), Markdown and JSON. Pure: no I/O but `print_report`.
 
     Report                  everything one run measured, and how
+    ClickCount              a row's click accounting: 302s wrk got, clicks Redis recorded
     ratio(rps, ceiling)     rps as a share of the nginx ceiling, None without a ceiling
     evaluate(report)        -> [Check]: pass, fail or n/a for every target
     render_markdown(report) the `latest.md` text;  report_json(report): the `latest.json` data
@@ -18,6 +19,10 @@ from loadtests.bench_wrk import WrkResult
 # The issue's targets.
 HOT_RATIO_MIN = 0.40
 MISS_RATIO_MIN = 0.25
+# "The hot path with click recording on keeps at least 90% of its throughput with it off."
+TRACKING_RATIO_MIN = 0.90
+# "Recorded clicks equal clicks sent in a load test of at least 100,000 requests."
+CLICKS_MIN_REQUESTS = 100_000
 HOT_P99_MAX_MS = 3.0
 HOT_P99_CONNECTIONS = 64
 CREATE_RATE_MIN = 100_000.0
@@ -31,14 +36,60 @@ LOAD_BOUND_PERCENT = 90.0
 
 Status = Literal["pass", "fail", "n/a"]
 LOAD_HEADERS = (
-    *("row", "setup", "req/s", "p50", "p99", "errors"),
-    *("vs nginx", "Redis cmd/req", "server CPU", "wrk CPU", "redis CPU", "other CPU"),
+    *("row", "setup", "req/s", "p50", "p99", "errors", "vs nginx", "vs aiohttp"),
+    *("Redis cmd/req", "server CPU", "wrk CPU", "redis CPU", "other CPU"),
+)
+CLICK_HEADERS = (
+    *("row", "wrk requests", "non-3xx", "socket errors", "302s sent", "recorded"),
+    *("clicks", "bots", "recorded - sent", "result"),
 )
 
 
 @dataclass(frozen=True, slots=True)
+class ClickCount:
+    """One row's click accounting over its measured run: the 302s wrk got against the increase
+    of the campaign's `clicks` and `bots` counters in Redis, read once they stopped changing.
+
+    wrk counts a request when its response has been read (src/wrk.c, response_complete), so
+    `requests` minus the 4xx/5xx answers are the 302s it got; a socket error is not in
+    `requests`. Requests in flight when wrk stops (at most one per connection) or cut by a
+    socket error may have been served and recorded without being counted: that much more
+    recorded than sent (`slack`) is not a loss."""
+
+    requests: int  # wrk's completed requests
+    bad_status: int  # of which 4xx/5xx
+    socket_errors: int
+    clicks: int  # increase of the campaign stats field `clicks`
+    bots: int  # increase of `bots`; 0 when every request carries the phone's User-Agent
+    connections: int
+    settled: bool  # the counters stopped changing within the wait
+
+    @property
+    def sent(self) -> int:
+        return self.requests - self.bad_status
+
+    @property
+    def recorded(self) -> int:
+        return self.clicks + self.bots
+
+    @property
+    def difference(self) -> int:
+        return self.recorded - self.sent
+
+    @property
+    def slack(self) -> int:
+        return self.connections + self.socket_errors
+
+    @property
+    def status(self) -> Status:
+        if self.sent < CLICKS_MIN_REQUESTS:
+            return "n/a"
+        return "pass" if 0 <= self.difference <= self.slack else "fail"
+
+
+@dataclass(frozen=True, slots=True)
 class LoadRow:
-    key: str  # what --only names: nginx, hot, miss, hot-2w, miss-2w
+    key: str  # what --only names: nginx, aiohttp, hot, hot-notrack, miss, hot-2w, miss-2w
     title: str
     setup: str  # e.g. "1,000 codes, cache 100,000"
     result: WrkResult | None = None
@@ -49,6 +100,7 @@ class LoadRow:
     other_cpu: float | None = None  # the rest of the machine: processes not of this run
     redis_calls: dict[str, float] | None = None  # Redis commands per request, by command
     processes: int | None = None  # processes in the server's group
+    clicks: ClickCount | None = None  # the rows whose clicks are counted: hot, hot-2w
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +153,18 @@ class Report:
     def row(self, key: str) -> LoadRow | None:
         return next((row for row in self.rows if row.key == key), None)
 
+    def rps(self, key: str) -> float | None:
+        row = self.row(key)
+        return row.result.requests_per_second if row and row.result else None
+
     @property
     def ceiling(self) -> float | None:
-        nginx = self.row("nginx")
-        return nginx.result.requests_per_second if nginx and nginx.result else None
+        return self.rps("nginx")
+
+    @property
+    def framework(self) -> float | None:
+        """The bare aiohttp + uvloop reference: what the framework alone does here."""
+        return self.rps("aiohttp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,17 +190,42 @@ def _at_most(value: float | None, goal: float) -> Status:
 
 
 def _ratio_check(report: Report, key: str, name: str, goal: float) -> Check:
-    row = report.row(key)
-    rps = row.result.requests_per_second if row and row.result else None
+    rps = report.rps(key)
     value = ratio(rps, report.ceiling)
-    measured = fmt_ratio(value) if value is not None else _why_no_ratio(rps, report)
+    measured = fmt_ratio(value) if value is not None else _why_no_ratio(rps, "no nginx ceiling")
     return Check(name, f">= {goal:.2f}", measured, _at_least(value, goal))
 
 
-def _why_no_ratio(rps: float | None, report: Report) -> str:
+def _why_no_ratio(rps: float | None, missing: str) -> str:
     if rps is None:
         return "not measured"
-    return f"{fmt_int(rps)} req/s, no nginx ceiling"
+    return f"{fmt_int(rps)} req/s, {missing}"
+
+
+def _tracking_check(report: Report) -> Check:
+    name = "hot path with recording / without"
+    rps = report.rps("hot")
+    value = ratio(rps, report.rps("hot-notrack"))
+    measured = fmt_ratio(value) if value is not None else _why_no_ratio(rps, "no hot-notrack row")
+    goal = f">= {TRACKING_RATIO_MIN:.2f}"
+    return Check(name, goal, measured, _at_least(value, TRACKING_RATIO_MIN))
+
+
+def _clicks_check(report: Report, key: str) -> Check:
+    name = f"recorded clicks = sent ({key})"
+    goal = f"equal, over >= {fmt_int(CLICKS_MIN_REQUESTS)} requests"
+    row = report.row(key)
+    if row is None or row.clicks is None:
+        return Check(name, goal, "not measured", "n/a")
+    count = row.clicks
+    measured = f"{fmt_int(count.sent)} sent, {fmt_int(count.recorded)} recorded"
+    if count.difference:
+        measured += f" ({count.difference:+,})"
+    if count.sent < CLICKS_MIN_REQUESTS:
+        measured += f"; under {fmt_int(CLICKS_MIN_REQUESTS)} requests"
+    if not count.settled:
+        measured += "; counters still changing"
+    return Check(name, goal, measured, count.status)
 
 
 def _p99_check(report: Report) -> Check:
@@ -190,7 +275,10 @@ def evaluate(report: Report) -> list[Check]:
     return [
         _ratio_check(report, "hot", "hot path / nginx", HOT_RATIO_MIN),
         _ratio_check(report, "miss", "miss path / nginx", MISS_RATIO_MIN),
+        _tracking_check(report),
         _p99_check(report),
+        _clicks_check(report, "hot"),
+        _clicks_check(report, "hot-2w"),
         _creation_check(report),
         _memory_check(report),
     ]
@@ -213,7 +301,71 @@ def row_notes(row: LoadRow) -> list[str]:
             f"{row.key}: wrk used {row.load_cpu:.0f}% of a core: this row may be limited by "
             "the load generator rather than the server."
         )
+    if row.clicks is not None:
+        notes += click_notes(row.key, row.clicks)
     return notes
+
+
+def click_notes(key: str, count: ClickCount) -> list[str]:
+    """What a row's click accounting shows beyond pass or fail."""
+    notes = [
+        f"{key}: clicks: wrk got {fmt_int(count.sent)} 302s ({fmt_int(count.requests)} "
+        f"requests, {fmt_int(count.bad_status)} non-3xx, {fmt_int(count.socket_errors)} socket "
+        f"errors); Redis recorded {fmt_int(count.recorded)} ({fmt_int(count.clicks)} clicks, "
+        f"{fmt_int(count.bots)} bot hits)."
+    ]
+    difference = count.difference
+    if difference < 0:
+        notes.append(f"{key}: {fmt_int(-difference)} clicks sent were not recorded.")
+    elif 0 < difference <= count.slack:
+        notes.append(
+            f"{key}: {fmt_int(difference)} more recorded than wrk counted, within the "
+            f"{count.connections} connections (+ {count.socket_errors} socket errors): requests "
+            "in flight when wrk stopped were served and recorded, but wrk counts a request only "
+            "once it has read the response. Not a loss."
+        )
+    elif difference > count.slack:
+        notes.append(
+            f"{key}: {fmt_int(difference)} more recorded than sent, beyond the "
+            f"{count.slack} requests that can be in flight: clicks were counted twice."
+        )
+    if count.bots:
+        notes.append(
+            f"{key}: {fmt_int(count.bots)} hits were recorded as bots although every request "
+            "carried the phone's User-Agent."
+        )
+    if count.sent < CLICKS_MIN_REQUESTS:
+        notes.append(
+            f"{key}: the click count covers {fmt_int(count.sent)} requests, fewer than the "
+            f"{fmt_int(CLICKS_MIN_REQUESTS)} the target asks for."
+        )
+    if not count.settled:
+        notes.append(f"{key}: the click counters were still changing when the wait gave up.")
+    return notes
+
+
+def framework_notes(report: Report) -> list[str]:
+    """How much of the gap to nginx is aiohttp's, and how much is ours."""
+    framework, hot = report.framework, report.rps("hot")
+    if framework is None:
+        return []
+    parts = []
+    if report.ceiling:
+        parts.append(f"reaches {fmt_ratio(ratio(framework, report.ceiling))} of nginx")
+    if hot is not None:
+        parts.append(
+            f"the hot row reaches {fmt_ratio(ratio(hot, framework))} of it (hot / bare aiohttp)"
+        )
+    notrack = report.rps("hot-notrack")
+    if notrack is not None:
+        parts.append(f"without click recording {fmt_ratio(ratio(notrack, framework))}")
+    if not parts:
+        return []
+    return [
+        "Bare aiohttp + uvloop (one `/{code}` route answering a 302, no access log) "
+        + "; ".join(parts)
+        + ": what the framework costs on this machine, and what our code adds on top."
+    ]
 
 
 def fmt_int(value: float) -> str:
@@ -245,12 +397,31 @@ def load_table(report: Report) -> list[tuple[str, ...]]:
             continue
         r = row.result
         share = ratio(r.requests_per_second, report.ceiling)
+        framework = ratio(r.requests_per_second, report.framework)
         calls = "" if row.redis_calls is None else f"{sum(row.redis_calls.values()):.2f}"
         rows.append(
             (
                 *(row.title, row.setup, fmt_int(r.requests_per_second)),
-                *(fmt_ms(r.p50_ms), fmt_ms(r.p99_ms), fmt_int(r.errors), fmt_ratio(share), calls),
+                *(fmt_ms(r.p50_ms), fmt_ms(r.p99_ms), fmt_int(r.errors)),
+                *(fmt_ratio(share), fmt_ratio(framework), calls),
                 *map(fmt_percent, (row.server_cpu, row.load_cpu, row.redis_cpu, row.other_cpu)),
+            )
+        )
+    return rows
+
+
+def click_table(report: Report) -> list[tuple[str, ...]]:
+    """The click accounting of the rows that have one, in CLICK_HEADERS order."""
+    rows: list[tuple[str, ...]] = []
+    for row in report.rows:
+        c = row.clicks
+        if c is None:
+            continue
+        rows.append(
+            (
+                *(row.title, fmt_int(c.requests), fmt_int(c.bad_status), fmt_int(c.socket_errors)),
+                *(fmt_int(c.sent), fmt_int(c.recorded), fmt_int(c.clicks), fmt_int(c.bots)),
+                *(f"{c.difference:+,}", c.status),
             )
         )
     return rows
@@ -306,11 +477,16 @@ def render_markdown(report: Report) -> str:
         f"`{report.command}`",
         "",
         f"## Redirects (wrk: {s.get('connections')} connections, {s.get('threads')} threads, "
-        f"{s.get('duration')} s per row after {s.get('warmup')} s of warm-up)",
+        f"{s.get('duration')} s per row after {s.get('warmup')} s of warm-up; a longer run "
+        "where the setup says so)",
         "",
         *_markdown_table(LOAD_HEADERS, load_table(report)),
         "",
     ]
+    clicks = click_table(report)
+    if clicks:
+        lines += ["## Click accounting (measured run)", "", *_markdown_table(CLICK_HEADERS, clicks)]
+        lines.append("")
     store = store_table(report)
     if store:
         lines += ["## Link creation and memory", "", *_markdown_table(("measure", "value"), store)]
@@ -332,6 +508,12 @@ def report_json(report: Report) -> dict[str, object]:
         if row.result is not None:
             data["errors"] = row.result.errors
             data["ratio_to_nginx"] = ratio(row.result.requests_per_second, report.ceiling)
+            data["ratio_to_aiohttp"] = ratio(row.result.requests_per_second, report.framework)
+        if row.clicks is not None and isinstance(data["clicks"], dict):
+            c = row.clicks
+            data["clicks"].update(
+                sent=c.sent, recorded=c.recorded, difference=c.difference, status=c.status
+            )
         rows.append(data)
     creation = asdict(report.creation) if report.creation else None
     if report.creation and creation is not None:
@@ -358,6 +540,7 @@ def render_text(report: Report) -> str:
     """Plain-text tables, for terminals without rich."""
     parts = [
         _text_table(LOAD_HEADERS, load_table(report)),
+        _text_table(CLICK_HEADERS, click_table(report)),
         _text_table(("measure", "value"), store_table(report)),
         _text_table(("target", "goal", "measured", "result"), target_table(report)),
     ]
@@ -388,6 +571,7 @@ def print_report(report: Report) -> None:
         console = Console(width=160)
     for title, headers, rows in (
         ("Redirects", LOAD_HEADERS, load_table(report)),
+        ("Click accounting (measured run)", CLICK_HEADERS, click_table(report)),
         ("Link creation and memory", ("measure", "value"), store_table(report)),
         ("Targets", ("target", "goal", "measured", "result"), target_table(report)),
     ):
