@@ -284,7 +284,13 @@ def test_helpers_and_seeder_do_not_import_locust() -> None:
 
 
 async def _locust(tmp_path: Path, host: str, codes: Path, *args: str) -> tuple[int, str]:
-    env = {**os.environ, "LOCUST_CODES_FILE": str(codes), "LOCUST_UNKNOWN_SHARE": "0.2"}
+    # Everything the locustfile reads comes from here, never from the developer's .data/.
+    env = {
+        **os.environ,
+        "LOCUST_CODES_FILE": str(codes),
+        "LOCUST_UNKNOWN_SHARE": "0.2",
+        "ADMIN_API_KEYS": API_KEY,
+    }
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"),
         *("--host", host, "--csv", str(tmp_path / "run"), *args),
@@ -327,7 +333,9 @@ async def test_locustfile_stops_at_once_without_a_codes_file(tmp_path: Path) -> 
     # Nothing listens on the host: the run must stop before any request is made.
     codes = tmp_path / "missing.txt"
     started = time.monotonic()
-    status, output = await _locust(tmp_path, "http://127.0.0.1:9", codes, "-u", "1", "-t", "50s")
+    status, output = await _locust(
+        tmp_path, "http://127.0.0.1:9", codes, "Tapper", "-u", "1", "-t", "50s"
+    )
     assert status == 2, output[-3000:]
     assert time.monotonic() - started < 30  # not after the 50 s of --run-time
     assert f"codes file {codes} not found" in output
