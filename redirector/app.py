@@ -41,8 +41,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def invalidation_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(listen(app[redis_key], app[cache_key], app[invalidation_ready_key]))
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        listen(app[redis_key], app[cache_key], app[invalidation_ready_key], stop)
+    )
     yield
+    await _stop(task, stop)
+
+
+async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Cancel a background loop and wait for it. The event is the backstop: the loops check
+    it on every turn, so they end even if the cancellation is lost in the Redis client."""
+    stop.set()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -61,11 +71,10 @@ async def clicks_ctx(app: web.Application) -> AsyncIterator[None]:
     # ua-parser compiles its regexes on first use (~0.3 s): pay that now, not in the first
     # flush under load.
     classify("Mozilla/5.0 (warm-up)")
-    task = asyncio.create_task(flusher.run())
+    stop = asyncio.Event()
+    task = asyncio.create_task(flusher.run(stop))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await _stop(task, stop)
     # Runs on SIGTERM too (aiohttp's graceful exit): what was tapped gets recorded.
     await flusher.drain(within=settings.click_drain_timeout)
 

@@ -99,10 +99,12 @@ class ClickFlusher:
         self.bot_hits = 0
         self.errors = 0
 
-    async def run(self) -> None:
-        """Flush until cancelled; on a Redis error keep the hits and try again later."""
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Flush until cancelled or `stop` is set; on a Redis error keep the hits and try
+        again later. (What is left at the end is for `drain`.)"""
         buffer = self._buffer
-        while True:
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancellation that lands as its timeout fires, and then shutdown would wait
             # on this loop forever.

@@ -25,11 +25,21 @@ from redirector.links import INVALIDATION_CHANNEL
 log = logging.getLogger(__name__)
 
 RETRY_DELAY = 0.5
+# How long one read waits for a message: also how soon `stop` is noticed if a cancellation
+# gets lost inside the Redis client (seen with redis-py's pub/sub reads on Python 3.11,
+# where a cancel landing as a read times out is swallowed and the loop would go on forever).
+POLL = 1.0
 
 
-async def listen(redis: Redis, cache: LinkCache, subscribed: asyncio.Event | None = None) -> None:
-    """Run until cancelled, re-subscribing after any Redis error."""
-    while True:
+async def listen(
+    redis: Redis,
+    cache: LinkCache,
+    subscribed: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until cancelled or `stop` is set, re-subscribing after any Redis error."""
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
         try:
             async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(INVALIDATION_CHANNEL)
@@ -37,8 +47,8 @@ async def listen(redis: Redis, cache: LinkCache, subscribed: asyncio.Event | Non
                 cache.enabled = True
                 if subscribed is not None:
                     subscribed.set()
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                while not stop.is_set():
+                    message = await pubsub.get_message(timeout=POLL)
                     if message is not None:
                         for code in message["data"].decode().split():
                             cache.discard(code)
