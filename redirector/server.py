@@ -8,6 +8,7 @@ import multiprocessing.connection
 import os
 import signal
 import tempfile
+import time
 from dataclasses import replace
 from types import FrameType
 
@@ -60,9 +61,14 @@ def _run_workers(settings: Settings) -> int:
         for i in range(settings.workers)
     ]
     stopping = False
+    # A worker gets this long to finish its requests and flush its clicks before SIGKILL.
+    grace = settings.click_drain_timeout + 10.0
+    deadline = float("inf")
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
+        nonlocal stopping, deadline
+        if not stopping:
+            deadline = time.monotonic() + grace
         stopping = True
         for w in workers:
             if w.is_alive() and w.pid is not None:
@@ -74,7 +80,12 @@ def _run_workers(settings: Settings) -> int:
         w.start()
     sentinels = {w.sentinel: w for w in workers}
     while sentinels:
-        for ready in multiprocessing.connection.wait(list(sentinels)):
+        if time.monotonic() > deadline:
+            for w in sentinels.values():
+                log.error("%s did not stop within %.0f s; killing it", w.name, grace)
+                w.kill()
+            deadline = float("inf")
+        for ready in multiprocessing.connection.wait(list(sentinels), timeout=1.0):
             worker = sentinels.pop(ready)  # type: ignore[arg-type]  # sentinels are ints
             worker.join()  # the sentinel can fire a moment before the exit code is known
             if worker.pid is not None:
