@@ -10,6 +10,7 @@ import signal
 import tempfile
 import time
 from dataclasses import replace
+from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from aiohttp import web
@@ -55,46 +56,58 @@ def supervise(settings: Settings) -> int:
 
 
 def _run_workers(settings: Settings) -> int:
-    ctx = multiprocessing.get_context("spawn")
-    workers = [
-        ctx.Process(target=serve, args=(settings,), name=f"redirector-{i}")
-        for i in range(settings.workers)
-    ]
-    stopping = False
-    # A worker gets this long to finish its requests and flush its clicks before SIGKILL.
-    grace = settings.click_drain_timeout + 10.0
-    deadline = float("inf")
+    return _Pool(settings).run()
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping, deadline
-        if not stopping:
-            deadline = time.monotonic() + grace
-        stopping = True
-        for w in workers:
+
+class _Pool:
+    """N spawned workers: started together, stopped together."""
+
+    def __init__(self, settings: Settings) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.workers = [
+            ctx.Process(target=serve, args=(settings,), name=f"redirector-{i}")
+            for i in range(settings.workers)
+        ]
+        self.stopping = False
+        # A worker gets this long to finish its requests and flush its clicks before SIGKILL.
+        self.grace = settings.click_drain_timeout + 10.0
+        self.deadline = float("inf")
+
+    def stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
+        if not self.stopping:
+            self.deadline = time.monotonic() + self.grace
+        self.stopping = True
+        for w in self.workers:
             if w.is_alive() and w.pid is not None:
                 os.kill(w.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for w in workers:
-        w.start()
-    sentinels = {w.sentinel: w for w in workers}
-    while sentinels:
-        if time.monotonic() > deadline:
-            for w in sentinels.values():
-                log.error("%s did not stop within %.0f s; killing it", w.name, grace)
-                w.kill()
-            deadline = float("inf")
-        for ready in multiprocessing.connection.wait(list(sentinels), timeout=1.0):
-            worker = sentinels.pop(ready)  # type: ignore[arg-type]  # sentinels are ints
-            worker.join()  # the sentinel can fire a moment before the exit code is known
-            if worker.pid is not None:
-                mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-            if not stopping:
-                log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
-                stop(signal.SIGTERM, None)
-    # A worker still starting when asked to stop dies of the SIGTERM itself: that is a clean
-    # stop too, as we sent it.
-    clean = {0, -signal.SIGTERM} if stopping else {0}
-    log.info("workers exited: %s", [w.exitcode for w in workers])
-    return 0 if all(w.exitcode in clean for w in workers) else 1
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        for w in self.workers:
+            w.start()
+        waiting = {w.sentinel: w for w in self.workers}
+        while waiting:
+            if time.monotonic() > self.deadline:
+                self._kill(list(waiting.values()))
+            for ready in multiprocessing.connection.wait(list(waiting), timeout=1.0):
+                self._reap(waiting.pop(ready))  # type: ignore[arg-type]  # sentinels are ints
+        # A worker still starting when asked to stop dies of the SIGTERM itself: that is a
+        # clean stop too, as we sent it.
+        clean = {0, -signal.SIGTERM} if self.stopping else {0}
+        log.info("workers exited: %s", [w.exitcode for w in self.workers])
+        return 0 if all(w.exitcode in clean for w in self.workers) else 1
+
+    def _kill(self, stragglers: list[BaseProcess]) -> None:
+        for w in stragglers:
+            log.error("%s did not stop within %.0f s; killing it", w.name, self.grace)
+            w.kill()
+        self.deadline = float("inf")
+
+    def _reap(self, worker: BaseProcess) -> None:
+        worker.join()  # the sentinel can fire a moment before the exit code is known
+        if worker.pid is not None:
+            mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        if not self.stopping:
+            log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
+            self.stop()
