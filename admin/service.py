@@ -294,6 +294,9 @@ class LinkService:
             for code in found:
                 pipe.hget(link_key(code.decode()), code)
             records = await pipe.execute()
+        if any(raw is None for raw in records):
+            # Deleted between the script and this read: the caller may simply try again.
+            raise Contention("a recipient's link was deleted meanwhile; try again")
         return {
             code: Created(code.decode(), decode(raw), False)
             for code, raw in zip(found, records, strict=True)
@@ -338,7 +341,8 @@ class LinkService:
             pending[n].code = code
 
     async def _write(self, campaign_id: int | None, pending: list[_Pending]) -> list[Any]:
-        key = campaign_key(campaign_id) if campaign_id is not None else "c:"
+        # Without a campaign the script never reads KEYS[1]; an empty name stands in.
+        key = campaign_key(campaign_id) if campaign_id is not None else ""
         args: list[str | bytes] = ["1" if campaign_id is not None else "0", INVALIDATION_CHANNEL]
         for p in pending:
             rkey = recipient_key(p.rfield) if p.rfield else ""
