@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 
@@ -37,9 +40,9 @@ from redirector.links import (
     recipient_key,
 )
 
-# How often an operation re-reads and retries after losing a race (WatchError, or another
-# request creating the same recipient's link meanwhile) before giving up.
-MAX_ATTEMPTS = 10
+# How often an operation re-reads and retries after losing a race (WatchError, or generated
+# codes colliding) before giving up with a 409.
+MAX_ATTEMPTS = 20
 
 
 class Contention(RuntimeError):
@@ -185,53 +188,53 @@ class LinkService:
         return decode(raw)
 
     async def update_link(self, code: str, patch: LinkPatch) -> Link:
-        key = link_key(code)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for _ in range(MAX_ATTEMPTS):
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.hget(key, code)
-                    if raw is None:
-                        raise LinkNotFound(code)
-                    link = await self._patched(decode(raw), patch)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hset(key, code, encode(link))
-                    pipe.publish(INVALIDATION_CHANNEL, code)
-                    await pipe.execute()
-                    return link
-                except WatchError:
-                    # Another write touched this bucket (any link that hashes to it) between
-                    # our read and our write: read the record again and re-apply the patch.
-                    continue
-        raise Contention(f"link {code!r} kept changing; try again")
+        async def write(pipe: Pipeline, link: Link) -> Link:
+            changed = await self._patched(link, patch)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hset(link_key(code), code, encode(changed))
+            return changed
+
+        return await self._watched(code, write)
 
     async def delete_link(self, code: str) -> None:
+        async def write(pipe: Pipeline, link: Link) -> Link:
+            rfield = ""
+            if link.recipient is not None:
+                rfield = recipient_field(link.campaign_id, link.recipient)
+                await pipe.watch(recipient_key(rfield))
+                owner = await pipe.hget(recipient_key(rfield), rfield)
+                rfield = rfield if owner == code.encode() else ""
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hdel(link_key(code), code)
+            if rfield:
+                pipe.hdel(recipient_key(rfield), rfield)
+            if link.campaign_id is not None:
+                pipe.hincrby(campaign_key(link.campaign_id), "links", -1)
+            return link
+
+        await self._watched(code, write)
+
+    async def _watched(self, code: str, write: Callable[[Pipeline, Link], Awaitable[Link]]) -> Link:
+        """Read `code`'s record under WATCH; `write` may watch more keys, then starts MULTI
+        and queues the change; the redirectors are told. Returns what `write` returns."""
         key = link_key(code)
         async with self._redis.pipeline(transaction=True) as pipe:
-            for _ in range(MAX_ATTEMPTS):
+            for attempt in range(MAX_ATTEMPTS):
                 try:
                     await pipe.watch(key)
                     raw = await pipe.hget(key, code)
                     if raw is None:
                         raise LinkNotFound(code)
-                    link = decode(raw)
-                    rfield = ""
-                    if link.recipient is not None:
-                        rfield = recipient_field(link.campaign_id, link.recipient)
-                        await pipe.watch(recipient_key(rfield))
-                        owner = await pipe.hget(recipient_key(rfield), rfield)
-                        rfield = rfield if owner == code.encode() else ""
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hdel(key, code)
-                    if rfield:
-                        pipe.hdel(recipient_key(rfield), rfield)
-                    if link.campaign_id is not None:
-                        pipe.hincrby(campaign_key(link.campaign_id), "links", -1)
+                    result = await write(pipe, decode(raw))
                     pipe.publish(INVALIDATION_CHANNEL, code)
                     await pipe.execute()
-                    return
+                    return result
                 except WatchError:
-                    continue  # as in update_link: re-read and delete again
+                    # Another write touched a watched key (the bucket is shared by every link
+                    # that hashes to it) between our read and our write: read again, redo,
+                    # after a short random pause so that writers racing for one bucket spread
+                    # out instead of colliding again in lockstep.
+                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise Contention(f"link {code!r} kept changing; try again")
 
     # -- helpers ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -464,3 +465,36 @@ async def test_delete_frees_code_and_recipient(admin: Client, redis: Redis) -> N
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 0
     again = await _link(admin, campaign_id=c["id"], recipient="r1", code="gone-soon")
     assert again["code"] == link["code"] and again["created_at"] >= link["created_at"]
+
+
+def _same_bucket_codes() -> tuple[str, str]:
+    from redirector.links import link_key
+
+    seen: dict[str, str] = {}
+    for i in range(1_000_000):
+        code = f"bucket-{i}"
+        other = seen.setdefault(link_key(code), code)
+        if other != code:
+            return other, code
+    raise AssertionError("no two codes share a bucket")  # pragma: no cover
+
+
+async def test_concurrent_changes_to_links_sharing_a_bucket_all_land(admin: Client) -> None:
+    """Both links live in one hash, so their transactions conflict (WATCH) and retry."""
+    first, second = _same_bucket_codes()
+    for code in (first, second):
+        await _link(admin, code=code)
+    urls = {code: [f"https://a.example/{code}/{i}" for i in range(8)] for code in (first, second)}
+    responses = await asyncio.gather(
+        *(
+            admin.patch(f"/api/links/{code}", json={"url": url})
+            for code in (first, second)
+            for url in urls[code]
+        )
+    )
+    assert [r.status for r in responses] == [200] * 16
+    for code in (first, second):
+        final = await (await admin.get(f"/api/links/{code}")).json()
+        assert final["url"] in urls[code]
+    await admin.delete(f"/api/links/{first}")
+    assert (await admin.get(f"/api/links/{second}")).status == 200
