@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, cast
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -35,6 +36,7 @@ from redirector.links import (
     campaign_key,
     decode,
     encode,
+    encode_text,
     link_key,
     recipient_field,
     recipient_key,
@@ -346,12 +348,23 @@ class LinkService:
     async def _write(self, campaign_id: int | None, pending: list[_Pending]) -> list[Any]:
         # Without a campaign the script never reads KEYS[1]; an empty name stands in.
         key = campaign_key(campaign_id) if campaign_id is not None else ""
-        args: list[str | bytes] = ["1" if campaign_id is not None else "0", INVALIDATION_CHANNEL]
-        for p in pending:
-            rkey = recipient_key(p.rfield) if p.rfield else ""
-            head = f"{link_key(p.code)}\t{rkey}\t{p.code}\t{p.rfield}\t{'1' if p.custom else '0'}\t"
-            args.append(head.encode() + encode(p.link))
-        outcome: list[Any] = await self._create_links(keys=[key], args=args)
+        items = orjson.dumps(
+            [
+                (
+                    link_key(p.code),
+                    recipient_key(p.rfield) if p.rfield else "",
+                    p.code,
+                    p.rfield,
+                    "1" if p.custom else "0",
+                    encode_text(p.link),
+                )
+                for p in pending
+            ]
+        )
+        flag = "1" if campaign_id is not None else "0"
+        outcome: list[Any] = await self._create_links(
+            keys=[key], args=[flag, INVALIDATION_CHANNEL, items]
+        )
         return outcome
 
     async def _patched(self, link: Link, patch: LinkPatch) -> Link:

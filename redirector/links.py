@@ -226,6 +226,11 @@ def _b36(n: int) -> str:
 
 
 def encode(link: Link) -> bytes:
+    """The record as Redis stores it (see `encode_text`)."""
+    return encode_text(link).encode()
+
+
+def encode_text(link: Link) -> str:
     """Compact positional text,
     `1{flags}|created|expires|campaign|insert_at|inserted|len(recipient)|`, then recipient
     and destination back to back. Integers are base 36, absent ones empty.
@@ -243,7 +248,7 @@ def encode(link: Link) -> bytes:
             _b36(len(recipient)) if link.recipient is not None else "",
         )
     )
-    return (head + "|" + recipient + link.destination).encode()
+    return head + "|" + recipient + link.destination
 
 
 def decode(raw: bytes | str) -> Link:
