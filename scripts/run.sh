@@ -72,4 +72,12 @@ CODE=\$(curl -s -X POST \$ADMIN/api/links -H "Authorization: Bearer \$KEY" \\
 curl -si \$REDIRECTOR/\$CODE | head -n 4
 
 TXT
-wait -n "${pids[@]}"
+# Until Ctrl-C, a server dying, or whoever started us going away (a SIGTERM to `make`
+# alone would otherwise leave the servers running without it).
+parent=$PPID
+while kill -0 "$parent" 2>/dev/null; do
+    for pid in "${pids[@]}"; do
+        kill -0 "$pid" 2>/dev/null || { echo "a server stopped; stopping the rest" >&2; exit 1; }
+    done
+    sleep 1
+done
