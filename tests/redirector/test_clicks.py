@@ -237,7 +237,7 @@ async def test_sigterm_flushes_the_buffer_before_exit(own_redis: RedisServer) ->
                     assert resp.status == 302
         assert await _count(redis, link_stats_key("term001"), "clicks") == 0
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -87,5 +87,5 @@ async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> Non
         assert flushed == {40.0}
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
         await redis.aclose()
