@@ -6,9 +6,12 @@ reads the environment. A bad value stops start-up with a message naming the vari
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -28,39 +31,40 @@ class EnvReader:
         return value
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self._env.get(name)
-        if raw is None or not raw.strip():
-            return default
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-        return value
+        return self._ranged(name, default, int, "a whole number", low, high)
 
     def number(self, name: str, default: float, *, low: float, high: float) -> float:
-        raw = self._env.get(name)
-        if raw is None or not raw.strip():
-            return default
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-        return value
+        return self._ranged(name, default, float, "a number", low, high)
 
     def flag(self, name: str, default: bool) -> bool:
-        raw = self._env.get(name)
-        if raw is None or not raw.strip():
+        raw = self._given(name)
+        if raw is None:
             return default
-        value = raw.strip().lower()
+        value = raw.lower()
         if value in {"1", "true", "yes", "on"}:
             return True
         if value in {"0", "false", "no", "off"}:
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def _given(self, name: str) -> str | None:
+        """The variable's trimmed value; None when unset or blank (the default applies)."""
+        raw = self._env.get(name, "").strip()
+        return raw or None
+
+    def _ranged(
+        self, name: str, default: N, parse: Callable[[str], N], kind: str, low: N, high: N
+    ) -> N:
+        raw = self._given(name)
+        if raw is None:
+            return default
+        try:
+            value = parse(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
 
     def redis_url(self, name: str = "REDIS_URL", default: str = "redis://127.0.0.1:6379/0") -> str:
         value = self.text(name, default)
