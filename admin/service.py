@@ -78,12 +78,13 @@ class _Pending:
     rfield: str  # "" when the link has no recipient
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def as_text(value: bytes | str) -> str:
+    """A value read from Redis as str (undecodable bytes, never expected, become U+FFFD)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _campaign(campaign_id: int, fields: Mapping[bytes | str, bytes | str]) -> Campaign:
-    text = {_text(k): _text(v) for k, v in fields.items()}
+    text = {as_text(k): as_text(v) for k, v in fields.items()}
     kind: Literal["campaign", "automation"] = (
         "automation" if text["kind"] == "automation" else "campaign"
     )

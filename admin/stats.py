@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from admin.models import ClickFilter, Window
-from admin.service import LinkService
+from admin.service import LinkService, as_text
 from redirector.links import (
     BOTS,
     BREAKDOWNS,
@@ -77,10 +77,6 @@ class ClickEvent:
     visitor_hash: str
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
 class StatsService:
     def __init__(self, redis: Redis, links: LinkService) -> None:
         self._redis = redis
@@ -126,14 +122,14 @@ class StatsService:
             pipe.zcard(key)
             pipe.zrange(key, offset, offset + limit - 1, withscores=True)
             total, rows = await pipe.execute()
-        recipients = [_text(member) for member, _ in rows]
+        recipients = [as_text(member) for member, _ in rows]
         async with self._redis.pipeline(transaction=False) as pipe:
             for recipient in recipients:
                 field = recipient_field(campaign_id, recipient)
                 pipe.hget(recipient_key(field), field)
             codes = await pipe.execute()
         return int(total), [
-            Clicker(recipient, int(score), None if code is None else _text(code))
+            Clicker(recipient, int(score), None if code is None else as_text(code))
             for recipient, (_, score), code in zip(recipients, rows, codes, strict=True)
         ]
 
@@ -160,7 +156,7 @@ class StatsService:
                 yield wanted
             if len(entries) < CSV_CHUNK:
                 return
-            start = "(" + _text(entries[-1][0])  # exclusive: after the last entry read
+            start = "(" + as_text(entries[-1][0])  # exclusive: after the last entry read
 
 
 def _queue_counters(pipe: Pipeline, key: str, breakdowns: str, window: Window) -> None:
@@ -188,7 +184,7 @@ def _breakdowns(fields: Mapping[bytes, bytes]) -> dict[str, dict[str, int]]:
     """Breakdown fields by kind, each by count (highest first), then name."""
     found: dict[str, dict[str, int]] = {kind: {} for kind in BREAKDOWNS}
     for raw, value in fields.items():
-        name = _text(raw)
+        name = as_text(raw)
         for kind, prefix in BREAKDOWNS.items():
             if name.startswith(prefix):
                 found[kind][name[len(prefix) :]] = int(value)
@@ -201,7 +197,7 @@ def _breakdowns(fields: Mapping[bytes, bytes]) -> dict[str, dict[str, int]]:
 
 def _event(fields: Mapping[bytes, bytes]) -> ClickEvent:
     def get(name: bytes) -> str:
-        return _text(fields.get(name, b""))
+        return as_text(fields.get(name, b""))
 
     return ClickEvent(
         at_ms=int(get(b"t") or 0),

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from tests.conftest import Client
-
-
-def _value(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+from tests.prometheus import metric_value
 
 
 async def _scrape(admin: Client) -> str:
@@ -27,7 +21,7 @@ async def test_requests_and_links_are_counted(admin: Client) -> None:
     after = await _scrape(admin)
 
     def delta(name: str) -> float:
-        return _value(after, name) - _value(before, name)
+        return metric_value(after, name) - metric_value(before, name)
 
     assert delta("smslinks_links_created_total") == 3
     assert delta('smslinks_admin_requests_total{route="/api/links/batch",status="201"}') == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import sys
 import time
@@ -14,13 +13,9 @@ from redis.asyncio import Redis
 
 from redirector.links import Link, encode, link_key
 from tests.conftest import Client
+from tests.prometheus import metric_value
 from tests.redis_server import RedisServer, free_port
 from tests.waiting import wait_healthy
-
-
-def _value(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 async def _scrape(client: Client) -> str:
@@ -40,7 +35,7 @@ async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -
     after = await _scrape(redirector)
 
     def delta(name: str) -> float:
-        return _value(after, name) - _value(before, name)
+        return metric_value(after, name) - metric_value(before, name)
 
     assert delta('smslinks_redirects_total{status="302"}') == 5
     assert delta('smslinks_redirects_total{status="404"}') == 2
@@ -79,11 +74,11 @@ async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> Non
                 for _ in range(6):
                     async with session.get(f"{url}/metrics") as resp:
                         texts.append(await resp.text())
-                flushed = {_value(t, "smslinks_clicks_flushed_total") for t in texts}
+                flushed = {metric_value(t, "smslinks_clicks_flushed_total") for t in texts}
                 if flushed == {40.0} or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.1)
-        assert {_value(t, 'smslinks_redirects_total{status="302"}') for t in texts} == {40.0}
+        assert {metric_value(t, 'smslinks_redirects_total{status="302"}') for t in texts} == {40.0}
         assert flushed == {40.0}
     finally:
         proc.send_signal(signal.SIGTERM)
