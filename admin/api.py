@@ -10,8 +10,8 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from admin.appkeys import service_key, settings_key, stats_key
 from admin.exceptions import CampaignNotFound, FieldError, ValidationFailed
-from admin.keys import service_key, settings_key, stats_key
 from admin.metrics import LINKS_CREATED
 from admin.models import (
     BatchIn,

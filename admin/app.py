@@ -10,24 +10,21 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from admin.api import setup_routes
+from admin.appkeys import redis_key, service_key, settings_key, stats_key
 from admin.errors import auth_middleware, errors_middleware
-from admin.keys import redis_key, service_key, settings_key, stats_key
 from admin.metrics import metrics_middleware, metrics_text
 from admin.service import LinkService
 from admin.settings import AdminSettings
 from admin.stats import StatsService
-from redirector.links import REDIS_MEMORY_CONFIG
+from redirector.store.connection import connect
+from redirector.store.keys import REDIS_MEMORY_CONFIG
 
 log = logging.getLogger(__name__)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    app[redis_key] = redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-    )
+    app[redis_key] = redis = connect(settings.redis_url, timeout=settings.redis_timeout)
     app[service_key] = service = LinkService(redis, settings)
     app[stats_key] = StatsService(redis, service)
     await warn_about_memory_config(redis)

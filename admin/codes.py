@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from redirector.links import RESERVED_CODES
+from redirector.store.keys import RESERVED_CODES
 
 ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Random bytes 248..255 are dropped so that `byte % 62` is uniform (248 = 4 * 62); the rest

@@ -15,8 +15,8 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from admin.appkeys import settings_key
 from admin.exceptions import AdminError, CodeTaken, NotFound, ValidationFailed
-from admin.keys import settings_key
 from admin.service import Contention
 
 log = logging.getLogger(__name__)

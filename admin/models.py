@@ -26,7 +26,7 @@ from pydantic import (
 
 from admin.exceptions import FieldError, ValidationFailed
 from admin.tagging import normalize_url
-from redirector.links import DAY, HOUR, RESERVED_CODES
+from redirector.store.keys import DAY, HOUR, RESERVED_CODES
 
 MAX_BATCH = 10_000
 

@@ -25,22 +25,19 @@ from admin.exceptions import (
     ValidationFailed,
 )
 from admin.models import BatchItem, CampaignIn, LinkPatch
-from admin.scripts import CREATE_LINKS
 from admin.settings import AdminSettings
 from admin.tagging import Tagged, tag, utm_params
-from redirector.links import (
+from redirector.store.keys import (
     CAMPAIGN_SEQ_KEY,
     CAMPAIGNS_KEY,
     INVALIDATION_CHANNEL,
-    Link,
     campaign_key,
-    decode,
-    encode,
-    encode_text,
     link_key,
     recipient_field,
     recipient_key,
 )
+from redirector.store.record import Link, decode, encode, encode_text
+from redirector.store.scripts import CREATE_LINKS
 
 # How often an operation re-reads and retries after losing a race (WatchError, or generated
 # codes colliding) before giving up with a 409.

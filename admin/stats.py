@@ -17,7 +17,7 @@ from redis.asyncio.client import Pipeline
 
 from admin.models import ClickFilter, Window
 from admin.service import LinkService, as_text
-from redirector.links import (
+from redirector.store.keys import (
     BOTS,
     BREAKDOWNS,
     CLICKS,

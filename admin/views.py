@@ -12,7 +12,7 @@ from typing import Any
 from admin.service import Campaign
 from admin.settings import AdminSettings
 from admin.stats import Clicker, ClickEvent, Stats
-from redirector.links import Link
+from redirector.store.record import Link
 
 
 def rfc3339(ts: int | None) -> str | None:

@@ -20,7 +20,7 @@ from typing import NamedTuple, TypeVar
 
 from redis.asyncio import Redis
 
-from redirector.links import BOTS, CLICKS, campaign_stats_key
+from redirector.store.keys import BOTS, CLICKS, campaign_stats_key
 
 T = TypeVar("T")
 

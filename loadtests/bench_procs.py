@@ -27,7 +27,7 @@ import aiohttp
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from redirector.links import REDIS_MEMORY_CONFIG
+from redirector.store.keys import REDIS_MEMORY_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 _STOP_SECONDS = 10.0

@@ -7,13 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from redirector import handlers
-from redirector.cache import LinkCache
-from redirector.clicks import ClickBuffer, ClickFlusher
-from redirector.invalidation import listen
-from redirector.keys import (
+from redirector.appkeys import (
     cache_key,
     clicks_key,
     flusher_key,
@@ -21,8 +17,12 @@ from redirector.keys import (
     resolver_key,
     settings_key,
 )
+from redirector.cache import LinkCache
+from redirector.clicks import ClickBuffer, ClickFlusher
+from redirector.invalidation import listen
 from redirector.resolver import LinkResolver
 from redirector.settings import Settings
+from redirector.store.connection import connect
 from redirector.useragents import classify
 
 invalidation_ready_key = web.AppKey("invalidation_ready", asyncio.Event)
@@ -30,11 +30,7 @@ invalidation_ready_key = web.AppKey("invalidation_ready", asyncio.Event)
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    app[redis_key] = redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-    )
+    app[redis_key] = redis = connect(settings.redis_url, timeout=settings.redis_timeout)
     app[resolver_key] = LinkResolver(redis, app[cache_key])
     yield
     await redis.aclose()

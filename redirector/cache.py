@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from redirector.links import Link
+from redirector.store.record import Link
 
 
 class _Absent:

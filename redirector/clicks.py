@@ -3,7 +3,7 @@
 The redirect handler only appends a tuple to `ClickBuffer` (no I/O, no parsing). A
 `ClickFlusher` task writes the buffer to Redis every `interval` seconds, or as soon as
 `flush_size` hits are waiting, in one round trip per batch: a Lua script
-(redirector/clickscript.py) that appends each hit to its campaign's click stream and adds
+(redirector/store/scripts.py) that appends each hit to its campaign's click stream and adds
 the counters (summed per key and field), HyperLogLogs and first clicks.
 
 If Redis is unreachable, hits stay buffered, up to `max_buffered`; beyond that new hits are
@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from redirector import metrics
-from redirector.clickscript import FLUSH_CLICKS
-from redirector.links import CLICK_SALT_KEY, ClickNames
+from redirector.store.keys import CLICK_SALT_KEY, ClickNames
+from redirector.store.scripts import FLUSH_CLICKS
 from redirector.useragents import classify
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class ClickFlusher:
 
 
 def _lines(hits: list[Hit], salt: bytes) -> tuple[str, int]:
-    """The script's input (see redirector/clickscript.py) and how many hits are bots."""
+    """The script's input (see redirector/store/scripts.py) and how many hits are bots."""
     out = []
     bots = 0
     blake2b = hashlib.blake2b

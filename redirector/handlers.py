@@ -8,8 +8,8 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from redirector import metrics
+from redirector.appkeys import clicks_key, redis_key, resolver_key, settings_key
 from redirector.clicks import Hit
-from redirector.keys import clicks_key, redis_key, resolver_key, settings_key
 
 # The redirect is personal to the recipient's tap: browsers and proxies must not cache it,
 # so that disabling or retargeting a link takes effect on the next tap.

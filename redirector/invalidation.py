@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.cache import LinkCache
-from redirector.links import INVALIDATION_CHANNEL
+from redirector.store.keys import INVALIDATION_CHANNEL
 
 log = logging.getLogger(__name__)
 

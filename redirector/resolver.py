@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 
 from redirector import metrics
 from redirector.cache import ABSENT, LinkCache
-from redirector.links import Link, decode, link_key
+from redirector.store.keys import link_key
+from redirector.store.record import Link, decode
 
 # Anything that could never be a code is answered 404 without touching Redis or the cache,
 # so a scan of junk paths neither loads Redis nor evicts real links.

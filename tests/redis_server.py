@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from redirector.links import REDIS_MEMORY_CONFIG
+from redirector.store.keys import REDIS_MEMORY_CONFIG
 
 
 def free_port() -> int:

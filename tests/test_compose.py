@@ -22,7 +22,7 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator  # type: ignore[import-untyped, unused-ignore]
 
-from redirector.links import REDIS_MEMORY_CONFIG
+from redirector.store.keys import REDIS_MEMORY_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -152,7 +152,7 @@ def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact(compose: C
     options = dict(zip(args[1::2], args[2::2], strict=True))
     assert options["--appendonly"] == "yes"
     assert options["--maxmemory-policy"] == "noeviction"
-    # The link store's bucket sizing (redirector/links.py) assumes exactly these limits.
+    # The link store's bucket sizing (redirector/store/keys.py) assumes exactly these limits.
     for name, value in REDIS_MEMORY_CONFIG.items():
         assert options[f"--{name}"] == str(value), name
 

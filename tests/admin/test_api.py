@@ -468,7 +468,7 @@ async def test_delete_frees_code_and_recipient(admin: Client, redis: Redis) -> N
 
 
 def _same_bucket_codes() -> tuple[str, str]:
-    from redirector.links import link_key
+    from redirector.store.keys import link_key
 
     seen: dict[str, str] = {}
     for i in range(1_000_000):

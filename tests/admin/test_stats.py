@@ -16,9 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
 from admin import stats as stats_module
-from admin.keys import redis_key
+from admin.appkeys import redis_key
 from admin.views import CLICKS_CSV_HEADER
-from redirector.links import click_stream_key
+from redirector.store.keys import click_stream_key
 from tests.admin.test_openapi import schema_errors
 from tests.conftest import Client
 

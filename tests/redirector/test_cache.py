@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redirector.cache import ABSENT, LinkCache
-from redirector.links import Link
+from redirector.store.record import Link
 
 LINK = Link("https://a.example/", created_at=1)
 

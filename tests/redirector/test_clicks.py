@@ -14,21 +14,20 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from redirector.app import create_app, invalidation_ready_key
+from redirector.appkeys import clicks_key, flusher_key
 from redirector.clicks import ClickBuffer, Hit
-from redirector.keys import clicks_key, flusher_key
-from redirector.links import (
-    Link,
+from redirector.settings import Settings
+from redirector.store.keys import (
     campaign_breakdowns_key,
     campaign_stats_key,
     click_stream_key,
     clickers_key,
-    encode,
     link_breakdowns_key,
     link_key,
     link_stats_key,
     link_uniques_key,
 )
-from redirector.settings import Settings
+from redirector.store.record import Link, encode
 from tests.conftest import Client
 from tests.redirector.test_useragents import ANDROID, IPHONE, WINDOWS
 from tests.redis_server import RedisServer, free_port

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redirector.links import Link, RecordError, decode, encode, link_key, recipient_key
+from redirector.store.keys import link_key, recipient_key
+from redirector.store.record import Link, RecordError, decode, encode
 
 links = st.builds(
     Link,

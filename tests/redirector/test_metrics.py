@@ -11,7 +11,8 @@ import time
 import aiohttp
 from redis.asyncio import Redis
 
-from redirector.links import Link, encode, link_key
+from redirector.store.keys import link_key
+from redirector.store.record import Link, encode
 from tests.conftest import Client
 from tests.prometheus import metric_value
 from tests.redis_server import RedisServer, free_port

@@ -9,8 +9,9 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from redirector.app import create_app, invalidation_ready_key
-from redirector.links import Link, encode, link_key
 from redirector.settings import Settings
+from redirector.store.keys import link_key
+from redirector.store.record import Link, encode
 from tests.conftest import Client
 from tests.redis_server import RedisServer
 from tests.waiting import eventually
