@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint typecheck unit bench clean
 
+# What the machine itself must have; scripts/need.sh installs it (apt-get) when we are root.
+SYSTEM := py.ensurepip:python3-venv redis-server:redis-server redis-cli:redis-tools
+
 $(BIN)/python:
+	PYTHON=$(PYTHON) scripts/need.sh $(SYSTEM)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
@@ -18,6 +22,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(VENV)/.run-installed
+	@PYTHON=$(PYTHON) scripts/need.sh $(SYSTEM) curl:curl
 	./scripts/run.sh
 
 lint: $(VENV)/.test-installed
@@ -28,6 +33,7 @@ typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
 unit: $(VENV)/.test-installed
+	@PYTHON=$(PYTHON) scripts/need.sh $(SYSTEM)
 	$(BIN)/pytest
 
 test: lint typecheck unit
