@@ -10,7 +10,7 @@ from aiohttp import web
 
 from admin.app import create_app
 from admin.settings import AdminSettings
-from redirector.settings import SettingsError
+from redirector.store.connection import SettingsError
 
 
 def main() -> None:

@@ -1,32 +1,69 @@
-"""Admin settings, read once in `admin.__main__` (see the README's configuration table)."""
+"""Admin settings, read once in `admin.__main__` (see the README's configuration table); how
+every setting is read and checked is `StoreSettings` in `redirector.store.connection`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from redirector.settings import EnvReader, SettingsError
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import NoDecode
+
+from redirector.store.connection import StoreSettings
 
 # Bearer keys shorter than this are refused: they would be guessable.
 MIN_API_KEY_LENGTH = 16
 
 
-@dataclass(frozen=True)
-class AdminSettings:
-    api_keys: tuple[str, ...]
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    host: str = "127.0.0.1"
-    port: int = 8081
+class AdminSettings(StoreSettings):
+    # NoDecode: the variable is a comma-separated list, not JSON.
+    api_keys: Annotated[
+        tuple[str, ...],
+        NoDecode,
+        Field(
+            validation_alias="ADMIN_API_KEYS",
+            description="give one or more comma-separated bearer keys "
+            '(e.g. ADMIN_API_KEYS="$(openssl rand -hex 24)")',
+        ),
+    ]
+    host: Annotated[str, Field(validation_alias="ADMIN_HOST")] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535, validation_alias="ADMIN_PORT")] = 8081
     public_base_url: str = "http://127.0.0.1:8080"
     utm_source: str = "instasent"
     utm_medium: str = "sms"
-    code_length: int = 7
-    max_url_length: int = 4096
+    code_length: Annotated[int, Field(ge=5, le=32)] = 7
+    max_url_length: Annotated[int, Field(ge=64, le=16384)] = 4096
     # A full batch (10,000 links of MAX_URL_LENGTH bytes) fits; anything larger is refused
     # with 413 before it is parsed.
-    max_body_bytes: int = 64 * 1024 * 1024
-    redis_timeout: float = 5.0
+    max_body_bytes: Annotated[
+        int, Field(ge=1024, le=1 << 30, validation_alias="ADMIN_MAX_BODY_BYTES")
+    ] = 64 * 1024 * 1024
+    redis_timeout: Annotated[float, Field(ge=0.01, le=300.0)] = 5.0
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(key.strip() for key in value.split(",") if key.strip())
+        if not value:  # only commas and blanks: as good as unset
+            raise PydanticCustomError("missing", "no key given")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(key) < MIN_API_KEY_LENGTH for key in keys):
+            raise ValueError(f"needs {MIN_API_KEY_LENGTH}+ characters in every key")
+        return keys
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL with a host: {value!r}")
+        return value.rstrip("/")
 
     @property
     def own_host(self) -> str:
@@ -35,42 +72,3 @@ class AdminSettings:
 
     def short_url(self, code: str) -> str:
         return f"{self.public_base_url}/{code}"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> AdminSettings:
-        read = EnvReader(env)
-        return cls(
-            api_keys=_api_keys(env.get("ADMIN_API_KEYS", "")),
-            redis_url=read.redis_url(),
-            host=read.text("ADMIN_HOST", cls.host),
-            port=read.integer("ADMIN_PORT", cls.port, low=1, high=65535),
-            public_base_url=_base_url(read.text("PUBLIC_BASE_URL", cls.public_base_url)),
-            utm_source=read.text("UTM_SOURCE", cls.utm_source),
-            utm_medium=read.text("UTM_MEDIUM", cls.utm_medium),
-            code_length=read.integer("CODE_LENGTH", cls.code_length, low=5, high=32),
-            max_url_length=read.integer("MAX_URL_LENGTH", cls.max_url_length, low=64, high=16384),
-            max_body_bytes=read.integer(
-                "ADMIN_MAX_BODY_BYTES", cls.max_body_bytes, low=1024, high=1 << 30
-            ),
-            redis_timeout=read.number("REDIS_TIMEOUT", cls.redis_timeout, low=0.01, high=300.0),
-        )
-
-
-def _api_keys(raw: str) -> tuple[str, ...]:
-    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
-    if not keys:
-        raise SettingsError(
-            "ADMIN_API_KEYS is not set: give one or more comma-separated bearer keys "
-            '(e.g. ADMIN_API_KEYS="$(openssl rand -hex 24)")'
-        )
-    short = [key for key in keys if len(key) < MIN_API_KEY_LENGTH]
-    if short:
-        raise SettingsError(f"ADMIN_API_KEYS: every key needs {MIN_API_KEY_LENGTH}+ characters")
-    return keys
-
-
-def _base_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise SettingsError(f"PUBLIC_BASE_URL must be an http(s) URL with a host: {value!r}")
-    return value.rstrip("/")

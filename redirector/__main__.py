@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-from dataclasses import replace
 
 from redirector.server import serve, supervise
 from redirector.settings import Settings, SettingsError
@@ -18,10 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        settings = Settings.from_env(os.environ)
-        if args.workers is not None:
-            settings = replace(settings, workers=args.workers)
-            settings.validate()
+        # The flag stands in for the variable, so it gets the same check and error.
+        flags = {} if args.workers is None else {"REDIRECTOR_WORKERS": str(args.workers)}
+        settings = Settings.from_env(os.environ | flags)
     except SettingsError as exc:
         sys.exit(f"redirector: {exc}")
     where = f"http://{settings.host}:{settings.port}"

@@ -9,7 +9,6 @@ import os
 import signal
 import tempfile
 import time
-from dataclasses import replace
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -52,7 +51,7 @@ def supervise(settings: Settings) -> int:
     # interpreters that inherit the variable), not forked from this already-importing one.
     with tempfile.TemporaryDirectory(prefix="smslinks-metrics-") as directory:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        return _run_workers(replace(settings, metrics_dir=directory))
+        return _run_workers(settings.model_copy(update={"metrics_dir": directory}))
 
 
 def _run_workers(settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""Settings: exact names and defaults, and a clear stop on a bad value."""
+"""Settings: exact names and defaults, blank means unset, and a clear stop on a bad value."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ from admin.settings import AdminSettings
 from redirector.settings import Settings, SettingsError
 
 KEY = "k" * 16
+REDIRECTOR_VARIABLES = [
+    "REDIS_URL",
+    "REDIRECTOR_HOST",
+    "REDIRECTOR_PORT",
+    "CACHE_TTL",
+    "ACCESS_LOG",
+]
+ADMIN_VARIABLES = ["REDIS_URL", "ADMIN_HOST", "ADMIN_PORT", "PUBLIC_BASE_URL", "UTM_SOURCE"]
 
 
 def test_redirector_defaults() -> None:
@@ -77,7 +85,6 @@ def test_admin_reads_every_variable() -> None:
         ({"MAX_URL_LENGTH": "-1"}, "MAX_URL_LENGTH"),
         ({"PUBLIC_BASE_URL": "sho.rt"}, "PUBLIC_BASE_URL"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
-        ({"UTM_SOURCE": "  "}, "UTM_SOURCE"),
     ],
 )
 def test_admin_bad_values_name_the_variable(env: dict[str, str], name: str) -> None:
@@ -93,7 +100,6 @@ def test_admin_bad_values_name_the_variable(env: dict[str, str], name: str) -> N
         ({"REDIRECTOR_WORKERS": "many"}, "REDIRECTOR_WORKERS"),
         ({"CACHE_TTL": "-5"}, "CACHE_TTL"),
         ({"ACCESS_LOG": "maybe"}, "ACCESS_LOG"),
-        ({"REDIRECTOR_HOST": ""}, "REDIRECTOR_HOST"),
     ],
 )
 def test_redirector_bad_values_name_the_variable(env: dict[str, str], name: str) -> None:
@@ -102,16 +108,96 @@ def test_redirector_bad_values_name_the_variable(env: dict[str, str], name: str)
 
 
 @pytest.mark.parametrize(
-    ("module", "env", "message"),
+    ("env", "message"),
     [
-        ("admin", {}, "admin: ADMIN_API_KEYS is not set"),
-        ("redirector", {"REDIRECTOR_PORT": "x"}, "redirector: REDIRECTOR_PORT must be"),
+        ({"REDIRECTOR_PORT": "70000"}, "REDIRECTOR_PORT must be between 1 and 65535, got 70000"),
+        ({"REDIRECTOR_PORT": "x"}, "REDIRECTOR_PORT must be a whole number, got 'x'"),
+        ({"CACHE_TTL": "soon"}, "CACHE_TTL must be a number, got 'soon'"),
+        ({"CLICK_DRAIN_TIMEOUT": "601"}, "CLICK_DRAIN_TIMEOUT must be between 0.0 and 600.0"),
+        ({"ACCESS_LOG": "maybe"}, "ACCESS_LOG must be true or false, got 'maybe'"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL must be a redis://, rediss:// or unix:// URL"),
+        (
+            {"REDIRECTOR_WORKERS": "0", "CACHE_SIZE": "-1"},
+            "REDIRECTOR_WORKERS must be between 1 and 64, got 0; CACHE_SIZE must be between",
+        ),
     ],
 )
-def test_entry_points_refuse_to_start(module: str, env: dict[str, str], message: str) -> None:
-    clean = {k: v for k, v in os.environ.items() if k not in {"ADMIN_API_KEYS"}} | env
+def test_errors_are_one_line_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+def test_a_blank_variable_is_unset(blank: str) -> None:
+    assert Settings.from_env(dict.fromkeys(REDIRECTOR_VARIABLES, blank)) == Settings()
+    admin_env = dict.fromkeys(ADMIN_VARIABLES, blank) | {"ADMIN_API_KEYS": KEY}
+    assert AdminSettings.from_env(admin_env) == AdminSettings(api_keys=(KEY,))
+
+
+@pytest.mark.parametrize("blank", ["", "  ", " , "])
+def test_a_blank_required_variable_is_not_set(blank: str) -> None:
+    with pytest.raises(SettingsError, match=r"^ADMIN_API_KEYS is not set: give one or more"):
+        AdminSettings.from_env({"ADMIN_API_KEYS": blank})
+
+
+def test_values_are_trimmed_and_keys_are_not_echoed() -> None:
+    trimmed = Settings.from_env({"REDIRECTOR_PORT": " 9000 ", "ACCESS_LOG": " on "})
+    assert (trimmed.port, trimmed.access_log) == (9000, True)
+    with pytest.raises(SettingsError) as caught:
+        AdminSettings.from_env({"ADMIN_API_KEYS": f"{KEY},short-secret"})
+    assert "short-secret" not in str(caught.value)
+
+
+def test_only_the_exact_variable_names_are_read() -> None:
+    assert Settings.from_env({"redis_url": "http://x", "port": "1", "PORT": "1"}) == Settings()
+
+
+def test_constructing_settings_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in REDIRECTOR_VARIABLES + ADMIN_VARIABLES:
+        monkeypatch.setenv(name, "bad")
+    assert Settings().port == 8080
+    assert AdminSettings(api_keys=(KEY,)).redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_the_admin_imports_only_the_store_and_reads_nothing_on_import() -> None:
+    """With no keys and a bad REDIS_URL, importing the admin entry point still succeeds."""
+    code = "import admin.__main__, sys; print(*(m for m in sys.modules if 'redirector' in m))"
+    env = _environment({"REDIS_URL": "http://x"})
     proc = subprocess.run(
-        [sys.executable, "-m", module], env=clean, capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert {m.partition(".store")[0] for m in proc.stdout.split()} == {"redirector"}
+
+
+def _environment(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "ADMIN_API_KEYS"} | env
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "message"),
+    [
+        (["admin"], {}, "admin: ADMIN_API_KEYS is not set"),
+        (["redirector"], {"REDIRECTOR_PORT": "x"}, "redirector: REDIRECTOR_PORT must be"),
+        (
+            ["redirector", "--workers", "65"],
+            {"REDIRECTOR_WORKERS": "2"},
+            "redirector: REDIRECTOR_WORKERS must be between 1 and 64, got 65",
+        ),
+    ],
+)
+def test_entry_points_refuse_to_start(
+    command: list[str], env: dict[str, str], message: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", *command],
+        env=_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 1
     assert message in proc.stderr
+    assert "Traceback" not in proc.stderr

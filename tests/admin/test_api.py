@@ -235,12 +235,11 @@ async def test_malformed_json_is_400(admin: Client, redis: Redis, body: bytes) -
 async def test_oversized_body_is_413(
     aiohttp_client: Any, admin_settings: Any, redis: Redis
 ) -> None:
-    from dataclasses import replace
-
     from admin.app import create_app
     from tests.conftest import AUTH
 
-    client = await aiohttp_client(create_app(replace(admin_settings, max_body_bytes=2048)))
+    small = admin_settings.model_copy(update={"max_body_bytes": 2048})
+    client = await aiohttp_client(create_app(small))
     resp = await client.post("/api/links/batch", json={"links": [{"url": URL}] * 200}, headers=AUTH)
     await _error(resp, 413, "body_too_large")
     assert await _keys(redis) == set()
