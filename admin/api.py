@@ -1,7 +1,12 @@
-"""Thin HTTP handlers of the admin API: parse -> call the service -> respond."""
+"""Thin HTTP handlers of the admin API: parse -> call the service -> respond.
+
+Each handler declares what it takes and answers (`@Operation`), from which, with the routes
+below, `admin.openapi` builds the document served at /api/openapi.json.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,28 +15,33 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from admin.appkeys import service_key, settings_key, stats_key
-from admin.exceptions import CampaignNotFound, FieldError, ValidationFailed
+from admin import responses
+from admin.appkeys import openapi_key, service_key, settings_key, stats_key
+from admin.exceptions import CampaignNotFound
+from admin.export import clicks_csv
 from admin.metrics import LINKS_CREATED
 from admin.models import (
     BatchIn,
     CampaignIn,
+    ExportQuery,
     LinkIn,
     LinkPatch,
+    Paging,
+    StatsQuery,
     UrlRules,
     click_filter,
     parse,
     stats_window,
 )
-from admin.openapi import SPEC
+from admin.openapi import Operation, document
 from admin.stats import ClickEvent
-from admin.views import (
-    campaign_view,
-    clicker_view,
-    clicks_csv,
-    link_view,
-    stats_view,
-)
+from redirector.store.record import Link
+
+log = logging.getLogger(__name__)
+
+# Every route below that reads or writes Redis may answer 503 (storage_unavailable).
+STORED = (503,)
+FOUND = (404, 503)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -58,93 +68,112 @@ def _campaign_id(request: web.Request) -> int:
     return int(raw)
 
 
-def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        message = f"must be a whole number from {low} to {high}"
-        raise ValidationFailed([FieldError(name, message)])
-    return int(raw)
+def _link(request: web.Request, code: str, record: Link) -> responses.Link:
+    return responses.link(code, record, request.app[settings_key].short_url(code))
 
 
+@Operation(
+    "createCampaign", "campaigns", responses.Campaign, (201,), body=CampaignIn, errors=STORED
+)
 async def create_campaign(request: web.Request) -> web.StreamResponse:
     data = parse(CampaignIn, await _body(request), _rules(request))
     campaign = await request.app[service_key].create_campaign(data)
-    return _json(campaign_view(campaign), status=201)
+    return _json(responses.campaign(campaign), status=201)
 
 
+@Operation("listCampaigns", "campaigns", responses.CampaignList, query=Paging, errors=STORED)
 async def list_campaigns(request: web.Request) -> web.StreamResponse:
-    offset = _query_int(request, "offset", 0, 0, 2**31)
-    limit = _query_int(request, "limit", 100, 1, 1000)
-    total, campaigns = await request.app[service_key].list_campaigns(offset, limit)
-    return _json({"total": total, "campaigns": [campaign_view(c) for c in campaigns]})
+    page = parse(Paging, dict(request.query))
+    total, campaigns = await request.app[service_key].list_campaigns(page.offset, page.limit)
+    body: responses.CampaignList = {
+        "total": total,
+        "campaigns": [responses.campaign(c) for c in campaigns],
+    }
+    return _json(body)
 
 
+@Operation("getCampaign", "campaigns", responses.Campaign, errors=FOUND)
 async def get_campaign(request: web.Request) -> web.StreamResponse:
     campaign = await request.app[service_key].get_campaign(_campaign_id(request))
-    return _json(campaign_view(campaign))
+    return _json(responses.campaign(campaign))
 
 
+@Operation("createLink", "links", responses.Link, (201, 200), body=LinkIn, errors=(409, 503))
 async def create_link(request: web.Request) -> web.StreamResponse:
     data = parse(LinkIn, await _body(request), _rules(request))
-    service, settings = request.app[service_key], request.app[settings_key]
+    service = request.app[service_key]
     [result] = await service.create_links(data.campaign_id, [data], tagged=data.tag, batch=False)
     LINKS_CREATED.inc(result.created)
     status = 201 if result.created else 200
-    return _json(link_view(result.code, result.link, settings), status=status)
+    return _json(_link(request, result.code, result.link), status=status)
 
 
+@Operation("createLinkBatch", "links", responses.LinkBatch, (201,), body=BatchIn, errors=(409, 503))
 async def create_batch(request: web.Request) -> web.StreamResponse:
     data = parse(BatchIn, await _body(request), _rules(request))
-    service, settings = request.app[service_key], request.app[settings_key]
+    service = request.app[service_key]
     results = await service.create_links(data.campaign_id, data.links, tagged=data.tag)
     LINKS_CREATED.inc(sum(r.created for r in results))
-    return _json({"links": [link_view(r.code, r.link, settings) for r in results]}, status=201)
+    # Plain dicts, not 10,000 model instances: see admin.responses.
+    short_url = request.app[settings_key].short_url
+    body: responses.LinkBatch = {
+        "links": [responses.link(r.code, r.link, short_url(r.code)) for r in results]
+    }
+    return _json(body, status=201)
 
 
+@Operation("getLink", "links", responses.Link, errors=FOUND)
 async def get_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     link = await request.app[service_key].get_link(code)
-    return _json(link_view(code, link, request.app[settings_key]))
+    return _json(_link(request, code, link))
 
 
+@Operation("updateLink", "links", responses.Link, body=LinkPatch, errors=(404, 409, 503))
 async def update_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     patch = parse(LinkPatch, await _body(request), _rules(request))
     link = await request.app[service_key].update_link(code, patch)
-    return _json(link_view(code, link, request.app[settings_key]))
+    return _json(_link(request, code, link))
 
 
+@Operation("deleteLink", "links", statuses=(204,), errors=(404, 409, 503))
 async def delete_link(request: web.Request) -> web.StreamResponse:
     await request.app[service_key].delete_link(request.match_info["code"])
     return web.Response(status=204)
 
 
+@Operation("getLinkStats", "links", responses.Stats, query=StatsQuery, errors=FOUND)
 async def link_stats(request: web.Request) -> web.StreamResponse:
-    window = stats_window(request.query, time.time())
+    window = stats_window(parse(StatsQuery, dict(request.query)), time.time())
     stats = await request.app[stats_key].link_stats(request.match_info["code"], window)
-    return _json(stats_view(stats))
+    return _json(responses.stats(stats))
 
 
+@Operation("getCampaignStats", "campaigns", responses.Stats, query=StatsQuery, errors=FOUND)
 async def campaign_stats(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
-    window = stats_window(request.query, time.time())
+    window = stats_window(parse(StatsQuery, dict(request.query)), time.time())
     stats = await request.app[stats_key].campaign_stats(campaign_id, window)
-    return _json(stats_view(stats))
+    return _json(responses.stats(stats))
 
 
+@Operation("listCampaignClickers", "campaigns", responses.ClickerList, query=Paging, errors=FOUND)
 async def campaign_clickers(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
-    offset = _query_int(request, "offset", 0, 0, 2**31)
-    limit = _query_int(request, "limit", 100, 1, 1000)
-    total, clickers = await request.app[stats_key].clickers(campaign_id, offset, limit)
-    return _json({"total": total, "clickers": [clicker_view(c) for c in clickers]})
+    page = parse(Paging, dict(request.query))
+    total, clickers = await request.app[stats_key].clickers(campaign_id, page.offset, page.limit)
+    body: responses.ClickerList = {
+        "total": total,
+        "clickers": [responses.clicker(c) for c in clickers],
+    }
+    return _json(body)
 
 
+@Operation("exportCampaignClicks", "campaigns", query=ExportQuery, errors=FOUND, media="text/csv")
 async def campaign_clicks_csv(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
-    query = click_filter(request.query)
+    query = click_filter(parse(ExportQuery, dict(request.query)))
     # Errors up to here are JSON; once the response is prepared the status is sent.
     chunks = await request.app[stats_key].click_events(campaign_id, query)
     response = web.StreamResponse(
@@ -171,16 +200,27 @@ async def _write_csv(response: web.StreamResponse, chunks: AsyncIterator[list[Cl
         raise ConnectionAbortedError(f"click export interrupted: {exc}") from exc
 
 
+@Operation("getOpenAPI", "service", dict[str, Any])
 async def openapi(request: web.Request) -> web.StreamResponse:
-    return _json(SPEC)
+    return web.Response(body=request.app[openapi_key], content_type="application/json")
 
 
+@Operation("health", "service", responses.Health, (200, 503))
 async def health(request: web.Request) -> web.StreamResponse:
+    """Open to anyone, so it says ok or unavailable and nothing about hosts or errors."""
     try:
         await request.app[service_key].ping()
     except RedisError as exc:
-        return _json({"status": "unavailable", "error": str(exc)}, status=503)
-    return _json({"status": "ok"})
+        log.warning("health check: redis is unavailable: %s", exc)
+        unavailable: responses.Health = {"status": "unavailable"}
+        return _json(unavailable, status=503)
+    ok: responses.Health = {"status": "ok"}
+    return _json(ok)
+
+
+async def _publish_openapi(app: web.Application) -> None:
+    # At start-up, when every route (including those added after setup_routes) is registered.
+    app[openapi_key] = orjson.dumps(document(app))
 
 
 def setup_routes(app: web.Application) -> None:
@@ -199,3 +239,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/links/{code}/stats", link_stats)
     r.add_patch("/api/links/{code}", update_link)
     r.add_delete("/api/links/{code}", delete_link)
+    app.on_startup.append(_publish_openapi)

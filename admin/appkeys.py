@@ -13,3 +13,4 @@ settings_key = web.AppKey("settings", AdminSettings)
 redis_key = web.AppKey("redis", Redis)
 service_key = web.AppKey("service", LinkService)
 stats_key = web.AppKey("stats", StatsService)
+openapi_key = web.AppKey("openapi", bytes)  # the document, serialised at start-up

@@ -1,7 +1,5 @@
-"""The HTTP edge of errors: domain errors and aiohttp's own become JSON error bodies.
-
-Every error response is `{"error": {"code": "<machine_code>", "message": "<human text>"}}`;
-validation errors add `"fields": [{"field", "message", "index"?}, ...]`.
+"""The HTTP edge of errors: domain errors, aiohttp's own and any unexpected exception become
+the JSON error body of `admin.responses.Error`: `{"error": {"code", "message", ...}}`.
 """
 
 from __future__ import annotations
@@ -9,12 +7,12 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from admin import responses
 from admin.appkeys import settings_key
 from admin.exceptions import AdminError, CodeTaken, NotFound, ValidationFailed
 from admin.service import Contention
@@ -34,31 +32,26 @@ _STATUS_CODES = {
 
 
 def error_response(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
+    status: int, error: responses.ErrorDetail, *, headers: dict[str, str] | None = None
 ) -> web.Response:
-    body = orjson.dumps({"error": {"code": code, "message": message, **extra}})
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    body: responses.Error = {"error": error}
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 def _domain(exc: AdminError) -> web.Response:
+    error: responses.ErrorDetail = {"code": exc.code, "message": exc.message}
     if isinstance(exc, ValidationFailed):
-        fields = [
-            {"field": e.field, "message": e.message}
-            | ({"index": e.index} if e.index is not None else {})
-            for e in exc.errors
-        ]
-        return error_response(422, exc.code, exc.message, fields=fields)
+        error["fields"] = responses.field_errors(exc.errors)
+        return error_response(422, error)
     if isinstance(exc, CodeTaken):
-        extra: dict[str, Any] = {"index": exc.index} if exc.index is not None else {}
-        return error_response(409, exc.code, exc.message, **extra)
+        if exc.index is not None:
+            error["index"] = exc.index
+        return error_response(409, error)
     if isinstance(exc, NotFound):
-        return error_response(404, exc.code, exc.message)
-    return error_response(400, exc.code, exc.message)  # pragma: no cover - every kind above
+        return error_response(404, error)
+    return error_response(400, error)  # pragma: no cover - every kind above
 
 
 @web.middleware
@@ -72,21 +65,32 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = _STATUS_CODES.get(exc.status, "http_error")
         message = exc.text if exc.status != 413 else "request body is too large"
-        return error_response(exc.status, code, message or exc.reason)
+        return error_response(exc.status, {"code": code, "message": message or exc.reason})
     except Contention as exc:
-        return error_response(409, "conflict", str(exc))
+        return error_response(409, {"code": "conflict", "message": str(exc)})
     except RedisError as exc:
         log.warning("redis error on %s %s: %s", request.method, request.path, exc)
-        return error_response(503, "storage_unavailable", "the link store is unavailable")
+        return error_response(
+            503, {"code": "storage_unavailable", "message": "the link store is unavailable"}
+        )
+    except Exception:
+        if request.writer.output_size > 0:
+            raise  # part of the answer is sent: only dropping the connection is left (aiohttp)
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, {"code": "internal", "message": "internal error"})
+
+
+def needs_key(path: str) -> bool:
+    return path.startswith("/api/")
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/") and not _authorized(request):
+    if needs_key(request.path) and not _authorized(request):
+        message = "send 'Authorization: Bearer <key>' with a key from ADMIN_API_KEYS"
         return error_response(
             401,
-            "unauthorized",
-            "send 'Authorization: Bearer <key>' with a key from ADMIN_API_KEYS",
+            {"code": "unauthorized", "message": message},
             headers={"WWW-Authenticate": "Bearer"},
         )
     return await handler(request)

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from admin.errors import Handler
+from admin.openapi import Operation
 
 REQUESTS = Counter(
     "smslinks_admin_requests", "Admin API requests, by route and status", ["route", "status"]
@@ -23,13 +24,21 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     # The route template, not the path: one series per route, not one per link code.
     route = request.match_info.route.resource
     name = route.canonical if route is not None else "unmatched"
-    response = await handler(request)
-    REQUESTS.labels(name, str(response.status)).inc()
-    LATENCY.labels(name).observe(time.perf_counter() - started)
-    if response.status == 503:
-        REDIS_ERRORS.inc()
-    return response
+    status = 500  # unless the handler answers: an exception that got past the errors middleware
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # a redirect, which the errors middleware lets through
+        status = exc.status
+        raise
+    finally:
+        REQUESTS.labels(name, str(status)).inc()
+        LATENCY.labels(name).observe(time.perf_counter() - started)
+        if status == 503:
+            REDIS_ERRORS.inc()
 
 
+@Operation("metrics", "service", media="text/plain")
 async def metrics_text(request: web.Request) -> web.StreamResponse:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

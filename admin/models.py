@@ -1,4 +1,6 @@
-"""Request bodies of the admin API, validated by pydantic, every bad field reported at once.
+"""Request bodies and query parameters of the admin API, validated by pydantic, every bad field
+reported at once. The OpenAPI document is generated from these (`admin.openapi`), so a rule
+that can be a constraint (pattern, length, range) is one, and shows in the schema.
 
 URLs are validated and normalised here too (`admin.tagging.normalize_url`); the rules that
 depend on settings come in through the validation context (`UrlRules`), so `url` in a parsed
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -23,29 +24,31 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
 )
+from pydantic_core import ErrorDetails
 
 from admin.exceptions import FieldError, ValidationFailed
-from admin.tagging import normalize_url
-from redirector.store.keys import DAY, HOUR, RESERVED_CODES
+from admin.tagging import CONTROL_CHARACTERS, normalize_url
+from redirector.store.keys import CODE_PATTERN, DAY, HOUR, RESERVED_CODES
 
 MAX_BATCH = 10_000
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CODE = re.compile(r"[A-Za-z0-9_-]{3,64}")
+NO_CONTROL = f"^[^{CONTROL_CHARACTERS}]*$"
+# Said in words: pydantic's own message would quote the regex.
+_PATTERN_MESSAGES = {
+    CODE_PATTERN: "must be 3 to 64 characters from A-Z, a-z, 0-9, '_' and '-'",
+    NO_CONTROL: "must not contain control characters",
+}
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_RFC3339_RULE = "must be an RFC 3339 time with an offset, e.g. 2026-12-31T23:59:59Z"
 
 
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
+def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
     return value
 
 
-def _custom_code(value: str) -> str:
-    if not _CODE.fullmatch(value):
-        raise ValueError("must be 3 to 64 characters from A-Z, a-z, 0-9, '_' and '-'")
+def _not_reserved(value: str) -> str:
     if value.lower() in RESERVED_CODES:
         raise ValueError(f"{value!r} is reserved")
     return value
@@ -57,8 +60,11 @@ def _rfc3339(value: Any) -> Any:
     if value is None:
         return None
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-12-31T23:59:59Z")
-    return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
+        raise ValueError(_RFC3339_RULE)
+    try:
+        return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, before the first representable UTC
+        raise ValueError(_RFC3339_RULE) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +86,13 @@ def _in_future(value: datetime | None) -> datetime | None:
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_control)]
-Text = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_control)]
-Code = Annotated[str, AfterValidator(_custom_code)]
+Name = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=NO_CONTROL), AfterValidator(_not_blank)
+]
+Text = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=NO_CONTROL), AfterValidator(_not_blank)
+]
+Code = Annotated[str, Field(pattern=CODE_PATTERN), AfterValidator(_not_reserved)]
 Time = Annotated[datetime | None, BeforeValidator(_rfc3339)]
 FutureTime = Annotated[datetime | None, BeforeValidator(_rfc3339), AfterValidator(_in_future)]
 URL = Annotated[str, AfterValidator(_url)]
@@ -93,40 +103,54 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-M = TypeVar("M", bound=_Body)
+M = TypeVar("M", bound=BaseModel)
 
 
 class CampaignIn(_Body):
-    name: Name
+    name: Name = Field(description="Also the links' `utm_campaign` value.")
     kind: Literal["campaign", "automation"] = "campaign"
-    utm_source: Text | None = None
-    utm_medium: Text | None = None
+    utm_source: Text | None = Field(None, description="Overrides `UTM_SOURCE`.")
+    utm_medium: Text | None = Field(None, description="Overrides `UTM_MEDIUM`.")
 
 
 class BatchItem(_Body):
-    url: URL
-    recipient: Text | None = None
-    code: Code | None = None
-    expires_at: FutureTime = None
+    url: URL = Field(description="Absolute http(s), at most MAX_URL_LENGTH bytes.")
+    recipient: Text | None = Field(
+        None,
+        description="Who the link is for (e.g. a phone number). A recipient has at most one "
+        "link per campaign: asking again returns the existing link unchanged.",
+    )
+    code: Code | None = Field(
+        None,
+        description="A custom short code instead of a random one; the words "
+        f"{', '.join(sorted(RESERVED_CODES))} (in any case) are reserved. 409 if it is taken.",
+    )
+    expires_at: FutureTime = Field(None, description="From then on the short link answers 410.")
 
 
 class LinkIn(BatchItem):
-    campaign_id: Id | None = None
-    tag: bool = True
+    campaign_id: Id | None = Field(
+        None,
+        description="The campaign the link belongs to; it must exist (422 otherwise). Null or "
+        "absent: no campaign, and the service's default UTM source and medium.",
+    )
+    tag: bool = Field(True, description="Add the UTM parameters to the destination.")
 
 
 class BatchIn(_Body):
-    campaign_id: Id | None = None
-    tag: bool = True
-    links: Annotated[list[BatchItem], Field(min_length=1, max_length=MAX_BATCH)]
+    campaign_id: Id | None = Field(None, description="As in `LinkIn`, for every link.")
+    tag: bool = Field(True, description="As in `LinkIn`, for every link.")
+    links: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class LinkPatch(_Body):
-    """A past `expires_at` is allowed here: it is how a link is made to expire now."""
+    """Only the fields given change."""
 
-    url: URL | None = None
-    expires_at: Time = None
-    disabled: bool | None = None
+    url: URL | None = Field(None, description="The new URL to shorten (not null).")
+    expires_at: Time = Field(
+        None, description="Null removes the expiry; a past time expires the link now."
+    )
+    disabled: bool | None = Field(None, description="A disabled link answers 410 (not null).")
 
 
 def field_name(loc: tuple[int | str, ...]) -> str:
@@ -137,7 +161,15 @@ def field_name(loc: tuple[int | str, ...]) -> str:
     return out or "body"
 
 
-def parse(model: type[M], data: Any, rules: UrlRules) -> M:
+def _message(error: ErrorDetails) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "string_pattern_mismatch":
+        return _PATTERN_MESSAGES[error.get("ctx", {})["pattern"]]
+    return error["msg"].removeprefix("Value error, ")
+
+
+def parse(model: type[M], data: Any, rules: UrlRules | None = None) -> M:
     try:
         return model.model_validate(data, context={"url_rules": rules})
     except ValidationError as exc:
@@ -147,12 +179,11 @@ def parse(model: type[M], data: Any, rules: UrlRules) -> M:
             index = (
                 loc[1] if len(loc) > 1 and loc[0] == "links" and isinstance(loc[1], int) else None
             )
-            message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append(FieldError(field_name(loc), message.removeprefix("Value error, "), index))
+            errors.append(FieldError(field_name(loc), _message(err), index))
         raise ValidationFailed(errors) from None
 
 
-# -- query parameters of the stats routes ---------------------------------------------------
+# -- query parameters -----------------------------------------------------------------------
 
 Granularity = Literal["hour", "day"]
 BotFilter = Literal["include", "exclude", "only"]
@@ -162,10 +193,69 @@ MAX_BUCKETS = 10_000
 DEFAULT_SPAN: dict[Granularity, int] = {"hour": 7 * DAY, "day": 30 * DAY}
 # No click predates 1970, and the end of the last bucket must still be a datetime.
 _EARLIEST, _LATEST = 0, int(datetime(9999, 12, 30, tzinfo=UTC).timestamp())
-_GRANULARITIES: dict[str, Granularity] = {"hour": "hour", "day": "day"}
-_BOT_FILTERS: dict[str, BotFilter] = {"include": "include", "exclude": "exclude", "only": "only"}
 # An unencoded '+' in a query string arrives as a space: "...T10:00:00 01:00".
 _SPACED_OFFSET = re.compile(r" (\d{2}:\d{2})$")
+_TIME_FORMAT = (
+    " RFC 3339 with an offset (`Z` or `±hh:mm`; encode `+` as `%2B`, though a `+` that "
+    "arrives as a space is understood)."
+)
+
+
+def _whole_number(raw: Any) -> Any:
+    """Digits only: int() would also take ' 5', '+5' and '1_000'."""
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        return int(raw)
+    raise ValueError("must be a whole number")
+
+
+def _query_time(raw: Any) -> Any:
+    when: datetime = _rfc3339(_SPACED_OFFSET.sub(r"+\1", raw) if isinstance(raw, str) else raw)
+    if not _EARLIEST <= when.timestamp() <= _LATEST:
+        raise ValueError("must be between 1970-01-01 and 9999-12-30")
+    return when
+
+
+QueryTime = Annotated[datetime | None, BeforeValidator(_query_time)]
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+class _Query(BaseModel):
+    """Query strings: unknown parameters are ignored, and every value arrives as a string."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class Paging(_Query):
+    offset: WholeNumber = Field(0, ge=0, le=2**31, description="How many to skip.")
+    limit: WholeNumber = Field(100, ge=1, le=1000, description="How many to return at most.")
+
+
+class StatsQuery(_Query):
+    start: QueryTime = Field(
+        None,
+        alias="from",
+        description="Start of `series`, rounded down to its bucket. Default: `to` minus 7 days "
+        "(granularity hour) or 30 days (day)." + _TIME_FORMAT,
+    )
+    end: QueryTime = Field(
+        None,
+        alias="to",
+        description="End of `series` (exclusive), rounded up to a bucket. Default: now."
+        + _TIME_FORMAT,
+    )
+    granularity: Granularity = Field(
+        "hour",
+        description=f"Bucket size of `series` (UTC hours or days); at most {MAX_BUCKETS} "
+        "buckets per request, else 422 on `from`.",
+    )
+
+
+class ExportQuery(_Query):
+    start: QueryTime = Field(None, alias="from", description="Only events recorded from then.")
+    end: QueryTime = Field(None, alias="to", description="Only events recorded before then.")
+    bots: BotFilter = Field(
+        "include", description="Whether bot hits are included, left out, or all there is."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,40 +288,21 @@ class ClickFilter:
         return self.bots == "include" or (self.bots == "only") == bot
 
 
-def _query_time(query: Mapping[str, str], name: str, errors: list[FieldError]) -> float | None:
-    raw = query.get(name)
-    if raw is None:
-        return None
-    try:
-        when: datetime = _rfc3339(_SPACED_OFFSET.sub(r"+\1", raw))
-    except ValueError as exc:
-        errors.append(FieldError(name, str(exc)))
-        return None
-    if not _EARLIEST <= when.timestamp() <= _LATEST:
-        errors.append(FieldError(name, "must be between 1970-01-01 and 9999-12-30"))
-        return None
-    return when.timestamp()
-
-
-def _range(query: Mapping[str, str], errors: list[FieldError]) -> tuple[float | None, float | None]:
-    start, end = _query_time(query, "from", errors), _query_time(query, "to", errors)
+def _range(start: datetime | None, end: datetime | None) -> tuple[float | None, float | None]:
     if start is not None and end is not None and end <= start:
-        errors.append(FieldError("to", "must be after from"))
-    return start, end
+        raise ValidationFailed([FieldError("to", "must be after from")])
+    return (
+        None if start is None else start.timestamp(),
+        None if end is None else end.timestamp(),
+    )
 
 
-def stats_window(query: Mapping[str, str], now: float) -> Window:
-    """`from`, `to` (RFC 3339 with an offset; default: `DEFAULT_SPAN` up to now) and
-    `granularity` (hour, the default, or day); the range is widened to whole buckets."""
-    errors: list[FieldError] = []
-    granularity = _GRANULARITIES.get(query.get("granularity", "hour"))
-    if granularity is None:
-        errors.append(FieldError("granularity", "must be hour or day"))
-    start, end = _range(query, errors)
+def stats_window(query: StatsQuery, now: float) -> Window:
+    """The window of `query`, widened to whole buckets (see `StatsQuery` for the defaults)."""
+    start, end = _range(query.start, query.end)
     if start is not None and end is None and start >= now:
-        errors.append(FieldError("from", "must be in the past when to is not given"))
-    if errors or granularity is None:
-        raise ValidationFailed(errors)
+        raise ValidationFailed([FieldError("from", "must be in the past when to is not given")])
+    granularity = query.granularity
     end = now if end is None else end
     start = max(_EARLIEST, end - DEFAULT_SPAN[granularity]) if start is None else start
     step = HOUR if granularity == "hour" else DAY
@@ -245,18 +316,10 @@ def stats_window(query: Mapping[str, str], now: float) -> Window:
     return Window(first * step, last * step, granularity)
 
 
-def click_filter(query: Mapping[str, str]) -> ClickFilter:
-    """`from`/`to` as in `stats_window` (both optional, `to` exclusive) and
-    `bots` = include (the default), exclude or only."""
-    errors: list[FieldError] = []
-    bots = _BOT_FILTERS.get(query.get("bots", "include"))
-    if bots is None:
-        errors.append(FieldError("bots", "must be include, exclude or only"))
-    start, end = _range(query, errors)
-    if errors or bots is None:
-        raise ValidationFailed(errors)
+def click_filter(query: ExportQuery) -> ClickFilter:
+    start, end = _range(query.start, query.end)
     return ClickFilter(
         None if start is None else round(start * 1000),
         None if end is None else round(end * 1000),
-        bots,
+        query.bots,
     )

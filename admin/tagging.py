@@ -25,7 +25,8 @@ from admin.exceptions import InvalidURL
 
 # C0 controls (tab, CR and LF included), DEL and the C1 controls. They are rejected rather than
 # encoded: in an SMS or a Location header they are either invisible or a header-splitting attempt.
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"  # a regex character range, for models' patterns too
+_CONTROL_RE = re.compile(f"[{CONTROL_CHARACTERS}]")
 # A lower-cased ASCII host name: labels of 1-63 letters, digits, '-' or '_' (underscores occur
 # in real host names even though DNS host names forbid them), one optional trailing dot.
 _HOST_NAME_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?")

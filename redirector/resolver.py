@@ -16,12 +16,12 @@ from redis.asyncio import Redis
 
 from redirector import metrics
 from redirector.cache import ABSENT, LinkCache
-from redirector.store.keys import link_key
+from redirector.store.keys import CODE_PATTERN, link_key
 from redirector.store.record import Link, decode
 
 # Anything that could never be a code is answered 404 without touching Redis or the cache,
 # so a scan of junk paths neither loads Redis nor evicts real links.
-_CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CODE = re.compile(CODE_PATTERN)
 
 
 class LinkResolver:

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from admin.app import create_app as create_admin
+from admin.openapi import document
 from admin.settings import AdminSettings
 from redirector.app import create_app as create_redirector
 from redirector.app import invalidation_ready_key
@@ -25,6 +29,22 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PUBLIC_BASE_URL = "http://sho.rt"
 
 Client = TestClient[web.Request, web.Application]
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The admin's OpenAPI document, as its app builds it at start-up."""
+    return document(create_admin(AdminSettings(api_keys=(API_KEY,))))
+
+
+def schema_errors(instance: Any, name: str) -> list[str]:
+    """Why `instance` breaks a component schema, its `$ref`s resolved within the document."""
+    schema = {
+        "$ref": f"#/components/schemas/{name}",
+        "components": openapi_document()["components"],
+    }
+    validator = OAS31Validator(schema, format_checker=oas31_format_checker)
+    return [error.message for error in validator.iter_errors(instance)]
 
 
 @pytest.fixture(scope="session")

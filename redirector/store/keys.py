@@ -61,6 +61,8 @@ INVALIDATION_CHANNEL = "links:invalidate"
 REDIS_MEMORY_CONFIG = {"hash-max-listpack-entries": 512, "hash-max-listpack-value": 1024}
 
 RESERVED_CODES = frozenset({"api", "healthz", "metrics", "admin", "static"})
+# Every code a link can have (custom or drawn), anchored for JSON Schema; use it with fullmatch.
+CODE_PATTERN = "^[A-Za-z0-9_-]{3,64}$"
 
 
 def _bucket(text: str) -> str:

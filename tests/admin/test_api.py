@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
+from admin.app import create_app
 from admin.models import MAX_BATCH
-from tests.conftest import API_KEY, Client
+from admin.settings import AdminSettings
+from redirector.store.keys import link_key
+from redirector.store.record import RecordError
+from tests.conftest import API_KEY, Client, schema_errors
+from tests.redis_server import RedisServer
 
 URL = "https://shop.example/p"
 
@@ -24,7 +31,9 @@ async def _campaign(admin: Client, **fields: Any) -> dict[str, Any]:
 async def _error(resp: Any, status: int, code: str) -> dict[str, Any]:
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/json"
-    body: dict[str, Any] = (await resp.json())["error"]
+    whole = await resp.json()
+    assert schema_errors(whole, "Error") == []
+    body: dict[str, Any] = whole["error"]
     assert body["code"] == code
     assert body["message"]
     return body
@@ -66,6 +75,33 @@ async def test_health_needs_no_key(admin: Client) -> None:
     assert await resp.json() == {"status": "ok"}
 
 
+async def test_health_says_unavailable_and_nothing_more(
+    aiohttp_client: AiohttpClient, own_redis: RedisServer
+) -> None:
+    settings = AdminSettings(api_keys=(API_KEY,), redis_url=own_redis.url, redis_timeout=0.5)
+    client = await aiohttp_client(create_app(settings))
+    own_redis.stop()
+    resp = await client.get("/healthz")
+    assert resp.status == 503
+    # No host, port or exception text: anyone may ask.
+    assert await resp.json() == {"status": "unavailable"}
+
+
+# -- the error edge ------------------------------------------------------------------------
+
+
+async def test_an_unexpected_failure_is_a_logged_json_500(
+    admin: Client, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await redis.hset(link_key("broken"), "broken", "not a link record")
+    with caplog.at_level(logging.ERROR, logger="admin.errors"):
+        error = await _error(await admin.get("/api/links/broken"), 500, "internal")
+    assert error == {"code": "internal", "message": "internal error"}  # nothing of the cause
+    [logged] = [r for r in caplog.records if r.name == "admin.errors"]
+    assert "GET /api/links/broken" in logged.getMessage()
+    assert logged.exc_info is not None and isinstance(logged.exc_info[1], RecordError)
+
+
 # -- campaigns -----------------------------------------------------------------------------
 
 
@@ -73,6 +109,7 @@ async def test_campaign_create_get_list(admin: Client) -> None:
     a = await _campaign(admin, kind="automation", utm_source="newsletter")
     b = await _campaign(admin, name="Summer")
     assert a["kind"] == "automation" and a["utm_source"] == "newsletter" and a["links"] == 0
+    assert schema_errors(a, "Campaign") == []
     assert b["kind"] == "campaign" and b["utm_medium"] is None
 
     resp = await admin.get(f"/api/campaigns/{a['id']}")
@@ -81,6 +118,7 @@ async def test_campaign_create_get_list(admin: Client) -> None:
 
     resp = await admin.get("/api/campaigns")
     body = await resp.json()
+    assert schema_errors(body, "CampaignList") == []
     assert body["total"] == 2
     assert [c["id"] for c in body["campaigns"]] == [a["id"], b["id"]]
     resp = await admin.get("/api/campaigns?offset=1&limit=1")
@@ -112,9 +150,23 @@ async def test_campaign_validation(admin: Client, redis: Redis, body: Any, field
     assert await _keys(redis) == set()
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "offset=-1", "limit=x"])
+BAD_PAGING = ["limit=0", "limit=1001", "offset=-1", "limit=x", "offset=2147483649"]
+# int() would take these; only plain digits are a number here.
+BAD_PAGING += ["limit=%2B5", "limit=%205", "limit=1_0", "offset=%C2%B2"]
+
+
+@pytest.mark.parametrize("query", BAD_PAGING)
 async def test_campaign_list_bad_paging(admin: Client, query: str) -> None:
-    await _error(await admin.get(f"/api/campaigns?{query}"), 422, "validation_failed")
+    error = await _error(await admin.get(f"/api/campaigns?{query}"), 422, "validation_failed")
+    assert [f["field"] for f in error["fields"]] == [query.split("=")[0]]
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00%2B01:00"])
+async def test_times_beyond_the_calendar_are_422(admin: Client, when: str) -> None:
+    campaign = await _campaign(admin)
+    resp = await admin.get(f"/api/campaigns/{campaign['id']}/stats?from={when}")
+    error = await _error(resp, 422, "validation_failed")
+    assert [f["field"] for f in error["fields"]] == ["from"]
 
 
 # -- creating links ------------------------------------------------------------------------
@@ -129,6 +181,7 @@ async def test_link_without_campaign_gets_source_and_medium_only(admin: Client) 
     assert link["campaign_id"] is None and link["recipient"] is None
     assert link["expires_at"] is None and link["disabled"] is False and link["tag"] is True
     assert link["created_at"].endswith("Z")
+    assert schema_errors(link, "Link") == []
 
 
 async def test_campaign_utm_overrides_and_existing_utm_wins(admin: Client) -> None:
@@ -192,6 +245,7 @@ BAD_LINKS: list[tuple[dict[str, Any], str]] = [
     ({"url": URL, "expires_at": "2099-01-01T00:00:00"}, "expires_at"),
     ({"url": URL, "expires_at": 4102444800}, "expires_at"),
     ({"url": URL, "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+    ({"url": URL, "expires_at": "0001-01-01T00:00:00+01:00"}, "expires_at"),
     ({"url": URL, "recipient": ""}, "recipient"),
     ({"url": URL, "recipient": "x" * 129}, "recipient"),
     ({"url": URL, "recipient": "a\nb"}, "recipient"),
@@ -261,7 +315,9 @@ async def test_batch_in_request_order_and_idempotent_per_recipient(
     items.append({"url": URL + "/anon"})
     resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
     assert resp.status == 201
-    links = (await resp.json())["links"]
+    body = await resp.json()
+    assert schema_errors(body, "LinkBatch") == []
+    links = body["links"]
     assert [x["url"] for x in links] == [i["url"] for i in items]
     assert len({x["code"] for x in links}) == 51
     assert all(x["campaign_id"] == c["id"] for x in links)

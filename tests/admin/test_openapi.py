@@ -1,4 +1,4 @@
-"""The OpenAPI document against the app and the models it describes (no Redis needed)."""
+"""The generated OpenAPI document against the app, its models and the OpenAPI 3.1 rules."""
 
 from __future__ import annotations
 
@@ -8,42 +8,35 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
+from pydantic import BaseModel
 
 from admin.app import create_app
 from admin.exceptions import ValidationFailed
-from admin.models import (
-    BatchIn,
-    BatchItem,
-    CampaignIn,
-    LinkIn,
-    LinkPatch,
-    UrlRules,
-    _Body,
-    parse,
-)
-from admin.openapi import SPEC
+from admin.models import BatchIn, CampaignIn, LinkIn, LinkPatch, UrlRules, parse
+from admin.openapi import document
 from admin.settings import AdminSettings
+from redirector.store.keys import CODE_PATTERN
+from tests.conftest import Client, openapi_document, schema_errors
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 # The request body of each operation, and the model that parses it in admin.api.
-REQUEST_MODELS: dict[tuple[str, str], type[_Body]] = {
+REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("post", "/api/campaigns"): CampaignIn,
     ("post", "/api/links"): LinkIn,
     ("post", "/api/links/batch"): BatchIn,
     ("patch", "/api/links/{code}"): LinkPatch,
 }
-# Every model that is a request schema of its own name.
-SCHEMA_MODELS: list[type[_Body]] = [CampaignIn, LinkIn, BatchIn, BatchItem, LinkPatch]
 
 SETTINGS = AdminSettings(api_keys=("k" * 16,))
 RULES = UrlRules(SETTINGS.max_url_length, SETTINGS.own_host)
+SPEC = openapi_document()
 
 
-def app_routes() -> set[tuple[str, str]]:
-    app = create_app(SETTINGS)
+def app_routes(app: web.Application) -> set[tuple[str, str]]:
     routes = set()
     for route in app.router.routes():
         if route.method == "HEAD":  # aiohttp adds HEAD to every GET
@@ -60,21 +53,25 @@ def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
                 yield method, path, operation
 
 
-def schema_of(name: str) -> dict[str, Any]:
-    schema: dict[str, Any] = SPEC["components"]["schemas"][name]
-    return schema
-
-
-def schema_errors(instance: Any, name: str) -> list[str]:
-    """Why `instance` breaks a component schema, its `$ref`s resolved within the document."""
-    schema = {"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]}
-    validator = OAS31Validator(schema, format_checker=oas31_format_checker)
-    return [error.message for error in validator.iter_errors(instance)]
-
-
 def test_every_route_is_documented_and_every_operation_exists() -> None:
     documented = {(method, path) for method, path, _ in operations()}
-    assert documented == app_routes()
+    assert documented == app_routes(create_app(SETTINGS))
+
+
+async def test_the_served_document_is_the_generated_one(admin: Client) -> None:
+    resp = await admin.get("/api/openapi.json")
+    assert resp.status == 200
+    assert await resp.json() == SPEC
+
+
+def test_a_route_without_an_operation_stops_the_document() -> None:
+    async def undocumented(request: web.Request) -> web.StreamResponse:
+        raise AssertionError("never called")  # pragma: no cover
+
+    app = create_app(SETTINGS)
+    app.router.add_get("/api/secret", undocumented)
+    with pytest.raises(LookupError, match="GET /api/secret"):
+        document(app)
 
 
 def test_is_a_valid_openapi_3_1_document() -> None:
@@ -99,6 +96,8 @@ def test_api_operations_need_bearer_auth_and_health_does_not() -> None:
             assert "401" in operation["responses"], (method, path)
         else:
             assert security == [], (method, path)
+        # Any unexpected failure is the documented JSON error.
+        assert operation["responses"]["500"] == {"$ref": "#/components/responses/Internal"}
 
 
 def test_operation_ids_are_present_and_unique() -> None:
@@ -107,7 +106,7 @@ def test_operation_ids_are_present_and_unique() -> None:
     assert [i for i, n in ids.items() if n > 1] == []
 
 
-def test_request_bodies_use_the_models_schemas() -> None:
+def test_request_bodies_use_the_models_that_parse_them() -> None:
     bodies = {
         (method, path): operation["requestBody"]["content"]["application/json"]["schema"]
         for method, path, operation in operations()
@@ -119,23 +118,56 @@ def test_request_bodies_use_the_models_schemas() -> None:
     }
 
 
-@pytest.mark.parametrize("model", SCHEMA_MODELS, ids=lambda m: m.__name__)
-def test_request_schema_matches_model_fields(model: type[_Body]) -> None:
-    schema = schema_of(model.__name__)
-    assert set(schema["properties"]) == set(model.model_fields)
-    required = {name for name, field in model.model_fields.items() if field.is_required()}
-    assert set(schema.get("required", [])) == required
-    assert schema["additionalProperties"] is False  # the models forbid extra fields
-
-
 @pytest.mark.parametrize(("method", "path"), list(REQUEST_MODELS), ids=lambda k: str(k))
 def test_request_examples_pass_schema_and_model(method: str, path: str) -> None:
     model = REQUEST_MODELS[method, path]
     media = SPEC["paths"][path][method]["requestBody"]["content"]["application/json"]
-    assert media["examples"]
-    for example in media["examples"].values():
-        assert schema_errors(example["value"], model.__name__) == []
-        parse(model, example["value"], RULES)
+    assert media["example"]
+    assert schema_errors(media["example"], model.__name__) == []
+    parse(model, media["example"], RULES)
+
+
+def _examples(node: Any) -> Iterator[tuple[Any, Any]]:
+    """Every (example, schema) pair of the document's media type objects."""
+    if isinstance(node, dict):
+        if "example" in node and "schema" in node:
+            yield node["example"], node["schema"]
+        for value in node.values():
+            yield from _examples(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _examples(value)
+
+
+def test_every_example_passes_its_schema() -> None:
+    examples = list(_examples(SPEC))
+    assert len(examples) >= len(REQUEST_MODELS) + 8  # request bodies, errors, the CSV
+    for example, schema in examples:
+        validator = OAS31Validator(
+            {**schema, "components": SPEC["components"]}, format_checker=oas31_format_checker
+        )
+        assert [e.message for e in validator.iter_errors(example)] == [], example
+
+
+def test_query_parameters_come_from_the_query_models() -> None:
+    operation = SPEC["paths"]["/api/campaigns"]["get"]
+    assert {p["name"]: p["schema"] for p in operation["parameters"]} == {
+        "offset": {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    }
+    stats = SPEC["paths"]["/api/campaigns/{id}/stats"]["get"]["parameters"]
+    assert [(p["name"], p["in"]) for p in stats] == [
+        ("id", "path"),
+        ("from", "query"),
+        ("to", "query"),
+        ("granularity", "query"),
+    ]
+    assert all(p["description"] for p in stats)
+
+
+def test_custom_codes_follow_the_pattern_the_redirector_resolves() -> None:
+    code = SPEC["components"]["schemas"]["BatchItem"]["properties"]["code"]
+    assert {"type": "string", "pattern": CODE_PATTERN} in code["anyOf"]
 
 
 @pytest.mark.parametrize(
@@ -145,7 +177,10 @@ def test_request_examples_pass_schema_and_model(method: str, path: str) -> None:
         ("CampaignIn", {"name": "x", "kind": "other"}),
         ("CampaignIn", {"name": ""}),
         ("CampaignIn", {"name": "a\nb"}),
+        ("CampaignIn", {"name": "a\x85b"}),
+        ("CampaignIn", {"name": "x", "utm_source": "s" * 129}),
         ("LinkIn", {"url": "https://a.example", "code": "ab"}),
+        ("LinkIn", {"url": "https://a.example", "code": "a" * 65}),
         ("LinkIn", {"url": "https://a.example", "code": "no spaces"}),
         ("LinkIn", {"url": "https://a.example", "campaign_id": 0}),
         ("LinkIn", {"url": "https://a.example", "expires_at": 1767225599}),
@@ -157,7 +192,8 @@ def test_request_examples_pass_schema_and_model(method: str, path: str) -> None:
     ],
 )
 def test_schemas_and_models_refuse_the_same_bodies(name: str, body: dict[str, Any]) -> None:
+    """The rules that can be constraints are in the schema, not only in validators."""
     assert schema_errors(body, name) != []
-    model = next(m for m in SCHEMA_MODELS if m.__name__ == name)
+    model = next(m for m in REQUEST_MODELS.values() if m.__name__ == name)
     with pytest.raises(ValidationFailed):
         parse(model, body, RULES)

@@ -17,10 +17,9 @@ from redis.typing import EncodableT, FieldT
 
 from admin import stats as stats_module
 from admin.appkeys import redis_key
-from admin.views import CLICKS_CSV_HEADER
+from admin.export import CLICKS_CSV_HEADER
 from redirector.store.keys import click_stream_key
-from tests.admin.test_openapi import schema_errors
-from tests.conftest import Client
+from tests.conftest import Client, schema_errors
 
 URL = "https://shop.example/p"
 IPHONE = (

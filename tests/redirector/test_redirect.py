@@ -127,6 +127,7 @@ async def test_redis_down_gives_503_and_recovers(
     own_redis.stop()
     # Cached links keep redirecting while Redis is away; anything else is a 503, not a hang.
     await eventually(lambda: _status_is(client, "/healthz", 503), within=5.0)
+    assert await (await client.get("/healthz")).json() == {"status": "unavailable"}
     assert (await client.get("/survivor", allow_redirects=False)).status == 302
     assert (await client.get("/not-cached", allow_redirects=False)).status == 503
 

@@ -1,0 +1,243 @@
+"""Response bodies of the admin API: one TypedDict per shape, and the functions that build them.
+
+TypedDicts rather than models: a batch answer holds 10,000 links, and building them as model
+instances costs about five times as much as plain dicts (38 ms against 7 ms, measured). mypy
+checks every builder below against its shape, pydantic makes the OpenAPI schema from the same
+class, and the tests validate real responses against that schema.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated, Literal, NotRequired
+
+from pydantic import Field, WithJsonSchema
+from typing_extensions import TypedDict
+
+from admin.exceptions import FieldError as FieldProblem
+from admin.service import Campaign as CampaignRecord
+from admin.stats import Clicker as ClickerRecord
+from admin.stats import Stats as StatsRecord
+from redirector.store.record import Link as LinkRecord
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+Count = Annotated[int, Field(ge=0)]
+
+
+def rfc3339(ts: int | None) -> str | None:
+    return None if ts is None else _rfc3339(ts)
+
+
+@lru_cache(maxsize=4096)
+def _rfc3339(ts: int) -> str:
+    # Cached: every link of a batch shares its creation second.
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_ms(ms: int) -> str:
+    seconds, millis = divmod(ms, 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+
+
+class Link(TypedDict):
+    code: str
+    short_url: Annotated[str, WithJsonSchema({"type": "string", "format": "uri"})]
+    url: Annotated[str, Field(description="The URL as given, normalised.")]
+    destination: Annotated[
+        str, Field(description="Where the short link redirects: `url` with UTM tags.")
+    ]
+    campaign_id: int | None
+    recipient: str | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    disabled: bool
+    tag: Annotated[bool, Field(description="Whether UTM tags were added.")]
+
+
+class LinkBatch(TypedDict):
+    links: Annotated[list[Link], Field(description="One link per item, in request order.")]
+
+
+def link(code: str, record: LinkRecord, short_url: str) -> Link:
+    return {
+        "code": code,
+        "short_url": short_url,
+        "url": record.url,
+        "destination": record.destination,
+        "campaign_id": record.campaign_id,
+        "recipient": record.recipient,
+        "created_at": _rfc3339(record.created_at),
+        "expires_at": rfc3339(record.expires_at),
+        "disabled": record.disabled,
+        "tag": record.tagged,
+    }
+
+
+class Campaign(TypedDict):
+    id: Annotated[int, Field(ge=1)]
+    name: str
+    kind: Literal["campaign", "automation"]
+    utm_source: str | None
+    utm_medium: str | None
+    created_at: Timestamp
+    links: Annotated[int, Field(ge=0, description="How many links the campaign has.")]
+
+
+class CampaignList(TypedDict):
+    total: Annotated[int, Field(ge=0, description="All campaigns.")]
+    campaigns: list[Campaign]
+
+
+def campaign(record: CampaignRecord) -> Campaign:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "kind": record.kind,
+        "utm_source": record.utm_source,
+        "utm_medium": record.utm_medium,
+        "created_at": _rfc3339(record.created_at),
+        "links": record.links,
+    }
+
+
+class Bucket(TypedDict):
+    t: Annotated[Timestamp, Field(description="Start of the bucket.")]
+    clicks: Count
+    bot_hits: Count
+
+
+ByValue = dict[str, Annotated[int, Field(ge=1)]]
+
+
+class Breakdowns(TypedDict):
+    """All-time clicks (no bot hits), highest count first, by device type (mobile, tablet,
+    desktop, other), OS family, browser family, and host of the Referer when one was sent."""
+
+    device: ByValue
+    os: ByValue
+    browser: ByValue
+    referer: ByValue
+
+
+# Functional syntax: "from" is a Python keyword.
+Stats = TypedDict(
+    "Stats",
+    {
+        "clicks": Annotated[Count, Field(description="All time.")],
+        "unique_clicks": Annotated[
+            Count,
+            Field(
+                description="All time: recipients who clicked, plus distinct visitors of links "
+                "without a recipient (estimated)."
+            ),
+        ],
+        "bot_hits": Annotated[Count, Field(description="All time.")],
+        "recipients_clicked": Annotated[
+            Count | None,
+            Field(
+                description="Campaign: how many of its recipients clicked. Link: 1 or 0 when it "
+                "has a recipient, null when it has none."
+            ),
+        ],
+        "from": Annotated[Timestamp, Field(description="Start of `series`, on a bucket edge.")],
+        "to": Annotated[Timestamp, Field(description="End of `series` (exclusive).")],
+        "granularity": Literal["hour", "day"],
+        "series": Annotated[
+            list[Bucket], Field(description="Every bucket from `from` to `to`, zeros included.")
+        ],
+        "breakdowns": Breakdowns,
+    },
+)
+
+
+def stats(record: StatsRecord) -> Stats:
+    found = record.breakdowns
+    return {
+        "clicks": record.clicks,
+        "unique_clicks": record.unique_clicks,
+        "bot_hits": record.bot_hits,
+        "recipients_clicked": record.recipients_clicked,
+        "from": _rfc3339(record.window.start),
+        "to": _rfc3339(record.window.end),
+        "granularity": record.window.granularity,
+        "series": [
+            {"t": _rfc3339(b.start), "clicks": b.clicks, "bot_hits": b.bot_hits}
+            for b in record.series
+        ],
+        "breakdowns": {
+            "device": found["device"],
+            "os": found["os"],
+            "browser": found["browser"],
+            "referer": found["referer"],
+        },
+    }
+
+
+class Clicker(TypedDict):
+    recipient: str
+    first_click_at: Annotated[Timestamp, Field(description="To the millisecond.")]
+    code: Annotated[str | None, Field(description="The recipient's link; null if deleted.")]
+
+
+class ClickerList(TypedDict):
+    total: Annotated[int, Field(ge=0, description="All clickers.")]
+    clickers: list[Clicker]
+
+
+def clicker(record: ClickerRecord) -> Clicker:
+    return {
+        "recipient": record.recipient,
+        "first_click_at": rfc3339_ms(record.first_click_ms),
+        "code": record.code,
+    }
+
+
+class Health(TypedDict):
+    status: Literal["ok", "unavailable"]
+
+
+class FieldError(TypedDict):
+    field: Annotated[
+        str,
+        Field(
+            description="Path of the field, e.g. `url` or `links[3].url`; `body` for the body "
+            "as a whole."
+        ),
+    ]
+    message: str
+    index: NotRequired[
+        Annotated[int, Field(ge=0, description="The batch item, for a field inside one.")]
+    ]
+
+
+class ErrorDetail(TypedDict):
+    code: Annotated[
+        str,
+        Field(
+            description="Machine-readable: bad_request, unauthorized, not_found, "
+            "campaign_not_found, link_not_found, code_taken, conflict, body_too_large, "
+            "validation_failed, storage_unavailable, method_not_allowed, internal, …"
+        ),
+    ]
+    message: Annotated[str, Field(description="For people.")]
+    fields: NotRequired[
+        Annotated[list[FieldError], Field(description="validation_failed: every bad field.")]
+    ]
+    index: NotRequired[
+        Annotated[int, Field(ge=0, description="code_taken in a batch: the item's position.")]
+    ]
+
+
+class Error(TypedDict):
+    error: ErrorDetail
+
+
+def field_errors(problems: list[FieldProblem]) -> list[FieldError]:
+    out: list[FieldError] = []
+    for problem in problems:
+        entry: FieldError = {"field": problem.field, "message": problem.message}
+        if problem.index is not None:
+            entry["index"] = problem.index
+        out.append(entry)
+    return out
