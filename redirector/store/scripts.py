@@ -1,33 +1,53 @@
-"""The Lua scripts of smslinks: one flush of clicks (written by the redirector) and the
-atomic creation of links (by the admin). Redis runs a script atomically, so a check and the
-writes it guards are one step.
+"""The Lua scripts of smslinks, each beside the Python that calls it: one flush of clicks
+(run by the redirector) and the atomic creation of links (by the admin). Redis runs a script
+atomically, so no reader sees half a flush, and a check and the writes it guards are one step.
 
-FLUSH_CLICKS
-
-Sending each XADD and HINCRBY through redis-py costs ~30 µs of client CPU per command, more
-than the redirect itself; instead the flusher sends one tab-separated line per hit in a
-single argument, and Redis does the fan-out. Counters are summed per key and field inside
-the script, so a hot link costs one HINCRBY per field per flush. A script runs atomically:
-no reader sees half a flush.
-
-    ARGV[1]     the hits, one per line: code, campaign ('' if none), recipient ('' if none),
-                time (unix ms), bot ('1'/'0'), user agent, referer host, visitor hash,
-                device type, OS, browser. No field holds a tab or newline (the flusher
-                replaces them in user agents; the rest are validated or generated).
-    ARGV[2]     the streams' approximate MAXLEN
-    ARGV[3..21] the names of `redirector.store.keys.ClickNames.as_script_args()`, in that order
+Every key a script touches arrives in KEYS, named by `redirector.store.keys` and listed
+once per call; the lines and items in ARGV refer to their keys by index into KEYS.
 """
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
+
+from redirector.store.keys import (
+    BOT_DAY_PREFIX,
+    BOT_HOUR_PREFIX,
+    BOTS,
+    BREAKDOWNS,
+    CLICKS,
+    DAY_PREFIX,
+    HOUR_PREFIX,
+    campaign_breakdowns_key,
+    campaign_stats_key,
+    campaign_uniques_key,
+    click_stream_key,
+    clickers_key,
+    link_breakdowns_key,
+    link_stats_key,
+    link_uniques_key,
+)
+
+# -- FLUSH_CLICKS --------------------------------------------------------------------------
+#
+# Sending each XADD and HINCRBY through redis-py costs ~30 µs of client CPU per command, more
+# than the redirect itself; instead the flusher sends one tab-separated line per hit, and
+# Redis does the fan-out. Counters are summed per key and field inside the script, so a hot
+# link costs one HINCRBY per field per flush.
+#
+#   KEYS[1]       the click stream of links without a campaign
+#   KEYS[l..l+2]  a link's stats, breakdowns and uniques, `l` as its hits' lines give it
+#   KEYS[c..c+4]  a campaign's stream, stats, breakdowns, uniques and clickers, likewise `c`
+#   ARGV[1]       the hits, one per line: code, l, c ('' without a campaign), recipient ('' if
+#                 none), time (unix ms), bot ('1'/'0'), user agent, referer host, visitor
+#                 hash, device type, OS, browser. No field holds a tab or newline (the flusher
+#                 replaces them in user agents; the rest are validated or generated).
+#   ARGV[2]       the streams' approximate MAXLEN
+#   ARGV[3..12]   the stats field names and prefixes, in the order of `_FLUSH_FIELDS`
 FLUSH_CLICKS = """
-local blob, maxlen = ARGV[1], ARGV[2]
-local STREAM, NONE, LSTATS, CSTATS, LUNIQ, CUNIQ, CLICKERS = ARGV[3], ARGV[4], ARGV[5],
-  ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local CLICKS, BOTS, HOUR, BHOUR, DAY, BDAY = ARGV[10], ARGV[11], ARGV[12], ARGV[13],
-  ARGV[14], ARGV[15]
-local DEV, OS, BR, REF = ARGV[16], ARGV[17], ARGV[18], ARGV[19]
-local LBREAK, CBREAK = ARGV[20], ARGV[21]
+local hits, maxlen = ARGV[1], ARGV[2]
+local CLICKS, BOTS, HOUR, BOT_HOUR, DAY, BOT_DAY, DEVICE, OS, BROWSER, REFERER =
+  unpack(ARGV, 3, 12)
 
 local counts, uniques, first = {}, {}, {}
 local function bump(key, field)
@@ -35,53 +55,52 @@ local function bump(key, field)
   if not t then t = {}; counts[key] = t end
   t[field] = (t[field] or 0) + 1
 end
+local function count(stats, breakdowns, f, hour, day)
+  if f[6] == '1' then
+    bump(stats, BOTS); bump(stats, BOT_HOUR .. hour); bump(stats, BOT_DAY .. day)
+  else
+    bump(stats, CLICKS); bump(stats, HOUR .. hour); bump(stats, DAY .. day)
+    bump(breakdowns, DEVICE .. f[10]); bump(breakdowns, OS .. f[11])
+    bump(breakdowns, BROWSER .. f[12])
+    if f[8] ~= '' then bump(breakdowns, REFERER .. f[8]) end
+  end
+end
 local function unique(key, member)
   local t = uniques[key]
   if not t then t = {}; uniques[key] = t end
   t[#t + 1] = member
 end
 
-local pos, len = 1, string.len(blob)
+local pos, len = 1, string.len(hits)
 while pos <= len do
-  local eol = string.find(blob, '\\n', pos, true) or (len + 1)
+  local eol = string.find(hits, '\\n', pos, true) or (len + 1)
   local f, i = {}, pos
   while true do
-    local tab = string.find(blob, '\\t', i, true)
-    if not tab or tab > eol then f[#f + 1] = string.sub(blob, i, eol - 1); break end
-    f[#f + 1] = string.sub(blob, i, tab - 1)
+    local tab = string.find(hits, '\\t', i, true)
+    if not tab or tab > eol then f[#f + 1] = string.sub(hits, i, eol - 1); break end
+    f[#f + 1] = string.sub(hits, i, tab - 1)
     i = tab + 1
   end
   pos = eol + 1
-  local code, cid, rcp, t, bot, ua, ref, h = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+  local link, campaign = tonumber(f[2]), tonumber(f[3])
+  local rcp, t, bot, h = f[4], f[5], f[6], f[9]
   local ms = tonumber(t)
   local hour = string.format('%d', math.floor(ms / 3600000))
   local day = string.format('%d', math.floor(ms / 86400000))
-  redis.call('XADD', STREAM .. (cid ~= '' and cid or NONE), 'MAXLEN', '~', maxlen, '*',
-    'code', code, 'r', rcp, 't', t, 'ua', ua, 'ref', ref, 'h', h, 'bot', bot)
-  local keys = {{LSTATS .. code, LBREAK .. code}}
-  if cid ~= '' then keys[2] = {CSTATS .. cid, CBREAK .. cid} end
-  for _, k in ipairs(keys) do
-    local key, breakdowns = k[1], k[2]
-    if bot == '1' then
-      bump(key, BOTS); bump(key, BHOUR .. hour); bump(key, BDAY .. day)
-    else
-      bump(key, CLICKS); bump(key, HOUR .. hour); bump(key, DAY .. day)
-      bump(breakdowns, DEV .. f[9]); bump(breakdowns, OS .. f[10]); bump(breakdowns, BR .. f[11])
-      if ref ~= '' then bump(breakdowns, REF .. ref) end
-    end
-  end
+  redis.call('XADD', campaign and KEYS[campaign] or KEYS[1], 'MAXLEN', '~', maxlen, '*',
+    'code', f[1], 'r', rcp, 't', t, 'ua', f[7], 'ref', f[8], 'h', h, 'bot', bot)
+  count(KEYS[link], KEYS[link + 1], f, hour, day)
+  if campaign then count(KEYS[campaign + 1], KEYS[campaign + 2], f, hour, day) end
   if bot ~= '1' then
-    if rcp ~= '' then
+    if rcp == '' then
+      unique(KEYS[link + 2], h)
+      if campaign then unique(KEYS[campaign + 3], h) end
+    elseif campaign then
       -- Unique per recipient: a campaign's clickers, each with their first click.
-      if cid ~= '' then
-        local k = CLICKERS .. cid
-        local m = first[k]
-        if not m then m = {}; first[k] = m end
-        if not m[rcp] then m[rcp] = t end
-      end
-    else
-      unique(LUNIQ .. code, h)
-      if cid ~= '' then unique(CUNIQ .. cid, h) end
+      local clickers = KEYS[campaign + 4]
+      local m = first[clickers]
+      if not m then m = {}; first[clickers] = m end
+      if not m[rcp] then m[rcp] = t end
     end
   end
 end
@@ -98,8 +117,54 @@ end
 for key, m in pairs(first) do
   for rcp, t in pairs(m) do redis.call('ZADD', key, 'NX', t, rcp) end
 end
-return 'ok'
 """
+
+_FLUSH_FIELDS = (
+    CLICKS, BOTS, HOUR_PREFIX, BOT_HOUR_PREFIX, DAY_PREFIX, BOT_DAY_PREFIX,
+    BREAKDOWNS["device"], BREAKDOWNS["os"], BREAKDOWNS["browser"], BREAKDOWNS["referer"],
+)  # fmt: skip
+
+
+class ClickBatch:
+    """The arguments of one FLUSH_CLICKS call. The flusher appends the hit lines, with
+    `link(code)` as l and `campaign(campaign_id)` as c: each declares its keys on first use."""
+
+    def __init__(self) -> None:
+        self.hit_lines: list[str] = []
+        self.keys = [click_stream_key(None)]
+        self._links: dict[str, str] = {}
+        self._campaigns: dict[int | None, str] = {None: ""}
+
+    def link(self, code: str) -> str:
+        index = self._links.get(code)
+        if index is None:
+            index = self._links[code] = str(len(self.keys) + 1)
+            self.keys += (link_stats_key(code), link_breakdowns_key(code), link_uniques_key(code))
+        return index
+
+    def campaign(self, campaign_id: int | None) -> str:
+        index = self._campaigns.get(campaign_id)
+        if index is None:
+            assert campaign_id is not None  # None is there from the start
+            index = self._campaigns[campaign_id] = str(len(self.keys) + 1)
+            self.keys += (
+                click_stream_key(campaign_id),
+                campaign_stats_key(campaign_id),
+                campaign_breakdowns_key(campaign_id),
+                campaign_uniques_key(campaign_id),
+                clickers_key(campaign_id),
+            )
+        return index
+
+
+class FlushClicksScript:
+    def __init__(self, redis: Redis) -> None:
+        self._script = redis.register_script(FLUSH_CLICKS)
+
+    async def __call__(self, batch: ClickBatch, stream_maxlen: int) -> None:
+        hits = "\n".join(batch.hit_lines)
+        await self._script(keys=batch.keys, args=[hits, stream_maxlen, *_FLUSH_FIELDS])
+
 
 # Creates links all-or-nothing. Nothing is written unless every check passes, so a request
 # that fails leaves Redis as it was.
