@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from admin.appkeys import service_key, settings_key, stats_key
+from admin.appkeys import campaigns_key, links_key, redis_key, settings_key, stats_key
 from admin.exceptions import CampaignNotFound, FieldError, ValidationFailed
 from admin.metrics import LINKS_CREATED
 from admin.models import (
@@ -24,7 +24,7 @@ from admin.models import (
     stats_window,
 )
 from admin.openapi import SPEC
-from admin.stats import ClickEvent
+from admin.service.stats import ClickEvent
 from admin.views import (
     campaign_view,
     clicker_view,
@@ -70,25 +70,25 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 
 async def create_campaign(request: web.Request) -> web.StreamResponse:
     data = parse(CampaignIn, await _body(request), _rules(request))
-    campaign = await request.app[service_key].create_campaign(data)
+    campaign = await request.app[campaigns_key].create_campaign(data)
     return _json(campaign_view(campaign), status=201)
 
 
 async def list_campaigns(request: web.Request) -> web.StreamResponse:
     offset = _query_int(request, "offset", 0, 0, 2**31)
     limit = _query_int(request, "limit", 100, 1, 1000)
-    total, campaigns = await request.app[service_key].list_campaigns(offset, limit)
+    total, campaigns = await request.app[campaigns_key].list_campaigns(offset, limit)
     return _json({"total": total, "campaigns": [campaign_view(c) for c in campaigns]})
 
 
 async def get_campaign(request: web.Request) -> web.StreamResponse:
-    campaign = await request.app[service_key].get_campaign(_campaign_id(request))
+    campaign = await request.app[campaigns_key].get_campaign(_campaign_id(request))
     return _json(campaign_view(campaign))
 
 
 async def create_link(request: web.Request) -> web.StreamResponse:
     data = parse(LinkIn, await _body(request), _rules(request))
-    service, settings = request.app[service_key], request.app[settings_key]
+    service, settings = request.app[links_key], request.app[settings_key]
     [result] = await service.create_links(data.campaign_id, [data], tagged=data.tag, batch=False)
     LINKS_CREATED.inc(result.created)
     status = 201 if result.created else 200
@@ -97,7 +97,7 @@ async def create_link(request: web.Request) -> web.StreamResponse:
 
 async def create_batch(request: web.Request) -> web.StreamResponse:
     data = parse(BatchIn, await _body(request), _rules(request))
-    service, settings = request.app[service_key], request.app[settings_key]
+    service, settings = request.app[links_key], request.app[settings_key]
     results = await service.create_links(data.campaign_id, data.links, tagged=data.tag)
     LINKS_CREATED.inc(sum(r.created for r in results))
     return _json({"links": [link_view(r.code, r.link, settings) for r in results]}, status=201)
@@ -105,19 +105,19 @@ async def create_batch(request: web.Request) -> web.StreamResponse:
 
 async def get_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
-    link = await request.app[service_key].get_link(code)
+    link = await request.app[links_key].get_link(code)
     return _json(link_view(code, link, request.app[settings_key]))
 
 
 async def update_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     patch = parse(LinkPatch, await _body(request), _rules(request))
-    link = await request.app[service_key].update_link(code, patch)
+    link = await request.app[links_key].update_link(code, patch)
     return _json(link_view(code, link, request.app[settings_key]))
 
 
 async def delete_link(request: web.Request) -> web.StreamResponse:
-    await request.app[service_key].delete_link(request.match_info["code"])
+    await request.app[links_key].delete_link(request.match_info["code"])
     return web.Response(status=204)
 
 
@@ -177,7 +177,7 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.StreamResponse:
     try:
-        await request.app[service_key].ping()
+        await request.app[redis_key].ping()
     except RedisError as exc:
         return _json({"status": "unavailable", "error": str(exc)}, status=503)
     return _json({"status": "ok"})

@@ -16,8 +16,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from admin.appkeys import settings_key
-from admin.exceptions import AdminError, CodeTaken, NotFound, ValidationFailed
-from admin.service import Contention
+from admin.exceptions import AdminError, CodeTaken, Contention, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 

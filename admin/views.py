@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from admin.service import Campaign
+from admin.service.campaigns import Campaign
+from admin.service.stats import Clicker, ClickEvent, Stats
 from admin.settings import AdminSettings
-from admin.stats import Clicker, ClickEvent, Stats
 from redirector.store.record import Link
 
 

@@ -8,6 +8,11 @@ once per call; the lines and items in ARGV refer to their keys by index into KEY
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
 from redis.asyncio import Redis
 
 from redirector.store.keys import (
@@ -18,15 +23,20 @@ from redirector.store.keys import (
     CLICKS,
     DAY_PREFIX,
     HOUR_PREFIX,
+    INVALIDATION_CHANNEL,
     campaign_breakdowns_key,
+    campaign_key,
     campaign_stats_key,
     campaign_uniques_key,
     click_stream_key,
     clickers_key,
     link_breakdowns_key,
+    link_key,
     link_stats_key,
     link_uniques_key,
+    recipient_key,
 )
+from redirector.store.record import Link, encode_text
 
 # -- FLUSH_CLICKS --------------------------------------------------------------------------
 #
@@ -166,61 +176,136 @@ class FlushClicksScript:
         await self._script(keys=batch.keys, args=[hits, stream_maxlen, *_FLUSH_FIELDS])
 
 
-# Creates links all-or-nothing. Nothing is written unless every check passes, so a request
+# -- CREATE_LINKS --------------------------------------------------------------------------
+#
+# Creates links all-or-nothing: nothing is written unless every check passes, so a request
 # that fails leaves Redis as it was.
-#   KEYS[1]   the campaign hash (checked and counted when ARGV[1] == '1')
+#
+#   KEYS[1]   the campaign hash, checked and counted, when ARGV[1] == '1'; then the link
+#             and recipient-index hashes of the items
 #   ARGV[1]   '1' if the links belong to a campaign
 #   ARGV[2]   the invalidation channel
-#   ARGV[3]   the items, a JSON array of [link bucket key, recipient-index key, code,
-#             recipient field ('' if none), custom ('1'/'0'), encoded record]
+#   ARGV[3]   the items, a JSON array of [KEYS index of the link hash, code, KEYS index of
+#             the recipient-index hash (0 if none), recipient field ('' if none),
+#             custom (true/false), encoded record]
 # One JSON argument decoded by Redis's C cjson costs about half the time of splitting
 # per-item strings in Lua, and a tenth of the client's work of sending five arguments per
-# item. The bucket keys travel inside it rather than in KEYS: fine on a standalone Redis
-# (and replicas); Redis Cluster would need the keys declared.
-# Returns:
-#   {'ok', existing}     existing[i] is '' when item i was created, else the code the
-#                        recipient already had (that item was not written)
-#   {'no_campaign'}
-#   {'taken', i}         item i's custom code is in use
-#   {'collided', 'i,j'}  those generated codes are in use: the caller draws again
+# item. The reply is decoded by `CreateLinksScript`.
 CREATE_LINKS = """
-local with_campaign = ARGV[1] == '1'
-if with_campaign and redis.call('EXISTS', KEYS[1]) == 0 then
+local campaign = ARGV[1] == '1' and KEYS[1]
+local channel, items = ARGV[2], cjson.decode(ARGV[3])
+if campaign and redis.call('EXISTS', campaign) == 0 then
   return {'no_campaign'}
 end
-local items = cjson.decode(ARGV[3])
 local existing, new, collided = {}, {}, {}
-for i, it in ipairs(items) do
-  local owner = false
-  if it[4] ~= '' then owner = redis.call('HGET', it[2], it[4]) end
+for i, item in ipairs(items) do
+  local links, code, recipients, field = KEYS[item[1]], item[2], KEYS[item[3]], item[4]
+  local owner = field ~= '' and redis.call('HGET', recipients, field)
   if owner then
     existing[i] = owner
   else
     existing[i] = ''
-    if redis.call('HEXISTS', it[1], it[3]) == 1 then
-      if it[5] == '1' then return {'taken', i} end
+    if redis.call('HEXISTS', links, code) == 1 then
+      if item[5] then return {'taken', i} end
       collided[#collided + 1] = i
     end
-    new[#new + 1] = it
+    new[#new + 1] = item
   end
 end
 if #collided > 0 then
-  return {'collided', table.concat(collided, ',')}
+  return {'collided', collided}
 end
 local codes = {}
-for _, it in ipairs(new) do
-  redis.call('HSET', it[1], it[3], it[6])
-  if it[4] ~= '' then
-    redis.call('HSET', it[2], it[4], it[3])
-  end
-  codes[#codes + 1] = it[3]
+for _, item in ipairs(new) do
+  local links, code, recipients, field, record = KEYS[item[1]], item[2], KEYS[item[3]],
+    item[4], item[6]
+  redis.call('HSET', links, code, record)
+  if field ~= '' then redis.call('HSET', recipients, field, code) end
+  codes[#codes + 1] = code
 end
 if #new > 0 then
-  if with_campaign then
-    redis.call('HINCRBY', KEYS[1], 'links', #new)
-  end
+  if campaign then redis.call('HINCRBY', campaign, 'links', #new) end
   -- A code may sit in a redirector's cache as a recent miss: tell them it exists now.
-  redis.call('PUBLISH', ARGV[2], table.concat(codes, ' '))
+  redis.call('PUBLISH', channel, table.concat(codes, ' '))
 end
 return {'ok', existing}
 """
+
+
+class NewLink(Protocol):
+    """One item to create: its code, whether the caller chose it, the record, and its
+    `recipient_field(...)` ('' when the link has no recipient)."""
+
+    code: str
+    custom: bool
+    link: Link
+    recipient_field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Every new link was written. `existing[i]` is the code that item i's recipient already
+    had (that item was not written), None for the items written."""
+
+    existing: list[str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class NoCampaign:
+    """The campaign does not exist; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class CustomCodeTaken:
+    item: int  # index into the items of the item whose chosen code is in use
+
+
+@dataclass(frozen=True, slots=True)
+class CodesCollided:
+    items: list[int]  # indices of the items whose drawn codes are in use: draw again
+
+
+CreateOutcome = Written | NoCampaign | CustomCodeTaken | CodesCollided
+
+
+class CreateLinksScript:
+    def __init__(self, redis: Redis) -> None:
+        self._script = redis.register_script(CREATE_LINKS)
+
+    async def __call__(self, campaign_id: int | None, links: Sequence[NewLink]) -> CreateOutcome:
+        keys: dict[str, int] = {}  # each name once, with its 1-based index in KEYS
+
+        def index(name: str) -> int:
+            return keys.setdefault(name, len(keys) + 1)
+
+        if campaign_id is not None:
+            index(campaign_key(campaign_id))  # KEYS[1]
+        items = orjson.dumps(
+            [
+                (
+                    index(link_key(new.code)),
+                    new.code,
+                    index(recipient_key(new.recipient_field)) if new.recipient_field else 0,
+                    new.recipient_field,
+                    new.custom,
+                    encode_text(new.link),
+                )
+                for new in links
+            ]
+        )
+        flag = "0" if campaign_id is None else "1"
+        reply = await self._script(keys=list(keys), args=[flag, INVALIDATION_CHANNEL, items])
+        return _create_outcome(reply)
+
+
+def _create_outcome(reply: list[Any]) -> CreateOutcome:
+    kind = reply[0]
+    if kind == b"ok":
+        return Written([code.decode() if code else None for code in reply[1]])
+    if kind == b"no_campaign":
+        return NoCampaign()
+    if kind == b"taken":
+        return CustomCodeTaken(int(reply[1]) - 1)
+    if kind == b"collided":
+        return CodesCollided([int(i) - 1 for i in reply[1]])
+    raise ValueError(f"unexpected reply of CREATE_LINKS: {reply!r}")

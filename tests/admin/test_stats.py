@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
-from admin import stats as stats_module
 from admin.appkeys import redis_key
+from admin.service import stats as stats_module
 from admin.views import CLICKS_CSV_HEADER
 from redirector.store.keys import click_stream_key
 from tests.admin.test_openapi import schema_errors
