@@ -16,7 +16,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from admin import responses
-from admin.appkeys import openapi_key, service_key, settings_key, stats_key
+from admin.appkeys import campaigns_key, links_key, openapi_key, redis_key, settings_key, stats_key
 from admin.exceptions import CampaignNotFound
 from admin.export import clicks_csv
 from admin.metrics import LINKS_CREATED
@@ -34,7 +34,7 @@ from admin.models import (
     stats_window,
 )
 from admin.openapi import Operation, document
-from admin.stats import ClickEvent
+from admin.service.stats import ClickEvent
 from redirector.store.record import Link
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,14 @@ def _link(request: web.Request, code: str, record: Link) -> responses.Link:
 )
 async def create_campaign(request: web.Request) -> web.StreamResponse:
     data = parse(CampaignIn, await _body(request), _rules(request))
-    campaign = await request.app[service_key].create_campaign(data)
+    campaign = await request.app[campaigns_key].create_campaign(data)
     return _json(responses.campaign(campaign), status=201)
 
 
 @Operation("listCampaigns", "campaigns", responses.CampaignList, query=Paging, errors=STORED)
 async def list_campaigns(request: web.Request) -> web.StreamResponse:
     page = parse(Paging, dict(request.query))
-    total, campaigns = await request.app[service_key].list_campaigns(page.offset, page.limit)
+    total, campaigns = await request.app[campaigns_key].list_campaigns(page.offset, page.limit)
     body: responses.CampaignList = {
         "total": total,
         "campaigns": [responses.campaign(c) for c in campaigns],
@@ -94,14 +94,14 @@ async def list_campaigns(request: web.Request) -> web.StreamResponse:
 
 @Operation("getCampaign", "campaigns", responses.Campaign, errors=FOUND)
 async def get_campaign(request: web.Request) -> web.StreamResponse:
-    campaign = await request.app[service_key].get_campaign(_campaign_id(request))
+    campaign = await request.app[campaigns_key].get_campaign(_campaign_id(request))
     return _json(responses.campaign(campaign))
 
 
 @Operation("createLink", "links", responses.Link, (201, 200), body=LinkIn, errors=(409, 503))
 async def create_link(request: web.Request) -> web.StreamResponse:
     data = parse(LinkIn, await _body(request), _rules(request))
-    service = request.app[service_key]
+    service = request.app[links_key]
     [result] = await service.create_links(data.campaign_id, [data], tagged=data.tag, batch=False)
     LINKS_CREATED.inc(result.created)
     status = 201 if result.created else 200
@@ -111,7 +111,7 @@ async def create_link(request: web.Request) -> web.StreamResponse:
 @Operation("createLinkBatch", "links", responses.LinkBatch, (201,), body=BatchIn, errors=(409, 503))
 async def create_batch(request: web.Request) -> web.StreamResponse:
     data = parse(BatchIn, await _body(request), _rules(request))
-    service = request.app[service_key]
+    service = request.app[links_key]
     results = await service.create_links(data.campaign_id, data.links, tagged=data.tag)
     LINKS_CREATED.inc(sum(r.created for r in results))
     # Plain dicts, not 10,000 model instances: see admin.responses.
@@ -125,7 +125,7 @@ async def create_batch(request: web.Request) -> web.StreamResponse:
 @Operation("getLink", "links", responses.Link, errors=FOUND)
 async def get_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
-    link = await request.app[service_key].get_link(code)
+    link = await request.app[links_key].get_link(code)
     return _json(_link(request, code, link))
 
 
@@ -133,13 +133,13 @@ async def get_link(request: web.Request) -> web.StreamResponse:
 async def update_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     patch = parse(LinkPatch, await _body(request), _rules(request))
-    link = await request.app[service_key].update_link(code, patch)
+    link = await request.app[links_key].update_link(code, patch)
     return _json(_link(request, code, link))
 
 
 @Operation("deleteLink", "links", statuses=(204,), errors=(404, 409, 503))
 async def delete_link(request: web.Request) -> web.StreamResponse:
-    await request.app[service_key].delete_link(request.match_info["code"])
+    await request.app[links_key].delete_link(request.match_info["code"])
     return web.Response(status=204)
 
 
@@ -209,7 +209,7 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 async def health(request: web.Request) -> web.StreamResponse:
     """Open to anyone, so it says ok or unavailable and nothing about hosts or errors."""
     try:
-        await request.app[service_key].ping()
+        await request.app[redis_key].ping()
     except RedisError as exc:
         log.warning("health check: redis is unavailable: %s", exc)
         unavailable: responses.Health = {"status": "unavailable"}

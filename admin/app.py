@@ -10,12 +10,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from admin.api import setup_routes
-from admin.appkeys import redis_key, service_key, settings_key, stats_key
+from admin.appkeys import campaigns_key, links_key, redis_key, settings_key, stats_key
 from admin.errors import auth_middleware, errors_middleware
 from admin.metrics import metrics_middleware, metrics_text
-from admin.service import LinkService
+from admin.service.campaigns import CampaignService
+from admin.service.links import LinkService
+from admin.service.stats import StatsService
 from admin.settings import AdminSettings
-from admin.stats import StatsService
 from redirector.store.connection import connect
 from redirector.store.keys import REDIS_MEMORY_CONFIG
 
@@ -25,8 +26,10 @@ log = logging.getLogger(__name__)
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     app[redis_key] = redis = connect(settings.redis_url, timeout=settings.redis_timeout)
-    app[service_key] = service = LinkService(redis, settings)
-    app[stats_key] = StatsService(redis, service)
+    # The services hold no resource of their own: they live as long as the client.
+    app[campaigns_key] = campaigns = CampaignService(redis)
+    app[links_key] = links = LinkService(redis, campaigns, settings)
+    app[stats_key] = StatsService(redis, campaigns, links)
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 from redis.asyncio import Redis
 
-from admin.service import LinkService
+from admin.service.campaigns import CampaignService
+from admin.service.links import LinkService
+from admin.service.stats import StatsService
 from admin.settings import AdminSettings
-from admin.stats import StatsService
 
 settings_key = web.AppKey("settings", AdminSettings)
 redis_key = web.AppKey("redis", Redis)
-service_key = web.AppKey("service", LinkService)
+campaigns_key = web.AppKey("campaigns", CampaignService)
+links_key = web.AppKey("links", LinkService)
 stats_key = web.AppKey("stats", StatsService)
 openapi_key = web.AppKey("openapi", bytes)  # the document, serialised at start-up

@@ -14,8 +14,7 @@ from redis.exceptions import RedisError
 
 from admin import responses
 from admin.appkeys import settings_key
-from admin.exceptions import AdminError, CodeTaken, NotFound, ValidationFailed
-from admin.service import Contention
+from admin.exceptions import AdminError, CodeTaken, Contention, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 

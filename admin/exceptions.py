@@ -10,6 +10,8 @@ AdminError
 InvalidURL (ValueError)     a URL breaks a validation rule; raised by the pure
                             `admin.tagging` functions and reported as a field error
                             (it is a ValueError so pydantic validators can raise it).
+Contention (RuntimeError)   409  concurrent writers kept changing the same keys; the caller
+                            may retry (not a fault of the request, hence not an AdminError).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from dataclasses import dataclass
 
 class InvalidURL(ValueError):
     """The URL to shorten breaks one of the validation rules; the message says which."""
+
+
+class Contention(RuntimeError):
+    """Concurrent writers kept changing the same keys; the caller may retry."""
 
 
 @dataclass(frozen=True, slots=True)

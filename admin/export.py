@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 
 from admin.responses import rfc3339_ms
-from admin.stats import ClickEvent
+from admin.service.stats import ClickEvent
 
 CLICKS_CSV_HEADER = (
     "time",

@@ -16,9 +16,9 @@ from pydantic import Field, WithJsonSchema
 from typing_extensions import TypedDict
 
 from admin.exceptions import FieldError as FieldProblem
-from admin.service import Campaign as CampaignRecord
-from admin.stats import Clicker as ClickerRecord
-from admin.stats import Stats as StatsRecord
+from admin.service.campaigns import Campaign as CampaignRecord
+from admin.service.stats import Clicker as ClickerRecord
+from admin.service.stats import Stats as StatsRecord
 from redirector.store.record import Link as LinkRecord
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]

@@ -5,8 +5,9 @@ request), so they work on plain strings (`find`/`partition`/`split`) with a fast
 common pure-ASCII URL, and never round-trip a URL through a parser that re-encodes it.
 
     normalize_url(raw, ...)  -> the pure-ASCII stored destination, or InvalidURL
+    utm_params(...)          -> the UTM parameters of a link: its campaign's, or the defaults
     tag(url, params)         -> Tagged: the destination with the missing parameters appended
-    untag(tagged)            -> the URL as it was before `tag`
+                                (a stored link gives the URL back as `Link.url`)
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class Tagged(NamedTuple):
     destination: str  # the final, pure-ASCII, tagged URL
     insert_at: int  # where the added parameters (with their leading '?' or '&', if any) start
     inserted: int  # number of characters added (0 when nothing was added)
-    # invariant: url == destination[:insert_at] + destination[insert_at + inserted:]
+    # invariant: url == destination[:insert_at] + destination[insert_at + inserted:], which
+    # `redirector.store.record.Link.url` gives back from the stored link
 
 
 def normalize_url(raw: str, *, max_length: int, own_host: str | None) -> str:
@@ -69,9 +71,18 @@ def normalize_url(raw: str, *, max_length: int, own_host: str | None) -> str:
     return origin + rest
 
 
-def utm_params(*, source: str, medium: str, campaign: str | None) -> tuple[tuple[str, str], ...]:
-    """The UTM parameters of a campaign, in the order they are added to a URL."""
-    params = (("utm_source", source), ("utm_medium", medium))
+def utm_params(
+    *,
+    source: str,
+    medium: str,
+    campaign: str | None,
+    campaign_source: str | None = None,
+    campaign_medium: str | None = None,
+) -> tuple[tuple[str, str], ...]:
+    """The UTM parameters of a link, in the order they are added to its URL: its campaign's
+    own source and medium when it has them, else `source` and `medium` (the configured
+    defaults); utm_campaign is the campaign's name, absent for a link without a campaign."""
+    params = (("utm_source", campaign_source or source), ("utm_medium", campaign_medium or medium))
     if campaign is None:
         return params
     return (*params, ("utm_campaign", campaign))
@@ -101,11 +112,6 @@ def tag(url: str, params: Sequence[tuple[str, str]]) -> Tagged:
         return Tagged(url, insert_at, 0)
     addition = separator + fields
     return Tagged(url[:insert_at] + addition + url[insert_at:], insert_at, len(addition))
-
-
-def untag(t: Tagged) -> str:
-    """The URL `tag` was given: the destination without the parameters it added."""
-    return t.destination[: t.insert_at] + t.destination[t.insert_at + t.inserted :]
 
 
 def _check_length(url: str, max_length: int) -> None:

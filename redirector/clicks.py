@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from redirector import metrics
-from redirector.store.keys import CLICK_SALT_KEY, ClickNames
-from redirector.store.scripts import FLUSH_CLICKS
+from redirector.store.keys import CLICK_SALT_KEY
+from redirector.store.scripts import ClickBatch, FlushClicksScript
 from redirector.useragents import classify
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ class ClickFlusher:
         self._stream_maxlen = stream_maxlen
         self._salt = salt
         self._max_batch = max_batch
-        self._script = redis.register_script(FLUSH_CLICKS)
-        self._names = ClickNames.as_script_args()
+        self._flush = FlushClicksScript(redis)
         self.flushed = 0
         self.bot_hits = 0
         self.errors = 0
@@ -161,15 +160,16 @@ class ClickFlusher:
 
     async def _write(self, hits: list[Hit]) -> None:
         salt = await self._salt_bytes()
-        lines, bots = _lines(hits, salt)
-        await self._script(args=[lines, self._stream_maxlen, *self._names])
+        batch, bots = _batch(hits, salt)
+        await self._flush(batch, self._stream_maxlen)
         self.bot_hits += bots
         metrics.BOT_HITS.inc(bots)
 
 
-def _lines(hits: list[Hit], salt: bytes) -> tuple[str, int]:
+def _batch(hits: list[Hit], salt: bytes) -> tuple[ClickBatch, int]:
     """The script's input (see redirector/store/scripts.py) and how many hits are bots."""
-    out = []
+    batch = ClickBatch()
+    out = batch.hit_lines
     bots = 0
     blake2b = hashlib.blake2b
     for hit in hits:
@@ -182,7 +182,8 @@ def _lines(hits: list[Hit], salt: bytes) -> tuple[str, int]:
             "\t".join(
                 (
                     hit.code,
-                    "" if hit.campaign_id is None else str(hit.campaign_id),
+                    batch.link(hit.code),
+                    batch.campaign(hit.campaign_id),
                     hit.recipient or "",
                     str(int(hit.at * 1000)),
                     "1" if bot else "0",
@@ -195,7 +196,7 @@ def _lines(hits: list[Hit], salt: bytes) -> tuple[str, int]:
                 )
             )
         )
-    return "\n".join(out), bots
+    return batch, bots
 
 
 def _one_line(text: str) -> str:

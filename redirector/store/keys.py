@@ -2,7 +2,9 @@
 
 The redirector reads these keys and the admin writes them; `redirector.store` is the only
 part of the redirector the admin imports (`admin -> redirector.store`, never the reverse).
-The record stored under a link's key is in `redirector.store.record`.
+The record stored under a link's key is in `redirector.store.record`. Every name is built
+by a function or constant here; the Lua scripts (`redirector.store.scripts`) get theirs
+in KEYS and the stats field prefixes in ARGV.
 
 Key schema (all keys live in one Redis database):
 
@@ -90,91 +92,52 @@ def campaign_key(campaign_id: int) -> str:
 CLICK_SALT_KEY = "cfg:click_salt"
 
 
-class ClickNames:
-    """Prefixes of the click keys and stats fields. The functions below build names from
-    them, and the click-flush script gets them as arguments (`as_script_args`), so the key
-    schema is spelled out here only."""
-
-    STREAM = "x:"
-    NO_CAMPAIGN = "-"
-    LINK_STATS = "s:l:"
-    CAMPAIGN_STATS = "s:c:"
-    LINK_BREAKDOWNS = "b:l:"
-    CAMPAIGN_BREAKDOWNS = "b:c:"
-    LINK_UNIQUES = "u:l:"
-    CAMPAIGN_UNIQUES = "u:c:"
-    CLICKERS = "k:"
-    CLICKS = "clicks"
-    BOTS = "bots"
-    HOUR = "h:"
-    BOT_HOUR = "hb:"
-    DAY = "d:"
-    BOT_DAY = "db:"
-    DEVICE = "dev:"
-    OS = "os:"
-    BROWSER = "br:"
-    REFERER = "ref:"
-
-    @classmethod
-    def as_script_args(cls) -> list[str]:
-        return [
-            cls.STREAM, cls.NO_CAMPAIGN, cls.LINK_STATS, cls.CAMPAIGN_STATS, cls.LINK_UNIQUES,
-            cls.CAMPAIGN_UNIQUES, cls.CLICKERS, cls.CLICKS, cls.BOTS, cls.HOUR, cls.BOT_HOUR,
-            cls.DAY, cls.BOT_DAY, cls.DEVICE, cls.OS, cls.BROWSER, cls.REFERER,
-            cls.LINK_BREAKDOWNS, cls.CAMPAIGN_BREAKDOWNS,
-        ]  # fmt: skip
-
-
 def click_stream_key(campaign_id: int | None) -> str:
-    return ClickNames.STREAM + (ClickNames.NO_CAMPAIGN if campaign_id is None else str(campaign_id))
+    return "x:" + ("-" if campaign_id is None else str(campaign_id))
 
 
 def link_stats_key(code: str) -> str:
-    return ClickNames.LINK_STATS + code
+    return "s:l:" + code
 
 
 def campaign_stats_key(campaign_id: int) -> str:
-    return f"{ClickNames.CAMPAIGN_STATS}{campaign_id}"
+    return f"s:c:{campaign_id}"
 
 
 def link_breakdowns_key(code: str) -> str:
-    return ClickNames.LINK_BREAKDOWNS + code
+    return "b:l:" + code
 
 
 def campaign_breakdowns_key(campaign_id: int) -> str:
-    return f"{ClickNames.CAMPAIGN_BREAKDOWNS}{campaign_id}"
+    return f"b:c:{campaign_id}"
 
 
 def link_uniques_key(code: str) -> str:
-    return ClickNames.LINK_UNIQUES + code
+    return "u:l:" + code
 
 
 def campaign_uniques_key(campaign_id: int) -> str:
-    return f"{ClickNames.CAMPAIGN_UNIQUES}{campaign_id}"
+    return f"u:c:{campaign_id}"
 
 
 def clickers_key(campaign_id: int) -> str:
-    return f"{ClickNames.CLICKERS}{campaign_id}"
+    return f"k:{campaign_id}"
 
 
-# Fields of the stats hashes (see the module docstring).
-CLICKS = ClickNames.CLICKS
-BOTS = ClickNames.BOTS
+# Fields of the stats hashes (see the module docstring). The flush script builds the
+# per-hour, per-day and breakdown fields from these prefixes, which it gets as arguments.
+CLICKS = "clicks"
+BOTS = "bots"
+HOUR_PREFIX, BOT_HOUR_PREFIX = "h:", "hb:"
+DAY_PREFIX, BOT_DAY_PREFIX = "d:", "db:"
+BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"}
 HOUR = 3600
 DAY = 86400
 
 
 def hour_field(hour: int, *, bot: bool = False) -> str:
-    return f"{ClickNames.BOT_HOUR if bot else ClickNames.HOUR}{hour}"
+    return f"{BOT_HOUR_PREFIX if bot else HOUR_PREFIX}{hour}"
 
 
 def day_field(day: int, *, bot: bool = False) -> str:
-    return f"{ClickNames.BOT_DAY if bot else ClickNames.DAY}{day}"
-
-
-BREAKDOWNS = {
-    "device": ClickNames.DEVICE,
-    "os": ClickNames.OS,
-    "browser": ClickNames.BROWSER,
-    "referer": ClickNames.REFERER,
-}
+    return f"{BOT_DAY_PREFIX if bot else DAY_PREFIX}{day}"

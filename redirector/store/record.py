@@ -32,8 +32,9 @@ class Link:
 
     @property
     def url(self) -> str:
-        d = self.destination
-        return d[: self.insert_at] + d[self.insert_at + self.inserted :]
+        """The URL as given: what `admin.tagging.tag` was given to make `destination`."""
+        destination = self.destination
+        return destination[: self.insert_at] + destination[self.insert_at + self.inserted :]
 
     def gone(self, now: float) -> bool:
         """True when the redirector must answer 410 instead of redirecting."""

@@ -15,9 +15,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
-from admin import stats as stats_module
 from admin.appkeys import redis_key
 from admin.export import CLICKS_CSV_HEADER
+from admin.service import stats as stats_module
 from redirector.store.keys import click_stream_key
 from tests.conftest import Client, schema_errors
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from admin.exceptions import InvalidURL
-from admin.tagging import Tagged, normalize_url, tag, untag, utm_params
+from admin.tagging import Tagged, normalize_url, tag, utm_params
+from redirector.store.record import Link
 
 MAX_LENGTH = 4096
 OWN_HOST = "short.example"
@@ -20,6 +21,11 @@ ADDED = "utm_source=sms&utm_medium=text&utm_campaign=spring"
 
 # The first IDNA call loads Unicode tables, which can blow Hypothesis' per-example deadline.
 properties = settings(deadline=None, max_examples=200)
+
+
+def untag(t: Tagged) -> str:
+    """The URL `tag` was given, as the stored link gives it back (`Link.url`)."""
+    return Link(t.destination, 0, insert_at=t.insert_at, inserted=t.inserted).url
 
 
 def normalize(raw: str, *, max_length: int = MAX_LENGTH, own_host: str | None = OWN_HOST) -> str:
@@ -82,6 +88,13 @@ def test_utm_params_without_campaign() -> None:
 
 def test_utm_params_keeps_an_empty_campaign() -> None:
     assert utm_params(source="s", medium="m", campaign="")[-1] == ("utm_campaign", "")
+
+
+def test_utm_params_prefer_the_campaign_source_and_medium_to_the_defaults() -> None:
+    own = utm_params(source="s", medium="m", campaign="c", campaign_source="cs")
+    assert own == (("utm_source", "cs"), ("utm_medium", "m"), ("utm_campaign", "c"))
+    only_medium = utm_params(source="s", medium="m", campaign="c", campaign_medium="cm")
+    assert only_medium[:2] == (("utm_source", "s"), ("utm_medium", "cm"))
 
 
 # --- tag: where the parameters go ----------------------------------------------------------

@@ -16,7 +16,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from admin.models import ClickFilter, Window
-from admin.service import LinkService, as_text
+from admin.service import as_text
+from admin.service.campaigns import CampaignService
+from admin.service.links import LinkService
 from redirector.store.keys import (
     BOTS,
     BREAKDOWNS,
@@ -78,8 +80,9 @@ class ClickEvent:
 
 
 class StatsService:
-    def __init__(self, redis: Redis, links: LinkService) -> None:
+    def __init__(self, redis: Redis, campaigns: CampaignService, links: LinkService) -> None:
         self._redis = redis
+        self._campaigns = campaigns
         self._links = links
 
     async def link_stats(self, code: str, window: Window) -> Stats:
@@ -96,7 +99,7 @@ class StatsService:
         return Stats(clicks, unique, bots, clicked, window, series, _breakdowns(fields))
 
     async def campaign_stats(self, campaign_id: int, window: Window) -> Stats:
-        await self._links.get_campaign(campaign_id)
+        await self._campaigns.get_campaign(campaign_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             _queue_counters(
                 pipe,
@@ -116,7 +119,7 @@ class StatsService:
         self, campaign_id: int, offset: int, limit: int
     ) -> tuple[int, list[Clicker]]:
         """The campaign's recipients who clicked, by first click, with their link's code."""
-        await self._links.get_campaign(campaign_id)
+        await self._campaigns.get_campaign(campaign_id)
         key = clickers_key(campaign_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zcard(key)
@@ -138,7 +141,7 @@ class StatsService:
     ) -> AsyncIterator[list[ClickEvent]]:
         """The campaign's click events in chunks, oldest first. The campaign is looked up
         here, before the first chunk, so that a 404 can still be answered as JSON."""
-        await self._links.get_campaign(campaign_id)
+        await self._campaigns.get_campaign(campaign_id)
         return self._read_events(click_stream_key(campaign_id), query)
 
     async def _read_events(self, key: str, query: ClickFilter) -> AsyncIterator[list[ClickEvent]]:

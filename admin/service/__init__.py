@@ -1,0 +1,14 @@
+"""The admin's operations over Redis, one module per use case; no HTTP here (see `admin.api`).
+
+campaigns  create, get and list campaigns
+plan       a batch of new links planned before anything is written (pure, no Redis)
+links      create links (writing a plan), get, update and delete them
+stats      click analytics over what the redirector records
+"""
+
+from __future__ import annotations
+
+
+def as_text(value: bytes | str) -> str:
+    """A value read from Redis as str (undecodable bytes, never expected, become U+FFFD)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
