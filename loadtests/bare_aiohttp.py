@@ -1,10 +1,5 @@
-"""The benchmark's reference row: the least aiohttp + uvloop can do to answer GET /{code} with
-a 302, started the way the redirector starts (uvloop, then web.run_app without an access log).
-Its throughput is what the framework costs on this machine, the part of the gap to nginx that
-our code does not add.
-
-    python -m loadtests.bare_aiohttp PORT LOCATION
-"""
+"""`python -m loadtests.bare_aiohttp PORT LOCATION`: the benchmark's reference row, the least
+aiohttp + uvloop can do to answer GET /{code} with a 302, started the way the redirector starts."""
 
 from __future__ import annotations
 

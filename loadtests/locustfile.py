@@ -34,10 +34,6 @@ ALLOW_REMOTE = seeder.allow_remote(os.environ)
 ADMIN_BATCH = 100  # links per admin batch request: an automation's burst, not a bulk import
 
 
-class MissingAdminKey(Exception):
-    """AdminUser runs but no admin key is configured."""
-
-
 @cache
 def code_mix() -> CodeMix:
     """Loaded once per Locust process, on first use (the module imports without the file)."""
@@ -50,7 +46,7 @@ def admin_auth() -> dict[str, str]:
     seeder.require_loopback(ADMIN_URL, allow_remote=ALLOW_REMOTE, what="LOCUST_ADMIN_URL")
     key = seeder.admin_key(os.environ)
     if not key:
-        raise MissingAdminKey("no admin key: set ADMIN_API_KEYS (or run `make run` once)")
+        raise seeder.SeedError("no admin key: set ADMIN_API_KEYS (or run `make run` once)")
     return {"Authorization": f"Bearer {key}"}
 
 
@@ -64,15 +60,13 @@ def check_setup(environment: Environment, **_: Any) -> None:
             seeder.require_loopback(environment.host, allow_remote=ALLOW_REMOTE, what="--host")
         if AdminUser in environment.user_classes:  # `locust ... Tapper` leaves it out
             admin_auth()
-        if Tapper in environment.user_classes and not isinstance(
-            environment.runner,
-            MasterRunner,  # the master runs no users: its workers tap
-        ):
+        # The master runs no users: its workers tap.
+        if Tapper in environment.user_classes and not isinstance(environment.runner, MasterRunner):
             mix = code_mix()
             log.info(
                 "%d codes from %s, %.0f%% unknown", len(mix.links), CODES_FILE, UNKNOWN_SHARE * 100
             )
-    except (seeder.RemoteHostRefused, MissingAdminKey, CodesFileError) as exc:
+    except (seeder.RemoteHostRefused, seeder.SeedError, CodesFileError) as exc:
         environment.process_exit_code = 2
         raise StopTest(str(exc)) from None  # logged by Locust, which then stops the run
 

@@ -43,7 +43,7 @@ MAX_RECIPIENTS = 200_000_000
 _URL_PREFIX = "https://shop.example/"
 _PADDING = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
-Progress = Callable[[int], None]  # called with the number of links just created
+Progress = Callable[[int], None]  # called with the number of links created so far
 
 
 class SeedError(Exception):
@@ -149,10 +149,7 @@ async def seed(
     to `out` (None: no file) in link order. Only loopback admin URLs are accepted; the first
     refused request stops the run with a SeedError naming it and `out` left as it was.
     Unbounded in time: callers wrap it in `asyncio.timeout`."""
-    _check_options(admin_url, links, batch_size, concurrency, url_length)
-    key = key or admin_key(os.environ)
-    if not key:
-        raise SeedError("no admin key: set ADMIN_API_KEYS or run `make run` once")
+    key = _checked_key(admin_url, key, links, batch_size, concurrency, url_length)
     plan = LinkPlan(url_length, campaign_name)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     # sock_read bounds one batch: 10,000 links take a second or two.
@@ -167,9 +164,10 @@ async def seed(
         # `concurrency` senders take the next batch when free; each body is built just before
         # it is sent, so only that many are ever in memory. The first failure cancels the rest.
         codes, destinations = [""] * links, [""] * links if out else []
-        starts = iter(range(0, links, batch_size))
+        starts, done = iter(range(0, links, batch_size)), 0
 
         async def sender() -> None:
+            nonlocal done
             for start in starts:
                 stop = min(start + batch_size, links)
                 items = [
@@ -182,8 +180,9 @@ async def seed(
                 codes[start:stop] = [link["code"] for link in created]
                 if out:
                     destinations[start:stop] = [link["destination"] for link in created]
+                done += stop - start
                 if progress:
-                    progress(stop - start)
+                    progress(done)
 
         started = time.perf_counter()
         try:
@@ -202,18 +201,20 @@ async def seed(
     return SeedResult(codes, seconds, campaign_id, out)
 
 
-def _check_options(
-    admin_url: str, links: int, batch_size: int, concurrency: int, url_length: int
-) -> None:
+def _checked_key(
+    admin_url: str, key: str | None, links: int, batch_size: int, concurrency: int, length: int
+) -> str:
+    """The admin key, once the options are known to be usable."""
     require_loopback(admin_url, what="admin URL")
-    if not 1 <= links <= MAX_RECIPIENTS:
-        raise SeedError(f"--links must be from 1 to {MAX_RECIPIENTS:,}")
-    if not 1 <= batch_size <= MAX_BATCH:
-        raise SeedError(f"--batch-size must be from 1 to {MAX_BATCH:,}")
-    if concurrency < 1:
-        raise SeedError("--concurrency must be at least 1")
-    if url_length < 1:
-        raise SeedError("--url-length must be at least 1")
+    counts_ok = 1 <= links <= MAX_RECIPIENTS and 1 <= batch_size <= MAX_BATCH
+    if not counts_ok or min(concurrency, length) < 1:
+        raise SeedError(
+            f"--links must be from 1 to {MAX_RECIPIENTS:,}, --batch-size from 1 to {MAX_BATCH:,}, "
+            "--concurrency and --url-length at least 1"
+        )
+    if not (key := key or admin_key(os.environ)):
+        raise SeedError("no admin key: set ADMIN_API_KEYS or run `make run` once")
+    return key
 
 
 async def _post(session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
@@ -224,19 +225,6 @@ async def _post(session: aiohttp.ClientSession, path: str, body: dict[str, Any])
             return orjson.loads(await resp.read())
     except aiohttp.ClientError as exc:  # refused, reset, timed out: as fatal as a refusal
         raise SeedError(f"POST {path} failed: {exc!r}") from exc
-
-
-def _printer(total: int) -> Progress:
-    """A line on stderr every 10% of the links."""
-    done, step = 0, max(total // 10, 1)
-
-    def report(n: int) -> None:
-        nonlocal done
-        before, done = done, done + n
-        if done // step != before // step or done == total:
-            print(f"created {done:,}/{total:,} links", file=sys.stderr, flush=True)
-
-    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,7 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_CODES_FILE, help="codes file to write")
     args = p.parse_args(argv)
     try:
-        result = asyncio.run(seed(**vars(args), progress=_printer(args.links)))
+        total = f"{args.links:,}"
+        result = asyncio.run(
+            seed(
+                **vars(args),
+                progress=lambda done: print(f"{done:,}/{total} links", file=sys.stderr),
+            )
+        )
     except (SeedError, ValueError) as exc:
         print(f"seed: {exc}", file=sys.stderr)
         return 1

@@ -22,8 +22,8 @@ from redirector.useragents import classify
 
 # What bench.lua's done() printed for a run with socket errors and 4xx answers.
 WRK_JSON = (
-    '{"requests": 190000, "seconds": 10.0, "p50_ms": 0.74, "p99_ms": 1520.0, "errors": '
-    '{"connect": 0, "read": 3, "write": 1, "timeout": 12, "status": 40}}'
+    '{"requests": 190000, "seconds": 10.0, "p50_ms": 0.74, "p99_ms": 1520.0, '
+    '"socket_errors": 16, "bad_status": 40}'
 )
 
 
@@ -56,7 +56,7 @@ async def test_wrk_taps_the_paths_file(aiohttp_server: AiohttpServer, tmp_path: 
 
 
 def _result(rps: float, p99: float = 1.0, bad_status: int = 0) -> WrkResult:
-    return WrkResult(int(rps * 10), 10.0, rps, 0.5, p99, bad_status=bad_status)
+    return WrkResult(int(rps * 10), 10.0, 0.5, p99, 0, bad_status, requests_per_second=rps)
 
 
 def _clicks(sent: int = 250_000, difference: int = 0, **kwargs: Any) -> ClickCount:
