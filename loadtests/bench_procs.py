@@ -1,11 +1,6 @@
-"""The processes the benchmark starts and always stops: redis-server, nginx, a bare aiohttp
-server, the redirector and the admin, each in its own session (process group) so that stopping
-it also stops the workers it forked, and so that Ctrl-C reaches the benchmark first, which then
-stops them in order.
-
-Also: which cores to pin what to, CPU time used by a process group, and the versions of the
-tools for the report.
-"""
+"""The processes the benchmark starts and always stops, each in its own session (so that Ctrl-C
+reaches the benchmark first, which then stops the process with the workers it forked); the cores
+they are pinned to and the CPU they use."""
 
 from __future__ import annotations
 
@@ -18,25 +13,34 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
+import orjson
+import psutil
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from redirector.store.keys import REDIS_MEMORY_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = ROOT / "loadtests" / "bench.lua"
 _STOP_SECONDS = 10.0
 _START_SECONDS = 30.0
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# A wrk run that has not finished this long after its planned duration is killed.
+_WRK_GRACE_SECONDS = 30.0
+# Every request looks like a person tapping the link on an iPhone: the redirector records it
+# as a click, its realistic and dearer path, where wrk's own User-Agent would be a bot hit.
+PHONE_USER_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
 
 
 class StartError(RuntimeError):
-    """A server did not come up; the message ends with the tail of its log."""
+    """A server did not come up, or wrk failed; the message ends with what it printed."""
 
 
 def free_port() -> int:
@@ -49,7 +53,7 @@ def free_port() -> int:
 @dataclass(frozen=True, slots=True)
 class Pinning:
     """CPU lists for `taskset -c`: the server under test on one core, the load generator (and
-    Redis) on the other. None everywhere when there are fewer than two cores or no taskset."""
+    Redis) on the other. None everywhere with fewer than two cores or no taskset."""
 
     server: str | None
     load: str | None
@@ -62,22 +66,26 @@ class Pinning:
         first, second = sorted(cpus)[:2]
         return cls(str(first), str(second), f"{first},{second}")
 
-    @property
-    def active(self) -> bool:
-        return self.server is not None
-
 
 def pinned(command: list[str], cpus: str | None) -> list[str]:
     return (["taskset", "-c", cpus] if cpus else []) + command
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and its live descendants (a server's workers)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 class Service:
-    """One started server: its log file, its process group, and a stop that always finishes."""
+    """One started server: its log, its processes, a wait until it answers, and a stop that
+    always finishes (SIGTERM to its session, then SIGKILL to what outlives the wait)."""
 
     def __init__(self, name: str, command: list[str], log: Path, env: Mapping[str, str]) -> None:
-        self.name = name
-        self.command = command
-        self.log = log
+        self.name, self.log = name, log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
                 command,
@@ -88,37 +96,43 @@ class Service:
                 cwd=ROOT,
                 start_new_session=True,
             )
+        self.pid = self.process.pid
 
-    @property
-    def pgid(self) -> int:
-        return self.process.pid  # start_new_session: the leader's pid is the group id
+    def failure(self, what: str) -> StartError:
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-20:]
+        return StartError("\n  ".join([f"{self.name}: {what}", *tail]))
 
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise StartError(f"{self.name} exited with {self.process.returncode}{self.log_tail()}")
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log.read_text(errors="replace").strip().splitlines()[-lines:]
-        except OSError:
-            return ""
-        return "\n  " + "\n  ".join(text) if text else ""
+    async def wait(self, url: str, status: int = 200) -> None:
+        """Until GET `url` answers `status` (redirects never followed), or a redis:// URL PONG."""
+        redis = Redis.from_url(url, socket_timeout=1) if url.startswith("redis:") else None
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            try:
+                async with asyncio.timeout(_START_SECONDS):
+                    while True:
+                        if self.process.poll() is not None:
+                            raise self.failure(f"exited with {self.process.returncode}")
+                        with contextlib.suppress(aiohttp.ClientError, RedisError, OSError):
+                            if redis is not None and await redis.ping():
+                                return
+                            if redis is None:
+                                async with session.get(url, allow_redirects=False) as response:
+                                    if response.status == status:
+                                        return
+                        await asyncio.sleep(0.05)
+            except TimeoutError:
+                raise self.failure(f"no answer from {url} in {_START_SECONDS:.0f} s") from None
+            finally:
+                if redis is not None:
+                    await redis.aclose()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self.process.wait(timeout=_STOP_SECONDS)
-        # Workers the leader forked may outlive it for a moment; they share its group.
-        if group_pids(self.pgid):
-            self._signal(signal.SIGKILL)
-
-    def _signal(self, signum: int) -> None:
+        tree = process_tree(self.pid)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signum)
+            os.killpg(self.pid, signal.SIGTERM)
+        for process in psutil.wait_procs(tree, timeout=_STOP_SECONDS)[1]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.process.wait(timeout=_STOP_SECONDS)
 
 
 @contextlib.contextmanager
@@ -130,77 +144,6 @@ def running(name: str, command: list[str], log: Path, env: Mapping[str, str]) ->
         service.stop()
 
 
-def _stat_fields(pid: str) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # Fields after the parenthesised command name, which may itself contain spaces.
-    return stat[stat.rfind(")") + 2 :].split()
-
-
-def group_pids(pgid: int) -> list[int]:
-    """Live processes of a process group (zombies excluded)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(entry)
-            if fields and fields[2] == str(pgid) and fields[0] != "Z":
-                pids.append(int(entry))
-    return pids
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds used so far by the live processes of a process group."""
-    ticks = 0
-    for pid in group_pids(pgid):
-        fields = _stat_fields(str(pid))
-        if fields:
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / _CLOCK_TICKS
-
-
-async def wait_http(url: str, service: Service, *, status: int = 200) -> None:
-    """Wait until GET `url` answers `status` (the servers' /healthz). Redirects are never
-    followed: nothing but 127.0.0.1 is ever contacted."""
-
-    async def answered() -> bool:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with session.get(url, allow_redirects=False) as response:
-                return response.status == status
-        return False
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        await _poll(service, f"{url} answering {status}", answered)
-
-
-async def wait_redis(url: str, service: Service) -> None:
-    client = Redis.from_url(url, socket_timeout=1)
-
-    async def answered() -> bool:
-        with contextlib.suppress(OSError, RedisError, TimeoutError):
-            return bool(await client.ping())
-        return False
-
-    try:
-        await _poll(service, "PONG", answered)
-    finally:
-        await client.aclose()
-
-
-async def _poll(service: Service, what: str, ready: Callable[[], Awaitable[bool]]) -> None:
-    try:
-        async with asyncio.timeout(_START_SECONDS):
-            while not await ready():
-                service.check_alive()
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise StartError(
-            f"{service.name}: no {what} in {_START_SECONDS:.0f} s{service.log_tail()}"
-        ) from None
-
-
 def redis_command(port: int, directory: Path) -> list[str]:
     command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no", "--dir", str(directory), "--daemonize", "no"]
@@ -209,135 +152,107 @@ def redis_command(port: int, directory: Path) -> list[str]:
     return command
 
 
-def nginx_config(directory: Path, port: int, location: str) -> str:
-    """One worker answering every path with a 302 to `location`, no access log, every path it
-    writes inside `directory`. nginx also sends a 145-byte HTML body with the 302, which the
-    redirector does not: the ceiling is, if anything, a little low."""
+def nginx_command(directory: Path, port: int, location: str) -> list[str]:
+    """nginx in the foreground, one worker answering every path with a 302 to `location`, no
+    access log, every file it writes inside `directory`. It also sends a 145-byte HTML body,
+    which the redirector does not: the ceiling is, if anything, a little low."""
     quoted = location.replace("\\", "\\\\").replace('"', '\\"')
-    return f"""# Generated by loadtests/bench.py: the ceiling row's static redirect.
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 100000000;
-    client_body_temp_path {directory}/client_body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            add_header Cache-Control "private, max-age=0" always;
-            return 302 "{quoted}";
-        }}
-    }}
-}}
-"""
-
-
-def nginx_command(directory: Path) -> list[str]:
-    """nginx in the foreground with its own prefix, config and error log (the default error
-    log under /var/log is opened before the config is read)."""
+    temp = " ".join(f"{kind}_temp_path {directory}/{kind};" for kind in _NGINX_TEMP)
+    (directory / "nginx.conf").write_text(
+        f"worker_processes 1; pid {directory}/nginx.pid; events {{ worker_connections 4096; }}\n"
+        f"http {{ access_log off; keepalive_requests 100000000; {temp}\n"
+        f"  server {{ listen 127.0.0.1:{port}; location / {{\n"
+        f'    add_header Cache-Control "private, max-age=0" always; return 302 "{quoted}"; }} }}\n'
+        "}\n"
+    )
+    # -e: the default error log under /var/log is opened before the config is read.
     command = ["nginx", "-p", str(directory), "-c", str(directory / "nginx.conf")]
     return [*command, "-e", str(directory / "error.log"), "-g", "daemon off;"]
 
 
-def bare_aiohttp_script(port: int, location: str) -> str:
-    """The reference row's server: the least aiohttp + uvloop can do to answer GET /{code}
-    with a 302 to `location`, started the way the redirector starts (uvloop.install(), then
-    web.run_app without an access log). Its throughput is the framework's cost on this
-    machine, the part of the gap to nginx that our code does not add."""
-    return f'''"""Generated by loadtests/bench.py: the bare aiohttp reference row."""
-
-import uvloop
-from aiohttp import web
-
-LOCATION = {location!r}
+_NGINX_TEMP = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-async def redirect(request: web.Request) -> web.StreamResponse:
-    return web.Response(status=302, headers={{"Location": LOCATION}})
-
-
-app = web.Application()
-app.router.add_get("/{{code}}", redirect)
-uvloop.install()
-web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=None)
-'''
+def python_command(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
 
 
 def python_env(values: Mapping[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(values, PYTHONUNBUFFERED="1")
-    return env
+    return {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
 
 
-def python_command(module: str) -> list[str]:
-    return [sys.executable, "-m", module]
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    """The JSON line bench.lua's done() prints, and the rate."""
+
+    requests: int  # completed: their response was read
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    socket_errors: int  # connect, read, write and timeout errors
+    bad_status: int  # answers with a status of 400 or more
+    requests_per_second: float = 0.0
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> WrkResult:
+        result = cls(**orjson.loads(line))
+        rate = result.requests / result.seconds if result.seconds > 0 else 0.0
+        return replace(result, requests_per_second=rate)
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.bad_status
+
+
+def wrk_command(
+    url: str, threads: int, connections: int, seconds: float, cpus: str | None
+) -> list[str]:
+    """wrk with bench.lua and the phone's User-Agent on every request (wrk wants exactly one
+    space after the header's colon)."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    command += ["-H", f"User-Agent: {PHONE_USER_AGENT}", "-s", str(WRK_SCRIPT), url]
+    return pinned(command, cpus)
+
+
+async def run_wrk(command: list[str], paths: Path, seconds: float) -> WrkResult:
+    """One wrk run tapping random lines of `paths`, killed if it overruns its duration."""
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "BENCH_PATHS": str(paths)},
+    )
+    try:
+        async with asyncio.timeout(seconds + _WRK_GRACE_SECONDS):
+            output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = output.decode(errors="replace")
+    results = [line for line in text.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not results:
+        raise StartError(f"wrk exited with {process.returncode} and no result:\n{text.strip()}")
+    return WrkResult.from_json(results[-1])
 
 
 def _version(command: list[str]) -> str:
     if shutil.which(command[0]) is None:
         return "not installed"
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
+    done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
     lines = (done.stdout + done.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as f:
-        fields = [int(n) for n in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    total = sum(fields[:8])  # guest time is already counted in user
-    return total - idle, total
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores have spent busy since boot."""
-    return _cpu_times()[0] / _CLOCK_TICKS
-
-
-def busy_percent(seconds: float = 1.0) -> str:
-    """How busy all cores are over `seconds`, before this run starts anything."""
-    try:
-        busy, total = _cpu_times()
-        time.sleep(seconds)
-        busy_after, total_after = _cpu_times()
-    except (OSError, ValueError, IndexError):
-        return ""
-    return f"{100 * (busy_after - busy) / max(1, total_after - total):.0f}%"
-
-
-def _first_words(text: str) -> str:
-    return text.partition(" Copyright")[0]
+    return lines[0].partition(" Copyright")[0].strip() if lines else "unknown"
 
 
 def machine_info() -> dict[str, str]:
     return {
-        "cpu": cpu_model(),
+        "cpu": platform.processor() or platform.machine(),
         "cores": str(len(os.sched_getaffinity(0))),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "redis-server": _version(["redis-server", "--version"]),
         "nginx": _version(["nginx", "-v"]),
-        "wrk": _first_words(_version(["wrk", "--version"])),
-        "busy before start": busy_percent(),
+        "wrk": _version(["wrk", "--version"]),
+        # How busy all cores were before the run started anything: others' work competes.
+        "busy before start": f"{psutil.cpu_percent(interval=1.0):.0f}%",
     }

@@ -1,23 +1,9 @@
 """Locust: people tapping short links, and now and then an operator creating links.
 
-    python -m loadtests.seed --links 100000
-    locust -f loadtests/locustfile.py --headless -u 50 -r 50 --run-time 1m \
-        --host http://127.0.0.1:8080
-
-`Tapper` (almost every user) taps codes from the seeder's codes file in a Zipf mix, a few hot
-links and a long cold tail, plus a small share of unknown codes, and fails any answer that is
-not the 302 to the expected destination (or the 404). `AdminUser` creates single links and
-small batches on the admin API at a low rate, so the redirector is measured while its cache
-is being invalidated.
-
-Environment (read once, at import):
-    LOCUST_CODES_FILE     codes file (default loadtests/codes.txt)
-    LOCUST_UNKNOWN_SHARE  share of taps on unknown codes (default 0.02)
-    LOCUST_ZIPF_S         Zipf exponent of the mix; 0 is uniform (default 1.0)
-    LOCUST_TAP_WAIT       seconds a tapper waits between taps (default 0: flat out)
-    LOCUST_ADMIN_URL      admin API base URL (default http://127.0.0.1:8081)
-    ADMIN_API_KEYS        admin key (first of the list; default .data/dev-api-key)
-    LOCUST_ALLOW_REMOTE   1 to allow hosts other than loopback (needed in docker compose)
+`Tapper` taps the seeder's codes in a Zipf mix plus a share of unknown codes and fails any answer
+but the 302 to the expected destination (or the 404); `AdminUser` creates links on the admin API
+at a low rate, so the redirector is measured while its cache is invalidated. Usage and the
+LOCUST_* variables (read once, at import): README, "Load tests (Locust)".
 """
 
 from __future__ import annotations
@@ -34,32 +20,18 @@ from locust.env import Environment
 from locust.exception import StopTest
 from locust.runners import MasterRunner
 
-from loadtests.codes import (
-    DEFAULT_ADMIN_URL,
-    DEFAULT_CODES_FILE,
-    CodeMix,
-    CodesFileError,
-    RemoteHostRefused,
-    admin_key,
-    allow_remote,
-    load_codes,
-    recipient,
-    require_loopback,
-)
+from loadtests import seed as seeder
+from loadtests.codes import CodeMix, CodesFileError, load_codes
 
 log = logging.getLogger(__name__)
 
-CODES_FILE = os.environ.get("LOCUST_CODES_FILE", str(DEFAULT_CODES_FILE))
+CODES_FILE = os.environ.get("LOCUST_CODES_FILE", str(seeder.DEFAULT_CODES_FILE))
 UNKNOWN_SHARE = float(os.environ.get("LOCUST_UNKNOWN_SHARE", "0.02"))
 ZIPF_S = float(os.environ.get("LOCUST_ZIPF_S", "1.0"))
 TAP_WAIT = float(os.environ.get("LOCUST_TAP_WAIT", "0"))
-ADMIN_URL = os.environ.get("LOCUST_ADMIN_URL", DEFAULT_ADMIN_URL).rstrip("/")
-ALLOW_REMOTE = allow_remote(os.environ)
+ADMIN_URL = os.environ.get("LOCUST_ADMIN_URL", seeder.DEFAULT_ADMIN_URL).rstrip("/")
+ALLOW_REMOTE = seeder.allow_remote(os.environ)
 ADMIN_BATCH = 100  # links per admin batch request: an automation's burst, not a bulk import
-
-
-class MissingAdminKey(Exception):
-    """AdminUser runs but no admin key is configured."""
 
 
 @cache
@@ -71,10 +43,10 @@ def code_mix() -> CodeMix:
 @cache
 def admin_auth() -> dict[str, str]:
     """The admin's Authorization header, once the admin URL passed the loopback guard."""
-    require_loopback(ADMIN_URL, allow_remote=ALLOW_REMOTE, what="LOCUST_ADMIN_URL")
-    key = admin_key(os.environ)
+    seeder.require_loopback(ADMIN_URL, allow_remote=ALLOW_REMOTE, what="LOCUST_ADMIN_URL")
+    key = seeder.admin_key(os.environ)
     if not key:
-        raise MissingAdminKey("no admin key: set ADMIN_API_KEYS (or run `make run` once)")
+        raise seeder.SeedError("no admin key: set ADMIN_API_KEYS (or run `make run` once)")
     return {"Authorization": f"Bearer {key}"}
 
 
@@ -85,18 +57,16 @@ def check_setup(environment: Environment, **_: Any) -> None:
     first request: a remote host not allowed, no admin key, a missing or malformed codes file."""
     try:
         if environment.host:  # without one, FastHttpUser stops the run with its own message
-            require_loopback(environment.host, allow_remote=ALLOW_REMOTE, what="--host")
+            seeder.require_loopback(environment.host, allow_remote=ALLOW_REMOTE, what="--host")
         if AdminUser in environment.user_classes:  # `locust ... Tapper` leaves it out
             admin_auth()
-        if Tapper in environment.user_classes and not isinstance(
-            environment.runner,
-            MasterRunner,  # the master runs no users: its workers tap
-        ):
+        # The master runs no users: its workers tap.
+        if Tapper in environment.user_classes and not isinstance(environment.runner, MasterRunner):
             mix = code_mix()
             log.info(
                 "%d codes from %s, %.0f%% unknown", len(mix.links), CODES_FILE, UNKNOWN_SHARE * 100
             )
-    except (RemoteHostRefused, MissingAdminKey, CodesFileError) as exc:
+    except (seeder.RemoteHostRefused, seeder.SeedError, CodesFileError) as exc:
         environment.process_exit_code = 2
         raise StopTest(str(exc)) from None  # logged by Locust, which then stops the run
 
@@ -143,32 +113,32 @@ class AdminUser(User):
         self.rng = random.Random()
         self.campaign_id = self.create_campaign()
 
+    def post(self, path: str, body: dict[str, Any], statuses: tuple[int, ...] = (201,)) -> Any:
+        """The JSON answer, or None once the failure is recorded."""
+        with self.api.post(path, json=body, name=path, catch_response=True) as resp:
+            if resp.status_code not in statuses:
+                resp.failure(f"expected {statuses[0]}, got {resp.status_code}: {resp.text[:200]}")
+                return None
+            answer = resp.json()
+            if isinstance(body.get("links"), list) and len(answer["links"]) != len(body["links"]):
+                resp.failure("the batch answer does not hold one link per item")
+            return answer
+
     def create_campaign(self) -> int | None:
         body = {"name": f"locust admin {self.rng.getrandbits(32):08x}", "kind": "automation"}
-        with self.api.post(
-            "/api/campaigns", json=body, name="/api/campaigns", catch_response=True
-        ) as resp:
-            if resp.status_code != 201:
-                resp.failure(f"expected 201, got {resp.status_code}: {resp.text[:200]}")
-                return None
-            campaign_id: int = resp.json()["id"]
-            return campaign_id
+        created = self.post("/api/campaigns", body)
+        return None if created is None else int(created["id"])
 
     def new_recipient(self) -> str:
         # Random numbers, so concurrent admin users (and runs) rarely repeat one; a repeat is
         # answered 200 with the existing link, which is fine too.
-        return recipient(self.rng.randrange(100_000_000, 200_000_000))
+        return seeder.recipient(self.rng.randrange(100_000_000, 200_000_000))
 
     @task(3)
     def create_link(self) -> None:
-        body = {
-            "url": f"https://shop.example/offer?r={self.rng.getrandbits(40)}",
-            "campaign_id": self.campaign_id,
-            "recipient": self.new_recipient(),
-        }
-        with self.api.post("/api/links", json=body, name="/api/links", catch_response=True) as resp:
-            if resp.status_code not in (200, 201):
-                resp.failure(f"expected 201, got {resp.status_code}: {resp.text[:200]}")
+        url = f"https://shop.example/offer?r={self.rng.getrandbits(40)}"
+        body = {"url": url, "campaign_id": self.campaign_id, "recipient": self.new_recipient()}
+        self.post("/api/links", body, (201, 200))
 
     @task(1)
     def create_batch(self) -> None:
@@ -176,11 +146,4 @@ class AdminUser(User):
             {"url": f"https://shop.example/welcome?n={i}", "recipient": self.new_recipient()}
             for i in range(ADMIN_BATCH)
         ]
-        body = {"campaign_id": self.campaign_id, "links": links}
-        with self.api.post(
-            "/api/links/batch", json=body, name="/api/links/batch", catch_response=True
-        ) as resp:
-            if resp.status_code != 201:
-                resp.failure(f"expected 201, got {resp.status_code}: {resp.text[:200]}")
-            elif len(resp.json()["links"]) != ADMIN_BATCH:
-                resp.failure("the batch answer does not hold one link per item")
+        self.post("/api/links/batch", {"campaign_id": self.campaign_id, "links": links})

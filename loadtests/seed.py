@@ -1,59 +1,136 @@
-"""Seed the link store for a load test through the admin API, and write the codes file.
+"""The one seeder: a campaign and N per-recipient links created through the admin batch API,
+for Locust (`python -m loadtests.seed`, which writes the codes file) and for the benchmark
+(`seed()`, which times the creation).
 
     python -m loadtests.seed --links 100000          # against `make run` on this machine
 
-One campaign, then N per-recipient links created with the batch API (several batches in
-flight), every link's destination about `--url-length` bytes long. The codes file holds one
-`code<TAB>destination` line per link: Locust taps those codes and checks each Location header.
-`seed()` is the same operation for Python callers (the benchmark runner).
+Link i goes to `LinkPlan.url(i)` for the i-th synthetic `+34` recipient; its tagged destination
+is exactly `--url-length` bytes. Only this machine is a target unless LOCUST_ALLOW_REMOTE=1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
+import orjson
 
-from loadtests.codes import (
-    DEFAULT_ADMIN_URL,
-    DEFAULT_CAMPAIGN_NAME,
-    DEFAULT_CODES_FILE,
-    MAX_RECIPIENTS,
-    SEED_UTM_MEDIUM,
-    SEED_UTM_SOURCE,
-    admin_key,
-    format_line,
-    recipient,
-    require_loopback,
-    seed_url,
-    utm_suffix,
-)
+from loadtests.codes import format_line
 
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CODES_FILE = ROOT / "loadtests" / "codes.txt"
+DEV_KEY_FILE = ROOT / ".data" / "dev-api-key"
+DEFAULT_ADMIN_URL = "http://127.0.0.1:8081"
+# Short, so that a 90-byte destination (a typical tagged shop URL) leaves room for the padding.
+DEFAULT_CAMPAIGN_NAME = "loadtest"
+# Given to the campaign explicitly, so that the destinations' length does not depend on the
+# admin's UTM_SOURCE / UTM_MEDIUM settings.
+UTM_SOURCE, UTM_MEDIUM = "instasent", "sms"
 MAX_BATCH = 10_000  # the admin API's limit per /api/links/batch request
+# Synthetic Spanish mobile numbers (+34 6xx xxx xxx and +34 7xx xxx xxx): unique per index.
+_FIRST_MOBILE = 600_000_000
+MAX_RECIPIENTS = 200_000_000
+_URL_PREFIX = "https://shop.example/"
+_PADDING = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
-Progress = Callable[[int], None]  # called with the number of links just created
+Progress = Callable[[int], None]  # called with the number of links created so far
 
 
 class SeedError(Exception):
     """The admin refused a request or the options are unusable; seeding stopped there."""
 
 
-@dataclass(frozen=True)
+class RemoteHostRefused(ValueError):
+    """A load test or a seeding run was pointed at a host that is not this machine."""
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is this machine: localhost, 127.0.0.0/8 or ::1."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_loopback(url: str, *, allow_remote: bool = False, what: str = "target") -> None:
+    """A load test aimed at the wrong host is an attack on someone else's service."""
+    if not (allow_remote or is_loopback_url(url)):
+        raise RemoteHostRefused(
+            f"{what} {url!r} is not a loopback address (localhost, 127.0.0.0/8, ::1); "
+            "set LOCUST_ALLOW_REMOTE=1 to load-test another host you are responsible for"
+        )
+
+
+def allow_remote(env: Mapping[str, str]) -> bool:
+    return env.get("LOCUST_ALLOW_REMOTE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def admin_key(env: Mapping[str, str], dev_key_file: Path = DEV_KEY_FILE) -> str | None:
+    """The first key of ADMIN_API_KEYS, else the development key `make run` keeps."""
+    keys = [key.strip() for key in env.get("ADMIN_API_KEYS", "").split(",") if key.strip()]
+    if keys:
+        return keys[0]
+    try:
+        return dev_key_file.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def recipient(index: int) -> str:
+    """The index-th synthetic phone number; unique for 0 <= index < MAX_RECIPIENTS."""
+    if not 0 <= index < MAX_RECIPIENTS:
+        raise ValueError(f"recipient index must be in [0, {MAX_RECIPIENTS})")
+    return f"+34{_FIRST_MOBILE + index}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPlan:
+    """Link i goes to `url(i)`, whose destination once tagged is exactly `length` characters
+    (the shortest URL when `length` leaves no room for padding)."""
+
+    length: int = 90
+    campaign: str = DEFAULT_CAMPAIGN_NAME
+
+    @property
+    def suffix(self) -> str:
+        """What the admin appends to a URL that has a query (README, "The UTM rule")."""
+        params = {"utm_source": UTM_SOURCE, "utm_medium": UTM_MEDIUM, "utm_campaign": self.campaign}
+        return "".join(f"&{name}={quote(value, safe='')}" for name, value in params.items())
+
+    def url(self, index: int) -> str:
+        query = f"?r={index}"
+        padding = self.length - len(self.suffix) - len(_URL_PREFIX) - len(query)
+        if padding < 1:
+            return f"{_URL_PREFIX}p{query}"
+        return _URL_PREFIX + (_PADDING * (padding // len(_PADDING) + 1))[:padding] + query
+
+    def destination(self, index: int) -> str:
+        return self.url(index) + self.suffix
+
+
+@dataclass(frozen=True, slots=True)
 class SeedResult:
-    links: int
-    seconds: float  # creating the links, campaign excluded
-    links_per_second: float
+    codes: list[str]  # codes[i] is link i's, for recipient(i)
+    seconds: float  # creating the links, the campaign excluded
     campaign_id: int
-    out: Path
+    out: Path | None
+
+    @property
+    def links_per_second(self) -> float:
+        return len(self.codes) / self.seconds if self.seconds > 0 else 0.0
 
 
 async def seed(
@@ -63,190 +140,120 @@ async def seed(
     *,
     batch_size: int = MAX_BATCH,
     concurrency: int = 4,
-    campaign_name: str | None = None,
+    campaign_name: str = DEFAULT_CAMPAIGN_NAME,
     url_length: int = 90,
-    out: str | Path = DEFAULT_CODES_FILE,
+    out: Path | None = DEFAULT_CODES_FILE,
     progress: Progress | None = None,
 ) -> SeedResult:
-    """Create a campaign and `links` links under it; write their codes to `out`.
-
-    Only loopback admin URLs are accepted. The first non-2xx answer stops the run with a
-    SeedError naming it; `out` is then left as it was.
-    """
-    _check_options(admin_url, links, batch_size, concurrency, url_length)
-    key = key or admin_key(os.environ)
-    if not key:
-        raise SeedError(
-            "no admin key: set ADMIN_API_KEYS or run `make run` once (.data/dev-api-key)"
-        )
-    name = campaign_name or DEFAULT_CAMPAIGN_NAME
-    suffix = len(utm_suffix(source=SEED_UTM_SOURCE, medium=SEED_UTM_MEDIUM, campaign=name))
-    headers = {"Authorization": f"Bearer {key}"}
-    # sock_read bounds one batch: 10,000 links take a second or two on a laptop.
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+    """Create a campaign and `links` links under it; write their `code<TAB>destination` lines
+    to `out` (None: no file) in link order. Only loopback admin URLs are accepted; the first
+    refused request stops the run with a SeedError naming it and `out` left as it was.
+    Unbounded in time: callers wrap it in `asyncio.timeout`."""
+    key = _checked_key(admin_url, key, links, batch_size, concurrency, url_length)
+    plan = LinkPlan(url_length, campaign_name)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    # sock_read bounds one batch: 10,000 links take a second or two.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(
         admin_url.rstrip("/"), headers=headers, timeout=timeout, connector=connector
     ) as session:
-        campaign = await _post(session, "/api/campaigns", _campaign_body(name))
-        campaign_id = int(campaign["id"])
+        body = {"name": campaign_name, "kind": "campaign"}
+        body |= {"utm_source": UTM_SOURCE, "utm_medium": UTM_MEDIUM}
+        campaign_id = int((await _post(session, "/api/campaigns", body))["id"])
+        # `concurrency` senders take the next batch when free; each body is built just before
+        # it is sent, so only that many are ever in memory. The first failure cancels the rest.
+        codes, destinations = [""] * links, [""] * links if out else []
+        starts, done = iter(range(0, links, batch_size)), 0
+
+        async def sender() -> None:
+            nonlocal done
+            for start in starts:
+                stop = min(start + batch_size, links)
+                items = [
+                    {"url": plan.url(i), "recipient": recipient(i)} for i in range(start, stop)
+                ]
+                body = {"campaign_id": campaign_id, "links": items}
+                created = (await _post(session, "/api/links/batch", body))["links"]
+                if len(created) != stop - start:
+                    raise SeedError(f"a batch of {stop - start} links answered {len(created)}")
+                codes[start:stop] = [link["code"] for link in created]
+                if out:
+                    destinations[start:stop] = [link["destination"] for link in created]
+                done += stop - start
+                if progress:
+                    progress(done)
+
         started = time.perf_counter()
-        batches = await _create_links(
-            session, campaign_id, links, batch_size, concurrency, url_length, suffix, progress
-        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(concurrency):
+                    group.create_task(sender())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
         seconds = time.perf_counter() - started
-    out = Path(out)
-    _write_codes(out, batches)
-    return SeedResult(links, seconds, links / seconds if seconds else 0.0, campaign_id, out)
+    if out is not None:
+        # Written beside `out` and renamed: Locust never sees a half-written file.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".partial")
+        partial.write_text("".join(map(format_line, codes, destinations)), encoding="utf-8")
+        partial.replace(out)
+    return SeedResult(codes, seconds, campaign_id, out)
 
 
-def _check_options(
-    admin_url: str, links: int, batch_size: int, concurrency: int, url_length: int
-) -> None:
+def _checked_key(
+    admin_url: str, key: str | None, links: int, batch_size: int, concurrency: int, length: int
+) -> str:
+    """The admin key, once the options are known to be usable."""
     require_loopback(admin_url, what="admin URL")
-    if not 1 <= links <= MAX_RECIPIENTS:
-        raise SeedError(f"--links must be from 1 to {MAX_RECIPIENTS:,}")
-    if not 1 <= batch_size <= MAX_BATCH:
-        raise SeedError(f"--batch-size must be from 1 to {MAX_BATCH:,}")
-    if concurrency < 1:
-        raise SeedError("--concurrency must be at least 1")
-    if url_length < 1:
-        raise SeedError("--url-length must be at least 1")
-
-
-def _campaign_body(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": "campaign",
-        "utm_source": SEED_UTM_SOURCE,
-        "utm_medium": SEED_UTM_MEDIUM,
-    }
-
-
-async def _create_links(
-    session: aiohttp.ClientSession,
-    campaign_id: int,
-    links: int,
-    batch_size: int,
-    concurrency: int,
-    url_length: int,
-    suffix: int,
-    progress: Progress | None,
-) -> list[list[tuple[str, str]]]:
-    """Send the batches, at most `concurrency` at a time; the (code, destination) pairs of each
-    batch, in batch order. The first failure cancels the batches still in flight."""
-    starts = range(0, links, batch_size)
-    results: list[list[tuple[str, str]]] = [[] for _ in starts]
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(slot: int, start: int) -> None:
-        stop = min(start + batch_size, links)
-        async with gate:  # built inside: only `concurrency` batches are ever held in memory
-            items = [
-                {
-                    "url": seed_url(i, length=url_length, suffix_length=suffix),
-                    "recipient": recipient(i),
-                }
-                for i in range(start, stop)
-            ]
-            body = await _post(
-                session, "/api/links/batch", {"campaign_id": campaign_id, "links": items}
-            )
-        results[slot] = [(link["code"], link["destination"]) for link in body["links"]]
-        if progress:
-            progress(stop - start)
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for slot, start in enumerate(starts):
-                group.create_task(one(slot, start))
-    except* SeedError as failed:
-        raise failed.exceptions[0] from None
-    return results
+    counts_ok = 1 <= links <= MAX_RECIPIENTS and 1 <= batch_size <= MAX_BATCH
+    if not counts_ok or min(concurrency, length) < 1:
+        raise SeedError(
+            f"--links must be from 1 to {MAX_RECIPIENTS:,}, --batch-size from 1 to {MAX_BATCH:,}, "
+            "--concurrency and --url-length at least 1"
+        )
+    if not (key := key or admin_key(os.environ)):
+        raise SeedError("no admin key: set ADMIN_API_KEYS or run `make run` once")
+    return key
 
 
 async def _post(session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
     try:
-        async with session.post(path, json=body) as resp:
+        async with session.post(path, data=orjson.dumps(body)) as resp:
             if not 200 <= resp.status < 300:
-                text = (await resp.text())[:500]
-                raise SeedError(f"POST {path} answered {resp.status}: {text}")
-            return await resp.json()
+                raise SeedError(f"POST {path} answered {resp.status}: {(await resp.text())[:500]}")
+            return orjson.loads(await resp.read())
     except aiohttp.ClientError as exc:  # refused, reset, timed out: as fatal as a refusal
         raise SeedError(f"POST {path} failed: {exc!r}") from exc
 
 
-def _write_codes(out: Path, batches: Sequence[Sequence[tuple[str, str]]]) -> None:
-    # Written next to the target and renamed: Locust never sees a half-written file.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as file:
-        for batch in batches:
-            file.writelines(format_line(code, destination) for code, destination in batch)
-    partial.replace(out)
-
-
-@contextmanager
-def _progress_bar(total: int) -> Iterator[Progress]:
-    """A rich progress bar on a terminal; a line per 10% otherwise (CI logs, pipes)."""
-    if sys.stderr.isatty():
-        from rich.progress import Progress as Bar
-
-        with Bar(transient=False) as bar:
-            task = bar.add_task("creating links", total=total)
-            yield lambda n: bar.advance(task, n)
-        return
-    done, step = 0, max(total // 10, 1)
-
-    def report(n: int) -> None:
-        nonlocal done
-        before, done = done, done + n
-        if done // step != before // step or done == total:
-            print(f"created {done:,}/{total:,} links", file=sys.stderr, flush=True)
-
-    yield report
-
-
-def _parser() -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m loadtests.seed",
         description="Create a campaign and N links through the admin API; write the codes file.",
     )
-    p.add_argument("--admin", default=DEFAULT_ADMIN_URL, help="admin API base URL (loopback only)")
+    p.add_argument("--admin", dest="admin_url", default=DEFAULT_ADMIN_URL, help="(loopback only)")
     p.add_argument("--key", help="bearer key (default: ADMIN_API_KEYS, else .data/dev-api-key)")
     p.add_argument("--links", type=int, default=100_000, help="links to create")
     p.add_argument("--batch-size", type=int, default=MAX_BATCH, help="links per batch request")
     p.add_argument("--concurrency", type=int, default=4, help="batch requests in flight")
-    p.add_argument(
-        "--campaign-name", default=DEFAULT_CAMPAIGN_NAME, help="(every run makes a new campaign)"
-    )
+    p.add_argument("--campaign-name", default=DEFAULT_CAMPAIGN_NAME, help="a new one every run")
     p.add_argument("--url-length", type=int, default=90, help="bytes of each tagged destination")
     p.add_argument("--out", type=Path, default=DEFAULT_CODES_FILE, help="codes file to write")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = p.parse_args(argv)
     try:
-        with _progress_bar(args.links) as progress:
-            result = asyncio.run(
-                seed(
-                    args.admin,
-                    args.key,
-                    args.links,
-                    batch_size=args.batch_size,
-                    concurrency=args.concurrency,
-                    campaign_name=args.campaign_name,
-                    url_length=args.url_length,
-                    out=args.out,
-                    progress=progress,
-                )
+        total = f"{args.links:,}"
+        result = asyncio.run(
+            seed(
+                **vars(args),
+                progress=lambda done: print(f"{done:,}/{total} links", file=sys.stderr),
             )
+        )
     except (SeedError, ValueError) as exc:
         print(f"seed: {exc}", file=sys.stderr)
         return 1
     print(
-        f"{result.links:,} links in campaign {result.campaign_id} in {result.seconds:.2f} s "
+        f"{len(result.codes):,} links in campaign {result.campaign_id} in {result.seconds:.2f} s "
         f"({result.links_per_second:,.0f} links/s); codes in {result.out}"
     )
     return 0

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import re
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def metric_value(text: str, name: str) -> float:
     """The value of the sample `name` (with its labels, as exposed), 0 when absent."""
-    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    (wanted,) = _samples(f"{name} 0\n")
+    return _samples(text).get(wanted, 0.0)

@@ -29,8 +29,8 @@ from redirector.store.keys import (
 )
 from redirector.store.record import Link, encode
 from tests.conftest import Client
-from tests.redirector.test_useragents import ANDROID, IPHONE, WINDOWS
 from tests.redis_server import RedisServer, free_port
+from tests.user_agents import ANDROID, IPHONE, WINDOWS
 from tests.waiting import eventually, wait_healthy
 
 PREVIEWS = ["WhatsApp/2.23.20.0 A", "facebookexternalhit/1.1", "TelegramBot (like TwitterBot)", ""]
