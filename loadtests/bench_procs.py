@@ -195,7 +195,14 @@ class WrkResult:
 
     @classmethod
     def from_json(cls, line: str | bytes) -> WrkResult:
-        result = cls(**orjson.loads(line))
+        """Raises StartError (that row's error, not the run's) for a line it cannot read."""
+        try:
+            values = orjson.loads(line)
+            result = cls(**values)  # TypeError: not an object, or other fields
+            if not all(isinstance(value, int | float) for value in values.values()):
+                raise TypeError("every field must be a number")
+        except (ValueError, TypeError) as exc:
+            raise StartError(f"wrk printed an unreadable result {line!r}: {exc}") from None
         rate = result.requests / result.seconds if result.seconds > 0 else 0.0
         return replace(result, requests_per_second=rate)
 

@@ -3,6 +3,8 @@ and no timing assertions here; `make bench` measures."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +18,15 @@ from pytest_aiohttp import AiohttpServer
 from loadtests import bench_report as results
 from loadtests import bench_rows as rows
 from loadtests.bench import parse_args
-from loadtests.bench_procs import PHONE_USER_AGENT, Pinning, WrkResult, pinned, run_wrk, wrk_command
+from loadtests.bench_procs import (
+    PHONE_USER_AGENT,
+    Pinning,
+    StartError,
+    WrkResult,
+    pinned,
+    run_wrk,
+    wrk_command,
+)
 from loadtests.bench_report import ClickCount, LoadRow, Recorded, Report, evaluate
 from redirector.useragents import classify
 
@@ -34,6 +44,27 @@ def test_wrk_sends_a_phone_user_agent_and_reports_one_json_line() -> None:
     assert (result.requests, result.requests_per_second) == (190_000, 19_000.0)
     assert (result.p50_ms, result.p99_ms) == (0.74, 1520.0)
     assert (result.socket_errors, result.bad_status, result.errors) == (16, 40, 56)
+
+
+@pytest.mark.parametrize("line", ["{", "[1]", '{"requests": 1}', WRK_JSON.replace("10.0", '"10"')])
+def test_an_unreadable_wrk_result_is_a_start_error(line: str) -> None:
+    with pytest.raises(StartError, match="unreadable result"):
+        WrkResult.from_json(line)
+
+
+async def test_a_row_with_an_unreadable_wrk_result_is_skipped_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (wrk := tmp_path / "bin" / "wrk").parent.mkdir()
+    wrk.write_text('#!/bin/sh\necho \'{"requests": "many"}\'\n')
+    wrk.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrk.parent}{os.pathsep}{os.environ['PATH']}")
+    options = parse_args(["--only", "aiohttp", "--warmup", "0"])
+    bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
+    async with contextlib.AsyncExitStack() as stack:
+        await rows.run_rows(bench, stack)
+    [row] = bench.report.rows
+    assert (row.key, row.result) == ("aiohttp", None) and "unreadable result" in str(row.skipped)
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -85,7 +116,8 @@ def _report(*, nginx: bool = True, connections: int = 64, url_length: int = 90) 
 def test_evaluate_targets() -> None:
     # nginx 50k, hot 25k (p99 2.5 ms), no recording 30k, miss 10k; clicks +3 within 64 in
     # flight; hot-2w skipped; 125,000 links/s; 130 B per link.
-    assert [(c.name, c.status) for c in evaluate(_report())] == [
+    checks = evaluate(_report())
+    assert [(c.name, c.status) for c in checks] == [
         ("hot path / nginx", "pass"),
         ("miss path / nginx", "fail"),
         ("hot path with recording / without", "fail"),
