@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,18 +17,11 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
+from loadtests import bench_procs as procs
 from loadtests import bench_report as results
 from loadtests import bench_rows as rows
 from loadtests.bench import parse_args
-from loadtests.bench_procs import (
-    PHONE_USER_AGENT,
-    Pinning,
-    StartError,
-    WrkResult,
-    pinned,
-    run_wrk,
-    wrk_command,
-)
+from loadtests.bench_procs import PHONE_USER_AGENT, Pinning, WrkResult, pinned, run_wrk, wrk_command
 from loadtests.bench_report import ClickCount, LoadRow, Recorded, Report, evaluate
 from redirector.useragents import classify
 
@@ -46,10 +41,27 @@ def test_wrk_sends_a_phone_user_agent_and_reports_one_json_line() -> None:
     assert (result.socket_errors, result.bad_status, result.errors) == (16, 40, 56)
 
 
+def test_wrk_command_pins_and_runs_whole_seconds() -> None:
+    command = wrk_command("http://127.0.0.1:1/", threads=2, connections=64, seconds=10, cpus="1")
+    assert command[:4] == ["taskset", "-c", "1", "wrk"] and "-d10s" in command
+    assert command[command.index("-H") + 1] == f"User-Agent: {PHONE_USER_AGENT}"
+    unpinned = wrk_command("u", threads=1, connections=1, seconds=0.2, cpus=None)
+    assert unpinned[0] == "wrk" and "-d1s" in unpinned  # wrk needs at least a second
+    assert "-d3s" in wrk_command("u", threads=1, connections=1, seconds=2.6, cpus=None)
+
+
 @pytest.mark.parametrize("line", ["{", "[1]", '{"requests": 1}', WRK_JSON.replace("10.0", '"10"')])
 def test_an_unreadable_wrk_result_is_a_start_error(line: str) -> None:
-    with pytest.raises(StartError, match="unreadable result"):
+    with pytest.raises(procs.StartError, match="unreadable result"):
         WrkResult.from_json(line)
+
+
+@pytest.mark.parametrize("script", [f"print({WRK_JSON!r}); raise SystemExit(3)", "pass"])
+async def test_wrk_exiting_or_printing_nothing_is_a_start_error(
+    script: str, tmp_path: Path
+) -> None:
+    with pytest.raises(procs.StartError, match=r"wrk exited with [03] and no result"):
+        await run_wrk([sys.executable, "-c", script], tmp_path / "paths", 1)
 
 
 async def test_a_row_with_an_unreadable_wrk_result_is_skipped_and_the_run_goes_on(
@@ -65,6 +77,15 @@ async def test_a_row_with_an_unreadable_wrk_result_is_skipped_and_the_run_goes_o
         await rows.run_rows(bench, stack)
     [row] = bench.report.rows
     assert (row.key, row.result) == ("aiohttp", None) and "unreadable result" in str(row.skipped)
+
+
+def test_reference_servers_listen_on_loopback_only(tmp_path: Path) -> None:
+    # The benchmark only ever loads 127.0.0.1.
+    procs.nginx_command(tmp_path, 8999, "https://shop.example/p?a=1")
+    listens = re.findall(r"\blisten\s+([^;]+);", (tmp_path / "nginx.conf").read_text())
+    assert listens == ["127.0.0.1:8999"]
+    redis = procs.redis_command(7000, tmp_path)
+    assert redis[redis.index("--bind") + 1] == "127.0.0.1"
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -117,6 +138,9 @@ def test_evaluate_targets() -> None:
     # nginx 50k, hot 25k (p99 2.5 ms), no recording 30k, miss 10k; clicks +3 within 64 in
     # flight; hot-2w skipped; 125,000 links/s; 130 B per link.
     checks = evaluate(_report())
+    assert checks[0][1:] == (">= 0.4", "0.50", "pass")  # 25k / 50k
+    assert checks[1][1:] == (">= 0.25", "0.20", "fail")  # 10k / 50k
+    assert checks[2][1:] == (">= 0.9", "0.83", "fail")  # 25k / 30k, rounded
     assert [(c.name, c.status) for c in checks] == [
         ("hot path / nginx", "pass"),
         ("miss path / nginx", "fail"),
