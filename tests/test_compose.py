@@ -19,9 +19,14 @@ COMPOSE_FILE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 
 
 @pytest.fixture(scope="module")
-def services() -> dict[str, dict[str, Any]]:
-    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+def compose() -> dict[str, Any]:
+    compose: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
     assert "version" not in compose  # obsolete in the Compose Specification
+    return compose
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     services: dict[str, dict[str, Any]] = compose["services"]
     return services
 
@@ -58,8 +63,10 @@ def test_no_secrets_in_the_file() -> None:
 
 
 def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact(
-    services: dict[str, dict[str, Any]],
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
+    # AOF is pointless unless /data outlives the container: a named volume keeps it.
+    assert "redis-data:/data" in services["redis"]["volumes"] and "redis-data" in compose["volumes"]
     args = [str(arg) for arg in services["redis"]["command"]]
     assert args[0] == "redis-server"
     options = dict(zip(args[1::2], args[2::2], strict=True))
@@ -70,14 +77,50 @@ def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact(
         assert options[f"--{name}"] == str(value), name
 
 
-def test_apps_start_once_redis_is_healthy(services: dict[str, dict[str, Any]]) -> None:
+def test_apps_listen_in_the_container_reach_redis_and_check_their_health(
+    services: dict[str, dict[str, Any]],
+) -> None:
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     for name in ("admin", "redirector"):
-        assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}
+        app, prefix = services[name], name.upper()
+        assert app["depends_on"]["redis"] == {"condition": "service_healthy"}
+        # Every interface inside the container; the host publishes the port on loopback only.
+        assert app["environment"][f"{prefix}_HOST"] == "0.0.0.0"
+        assert app["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        healthz = f"http://127.0.0.1:{app['environment'][f'{prefix}_PORT']}/healthz"
+        assert healthz in " ".join(app["healthcheck"]["test"]), name
 
 
-def test_image_is_multi_stage_and_runs_as_a_non_root_user() -> None:
-    dockerfile = COMPOSE_FILE.with_name("Dockerfile").read_text()
-    assert len(re.findall(r"^FROM ", dockerfile, re.M)) >= 2
-    users = re.findall(r"^USER +(\S+)", dockerfile, re.M)
-    assert users and users[-1].partition(":")[0] not in {"root", "0"}
+def test_locust_runs_only_in_the_load_profile_and_reads_loadtests_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    locust = {name for name, service in services.items() if service["command"][0] == "locust"}
+    assert locust == {"locust-master", "locust-worker"}
+    for name, service in services.items():
+        assert service.get("profiles") == (["load"] if name in locust else None), name
+        if name in locust:
+            assert service["volumes"] == ["./loadtests:/app/loadtests:ro"], name
+
+
+def _stage_user(stages: dict[str, tuple[str, str]], stage: str) -> str | None:
+    """The user a stage runs as: its last USER, else its parent stage's (None: root)."""
+    parent, body = stages[stage]
+    users = re.findall(r"^USER +(\S+)", body, re.M)
+    return users[-1] if users else _stage_user(stages, parent) if parent in stages else None
+
+
+def test_every_runtime_target_runs_as_a_non_root_user_and_bakes_in_no_secret(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    dockerfile = COMPOSE_FILE.with_name("Dockerfile").read_text().replace("\\\n", " ")
+    parts = re.split(r"^FROM +(\S+)(?: +AS +(\S+))?.*$", dockerfile, flags=re.M | re.I)
+    stages = dict(zip(parts[2::3], zip(parts[1::3], parts[3::3], strict=True), strict=True))
+    targets = {service["build"]["target"] for service in services.values() if "build" in service}
+    assert targets == {"app", "load"} and len(stages) > len(targets)  # multi-stage
+    for target in targets:
+        assert (_stage_user(stages, target) or "root").partition(":")[0] not in {"root", "0"}
+    # Keys come from the environment at run time, never from the image.
+    settings = re.findall(r"^(?:ENV|ARG) +(.*)", dockerfile, re.M)
+    assert settings and not [
+        line for line in settings if re.search(r"KEY|SECRET|PASSW|TOKEN", line, re.I)
+    ]
