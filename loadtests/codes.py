@@ -9,7 +9,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import NamedTuple
 
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+from admin.codes import ALPHABET
 
 
 class CodesFileError(Exception):
@@ -96,6 +96,6 @@ class CodeMix:
     def unknown_code(self, rng: random.Random) -> str:
         """A random code as long as the real ones but not in the file."""
         while True:
-            code = "".join(rng.choices(_BASE62, k=len(self.links[0].code)))
+            code = "".join(rng.choices(ALPHABET.decode(), k=len(self.links[0].code)))
             if code not in self.known:
                 return code

@@ -44,10 +44,7 @@ def code_mix() -> CodeMix:
 def admin_auth() -> dict[str, str]:
     """The admin's Authorization header, once the admin URL passed the loopback guard."""
     seeder.require_loopback(ADMIN_URL, allow_remote=ALLOW_REMOTE, what="LOCUST_ADMIN_URL")
-    key = seeder.admin_key(os.environ)
-    if not key:
-        raise seeder.SeedError("no admin key: set ADMIN_API_KEYS (or run `make run` once)")
-    return {"Authorization": f"Bearer {key}"}
+    return {"Authorization": f"Bearer {seeder.admin_key(os.environ.get('ADMIN_API_KEYS', ''))}"}
 
 
 # locust's add_listener is untyped; the listener itself is fully typed.

@@ -20,12 +20,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
+from admin.models import MAX_BATCH
+from admin.settings import AdminSettings
+from admin.tagging import tag, utm_params
 from loadtests.codes import format_line
+from redirector.store.connection import SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CODES_FILE = ROOT / "loadtests" / "codes.txt"
@@ -36,7 +40,6 @@ DEFAULT_CAMPAIGN_NAME = "loadtest"
 # Given to the campaign explicitly, so that the destinations' length does not depend on the
 # admin's UTM_SOURCE / UTM_MEDIUM settings.
 UTM_SOURCE, UTM_MEDIUM = "instasent", "sms"
-MAX_BATCH = 10_000  # the admin API's limit per /api/links/batch request
 # Synthetic Spanish mobile numbers (+34 6xx xxx xxx and +34 7xx xxx xxx): unique per index.
 _FIRST_MOBILE = 600_000_000
 MAX_RECIPIENTS = 200_000_000
@@ -78,15 +81,19 @@ def allow_remote(env: Mapping[str, str]) -> bool:
     return env.get("LOCUST_ALLOW_REMOTE", "").strip().lower() in {"1", "true", "yes"}
 
 
-def admin_key(env: Mapping[str, str], dev_key_file: Path = DEV_KEY_FILE) -> str | None:
-    """The first key of ADMIN_API_KEYS, else the development key `make run` keeps."""
-    keys = [key.strip() for key in env.get("ADMIN_API_KEYS", "").split(",") if key.strip()]
-    if keys:
-        return keys[0]
+def admin_key(api_keys: str, dev_key_file: Path = DEV_KEY_FILE) -> str:
+    """The first of `api_keys` (ADMIN_API_KEYS, read as the admin reads it) when given, else
+    the development key `make run` keeps; SeedError when there is none the admin would take."""
     try:
-        return dev_key_file.read_text(encoding="utf-8").strip() or None
+        if api_keys.strip():
+            return AdminSettings.from_env({"ADMIN_API_KEYS": api_keys}).api_keys[0]
+        if key := dev_key_file.read_text(encoding="utf-8").strip():
+            return key
+    except SettingsError as exc:
+        raise SeedError(str(exc)) from None
     except FileNotFoundError:
-        return None
+        pass
+    raise SeedError("no admin key: set ADMIN_API_KEYS or run `make run` once")
 
 
 def recipient(index: int) -> str:
@@ -104,21 +111,21 @@ class LinkPlan:
     length: int = 90
     campaign: str = DEFAULT_CAMPAIGN_NAME
 
-    @property
-    def suffix(self) -> str:
-        """What the admin appends to a URL that has a query (README, "The UTM rule")."""
-        params = {"utm_source": UTM_SOURCE, "utm_medium": UTM_MEDIUM, "utm_campaign": self.campaign}
-        return "".join(f"&{name}={quote(value, safe='')}" for name, value in params.items())
-
     def url(self, index: int) -> str:
         query = f"?r={index}"
-        padding = self.length - len(self.suffix) - len(_URL_PREFIX) - len(query)
+        # The admin's tagging adds as much to any of these URLs (all have a query).
+        padding = self.length - len(self._tagged(_URL_PREFIX + query))
         if padding < 1:
             return f"{_URL_PREFIX}p{query}"
         return _URL_PREFIX + (_PADDING * (padding // len(_PADDING) + 1))[:padding] + query
 
     def destination(self, index: int) -> str:
-        return self.url(index) + self.suffix
+        return self._tagged(self.url(index))
+
+    def _tagged(self, url: str) -> str:
+        """`url` as the admin stores it for this plan's campaign."""
+        params = utm_params(source=UTM_SOURCE, medium=UTM_MEDIUM, campaign=self.campaign)
+        return tag(url, params).destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +219,7 @@ def _checked_key(
             f"--links must be from 1 to {MAX_RECIPIENTS:,}, --batch-size from 1 to {MAX_BATCH:,}, "
             "--concurrency and --url-length at least 1"
         )
-    if not (key := key or admin_key(os.environ)):
-        raise SeedError("no admin key: set ADMIN_API_KEYS or run `make run` once")
-    return key
+    return key or admin_key(os.environ.get("ADMIN_API_KEYS", ""))
 
 
 async def _post(session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:

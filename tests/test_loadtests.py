@@ -139,10 +139,13 @@ def test_recipients_are_unique_spanish_mobiles() -> None:
 def test_admin_key_prefers_the_environment(tmp_path: Path) -> None:
     dev = tmp_path / "dev-api-key"
     dev.write_text("dev-key-0123456789\n")
-    keys = {"ADMIN_API_KEYS": " first-key-0123456, second"}
-    assert seeder.admin_key(keys, dev) == "first-key-0123456"
-    assert seeder.admin_key({"ADMIN_API_KEYS": ""}, dev) == "dev-key-0123456789"
-    assert seeder.admin_key({}, tmp_path / "missing") is None
+    assert seeder.admin_key(" first-key-0123456, second-key-0123456", dev) == "first-key-0123456"
+    assert seeder.admin_key(" ", dev) == "dev-key-0123456789"
+    with pytest.raises(seeder.SeedError, match="no admin key: set ADMIN_API_KEYS"):
+        seeder.admin_key("", tmp_path / "missing")
+    # Keys the admin would refuse are refused here too, with the admin's reason.
+    with pytest.raises(seeder.SeedError, match="ADMIN_API_KEYS needs 16"):
+        seeder.admin_key("first-key-0123456, second", dev)
 
 
 async def test_seed_creates_the_links_and_writes_the_codes_file(
