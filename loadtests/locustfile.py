@@ -31,6 +31,7 @@ ZIPF_S = float(os.environ.get("LOCUST_ZIPF_S", "1.0"))
 TAP_WAIT = float(os.environ.get("LOCUST_TAP_WAIT", "0"))
 ADMIN_URL = os.environ.get("LOCUST_ADMIN_URL", seeder.DEFAULT_ADMIN_URL).rstrip("/")
 ALLOW_REMOTE = seeder.allow_remote(os.environ)
+ADMIN_API_KEYS = os.environ.get("ADMIN_API_KEYS", "")
 ADMIN_BATCH = 100  # links per admin batch request: an automation's burst, not a bulk import
 
 
@@ -44,7 +45,7 @@ def code_mix() -> CodeMix:
 def admin_auth() -> dict[str, str]:
     """The admin's Authorization header, once the admin URL passed the loopback guard."""
     seeder.require_loopback(ADMIN_URL, allow_remote=ALLOW_REMOTE, what="LOCUST_ADMIN_URL")
-    return {"Authorization": f"Bearer {seeder.admin_key(os.environ.get('ADMIN_API_KEYS', ''))}"}
+    return {"Authorization": f"Bearer {seeder.admin_key(ADMIN_API_KEYS)}"}
 
 
 # locust's add_listener is untyped; the listener itself is fully typed.

@@ -141,8 +141,8 @@ class SeedResult:
 
 
 async def seed(
-    admin_url: str = DEFAULT_ADMIN_URL,
-    key: str | None = None,
+    admin_url: str,
+    key: str,
     links: int = 100_000,
     *,
     batch_size: int = MAX_BATCH,
@@ -156,7 +156,7 @@ async def seed(
     to `out` (None: no file) in link order. Only loopback admin URLs are accepted; the first
     refused request stops the run with a SeedError naming it and `out` left as it was.
     Unbounded in time: callers wrap it in `asyncio.timeout`."""
-    key = _checked_key(admin_url, key, links, batch_size, concurrency, url_length)
+    _check_options(admin_url, links, batch_size, concurrency, url_length)
     plan = LinkPlan(url_length, campaign_name)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     # sock_read bounds one batch: 10,000 links take a second or two.
@@ -208,10 +208,9 @@ async def seed(
     return SeedResult(codes, seconds, campaign_id, out)
 
 
-def _checked_key(
-    admin_url: str, key: str | None, links: int, batch_size: int, concurrency: int, length: int
-) -> str:
-    """The admin key, once the options are known to be usable."""
+def _check_options(
+    admin_url: str, links: int, batch_size: int, concurrency: int, length: int
+) -> None:
     require_loopback(admin_url, what="admin URL")
     counts_ok = 1 <= links <= MAX_RECIPIENTS and 1 <= batch_size <= MAX_BATCH
     if not counts_ok or min(concurrency, length) < 1:
@@ -219,7 +218,6 @@ def _checked_key(
             f"--links must be from 1 to {MAX_RECIPIENTS:,}, --batch-size from 1 to {MAX_BATCH:,}, "
             "--concurrency and --url-length at least 1"
         )
-    return key or admin_key(os.environ.get("ADMIN_API_KEYS", ""))
 
 
 async def _post(session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
@@ -247,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_CODES_FILE, help="codes file to write")
     args = p.parse_args(argv)
     try:
+        args.key = args.key or admin_key(os.environ.get("ADMIN_API_KEYS", ""))
         total = f"{args.links:,}"
         result = asyncio.run(
             seed(
