@@ -45,33 +45,34 @@ FULL_BUCKETS_LINKS = 500_000
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m loadtests.bench",
         description="Measure nginx, the redirector and the admin on 127.0.0.1 (see the docstring).",
     )
-    p.add_argument("--quick", action="store_true", help="smoke run: 3 s rows, 50,000 links")
-    p.add_argument("--duration", type=float, help="seconds per row (default 10; quick 3)")
-    p.add_argument("--warmup", type=float, help="warm-up seconds per row (default 2; quick 1)")
-    p.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
-    p.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    p.add_argument("--links", type=int, help="links to create (1,000,000; quick 50,000)")
-    p.add_argument("--url-length", type=int, default=90, help="bytes of a tagged destination")
-    p.add_argument("--out-dir", type=Path, default=procs.ROOT / "loadtests" / "results")
-    p.add_argument("--only", default=",".join(ALL_ROWS), help=f"rows of {', '.join(ALL_ROWS)}")
-    p.add_argument("--hot-links", type=int, default=1000, help="codes of the hot rows")
-    p.add_argument("--hot-cache", type=int, default=100_000, help="CACHE_SIZE, hot rows")
-    p.add_argument("--miss-links", type=int, default=200_000, help="codes of the miss rows")
-    p.add_argument("--miss-cache", type=int, default=1000, help="CACHE_SIZE, miss rows")
-    p.add_argument("--workers", type=int, default=2, help="workers of the -2w rows (2)")
-    p.add_argument("--concurrency", type=int, default=4, help="batch requests in flight (4)")
-    p.add_argument("--seed-timeout", type=float, default=900, help="bound on creation (s)")
-    p.add_argument(
+    option = parser.add_argument
+    option("--quick", action="store_true", help="smoke run: 3 s rows, 50,000 links")
+    option("--duration", type=float, help="seconds per row (default 10; quick 3)")
+    option("--warmup", type=float, help="warm-up seconds per row (default 2; quick 1)")
+    option("--connections", type=int, default=64, help="wrk connections (64)")
+    option("--threads", type=int, default=2, help="wrk threads (2)")
+    option("--links", type=int, help="links to create (1,000,000; quick 50,000)")
+    option("--url-length", type=int, default=90, help="bytes of a tagged destination")
+    option("--out-dir", type=Path, default=procs.ROOT / "loadtests" / "results")
+    option("--only", default=",".join(ALL_ROWS), help=f"rows of {', '.join(ALL_ROWS)}")
+    option("--hot-links", type=int, default=1000, help="codes of the hot rows")
+    option("--hot-cache", type=int, default=100_000, help="CACHE_SIZE, hot rows")
+    option("--miss-links", type=int, default=200_000, help="codes of the miss rows")
+    option("--miss-cache", type=int, default=1000, help="CACHE_SIZE, miss rows")
+    option("--workers", type=int, default=2, help="workers of the -2w rows (2)")
+    option("--concurrency", type=int, default=4, help="batch requests in flight (4)")
+    option("--seed-timeout", type=float, default=900, help="bound on creation (s)")
+    option(
         "--click-requests",
         type=int,
         help=f"requests of the click-counted rows, at most 60 s ({CLICKS_MIN_REQUESTS:,}; "
         "quick 0: just --duration)",
     )
-    args = p.parse_args(argv)
+    args = parser.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = (1.0 if args.quick else 2.0) if args.warmup is None else args.warmup
     args.links = args.links or (50_000 if args.quick else 1_000_000)
@@ -80,23 +81,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args.threads = min(args.threads, args.connections)
     args.only = tuple(name.strip() for name in args.only.split(",") if name.strip())
     if unknown := sorted(set(args.only) - set(ALL_ROWS)):
-        p.error(f"--only: unknown rows {', '.join(unknown)}")
+        parser.error(f"--only: unknown rows {', '.join(unknown)}")
     for name in ("duration", "connections", "threads", "links", "hot_links", "miss_links"):
         if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive")
+            parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.click_requests < 0:
-        p.error("--click-requests must not be negative")
+        parser.error("--click-requests must not be negative")
     return Options(**{option.name: getattr(args, option.name) for option in fields(Options)})
 
 
 def add_notes(bench: Bench) -> None:
     """How the run was set up, before what the rows noted."""
-    o, pin, report = bench.options, bench.pinning, bench.report
+    options, pin, report = bench.options, bench.pinning, bench.report
     notes = ["Not pinned (fewer than two cores or no taskset): numbers are noisier."]
     if pin.server is not None:
         notes[0] = (
-            f"Pinned with taskset: the servers under test on CPU {pin.server}; wrk, Redis and "
-            f"this script on CPU {pin.load}; the {o.workers}-worker rows share CPUs {pin.both}."
+            f"Pinned with taskset: the servers under test on CPU {pin.server}; wrk, Redis and this "
+            f"script on CPU {pin.load}; the {options.workers}-worker rows share CPUs {pin.both}."
         )
     if report.memory is not None and report.memory.links < FULL_BUCKETS_LINKS:
         notes.append(

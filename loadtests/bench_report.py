@@ -195,9 +195,9 @@ def render_markdown(report: Report) -> str:
     lines = [f"# smslinks benchmark, {report.started_at}", "", f"`{report.command}`", ""]
     lines += _table(headers, [_cells(row, report) for row in report.rows])
     checks: list[Sequence[str]] = list(evaluate(report))
-    if m := report.memory:
-        checks.append(("  of which link records", "", f"{m.record_per_link:.1f} B", ""))
-        checks.append(("  of which recipient index", "", f"{m.recipient_per_link:.1f} B", ""))
+    if memory := report.memory:
+        checks.append(("  of which link records", "", f"{memory.record_per_link:.1f} B", ""))
+        checks.append(("  of which recipient index", "", f"{memory.recipient_per_link:.1f} B", ""))
     lines += _table(("target", "goal", "measured", "result"), checks)
     lines += [f"- {name}: {value}" for name, value in {**report.machine, **report.settings}.items()]
     lines += ["", *(f"- {note}" for note in report.notes)]

@@ -24,7 +24,7 @@ from loadtests import bench_report as results
 from loadtests.seed import LinkPlan, seed
 from redirector.store.keys import BOTS, CLICKS, campaign_stats_key
 
-T = TypeVar("T")
+Value = TypeVar("Value")
 REDIRECTOR_ROWS = ("hot", "hot-notrack", "miss", "hot-2w", "miss-2w")
 STORE_ROWS = ("create", "memory")
 ALL_ROWS = ("nginx", "aiohttp", *REDIRECTOR_ROWS, *STORE_ROWS)
@@ -84,12 +84,12 @@ def counted_run_seconds(duration: float, warmup_rate: float | None, min_requests
 
 
 async def settle(
-    read: Callable[[], Awaitable[T]],
+    read: Callable[[], Awaitable[Value]],
     *,
     poll_seconds: float = POLL_SECONDS,
     quiet_polls: int = QUIET_POLLS,
     max_polls: int = MAX_POLLS,
-) -> tuple[T, bool]:
+) -> tuple[Value, bool]:
     """Read until `quiet_polls` reads in a row found the same value: (value, True); after
     `max_polls` reads, (the last value, False)."""
     value, unchanged = await read(), 0
@@ -161,17 +161,17 @@ async def recorded(bench: Bench) -> results.Recorded:
 
 
 async def load(bench: Bench, row: ServerRow, seconds: float) -> procs.WrkResult:
-    o = bench.options
+    options = bench.options
     cpus = bench.pinning.load if row.workers == 1 else bench.pinning.both
     url = f"http://127.0.0.1:{row.port}/"
-    return await procs.run_wrk(
-        procs.wrk_command(url, o.threads, o.connections, seconds, cpus), row.paths, seconds
-    )
+    command = procs.wrk_command(url, options.threads, options.connections, seconds, cpus)
+    return await procs.run_wrk(command, row.paths, seconds)
 
 
 async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
     """Start the server, check its answers, warm it up, load it; count the clicks if asked."""
-    o, base_url, log = bench.options, f"http://127.0.0.1:{row.port}", bench.tmp / f"{row.key}.log"
+    options, base_url = bench.options, f"http://127.0.0.1:{row.port}"
+    log = bench.tmp / f"{row.key}.log"
     with procs.running(row.key, row.command, log, procs.python_env(row.env)) as server:
         await server.wait(base_url + row.checks[0][0], 302)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -183,7 +183,7 @@ async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
             for path in row.warm:
                 async with session.get(base_url + path, allow_redirects=False) as response:
                     await response.read()
-        warmup = await load(bench, row, o.warmup) if o.warmup > 0 else None
+        warmup = await load(bench, row, options.warmup) if options.warmup > 0 else None
         seconds = measured_seconds(bench, row, warmup)
         # Read once the warm-up's hits are flushed and once the run's are: the difference is
         # what the measured run recorded, nothing else.
@@ -194,8 +194,8 @@ async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
         bench.hot_seconds = seconds
     clicks = None
     if before is not None and after is not None:
-        clicks = results.ClickCount.over(result, before, after, o.connections)
-    setup = row.setup + (f"; {seconds:.0f} s run" if seconds != o.duration else "")
+        clicks = results.ClickCount.over(result, before, after, options.connections)
+    setup = row.setup + (f"; {seconds:.0f} s run" if seconds != options.duration else "")
     return results.LoadRow(row.key, setup, result, clicks=clicks)
 
 
@@ -219,17 +219,17 @@ def reference_rows(bench: Bench) -> list[ServerRow]:
 
 
 def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[ServerRow]:
-    o, plan, rows = bench.options, bench.plan, []
-    hot = list(range(min(o.hot_links, len(codes))))
-    miss = sorted(random.Random(0).sample(range(len(codes)), min(o.miss_links, len(codes))))
+    options, plan, rows = bench.options, bench.plan, []
+    hot = list(range(min(options.hot_links, len(codes))))
+    miss = sorted(random.Random(0).sample(range(len(codes)), min(options.miss_links, len(codes))))
     for name, indices in (("hot", hot), ("miss", miss)):
         (bench.tmp / f"{name}.paths").write_text("".join(f"/{codes[i]}\n" for i in indices))
     specs = [  # key, workers, codes tapped, cache size, click recording
-        ("hot", 1, "hot", o.hot_cache, True),
-        ("hot-notrack", 1, "hot", o.hot_cache, False),
-        ("miss", 1, "miss", o.miss_cache, True),
-        ("hot-2w", o.workers, "hot", o.hot_cache, True),
-        ("miss-2w", o.workers, "miss", o.miss_cache, True),
+        ("hot", 1, "hot", options.hot_cache, True),
+        ("hot-notrack", 1, "hot", options.hot_cache, False),
+        ("miss", 1, "miss", options.miss_cache, True),
+        ("hot-2w", options.workers, "hot", options.hot_cache, True),
+        ("miss-2w", options.workers, "miss", options.miss_cache, True),
     ]
     for key, workers, tapped, cache_size, tracking in specs:
         indices, port = hot if tapped == "hot" else miss, procs.free_port()
@@ -244,13 +244,13 @@ def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[Serv
         paths = bench.tmp / f"{tapped}.paths"
         counted = key in ("hot", "hot-2w")
         row = ServerRow(key, setup, command, port, checks, paths, env, workers, warm, counted)
-        rows += [row] if key in o.only else []
+        rows += [row] if key in options.only else []
     return rows
 
 
 async def create_links(bench: Bench, redis_url: str, links: int) -> list[str]:
     """Create the links through a freshly started admin; fill the creation and memory rows."""
-    o, store, port, key = bench.options, bench.store, procs.free_port(), secrets.token_hex(24)
+    options, store, port, key = bench.options, bench.store, procs.free_port(), secrets.token_hex(24)
     assert store is not None
     env = {"REDIS_URL": redis_url, "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port)}
     env |= {"ADMIN_API_KEYS": key, "PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
@@ -259,23 +259,23 @@ async def create_links(bench: Bench, redis_url: str, links: int) -> list[str]:
         await admin.wait(f"http://127.0.0.1:{port}/healthz")
         before = int((await store.info("memory"))["used_memory"])
         print(f"creating {links:,} links through the admin API ...", flush=True)
-        async with asyncio.timeout(o.seed_timeout):
+        async with asyncio.timeout(options.seed_timeout):
             seeded = await seed(
                 f"http://127.0.0.1:{port}",
                 key,
                 links,
-                concurrency=o.concurrency,
+                concurrency=options.concurrency,
                 campaign_name=CAMPAIGN_NAME,
-                url_length=o.url_length,
+                url_length=options.url_length,
                 out=None,
             )
         used = int((await store.info("memory"))["used_memory"]) - before
-    if "create" in o.only:
+    if "create" in options.only:
         bench.report.creation = results.Creation(links, seeded.seconds, seeded.links_per_second)
-    if "memory" in o.only:
+    if "memory" in options.only:
         records, recipients = await keys_memory(store, "l:*"), await keys_memory(store, "r:*")
         per_link = (used / links, records / links, recipients / links)
-        bench.report.memory = results.Memory(links, o.url_length, *per_link)
+        bench.report.memory = results.Memory(links, options.url_length, *per_link)
     bench.campaign_id = seeded.campaign_id
     return seeded.codes
 
@@ -292,8 +292,8 @@ async def keys_memory(redis: Redis, pattern: str) -> int:
 async def run_rows(bench: Bench, stack: contextlib.AsyncExitStack) -> None:
     """Start Redis and create the links if any row needs them, then measure row by row; a
     server that fails to start or a failed wrk run skips that row only."""
-    o, codes, redis_url = bench.options, [], ""
-    if needs_redis(o):
+    options, codes, redis_url = bench.options, [], ""
+    if needs_redis(options):
         port = procs.free_port()
         redis_url = f"redis://127.0.0.1:{port}/0"
         (bench.tmp / "redis").mkdir()
@@ -303,8 +303,8 @@ async def run_rows(bench: Bench, stack: contextlib.AsyncExitStack) -> None:
         await bench.redis.wait(redis_url)
         bench.store = Redis.from_url(redis_url)
         stack.push_async_callback(bench.store.aclose)
-        codes = await create_links(bench, redis_url, links_needed(o))
-    if "nginx" in o.only and not shutil.which("nginx"):
+        codes = await create_links(bench, redis_url, links_needed(options))
+    if "nginx" in options.only and not shutil.which("nginx"):
         why = "nginx is not installed (apt-get install -y nginx-light): no ceiling"
         bench.report.rows.append(results.LoadRow("nginx", "", skipped=why))
     (bench.tmp / "hot.paths").write_text("/x\n")  # the reference rows', when no link is tapped

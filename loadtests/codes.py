@@ -52,18 +52,18 @@ def load_codes(path: str | Path) -> list[CodeLink]:
 
 
 class ZipfPicker:
-    """Pick an index in [0, n) with P(k) proportional to 1 / (k + 1) ** s.
+    """Pick an index in [0, count) with P(k) proportional to 1 / (k + 1) ** exponent.
 
-    With s = 1 over 100,000 items the first 1% draw about 60% of the picks and every item is
+    With exponent 1 over 100,000 items the first 1% draw about 60% of the picks and every item is
     still picked now and then: a few links are tapped over and over, most once."""
 
-    def __init__(self, n: int, s: float = 1.0) -> None:
-        if n < 1:
+    def __init__(self, count: int, exponent: float = 1.0) -> None:
+        if count < 1:
             raise ValueError("ZipfPicker needs at least one item")
-        if s < 0:
+        if exponent < 0:
             raise ValueError("the Zipf exponent must not be negative")
-        self._indices = range(n)
-        self._cumulative = list(accumulate(1.0 / (k**s) for k in range(1, n + 1)))
+        self._indices = range(count)
+        self._cumulative = list(accumulate(1.0 / (k**exponent) for k in range(1, count + 1)))
 
     def pick(self, rng: random.Random) -> int:
         return rng.choices(self._indices, cum_weights=self._cumulative)[0]
@@ -77,7 +77,7 @@ class CodeMix:
     """
 
     def __init__(
-        self, links: Sequence[CodeLink], *, s: float = 1.0, unknown_share: float = 0.0
+        self, links: Sequence[CodeLink], *, exponent: float = 1.0, unknown_share: float = 0.0
     ) -> None:
         if not 0.0 <= unknown_share <= 1.0:
             raise ValueError("the unknown share must be between 0 and 1")
@@ -85,7 +85,7 @@ class CodeMix:
         random.Random(0).shuffle(self.links)
         self.known = frozenset(link.code for link in self.links)
         self.unknown_share = unknown_share
-        self._picker = ZipfPicker(len(self.links), s)
+        self._picker = ZipfPicker(len(self.links), exponent)
 
     def pick(self, rng: random.Random) -> CodeLink | None:
         """A known link, or None when this tap should go to an unknown code."""

@@ -38,7 +38,7 @@ ADMIN_BATCH = 100  # links per admin batch request: an automation's burst, not a
 @cache
 def code_mix() -> CodeMix:
     """Loaded once per Locust process, on first use (the module imports without the file)."""
-    return CodeMix(load_codes(CODES_FILE), s=ZIPF_S, unknown_share=UNKNOWN_SHARE)
+    return CodeMix(load_codes(CODES_FILE), exponent=ZIPF_S, unknown_share=UNKNOWN_SHARE)
 
 
 @cache

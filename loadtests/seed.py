@@ -231,19 +231,20 @@ async def _post(session: aiohttp.ClientSession, path: str, body: dict[str, Any])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m loadtests.seed",
         description="Create a campaign and N links through the admin API; write the codes file.",
     )
-    p.add_argument("--admin", dest="admin_url", default=DEFAULT_ADMIN_URL, help="(loopback only)")
-    p.add_argument("--key", help="bearer key (default: ADMIN_API_KEYS, else .data/dev-api-key)")
-    p.add_argument("--links", type=int, default=100_000, help="links to create")
-    p.add_argument("--batch-size", type=int, default=MAX_BATCH, help="links per batch request")
-    p.add_argument("--concurrency", type=int, default=4, help="batch requests in flight")
-    p.add_argument("--campaign-name", default=DEFAULT_CAMPAIGN_NAME, help="a new one every run")
-    p.add_argument("--url-length", type=int, default=90, help="bytes of each tagged destination")
-    p.add_argument("--out", type=Path, default=DEFAULT_CODES_FILE, help="codes file to write")
-    args = p.parse_args(argv)
+    option = parser.add_argument
+    option("--admin", dest="admin_url", default=DEFAULT_ADMIN_URL, help="(loopback only)")
+    option("--key", help="bearer key (default: ADMIN_API_KEYS, else .data/dev-api-key)")
+    option("--links", type=int, default=100_000, help="links to create")
+    option("--batch-size", type=int, default=MAX_BATCH, help="links per batch request")
+    option("--concurrency", type=int, default=4, help="batch requests in flight")
+    option("--campaign-name", default=DEFAULT_CAMPAIGN_NAME, help="a new one every run")
+    option("--url-length", type=int, default=90, help="bytes of each tagged destination")
+    option("--out", type=Path, default=DEFAULT_CODES_FILE, help="codes file to write")
+    args = parser.parse_args(argv)
     try:
         args.key = args.key or admin_key(os.environ.get("ADMIN_API_KEYS", ""))
         total = f"{args.links:,}"

@@ -59,14 +59,14 @@ def test_zipf_head_is_hot_and_tail_still_drawn() -> None:
 
 
 def test_zipf_exponent_zero_is_uniform_and_bad_arguments_are_refused() -> None:
-    picker, rng = ZipfPicker(4, s=0.0), random.Random(2)
+    picker, rng = ZipfPicker(4, exponent=0.0), random.Random(2)
     counts = Counter(picker.pick(rng) for _ in range(40_000))
     assert all(9_000 < counts[i] < 11_000 for i in range(4))
     assert ZipfPicker(1).pick(random.Random()) == 0
     with pytest.raises(ValueError, match="at least one"):
         ZipfPicker(0)
     with pytest.raises(ValueError, match="negative"):
-        ZipfPicker(3, s=-1)
+        ZipfPicker(3, exponent=-1)
 
 
 def _links(n: int) -> list[CodeLink]:
