@@ -1,0 +1,58 @@
+"""What the admin.tagging tests share: `normalize_url` with test settings, `tag` checked
+against the invariants every result must satisfy, and a tagged URL's pieces read back."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from admin.tagging import Tagged, normalize_url, tag, utm_params
+from redirector.store.record import Link
+
+MAX_LENGTH = 4096
+OWN_HOST = "short.example"
+UTM = utm_params(source="sms", medium="text", campaign="spring")
+
+
+def untag(t: Tagged) -> str:
+    """The URL `tag` was given, as the stored link gives it back (`Link.url`)."""
+    return Link(t.destination, 0, insert_at=t.insert_at, inserted=t.inserted).url
+
+
+def normalize(raw: str, *, max_length: int = MAX_LENGTH, own_host: str | None = OWN_HOST) -> str:
+    return normalize_url(raw, max_length=max_length, own_host=own_host)
+
+
+def checked_tag(url: str, params: tuple[tuple[str, str], ...] = UTM) -> Tagged:
+    """tag(), plus the invariants every result must satisfy."""
+    t = tag(url, params)
+    assert t.destination[: t.insert_at] + t.destination[t.insert_at + t.inserted :] == url
+    assert untag(t) == url
+    assert 0 <= t.insert_at <= len(url)
+    assert len(t.destination) == len(url) + t.inserted
+    return t
+
+
+def split_fragment(url: str) -> tuple[str, str | None]:
+    before, hash_sign, fragment = url.partition("#")
+    return before, fragment if hash_sign else None
+
+
+def query_of(url: str) -> str | None:
+    before, _ = split_fragment(url)
+    _, question, query = before.partition("?")
+    return query if question else None
+
+
+def added_pairs(t: Tagged) -> list[tuple[str, str]]:
+    """The (name, decoded value) pairs `tag` inserted, read back from the destination."""
+    segment = t.destination[t.insert_at : t.insert_at + t.inserted]
+    if not segment:
+        return []
+    if segment[0] in "?&":
+        segment = segment[1:]
+    pairs: list[tuple[str, str]] = []
+    for field in segment.split("&"):
+        name, equals, value = field.partition("=")
+        assert equals, field
+        pairs.append((name, unquote(value, errors="strict")))
+    return pairs
