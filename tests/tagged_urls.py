@@ -13,9 +13,9 @@ OWN_HOST = "short.example"
 UTM = utm_params(source="sms", medium="text", campaign="spring")
 
 
-def untag(t: Tagged) -> str:
+def untag(tagged: Tagged) -> str:
     """The URL `tag` was given, as the stored link gives it back (`Link.url`)."""
-    return Link(t.destination, 0, insert_at=t.insert_at, inserted=t.inserted).url
+    return Link(tagged.destination, 0, insert_at=tagged.insert_at, inserted=tagged.inserted).url
 
 
 def normalize(raw: str, *, max_length: int = MAX_LENGTH, own_host: str | None = OWN_HOST) -> str:
@@ -24,12 +24,13 @@ def normalize(raw: str, *, max_length: int = MAX_LENGTH, own_host: str | None = 
 
 def checked_tag(url: str, params: tuple[tuple[str, str], ...] = UTM) -> Tagged:
     """tag(), plus the invariants every result must satisfy."""
-    t = tag(url, params)
-    assert t.destination[: t.insert_at] + t.destination[t.insert_at + t.inserted :] == url
-    assert untag(t) == url
-    assert 0 <= t.insert_at <= len(url)
-    assert len(t.destination) == len(url) + t.inserted
-    return t
+    tagged = tag(url, params)
+    start, end = tagged.insert_at, tagged.insert_at + tagged.inserted
+    assert tagged.destination[:start] + tagged.destination[end:] == url
+    assert untag(tagged) == url
+    assert 0 <= tagged.insert_at <= len(url)
+    assert len(tagged.destination) == len(url) + tagged.inserted
+    return tagged
 
 
 def split_fragment(url: str) -> tuple[str, str | None]:
@@ -43,9 +44,9 @@ def query_of(url: str) -> str | None:
     return query if question else None
 
 
-def added_pairs(t: Tagged) -> list[tuple[str, str]]:
+def added_pairs(tagged: Tagged) -> list[tuple[str, str]]:
     """The (name, decoded value) pairs `tag` inserted, read back from the destination."""
-    segment = t.destination[t.insert_at : t.insert_at + t.inserted]
+    segment = tagged.destination[tagged.insert_at : tagged.insert_at + tagged.inserted]
     if not segment:
         return []
     if segment[0] in "?&":

@@ -268,8 +268,8 @@ def test_invalid_url_is_a_value_error() -> None:
 def test_normalize_then_tag() -> None:
     url = normalize("  HTTPS://Bücher.example:8443/Straße?q=ä&utm_source=x#Frag ment ")
     assert url == "https://xn--bcher-kva.example:8443/Stra%C3%9Fe?q=%C3%A4&utm_source=x#Frag%20ment"
-    t = checked_tag(url, utm_params(source="sms", medium="text", campaign="🎉 Black Friday"))
-    assert t.destination == (
+    tagged = checked_tag(url, utm_params(source="sms", medium="text", campaign="🎉 Black Friday"))
+    assert tagged.destination == (
         "https://xn--bcher-kva.example:8443/Stra%C3%9Fe?q=%C3%A4&utm_source=x"
         "&utm_medium=text&utm_campaign=%F0%9F%8E%89%20Black%20Friday#Frag%20ment"
     )

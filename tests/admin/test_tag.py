@@ -71,15 +71,15 @@ def test_utm_params_prefer_the_campaign_source_and_medium_to_the_defaults() -> N
     ],
 )
 def test_tag_places_parameters_after_query_before_fragment(url: str, expected: str) -> None:
-    t = checked_tag(url)
-    assert t.destination == expected
-    assert t.inserted > 0
+    tagged = checked_tag(url)
+    assert tagged.destination == expected
+    assert tagged.inserted > 0
 
 
 def test_tag_reports_insertion_point_and_size() -> None:
-    t = checked_tag("http://a.example/p?x=1#frag")
-    assert t == Tagged(f"http://a.example/p?x=1&{ADDED}#frag", 22, len(ADDED) + 1)
-    assert t.destination[t.insert_at] == "&"
+    tagged = checked_tag("http://a.example/p?x=1#frag")
+    assert tagged == Tagged(f"http://a.example/p?x=1&{ADDED}#frag", 22, len(ADDED) + 1)
+    assert tagged.destination[tagged.insert_at] == "&"
 
 
 def test_tag_with_no_params_adds_nothing() -> None:
@@ -88,8 +88,8 @@ def test_tag_with_no_params_adds_nothing() -> None:
 
 def test_tag_without_campaign_adds_source_and_medium_only() -> None:
     params = utm_params(source="sms", medium="text", campaign=None)
-    t = checked_tag("http://a.example/p", params)
-    assert t.destination == "http://a.example/p?utm_source=sms&utm_medium=text"
+    tagged = checked_tag("http://a.example/p", params)
+    assert tagged.destination == "http://a.example/p?utm_source=sms&utm_medium=text"
 
 
 # --- tag: parameters already present -------------------------------------------------------
@@ -122,14 +122,14 @@ def test_tag_without_campaign_adds_source_and_medium_only() -> None:
 )
 def test_tag_skips_only_the_parameters_the_query_has(query: str, added: str) -> None:
     url = f"http://a.example/p?{query}#f"
-    t = checked_tag(url)
-    assert t.destination == f"http://a.example/p?{query}{added}#f"
+    tagged = checked_tag(url)
+    assert tagged.destination == f"http://a.example/p?{query}{added}#f"
 
 
 def test_tag_adds_nothing_when_every_parameter_is_present() -> None:
     url = "http://a.example/p?utm_campaign=c&utm_medium&utm_source=#frag"
-    t = checked_tag(url)
-    assert t == Tagged(url, url.index("#"), 0)
+    tagged = checked_tag(url)
+    assert tagged == Tagged(url, url.index("#"), 0)
 
 
 def test_tag_adds_nothing_to_a_url_without_fragment_when_all_present() -> None:
@@ -138,13 +138,13 @@ def test_tag_adds_nothing_to_a_url_without_fragment_when_all_present() -> None:
 
 
 def test_tag_parameter_only_in_fragment_does_not_count() -> None:
-    t = checked_tag("http://a.example/p#utm_source=x")
-    assert t.destination == f"http://a.example/p?{ADDED}#utm_source=x"
+    tagged = checked_tag("http://a.example/p#utm_source=x")
+    assert tagged.destination == f"http://a.example/p?{ADDED}#utm_source=x"
 
 
 def test_tag_parameter_in_fragment_after_query_does_not_count() -> None:
-    t = checked_tag("http://a.example/p?x=1#?utm_source=x")
-    assert t.destination == f"http://a.example/p?x=1&{ADDED}#?utm_source=x"
+    tagged = checked_tag("http://a.example/p?x=1#?utm_source=x")
+    assert tagged.destination == f"http://a.example/p?x=1&{ADDED}#?utm_source=x"
 
 
 def test_tag_accepts_any_sequence_of_params() -> None:
@@ -163,8 +163,8 @@ def test_tag_each_url_gets_exactly_its_missing_fields() -> None:
 
 
 def test_tag_adds_a_name_given_twice_once() -> None:
-    t = checked_tag("http://a.example/", (("utm_source", "a"), ("utm_source", "b")))
-    assert t.destination == "http://a.example/?utm_source=a"
+    tagged = checked_tag("http://a.example/", (("utm_source", "a"), ("utm_source", "b")))
+    assert tagged.destination == "http://a.example/?utm_source=a"
 
 
 # --- tag: existing bytes are kept ----------------------------------------------------------
@@ -185,8 +185,8 @@ def test_tag_adds_a_name_given_twice_once() -> None:
     ],
 )
 def test_tag_keeps_the_existing_query_byte_for_byte(query: str) -> None:
-    t = checked_tag(f"http://a.example/p?{query}#x")
-    assert t.destination == f"http://a.example/p?{query}&{ADDED}#x"
+    tagged = checked_tag(f"http://a.example/p?{query}#x")
+    assert tagged.destination == f"http://a.example/p?{query}&{ADDED}#x"
 
 
 # --- tag: value encoding -------------------------------------------------------------------
@@ -216,14 +216,14 @@ def test_tag_keeps_the_existing_query_byte_for_byte(query: str) -> None:
 )
 def test_tag_encodes_values_and_they_decode_back(campaign: str, encoded: str) -> None:
     params = utm_params(source="sms", medium="text", campaign=campaign)
-    t = checked_tag("http://a.example/p?x=1#f", params)
-    assert t.destination == (
+    tagged = checked_tag("http://a.example/p?x=1#f", params)
+    assert tagged.destination == (
         f"http://a.example/p?x=1&utm_source=sms&utm_medium=text&utm_campaign={encoded}#f"
     )
-    assert t.destination.isascii()
-    assert added_pairs(t) == list(params)
+    assert tagged.destination.isascii()
+    assert added_pairs(tagged) == list(params)
     # What a server's form parser (which also turns '+' into a space) reads back.
-    assert dict(parse_qsl(query_of(t.destination) or "", keep_blank_values=True)) == {
+    assert dict(parse_qsl(query_of(tagged.destination) or "", keep_blank_values=True)) == {
         "x": "1",
         **dict(params),
     }
@@ -231,8 +231,8 @@ def test_tag_encodes_values_and_they_decode_back(campaign: str, encoded: str) ->
 
 def test_tag_encodes_source_and_medium_too() -> None:
     params = utm_params(source="news letter", medium="sms&mms", campaign=None)
-    t = checked_tag("http://a.example/", params)
-    assert t.destination == "http://a.example/?utm_source=news%20letter&utm_medium=sms%26mms"
+    tagged = checked_tag("http://a.example/", params)
+    assert tagged.destination == "http://a.example/?utm_source=news%20letter&utm_medium=sms%26mms"
 
 
 def test_untag_is_the_inverse_of_tag() -> None:

@@ -132,10 +132,10 @@ def test_property_normalize_url_accepts_or_raises_invalid_url(text: str, prefix:
 @properties
 @given(url_parts(), campaign_params)
 def test_property_tag_is_idempotent(parts: UrlParts, params: tuple[tuple[str, str], ...]) -> None:
-    t = checked_tag(normalize(parts.raw), params)
-    again = checked_tag(t.destination, params)
+    tagged = checked_tag(normalize(parts.raw), params)
+    again = checked_tag(tagged.destination, params)
     assert again.inserted == 0
-    assert again.destination == t.destination
+    assert again.destination == tagged.destination
 
 
 @properties
@@ -144,26 +144,28 @@ def test_property_tag_keeps_query_prefix_and_fragment(
     parts: UrlParts, params: tuple[tuple[str, str], ...]
 ) -> None:
     url = normalize(parts.raw)
-    t = checked_tag(url, params)
-    assert t.destination.isascii()
+    tagged = checked_tag(url, params)
+    assert tagged.destination.isascii()
     # The part before the query is untouched, the old query is a byte-prefix of the new one.
     before_query = url.partition("#")[0].partition("?")[0]
-    assert t.destination.startswith(before_query)
-    old_query, new_query = query_of(url), query_of(t.destination)
-    if t.inserted:
+    assert tagged.destination.startswith(before_query)
+    old_query, new_query = query_of(url), query_of(tagged.destination)
+    if tagged.inserted:
         assert new_query is not None
         assert new_query.startswith(old_query or "")
         # Exactly one '&' between an existing non-empty query and the new fields, unless it
         # already ends with one; the new fields are the added pairs, value-encoded.
         old = old_query or ""
         joiner = "&" if old and not old.endswith("&") else ""
-        fields = "&".join(f"{name}={quote(value, safe='')}" for name, value in added_pairs(t))
+        fields = "&".join(f"{name}={quote(value, safe='')}" for name, value in added_pairs(tagged))
         assert new_query == old + joiner + fields
     else:
         assert new_query == old_query
     # The fragment stays last and unchanged.
-    assert split_fragment(t.destination)[1] == split_fragment(url)[1]
-    assert t.destination.find("#") == (-1 if "#" not in url else url.find("#") + t.inserted)
+    assert split_fragment(tagged.destination)[1] == split_fragment(url)[1]
+    assert tagged.destination.find("#") == (
+        -1 if "#" not in url else url.find("#") + tagged.inserted
+    )
 
 
 @properties
@@ -172,11 +174,11 @@ def test_property_added_values_decode_back(
     parts: UrlParts, params: tuple[tuple[str, str], ...]
 ) -> None:
     url = normalize(parts.raw)
-    t = checked_tag(url, params)
+    tagged = checked_tag(url, params)
     # The standard library's parser decides what was already there ('+' in names aside,
     # which never matters for utm_* names).
     present = {name for name, _ in parse_qsl(query_of(url) or "", keep_blank_values=True)}
-    assert added_pairs(t) == [(name, value) for name, value in params if name not in present]
+    assert added_pairs(tagged) == [(name, value) for name, value in params if name not in present]
 
 
 @properties
