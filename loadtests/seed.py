@@ -87,12 +87,10 @@ def admin_key(api_keys: str, dev_key_file: Path = DEV_KEY_FILE) -> str:
     try:
         if api_keys.strip():
             return AdminSettings.from_env({"ADMIN_API_KEYS": api_keys}).api_keys[0]
-        if key := dev_key_file.read_text(encoding="utf-8").strip():
-            return key
     except SettingsError as exc:
         raise SeedError(str(exc)) from None
-    except FileNotFoundError:
-        pass
+    if dev_key_file.is_file() and (key := dev_key_file.read_text(encoding="utf-8").strip()):
+        return key
     raise SeedError("no admin key: set ADMIN_API_KEYS or run `make run` once")
 
 
@@ -156,7 +154,13 @@ async def seed(
     to `out` (None: no file) in link order. Only loopback admin URLs are accepted; the first
     refused request stops the run with a SeedError naming it and `out` left as it was.
     Unbounded in time: callers wrap it in `asyncio.timeout`."""
-    _check_options(admin_url, links, batch_size, concurrency, url_length)
+    require_loopback(admin_url, what="admin URL")
+    counts_ok = 1 <= links <= MAX_RECIPIENTS and 1 <= batch_size <= MAX_BATCH
+    if not counts_ok or min(concurrency, url_length) < 1:
+        raise SeedError(
+            f"--links must be from 1 to {MAX_RECIPIENTS:,}, --batch-size from 1 to {MAX_BATCH:,}, "
+            "--concurrency and --url-length at least 1"
+        )
     plan = LinkPlan(url_length, campaign_name)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     # sock_read bounds one batch: 10,000 links take a second or two.
@@ -208,18 +212,6 @@ async def seed(
     return SeedResult(codes, seconds, campaign_id, out)
 
 
-def _check_options(
-    admin_url: str, links: int, batch_size: int, concurrency: int, length: int
-) -> None:
-    require_loopback(admin_url, what="admin URL")
-    counts_ok = 1 <= links <= MAX_RECIPIENTS and 1 <= batch_size <= MAX_BATCH
-    if not counts_ok or min(concurrency, length) < 1:
-        raise SeedError(
-            f"--links must be from 1 to {MAX_RECIPIENTS:,}, --batch-size from 1 to {MAX_BATCH:,}, "
-            "--concurrency and --url-length at least 1"
-        )
-
-
 async def _post(session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
     try:
         async with session.post(path, data=orjson.dumps(body)) as resp:
@@ -245,15 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     option("--url-length", type=int, default=90, help="bytes of each tagged destination")
     option("--out", type=Path, default=DEFAULT_CODES_FILE, help="codes file to write")
     args = parser.parse_args(argv)
+
+    def progress(done: int) -> None:
+        print(f"{done:,}/{args.links:,} links", file=sys.stderr)
+
     try:
         args.key = args.key or admin_key(os.environ.get("ADMIN_API_KEYS", ""))
-        total = f"{args.links:,}"
-        result = asyncio.run(
-            seed(
-                **vars(args),
-                progress=lambda done: print(f"{done:,}/{total} links", file=sys.stderr),
-            )
-        )
+        result = asyncio.run(seed(**vars(args), progress=progress))
     except (SeedError, ValueError) as exc:
         print(f"seed: {exc}", file=sys.stderr)
         return 1
