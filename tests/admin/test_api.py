@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
 import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
@@ -19,6 +20,7 @@ from tests.conftest import API_KEY, Client, schema_errors
 from tests.redis_server import RedisServer
 
 URL = "https://shop.example/p"
+KEY_BYTES = API_KEY.encode()
 
 
 async def _campaign(admin: Client, **fields: Any) -> dict[str, Any]:
@@ -55,6 +57,24 @@ async def test_api_needs_a_valid_bearer_key(admin: Client, header: str | None) -
     resp = await admin.get("/api/campaigns", headers=headers)
     await _error(resp, 401, "unauthorized")
     assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "value", [b"Bearer \xff\xfe", b"\xff " + KEY_BYTES, b"Bearer " + KEY_BYTES + b"\xc3"]
+)
+async def test_a_header_that_is_not_utf8_is_401(admin: Client, value: bytes) -> None:
+    # Sent raw: the test client would refuse to send these bytes.
+    assert admin.server.host is not None and admin.server.port is not None
+    reader, writer = await asyncio.open_connection(admin.server.host, admin.server.port)
+    request = (
+        b"GET /api/campaigns HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: %s\r\n\r\n"
+    )
+    writer.write(request % value)
+    head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+    writer.close()
+    await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 401 ") and b"WWW-Authenticate: Bearer" in head
+    assert orjson.loads(body)["error"]["code"] == "unauthorized"
 
 
 async def test_every_api_route_is_guarded(admin: Client) -> None:
