@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    MISSING,
     AfterValidator,
     BaseModel,
     BeforeValidator,
@@ -144,13 +145,13 @@ class BatchIn(_Body):
 
 
 class LinkPatch(_Body):
-    """Only the fields given change."""
+    """Only the fields given change; `url` and `disabled` are never null."""
 
-    url: URL | None = Field(None, description="The new URL to shorten (not null).")
+    url: URL | MISSING = Field(MISSING, description="The new URL to shorten.")
     expires_at: Time = Field(
         None, description="Null removes the expiry; a past time expires the link now."
     )
-    disabled: bool | None = Field(None, description="A disabled link answers 410 (not null).")
+    disabled: bool | MISSING = Field(MISSING, description="A disabled link answers 410.")
 
 
 def field_name(loc: tuple[int | str, ...]) -> str:
@@ -164,6 +165,8 @@ def field_name(loc: tuple[int | str, ...]) -> str:
 def _message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
+    if error["input"] is None and error["type"].endswith("_type"):
+        return "must not be null"
     if error["type"] == "string_pattern_mismatch":
         return _PATTERN_MESSAGES[error.get("ctx", {})["pattern"]]
     return error["msg"].removeprefix("Value error, ")

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
 
+from pydantic import MISSING
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -200,11 +201,7 @@ class LinkService:
         )
 
     async def _patched(self, link: Link, patch: LinkPatch) -> Link:
-        fields = patch.model_fields_set
-        for name in ("url", "disabled"):
-            if name in fields and getattr(patch, name) is None:
-                raise ValidationFailed([FieldError(name, "must not be null")])
-        if patch.url is not None:
+        if patch.url is not MISSING:
             params: tuple[tuple[str, str], ...] = ()
             if link.tagged:
                 campaign = None
@@ -218,9 +215,9 @@ class LinkService:
                 insert_at=tagged.insert_at,
                 inserted=tagged.inserted,
             )
-        if "expires_at" in fields:
+        if "expires_at" in patch.model_fields_set:
             link = replace(link, expires_at=expiry(patch.expires_at))
-        if patch.disabled is not None:
+        if patch.disabled is not MISSING:
             link = replace(link, disabled=patch.disabled)
         return link
 

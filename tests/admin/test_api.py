@@ -524,6 +524,14 @@ async def test_patch_validation_changes_nothing(
     assert await (await admin.get(f"/api/links/{link['code']}")).json() == link
 
 
+@pytest.mark.parametrize("field", ["url", "disabled"])
+async def test_patch_to_null_is_refused_by_name(admin: Client, field: str) -> None:
+    link = await _link(admin)
+    resp = await admin.patch(f"/api/links/{link['code']}", json={field: None})
+    error = await _error(resp, 422, "validation_failed")
+    assert error["fields"] == [{"field": field, "message": "must not be null"}]
+
+
 async def test_patch_unknown_is_404(admin: Client) -> None:
     await _error(
         await admin.patch("/api/links/nope", json={"disabled": True}), 404, "link_not_found"
