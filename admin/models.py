@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -153,6 +154,13 @@ class LinkPatch(_Body):
     )
     disabled: bool | MISSING = Field(MISSING, description="A disabled link answers 410.")
 
+    @field_validator("url", "disabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:  # said in words: pydantic's message would ask for a string
+            raise ValueError("must not be null")
+        return value
+
 
 def field_name(loc: tuple[int | str, ...]) -> str:
     """('links', 3, 'url') -> 'links[3].url'."""
@@ -165,8 +173,6 @@ def field_name(loc: tuple[int | str, ...]) -> str:
 def _message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
-    if error["input"] is None and error["type"].endswith("_type"):
-        return "must not be null"
     if error["type"] == "string_pattern_mismatch":
         return _PATTERN_MESSAGES[error.get("ctx", {})["pattern"]]
     return error["msg"].removeprefix("Value error, ")
