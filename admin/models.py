@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     MISSING,
@@ -26,7 +26,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import CoreSchema, ErrorDetails, core_schema
 
 from admin.exceptions import FieldError, ValidationFailed
 from admin.tagging import CONTROL_CHARACTERS, normalize_url
@@ -210,11 +210,36 @@ _TIME_FORMAT = (
 )
 
 
-def _whole_number(raw: Any) -> Any:
-    """Digits only: int() would also take ' 5', '+5' and '1_000'."""
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
-        return int(raw)
-    raise ValueError("must be a whole number")
+@dataclass(frozen=True, slots=True)
+class WholeNumber:
+    """An int query parameter from `low` to `high`, of digits only (int() would also take
+    ' 5', '+5' and '1_000'); the bounds show in the schema, and any bad value gets one message."""
+
+    low: int
+    high: int
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> CoreSchema:
+        bounded = core_schema.int_schema(ge=self.low, le=self.high)
+        return core_schema.no_info_before_validator_function(self._parse, bounded)
+
+    def _parse(self, raw: Any) -> int:
+        digits = isinstance(raw, str) and raw.isascii() and raw.isdigit()
+        if digits and self.low <= int(raw) <= self.high:
+            return int(raw)
+        raise ValueError(f"must be a whole number from {self.low} to {self.high}")
+
+
+def _one_of(choices: Any) -> BeforeValidator:
+    """Refuses a value outside the Literal `choices` in words: "must be hour or day"."""
+    allowed: tuple[str, ...] = get_args(choices)
+    words = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+
+    def check(raw: Any) -> Any:
+        if raw not in allowed:
+            raise ValueError(f"must be {words}")
+        return raw
+
+    return BeforeValidator(check)
 
 
 def _query_time(raw: Any) -> Any:
@@ -224,8 +249,16 @@ def _query_time(raw: Any) -> Any:
     return when
 
 
+def _after_start(end: datetime | None, info: ValidationInfo) -> datetime | None:
+    # `start` is validated first (declared first); absent from info.data if it was refused.
+    start = info.data.get("start")
+    if end is not None and start is not None and end <= start:
+        raise ValueError("must be after from")
+    return end
+
+
 QueryTime = Annotated[datetime | None, BeforeValidator(_query_time)]
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+QueryEnd = Annotated[datetime | None, BeforeValidator(_query_time), AfterValidator(_after_start)]
 
 
 class _Query(BaseModel):
@@ -235,8 +268,10 @@ class _Query(BaseModel):
 
 
 class Paging(_Query):
-    offset: WholeNumber = Field(0, ge=0, le=2**31, description="How many to skip.")
-    limit: WholeNumber = Field(100, ge=1, le=1000, description="How many to return at most.")
+    offset: Annotated[int, WholeNumber(0, 2**31)] = Field(0, description="How many to skip.")
+    limit: Annotated[int, WholeNumber(1, 1000)] = Field(
+        100, description="How many to return at most."
+    )
 
 
 class StatsQuery(_Query):
@@ -246,13 +281,13 @@ class StatsQuery(_Query):
         description="Start of `series`, rounded down to its bucket. Default: `to` minus 7 days "
         "(granularity hour) or 30 days (day)." + _TIME_FORMAT,
     )
-    end: QueryTime = Field(
+    end: QueryEnd = Field(
         None,
         alias="to",
         description="End of `series` (exclusive), rounded up to a bucket. Default: now."
         + _TIME_FORMAT,
     )
-    granularity: Granularity = Field(
+    granularity: Annotated[Granularity, _one_of(Granularity)] = Field(
         "hour",
         description=f"Bucket size of `series` (UTC hours or days); at most {MAX_BUCKETS} "
         "buckets per request, else 422 on `from`.",
@@ -261,8 +296,8 @@ class StatsQuery(_Query):
 
 class ExportQuery(_Query):
     start: QueryTime = Field(None, alias="from", description="Only events recorded from then.")
-    end: QueryTime = Field(None, alias="to", description="Only events recorded before then.")
-    bots: BotFilter = Field(
+    end: QueryEnd = Field(None, alias="to", description="Only events recorded before then.")
+    bots: Annotated[BotFilter, _one_of(BotFilter)] = Field(
         "include", description="Whether bot hits are included, left out, or all there is."
     )
 
@@ -297,18 +332,13 @@ class ClickFilter:
         return self.bots == "include" or (self.bots == "only") == bot
 
 
-def _range(start: datetime | None, end: datetime | None) -> tuple[float | None, float | None]:
-    if start is not None and end is not None and end <= start:
-        raise ValidationFailed([FieldError("to", "must be after from")])
-    return (
-        None if start is None else start.timestamp(),
-        None if end is None else end.timestamp(),
-    )
+def _seconds(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
 
 
 def stats_window(query: StatsQuery, now: float) -> Window:
     """The window of `query`, widened to whole buckets (see `StatsQuery` for the defaults)."""
-    start, end = _range(query.start, query.end)
+    start, end = _seconds(query.start), _seconds(query.end)
     if start is not None and end is None and start >= now:
         raise ValidationFailed([FieldError("from", "must be in the past when to is not given")])
     granularity = query.granularity
@@ -326,7 +356,7 @@ def stats_window(query: StatsQuery, now: float) -> Window:
 
 
 def click_filter(query: ExportQuery) -> ClickFilter:
-    start, end = _range(query.start, query.end)
+    start, end = _seconds(query.start), _seconds(query.end)
     return ClickFilter(
         None if start is None else round(start * 1000),
         None if end is None else round(end * 1000),

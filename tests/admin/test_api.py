@@ -182,7 +182,10 @@ BAD_PAGING += ["limit=%2B5", "limit=%205", "limit=1_0", "offset=%C2%B2"]
 @pytest.mark.parametrize("query", BAD_PAGING)
 async def test_campaign_list_bad_paging(admin: Client, query: str) -> None:
     error = await _error(await admin.get(f"/api/campaigns?{query}"), 422, "validation_failed")
-    assert [f["field"] for f in error["fields"]] == [query.split("=")[0]]
+    [field] = error["fields"]
+    assert field["field"] == query.split("=")[0]
+    low, high = (1, 1000) if field["field"] == "limit" else (0, 2**31)
+    assert field["message"] == f"must be a whole number from {low} to {high}"
 
 
 @pytest.mark.parametrize("when", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00%2B01:00"])

@@ -500,6 +500,24 @@ async def test_bad_export_and_clickers_queries_are_422(
     assert [f["field"] for f in error["fields"]] == [field]
 
 
+async def test_query_errors_say_the_rule_and_come_together(admin: Client) -> None:
+    campaign_id = await _campaign(admin)
+    backwards = "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"
+    after = ("to", "must be after from")
+    expected = {
+        f"stats?granularity=week&{backwards}": {after, ("granularity", "must be hour or day")},
+        f"clicks.csv?bots=some&{backwards}": {after, ("bots", "must be include, exclude or only")},
+        "clickers?limit=0&offset=x": {
+            ("limit", "must be a whole number from 1 to 1000"),
+            ("offset", "must be a whole number from 0 to 2147483648"),
+        },
+    }
+    for path, fields in expected.items():
+        resp = await admin.get(f"/api/campaigns/{campaign_id}/{path}")
+        error = await _error(resp, 422, "validation_failed")
+        assert {(f["field"], f["message"]) for f in error["fields"]} == fields, path
+
+
 ANALYTICS_PATHS = [
     "/api/links/{code}/stats",
     "/api/campaigns/{id}/stats",
