@@ -24,6 +24,7 @@ from admin.exceptions import (
     ValidationFailed,
 )
 from admin.models import BatchItem, LinkPatch
+from admin.service import as_text
 from admin.service.campaigns import Campaign, CampaignService
 from admin.service.plan import PlannedLink, expiry, plan_batch, redraw, tagged_destination
 from admin.settings import AdminSettings
@@ -115,7 +116,7 @@ class LinkService:
                 field = recipient_field(link.campaign_id, link.recipient)
                 await pipe.watch(recipient_key(field))
                 owner = await pipe.hget(recipient_key(field), field)
-                field = field if owner == code.encode() else ""
+                field = field if owner is not None and as_text(owner) == code else ""
             pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hdel(link_key(code), code)
             if field:
