@@ -11,12 +11,15 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
+from admin import codes
 from admin.app import create_app
+from admin.appkeys import campaigns_key
 from admin.models import MAX_BATCH
+from admin.service.campaigns import Campaign
 from admin.settings import AdminSettings
-from redirector.store.keys import link_key
+from redirector.store.keys import campaign_key, link_key
 from redirector.store.record import RecordError
-from tests.conftest import API_KEY, Client, schema_errors
+from tests.conftest import API_KEY, AUTH, Client, schema_errors
 from tests.redis_server import RedisServer
 
 URL = "https://shop.example/p"
@@ -25,6 +28,13 @@ KEY_BYTES = API_KEY.encode()
 
 async def _campaign(admin: Client, **fields: Any) -> dict[str, Any]:
     resp = await admin.post("/api/campaigns", json={"name": "Spring", **fields})
+    assert resp.status == 201, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def _link(admin: Client, **fields: Any) -> dict[str, Any]:
+    resp = await admin.post("/api/links", json={"url": URL, **fields})
     assert resp.status == 201, await resp.text()
     body: dict[str, Any] = await resp.json()
     return body
@@ -234,7 +244,7 @@ async def test_custom_code_and_conflict(admin: Client) -> None:
     assert resp.status == 201
     assert (await resp.json())["code"] == "Promo_2026-x"
     resp = await admin.post("/api/links", json={"url": URL + "2", "code": "Promo_2026-x"})
-    await _error(resp, 409, "code_taken")
+    assert "index" not in await _error(resp, 409, "code_taken")  # one link: no item to name
     # The taken code still points where it did.
     resp = await admin.get("/api/links/Promo_2026-x")
     assert (await resp.json())["url"] == URL
@@ -314,11 +324,8 @@ async def test_malformed_json_is_400(admin: Client, redis: Redis, body: bytes) -
 
 
 async def test_oversized_body_is_413(
-    aiohttp_client: Any, admin_settings: Any, redis: Redis
+    aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Redis
 ) -> None:
-    from admin.app import create_app
-    from tests.conftest import AUTH
-
     small = admin_settings.model_copy(update={"max_body_bytes": 2048})
     client = await aiohttp_client(create_app(small))
     resp = await client.post("/api/links/batch", json={"links": [{"url": URL}] * 200}, headers=AUTH)
@@ -422,6 +429,54 @@ async def test_batch_custom_code_taken_writes_nothing(admin: Client, redis: Redi
     assert await redis.hlen(next(k for k in before if k.startswith(b"l:"))) == count_before
 
 
+async def test_batch_whose_drawn_code_is_taken_draws_again_and_writes_once(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await _campaign(admin)
+    taken = await _link(admin, code="Taken01")  # as long as a drawn code (CODE_LENGTH 7)
+    real_draw, draws = codes.draw, []
+
+    def draw(count: int, length: int) -> list[str]:
+        draws.append(count)
+        drawn = real_draw(count, length)
+        return ["Taken01", *drawn[1:]] if len(draws) == 1 else drawn
+
+    monkeypatch.setattr(codes, "draw", draw)
+    items = [{"url": f"{URL}/{i}", "recipient": f"r{i}"} for i in range(3)]
+    resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+    assert resp.status == 201, await resp.text()
+    links = (await resp.json())["links"]
+    assert draws == [3, 1]  # the script found Taken01 in use; only that item drew again
+    assert "Taken01" not in [x["code"] for x in links] and len({x["code"] for x in links}) == 3
+    for link, item in zip(links, items, strict=True):
+        assert (await (await admin.get(f"/api/links/{link['code']}")).json())["url"] == item["url"]
+    assert await (await admin.get("/api/links/Taken01")).json() == taken
+    # Written once: four links in all, three recipients, the campaign counts three.
+    assert sum([await redis.hlen(k) async for k in redis.scan_iter("l:*")]) == 4
+    assert sum([await redis.hlen(k) async for k in redis.scan_iter("r:*")]) == 3
+    assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 3
+
+
+async def test_campaign_gone_before_the_write_is_422_and_writes_nothing(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await _campaign(admin)
+    campaigns = admin.app[campaigns_key]
+    read = campaigns.get_campaign
+
+    async def read_then_vanish(campaign_id: int) -> Campaign:
+        campaign = await read(campaign_id)
+        await redis.delete(campaign_key(campaign_id))  # as if deleted meanwhile
+        return campaign
+
+    monkeypatch.setattr(campaigns, "get_campaign", read_then_vanish)
+    body = {"campaign_id": c["id"], "links": [{"url": URL}]}
+    error = await _error(await admin.post("/api/links/batch", json=body), 422, "validation_failed")
+    message = f"no campaign with id {c['id']}"
+    assert error["fields"] == [{"field": "campaign_id", "message": message}]
+    assert not [k async for k in redis.scan_iter("l:*")]
+
+
 async def test_batch_same_custom_code_twice_is_409(admin: Client, redis: Redis) -> None:
     items = [{"url": URL, "code": "twice"}, {"url": URL, "code": "twice"}]
     error = await _error(
@@ -461,13 +516,6 @@ async def test_full_batch_of_10000(admin: Client, redis: Redis) -> None:
 
 
 # -- reading, changing and deleting links --------------------------------------------------
-
-
-async def _link(admin: Client, **fields: Any) -> dict[str, Any]:
-    resp = await admin.post("/api/links", json={"url": URL, **fields})
-    assert resp.status == 201, await resp.text()
-    body: dict[str, Any] = await resp.json()
-    return body
 
 
 async def test_get_link(admin: Client) -> None:
@@ -558,8 +606,6 @@ async def test_delete_frees_code_and_recipient(admin: Client, redis: Redis) -> N
 
 
 def _same_bucket_codes() -> tuple[str, str]:
-    from redirector.store.keys import link_key
-
     seen: dict[str, str] = {}
     for i in range(1_000_000):
         code = f"bucket-{i}"
