@@ -30,6 +30,7 @@ from admin.service.plan import PlannedLink, expiry, plan_batch, redraw, tagged_d
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
 from redirector.store.keys import (
+    CAMPAIGN_LINKS,
     INVALIDATION_CHANNEL,
     campaign_key,
     link_key,
@@ -122,7 +123,7 @@ class LinkService:
             if field:
                 pipe.hdel(recipient_key(field), field)
             if link.campaign_id is not None:
-                pipe.hincrby(campaign_key(link.campaign_id), "links", -1)
+                pipe.hincrby(campaign_key(link.campaign_id), CAMPAIGN_LINKS, -1)
             return link
 
         await self._watched(code, write)

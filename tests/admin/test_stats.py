@@ -18,7 +18,7 @@ from redis.typing import EncodableT, FieldT
 from admin.appkeys import redis_key
 from admin.export import CLICKS_CSV_HEADER
 from admin.service import stats as stats_module
-from redirector.store.keys import click_stream_key
+from redirector.store import keys
 from tests.conftest import Client, schema_errors
 
 URL = "https://shop.example/p"
@@ -342,15 +342,15 @@ async def _write_events(redis: Redis, campaign_id: int, n: int) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         for i in range(n):
             event: dict[FieldT, EncodableT] = {
-                "code": f"c{i}",
-                "r": "",
-                "t": BASE_MS + i * 1000,
-                "ua": WINDOWS,
-                "ref": "",
-                "h": f"{i:016x}",
-                "bot": "1" if i % 10 == 0 else "0",
+                keys.EVENT_CODE: f"c{i}",
+                keys.EVENT_RECIPIENT: "",
+                keys.EVENT_TIME: BASE_MS + i * 1000,
+                keys.EVENT_USER_AGENT: WINDOWS,
+                keys.EVENT_REFERER_HOST: "",
+                keys.EVENT_VISITOR_HASH: f"{i:016x}",
+                keys.EVENT_BOT: "1" if i % 10 == 0 else "0",
             }
-            pipe.xadd(click_stream_key(campaign_id), event, id=f"{BASE_MS + i * 1000}-0")
+            pipe.xadd(keys.click_stream_key(campaign_id), event, id=f"{BASE_MS + i * 1000}-0")
         await pipe.execute()
 
 
