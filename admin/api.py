@@ -30,6 +30,7 @@ from admin.models import (
     UrlRules,
     click_filter,
     parse,
+    parse_query,
     stats_window,
 )
 from admin.openapi import Operation, document
@@ -80,7 +81,7 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
 
 @Operation("listCampaigns", "campaigns", responses.CampaignList, query=Paging, errors=STORED)
 async def list_campaigns(request: web.Request) -> web.StreamResponse:
-    page = parse(Paging, dict(request.query))
+    page = parse_query(Paging, request.query)
     total, campaigns = await request.app[campaigns_key].list_campaigns(page.offset, page.limit)
     body: responses.CampaignList = {
         "total": total,
@@ -142,7 +143,7 @@ async def delete_link(request: web.Request) -> web.StreamResponse:
 
 @Operation("getLinkStats", "links", responses.Stats, query=StatsQuery, errors=FOUND)
 async def link_stats(request: web.Request) -> web.StreamResponse:
-    window = stats_window(parse(StatsQuery, dict(request.query)), time.time())
+    window = stats_window(parse_query(StatsQuery, request.query), time.time())
     stats = await request.app[stats_key].link_stats(request.match_info["code"], window)
     return _json(responses.stats(stats))
 
@@ -150,7 +151,7 @@ async def link_stats(request: web.Request) -> web.StreamResponse:
 @Operation("getCampaignStats", "campaigns", responses.Stats, query=StatsQuery, errors=FOUND)
 async def campaign_stats(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
-    window = stats_window(parse(StatsQuery, dict(request.query)), time.time())
+    window = stats_window(parse_query(StatsQuery, request.query), time.time())
     stats = await request.app[stats_key].campaign_stats(campaign_id, window)
     return _json(responses.stats(stats))
 
@@ -158,7 +159,7 @@ async def campaign_stats(request: web.Request) -> web.StreamResponse:
 @Operation("listCampaignClickers", "campaigns", responses.ClickerList, query=Paging, errors=FOUND)
 async def campaign_clickers(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
-    page = parse(Paging, dict(request.query))
+    page = parse_query(Paging, request.query)
     total, clickers = await request.app[stats_key].clickers(campaign_id, page.offset, page.limit)
     body: responses.ClickerList = {
         "total": total,
@@ -170,7 +171,7 @@ async def campaign_clickers(request: web.Request) -> web.StreamResponse:
 @Operation("exportCampaignClicks", "campaigns", query=ExportQuery, errors=FOUND, media="text/csv")
 async def campaign_clicks_csv(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
-    query = click_filter(parse(ExportQuery, dict(request.query)))
+    query = click_filter(parse_query(ExportQuery, request.query))
     # Errors up to here are JSON; once the response is prepared the status is sent.
     chunks = await request.app[stats_key].click_events(campaign_id, query)
     response = web.StreamResponse(

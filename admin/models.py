@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args
@@ -178,9 +179,14 @@ def _message(error: ErrorDetails) -> str:
     return error["msg"].removeprefix("Value error, ")
 
 
-def parse(model: type[M], data: Any, rules: UrlRules | None = None) -> M:
+def parse(model: type[M], data: Any, rules: UrlRules) -> M:
+    """A request body as `model`; its URLs are checked against `rules`."""
+    return _validated(model, data, {"url_rules": rules})
+
+
+def _validated(model: type[M], data: Any, context: dict[str, Any] | None) -> M:
     try:
-        return model.model_validate(data, context={"url_rules": rules})
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         errors = []
         for err in exc.errors(include_url=False):
@@ -265,6 +271,14 @@ class _Query(BaseModel):
     """Query strings: unknown parameters are ignored, and every value arrives as a string."""
 
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+Q = TypeVar("Q", bound=_Query)
+
+
+def parse_query(model: type[Q], query: Mapping[str, str]) -> Q:
+    """A query string as `model` (query models hold no URLs, so no `UrlRules`)."""
+    return _validated(model, dict(query), None)
 
 
 class Paging(_Query):
