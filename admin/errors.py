@@ -26,7 +26,6 @@ _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
-    415: "unsupported_media_type",
 }
 
 
@@ -99,7 +98,8 @@ def _authorized(request: web.Request) -> bool:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False
-    given = token.strip().encode()
+    # aiohttp decodes header bytes that are not UTF-8 to surrogates; this gives the bytes back.
+    given = token.strip().encode(errors="surrogateescape")
     # Compare with every key, without stopping at a match, so timing reveals nothing.
     matched = False
     for key in request.app[settings_key].api_keys:

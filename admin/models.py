@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
+    MISSING,
     AfterValidator,
     BaseModel,
     BeforeValidator,
@@ -23,8 +25,9 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import CoreSchema, ErrorDetails, core_schema
 
 from admin.exceptions import FieldError, ValidationFailed
 from admin.tagging import CONTROL_CHARACTERS, normalize_url
@@ -144,13 +147,20 @@ class BatchIn(_Body):
 
 
 class LinkPatch(_Body):
-    """Only the fields given change."""
+    """Only the fields given change; `url` and `disabled` are never null."""
 
-    url: URL | None = Field(None, description="The new URL to shorten (not null).")
+    url: URL | MISSING = Field(MISSING, description="The new URL to shorten.")
     expires_at: Time = Field(
         None, description="Null removes the expiry; a past time expires the link now."
     )
-    disabled: bool | None = Field(None, description="A disabled link answers 410 (not null).")
+    disabled: bool | MISSING = Field(MISSING, description="A disabled link answers 410.")
+
+    @field_validator("url", "disabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:  # said in words: pydantic's message would ask for a string
+            raise ValueError("must not be null")
+        return value
 
 
 def field_name(loc: tuple[int | str, ...]) -> str:
@@ -169,9 +179,14 @@ def _message(error: ErrorDetails) -> str:
     return error["msg"].removeprefix("Value error, ")
 
 
-def parse(model: type[M], data: Any, rules: UrlRules | None = None) -> M:
+def parse(model: type[M], data: Any, rules: UrlRules) -> M:
+    """A request body as `model`; its URLs are checked against `rules`."""
+    return _validated(model, data, {"url_rules": rules})
+
+
+def _validated(model: type[M], data: Any, context: dict[str, Any] | None) -> M:
     try:
-        return model.model_validate(data, context={"url_rules": rules})
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         errors = []
         for err in exc.errors(include_url=False):
@@ -201,11 +216,36 @@ _TIME_FORMAT = (
 )
 
 
-def _whole_number(raw: Any) -> Any:
-    """Digits only: int() would also take ' 5', '+5' and '1_000'."""
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
-        return int(raw)
-    raise ValueError("must be a whole number")
+@dataclass(frozen=True, slots=True)
+class WholeNumber:
+    """An int query parameter from `low` to `high`, of digits only (int() would also take
+    ' 5', '+5' and '1_000'); the bounds show in the schema, and any bad value gets one message."""
+
+    low: int
+    high: int
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> CoreSchema:
+        bounded = core_schema.int_schema(ge=self.low, le=self.high)
+        return core_schema.no_info_before_validator_function(self._parse, bounded)
+
+    def _parse(self, raw: Any) -> int:
+        digits = isinstance(raw, str) and raw.isascii() and raw.isdigit()
+        if digits and self.low <= int(raw) <= self.high:
+            return int(raw)
+        raise ValueError(f"must be a whole number from {self.low} to {self.high}")
+
+
+def _one_of(choices: Any) -> BeforeValidator:
+    """Refuses a value outside the Literal `choices` in words: "must be hour or day"."""
+    allowed: tuple[str, ...] = get_args(choices)
+    words = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+
+    def check(raw: Any) -> Any:
+        if raw not in allowed:
+            raise ValueError(f"must be {words}")
+        return raw
+
+    return BeforeValidator(check)
 
 
 def _query_time(raw: Any) -> Any:
@@ -215,8 +255,16 @@ def _query_time(raw: Any) -> Any:
     return when
 
 
+def _after_start(end: datetime | None, info: ValidationInfo) -> datetime | None:
+    # `start` is validated first (declared first); absent from info.data if it was refused.
+    start = info.data.get("start")
+    if end is not None and start is not None and end <= start:
+        raise ValueError("must be after from")
+    return end
+
+
 QueryTime = Annotated[datetime | None, BeforeValidator(_query_time)]
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+QueryEnd = Annotated[datetime | None, BeforeValidator(_query_time), AfterValidator(_after_start)]
 
 
 class _Query(BaseModel):
@@ -225,9 +273,19 @@ class _Query(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 
 
+Q = TypeVar("Q", bound=_Query)
+
+
+def parse_query(model: type[Q], query: Mapping[str, str]) -> Q:
+    """A query string as `model` (query models hold no URLs, so no `UrlRules`)."""
+    return _validated(model, dict(query), None)
+
+
 class Paging(_Query):
-    offset: WholeNumber = Field(0, ge=0, le=2**31, description="How many to skip.")
-    limit: WholeNumber = Field(100, ge=1, le=1000, description="How many to return at most.")
+    offset: Annotated[int, WholeNumber(0, 2**31)] = Field(0, description="How many to skip.")
+    limit: Annotated[int, WholeNumber(1, 1000)] = Field(
+        100, description="How many to return at most."
+    )
 
 
 class StatsQuery(_Query):
@@ -237,13 +295,13 @@ class StatsQuery(_Query):
         description="Start of `series`, rounded down to its bucket. Default: `to` minus 7 days "
         "(granularity hour) or 30 days (day)." + _TIME_FORMAT,
     )
-    end: QueryTime = Field(
+    end: QueryEnd = Field(
         None,
         alias="to",
         description="End of `series` (exclusive), rounded up to a bucket. Default: now."
         + _TIME_FORMAT,
     )
-    granularity: Granularity = Field(
+    granularity: Annotated[Granularity, _one_of(Granularity)] = Field(
         "hour",
         description=f"Bucket size of `series` (UTC hours or days); at most {MAX_BUCKETS} "
         "buckets per request, else 422 on `from`.",
@@ -252,8 +310,8 @@ class StatsQuery(_Query):
 
 class ExportQuery(_Query):
     start: QueryTime = Field(None, alias="from", description="Only events recorded from then.")
-    end: QueryTime = Field(None, alias="to", description="Only events recorded before then.")
-    bots: BotFilter = Field(
+    end: QueryEnd = Field(None, alias="to", description="Only events recorded before then.")
+    bots: Annotated[BotFilter, _one_of(BotFilter)] = Field(
         "include", description="Whether bot hits are included, left out, or all there is."
     )
 
@@ -288,18 +346,13 @@ class ClickFilter:
         return self.bots == "include" or (self.bots == "only") == bot
 
 
-def _range(start: datetime | None, end: datetime | None) -> tuple[float | None, float | None]:
-    if start is not None and end is not None and end <= start:
-        raise ValidationFailed([FieldError("to", "must be after from")])
-    return (
-        None if start is None else start.timestamp(),
-        None if end is None else end.timestamp(),
-    )
+def _seconds(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
 
 
 def stats_window(query: StatsQuery, now: float) -> Window:
     """The window of `query`, widened to whole buckets (see `StatsQuery` for the defaults)."""
-    start, end = _range(query.start, query.end)
+    start, end = _seconds(query.start), _seconds(query.end)
     if start is not None and end is None and start >= now:
         raise ValidationFailed([FieldError("from", "must be in the past when to is not given")])
     granularity = query.granularity
@@ -317,7 +370,7 @@ def stats_window(query: StatsQuery, now: float) -> Window:
 
 
 def click_filter(query: ExportQuery) -> ClickFilter:
-    start, end = _range(query.start, query.end)
+    start, end = _seconds(query.start), _seconds(query.end)
     return ClickFilter(
         None if start is None else round(start * 1000),
         None if end is None else round(end * 1000),

@@ -41,11 +41,12 @@ class Operation:
     media: str = JSON  # of the answer, when it is not JSON
 
     def __call__(self, handler: H) -> H:
-        _OPERATIONS[handler] = self
+        # Kept on the handler, not in a registry: it lives exactly as long as the handler.
+        setattr(handler, _ATTRIBUTE, self)
         return handler
 
 
-_OPERATIONS: dict[Callable[..., Any], Operation] = {}
+_ATTRIBUTE = "openapi_operation"
 
 
 class _Schemas(GenerateJsonSchema):
@@ -59,8 +60,8 @@ def document(app: web.Application) -> dict[str, Any]:
         if route.method == "HEAD" or route.resource is None:  # aiohttp adds HEAD to every GET
             continue
         path = route.resource.canonical
-        operation = _OPERATIONS.get(route.handler)
-        if operation is None:
+        operation = getattr(route.handler, _ATTRIBUTE, None)
+        if not isinstance(operation, Operation):
             raise LookupError(f"{route.method} {path}: the handler has no @Operation(...)")
         routes.append((path, route.method.lower(), operation))
     refs, schemas = _schemas(operation for _, _, operation in routes)

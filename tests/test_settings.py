@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Annotated
 
 import pytest
+from pydantic import Field
 
 from admin.settings import AdminSettings
 from redirector.settings import Settings, SettingsError
+from redirector.store.connection import StoreSettings
 
 KEY = "k" * 16
 REDIRECTOR_VARIABLES = [
@@ -127,6 +130,27 @@ def test_errors_are_one_line_naming_the_variable(env: dict[str, str], message: s
         Settings.from_env(env)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+class _Bounded(StoreSettings):
+    at_least: Annotated[int, Field(ge=1)] = 1
+    below: Annotated[float, Field(lt=10.0)] = 0.0
+    inside: Annotated[int, Field(gt=0, le=5)] = 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AT_LEAST": "0"}, "AT_LEAST must be at least 1, got 0"),
+        ({"BELOW": "10"}, "BELOW must be less than 10.0, got 10"),
+        ({"INSIDE": "0"}, "INSIDE must be more than 0 and at most 5, got 0"),
+        ({"INSIDE": "6"}, "INSIDE must be more than 0 and at most 5, got 6"),
+    ],
+)
+def test_a_range_is_said_in_the_bounds_it_has(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _Bounded.from_env(env)
+    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("blank", ["", "  ", "\t"])

@@ -13,7 +13,7 @@ from redis.typing import EncodableT, FieldT
 from admin.exceptions import CampaignNotFound
 from admin.models import CampaignIn
 from admin.service import as_text
-from redirector.store.keys import CAMPAIGN_SEQ_KEY, CAMPAIGNS_KEY, campaign_key
+from redirector.store.keys import CAMPAIGN_LINKS, CAMPAIGN_SEQ_KEY, CAMPAIGNS_KEY, campaign_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class CampaignService:
             "name": data.name,
             "kind": data.kind,
             "created_at": now,
-            "links": 0,
+            CAMPAIGN_LINKS: 0,
         }
         if data.utm_source is not None:
             fields["utm_source"] = data.utm_source
@@ -80,5 +80,5 @@ def _campaign(campaign_id: int, fields: Mapping[bytes | str, bytes | str]) -> Ca
         utm_source=text.get("utm_source"),
         utm_medium=text.get("utm_medium"),
         created_at=int(text["created_at"]),
-        links=int(text.get("links", "0")),
+        links=int(text.get(CAMPAIGN_LINKS, "0")),
     )

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
 
+from pydantic import MISSING
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -23,11 +24,13 @@ from admin.exceptions import (
     ValidationFailed,
 )
 from admin.models import BatchItem, LinkPatch
+from admin.service import as_text
 from admin.service.campaigns import Campaign, CampaignService
 from admin.service.plan import PlannedLink, expiry, plan_batch, redraw, tagged_destination
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
 from redirector.store.keys import (
+    CAMPAIGN_LINKS,
     INVALIDATION_CHANNEL,
     campaign_key,
     link_key,
@@ -114,13 +117,13 @@ class LinkService:
                 field = recipient_field(link.campaign_id, link.recipient)
                 await pipe.watch(recipient_key(field))
                 owner = await pipe.hget(recipient_key(field), field)
-                field = field if owner == code.encode() else ""
+                field = field if owner is not None and as_text(owner) == code else ""
             pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hdel(link_key(code), code)
             if field:
                 pipe.hdel(recipient_key(field), field)
             if link.campaign_id is not None:
-                pipe.hincrby(campaign_key(link.campaign_id), "links", -1)
+                pipe.hincrby(campaign_key(link.campaign_id), CAMPAIGN_LINKS, -1)
             return link
 
         await self._watched(code, write)
@@ -200,11 +203,7 @@ class LinkService:
         )
 
     async def _patched(self, link: Link, patch: LinkPatch) -> Link:
-        fields = patch.model_fields_set
-        for name in ("url", "disabled"):
-            if name in fields and getattr(patch, name) is None:
-                raise ValidationFailed([FieldError(name, "must not be null")])
-        if patch.url is not None:
+        if patch.url is not MISSING:
             params: tuple[tuple[str, str], ...] = ()
             if link.tagged:
                 campaign = None
@@ -218,9 +217,9 @@ class LinkService:
                 insert_at=tagged.insert_at,
                 inserted=tagged.inserted,
             )
-        if "expires_at" in fields:
+        if "expires_at" in patch.model_fields_set:
             link = replace(link, expires_at=expiry(patch.expires_at))
-        if patch.disabled is not None:
+        if patch.disabled is not MISSING:
             link = replace(link, disabled=patch.disabled)
         return link
 

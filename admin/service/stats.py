@@ -23,6 +23,13 @@ from redirector.store.keys import (
     BOTS,
     BREAKDOWNS,
     CLICKS,
+    EVENT_BOT,
+    EVENT_CODE,
+    EVENT_RECIPIENT,
+    EVENT_REFERER_HOST,
+    EVENT_TIME,
+    EVENT_USER_AGENT,
+    EVENT_VISITOR_HASH,
     campaign_breakdowns_key,
     campaign_stats_key,
     campaign_uniques_key,
@@ -199,15 +206,15 @@ def _breakdowns(fields: Mapping[bytes, bytes]) -> dict[str, dict[str, int]]:
 
 
 def _event(fields: Mapping[bytes, bytes]) -> ClickEvent:
-    def get(name: bytes) -> str:
-        return as_text(fields.get(name, b""))
+    def get(name: str) -> str:
+        return as_text(fields.get(name.encode(), b""))
 
     return ClickEvent(
-        at_ms=int(get(b"t") or 0),
-        code=get(b"code"),
-        recipient=get(b"r") or None,
-        bot=get(b"bot") == "1",
-        referer_host=get(b"ref"),
-        user_agent=get(b"ua"),
-        visitor_hash=get(b"h"),
+        at_ms=int(get(EVENT_TIME) or 0),
+        code=get(EVENT_CODE),
+        recipient=get(EVENT_RECIPIENT) or None,
+        bot=get(EVENT_BOT) == "1",
+        referer_host=get(EVENT_REFERER_HOST),
+        user_agent=get(EVENT_USER_AGENT),
+        visitor_hash=get(EVENT_VISITOR_HASH),
     )

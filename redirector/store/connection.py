@@ -108,12 +108,25 @@ def _message(fields: Mapping[str, FieldInfo], error: ErrorDetails) -> str:
             return f"{name} must be a number, got {given!r}"
         case "bool_parsing":
             return f"{name} must be true or false, got {given!r}"
-        case "greater_than_equal" | "less_than_equal":
-            low, high = (
-                next(getattr(rule, bound) for rule in field.metadata if hasattr(rule, bound))
-                for bound in ("ge", "le")
-            )
-            return f"{name} must be between {low} and {high}, got {given}"
+        case "greater_than_equal" | "less_than_equal" | "greater_than" | "less_than":
+            return f"{name} must be {_bounds(field)}, got {given}"
         case "value_error":
             return f"{name} {error.get('ctx', {}).get('error')}"
     return f"{name}: {error['msg']}"
+
+
+_BOUND_WORDS = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+
+
+def _bounds(field: FieldInfo) -> str:
+    """The field's range in words, from whichever bounds it has: 'between 1 and 64',
+    'at least 1', 'more than 0 and at most 10'."""
+    found = {
+        bound: value
+        for bound in _BOUND_WORDS
+        for rule in field.metadata
+        if (value := getattr(rule, bound, None)) is not None
+    }
+    if found.keys() == {"ge", "le"}:
+        return f"between {found['ge']} and {found['le']}"
+    return " and ".join(f"{_BOUND_WORDS[bound]} {value}" for bound, value in found.items())

@@ -89,11 +89,20 @@ def campaign_key(campaign_id: int) -> str:
     return f"c:{campaign_id}"
 
 
+# The field of a campaign's hash that counts its links.
+CAMPAIGN_LINKS = "links"
+
+
 CLICK_SALT_KEY = "cfg:click_salt"
 
 
 def click_stream_key(campaign_id: int | None) -> str:
     return "x:" + ("-" if campaign_id is None else str(campaign_id))
+
+
+# Fields of a click stream entry (see the module docstring); FLUSH_CLICKS gets them as arguments.
+EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_BOT = "code", "r", "t", "bot"
+EVENT_USER_AGENT, EVENT_REFERER_HOST, EVENT_VISITOR_HASH = "ua", "ref", "h"
 
 
 def link_stats_key(code: str) -> str:

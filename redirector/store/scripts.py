@@ -20,8 +20,16 @@ from redirector.store.keys import (
     BOT_HOUR_PREFIX,
     BOTS,
     BREAKDOWNS,
+    CAMPAIGN_LINKS,
     CLICKS,
     DAY_PREFIX,
+    EVENT_BOT,
+    EVENT_CODE,
+    EVENT_RECIPIENT,
+    EVENT_REFERER_HOST,
+    EVENT_TIME,
+    EVENT_USER_AGENT,
+    EVENT_VISITOR_HASH,
     HOUR_PREFIX,
     INVALIDATION_CHANNEL,
     campaign_breakdowns_key,
@@ -53,11 +61,13 @@ from redirector.store.record import Link, encode_text
 #                 hash, device type, OS, browser. No field holds a tab or newline (the flusher
 #                 replaces them in user agents; the rest are validated or generated).
 #   ARGV[2]       the streams' approximate MAXLEN
-#   ARGV[3..12]   the stats field names and prefixes, in the order of `_FLUSH_FIELDS`
+#   ARGV[3..12]   the stats field names and prefixes, then
+#   ARGV[13..19]  the field names of a stream entry, both in the order of `_FLUSH_FIELDS`
 FLUSH_CLICKS = """
 local hits, maxlen = ARGV[1], ARGV[2]
 local CLICKS, BOTS, HOUR, BOT_HOUR, DAY, BOT_DAY, DEVICE, OS, BROWSER, REFERER =
   unpack(ARGV, 3, 12)
+local E_CODE, E_RECIPIENT, E_TIME, E_USER_AGENT, E_REFERER, E_HASH, E_BOT = unpack(ARGV, 13, 19)
 
 local counts, uniques, first = {}, {}, {}
 local function bump(key, field)
@@ -98,7 +108,8 @@ while pos <= len do
   local hour = string.format('%d', math.floor(ms / 3600000))
   local day = string.format('%d', math.floor(ms / 86400000))
   redis.call('XADD', campaign and KEYS[campaign] or KEYS[1], 'MAXLEN', '~', maxlen, '*',
-    'code', f[1], 'r', rcp, 't', t, 'ua', f[7], 'ref', f[8], 'h', h, 'bot', bot)
+    E_CODE, f[1], E_RECIPIENT, rcp, E_TIME, t, E_USER_AGENT, f[7], E_REFERER, f[8],
+    E_HASH, h, E_BOT, bot)
   count(KEYS[link], KEYS[link + 1], f, hour, day)
   if campaign then count(KEYS[campaign + 1], KEYS[campaign + 2], f, hour, day) end
   if bot ~= '1' then
@@ -132,6 +143,8 @@ end
 _FLUSH_FIELDS = (
     CLICKS, BOTS, HOUR_PREFIX, BOT_HOUR_PREFIX, DAY_PREFIX, BOT_DAY_PREFIX,
     BREAKDOWNS["device"], BREAKDOWNS["os"], BREAKDOWNS["browser"], BREAKDOWNS["referer"],
+    EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_USER_AGENT, EVENT_REFERER_HOST,
+    EVENT_VISITOR_HASH, EVENT_BOT,
 )  # fmt: skip
 
 
@@ -188,12 +201,13 @@ class FlushClicksScript:
 #   ARGV[3]   the items, a JSON array of [KEYS index of the link hash, code, KEYS index of
 #             the recipient-index hash (0 if none), recipient field ('' if none),
 #             custom (true/false), encoded record]
+#   ARGV[4]   the campaign hash's field that counts its links
 # One JSON argument decoded by Redis's C cjson costs about half the time of splitting
 # per-item strings in Lua, and a tenth of the client's work of sending five arguments per
 # item. The reply is decoded by `CreateLinksScript`.
 CREATE_LINKS = """
 local campaign = ARGV[1] == '1' and KEYS[1]
-local channel, items = ARGV[2], cjson.decode(ARGV[3])
+local channel, items, links_field = ARGV[2], cjson.decode(ARGV[3]), ARGV[4]
 if campaign and redis.call('EXISTS', campaign) == 0 then
   return {'no_campaign'}
 end
@@ -224,7 +238,7 @@ for _, item in ipairs(new) do
   codes[#codes + 1] = code
 end
 if #new > 0 then
-  if campaign then redis.call('HINCRBY', campaign, 'links', #new) end
+  if campaign then redis.call('HINCRBY', campaign, links_field, #new) end
   -- A code may sit in a redirector's cache as a recent miss: tell them it exists now.
   redis.call('PUBLISH', channel, table.concat(codes, ' '))
 end
@@ -294,7 +308,9 @@ class CreateLinksScript:
             ]
         )
         flag = "0" if campaign_id is None else "1"
-        reply = await self._script(keys=list(keys), args=[flag, INVALIDATION_CHANNEL, items])
+        reply = await self._script(
+            keys=list(keys), args=[flag, INVALIDATION_CHANNEL, items, CAMPAIGN_LINKS]
+        )
         return _create_outcome(reply)
 
 

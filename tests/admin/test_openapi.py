@@ -189,6 +189,8 @@ def test_custom_codes_follow_the_pattern_the_redirector_resolves() -> None:
         ("BatchIn", {"links": []}),
         ("BatchIn", {"links": [{"url": "https://a.example", "tag": False}]}),
         ("LinkPatch", {"disabled": "yes"}),
+        ("LinkPatch", {"url": None}),
+        ("LinkPatch", {"disabled": None}),
     ],
 )
 def test_schemas_and_models_refuse_the_same_bodies(name: str, body: dict[str, Any]) -> None:

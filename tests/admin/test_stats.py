@@ -2,103 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from aiohttp import ClientPayloadError
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.typing import EncodableT, FieldT
 
-from admin.appkeys import redis_key
-from admin.export import CLICKS_CSV_HEADER
-from admin.service import stats as stats_module
-from redirector.store.keys import click_stream_key
+from tests.admin.helpers import (
+    BROWSERS,
+    PREVIEWS,
+    create_campaign,
+    create_links,
+    expect_error,
+    stats_once_flushed,
+    tap,
+)
 from tests.conftest import Client, schema_errors
-
-URL = "https://shop.example/p"
-IPHONE = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
-)
-ANDROID = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36"
-)
-WINDOWS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
-)
-BROWSERS = [IPHONE, ANDROID, WINDOWS]
-PREVIEWS = [
-    "WhatsApp/2.23.20.0 A",
-    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
-    "TelegramBot (like TwitterBot)",
-    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
-    "",
-]
-DEADLINE = 5.0
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-async def _campaign(admin: Client) -> int:
-    resp = await admin.post("/api/campaigns", json={"name": "Spring"})
-    assert resp.status == 201, await resp.text()
-    campaign_id: int = (await resp.json())["id"]
-    return campaign_id
-
-
-async def _links(admin: Client, campaign_id: int | None, items: list[dict[str, Any]]) -> list[str]:
-    body = {"campaign_id": campaign_id, "links": [{"url": URL, **item} for item in items]}
-    resp = await admin.post("/api/links/batch", json=body)
-    assert resp.status == 201, await resp.text()
-    return [link["code"] for link in (await resp.json())["links"]]
-
-
-async def _tap(
-    redirector: Client, code: str, user_agent: str, *, head: bool = False, referer: str = ""
-) -> None:
-    headers = {"User-Agent": user_agent} | ({"Referer": referer} if referer else {})
-    method = "HEAD" if head else "GET"
-    resp = await redirector.request(method, f"/{code}", headers=headers, allow_redirects=False)
-    assert resp.status == 302
-
-
-async def _stats_once_flushed(
-    admin: Client, path: str, *, clicks: int, bot_hits: int, query: str = ""
-) -> dict[str, Any]:
-    """The stats once the redirector has flushed the expected totals (it does so every
-    0.1 s); the totals only grow, so reaching them means nothing else is on its way."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        resp = await admin.get(path + query)
-        assert resp.status == 200, await resp.text()
-        body: dict[str, Any] = await resp.json()
-        if (body["clicks"], body["bot_hits"]) == (clicks, bot_hits):
-            return body
-        assert time.monotonic() < deadline, f"expected {clicks}/{bot_hits} clicks/bots: {body}"
-        await asyncio.sleep(0.02)
-
-
-async def _error(resp: Any, status: int, code: str) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/json"
-    body: dict[str, Any] = (await resp.json())["error"]
-    assert body["code"] == code
-    return body
-
-
-def _rows(text: str) -> list[dict[str, str]]:
-    lines = list(csv.reader(io.StringIO(text)))
-    assert tuple(lines[0]) == CLICKS_CSV_HEADER
-    return [dict(zip(CLICKS_CSV_HEADER, line, strict=True)) for line in lines[1:]]
+from tests.user_agents import ANDROID, IPHONE, WINDOWS
 
 
 def _iso(ts: float) -> str:
@@ -111,18 +30,18 @@ def _iso(ts: float) -> str:
 async def test_browser_taps_previews_and_heads_are_counted_apart(
     admin: Client, redirector: Client
 ) -> None:
-    campaign_id = await _campaign(admin)
-    code, other = await _links(admin, campaign_id, [{}, {"recipient": "+34600000001"}])
+    campaign_id = (await create_campaign(admin))["id"]
+    code, other = await create_links(admin, campaign_id, [{}, {"recipient": "+34600000001"}])
     for ua in BROWSERS:  # N = 6 clicks, 2 on each link
-        await _tap(redirector, code, ua)
-        await _tap(redirector, other, ua)
+        await tap(redirector, code, ua)
+        await tap(redirector, other, ua)
     for ua in PREVIEWS:  # M = 5 preview fetches
-        await _tap(redirector, code, ua)
+        await tap(redirector, code, ua)
     for ua in BROWSERS:  # K = 3 HEADs, with a browser's UA
-        await _tap(redirector, code, ua, head=True)
+        await tap(redirector, code, ua, head=True)
 
-    link = await _stats_once_flushed(admin, f"/api/links/{code}/stats", clicks=3, bot_hits=8)
-    campaign = await _stats_once_flushed(
+    link = await stats_once_flushed(admin, f"/api/links/{code}/stats", clicks=3, bot_hits=8)
+    campaign = await stats_once_flushed(
         admin, f"/api/campaigns/{campaign_id}/stats", clicks=6, bot_hits=8
     )
     assert link["recipients_clicked"] is None and link["unique_clicks"] == 3
@@ -139,25 +58,25 @@ async def test_browser_taps_previews_and_heads_are_counted_apart(
 
 
 async def test_per_recipient_uniques_are_exact(admin: Client, redirector: Client) -> None:
-    campaign_id = await _campaign(admin)
-    codes = await _links(
+    campaign_id = (await create_campaign(admin))["id"]
+    codes = await create_links(
         admin, campaign_id, [{"recipient": f"+346000000{i:02d}"} for i in range(20)]
     )
     taps = 0
     for i, code in enumerate(codes[:12]):  # 12 recipients tap, some of them 3 times
         for _ in range(3 if i % 4 == 0 else 1):
-            await _tap(redirector, code, BROWSERS[i % 3])
+            await tap(redirector, code, BROWSERS[i % 3])
             taps += 1
     for code in codes[12:16]:  # 4 more only get a preview fetch: they did not click
-        await _tap(redirector, code, PREVIEWS[0])
+        await tap(redirector, code, PREVIEWS[0])
 
-    campaign = await _stats_once_flushed(
+    campaign = await stats_once_flushed(
         admin, f"/api/campaigns/{campaign_id}/stats", clicks=taps, bot_hits=4
     )
     assert campaign["recipients_clicked"] == 12 and campaign["unique_clicks"] == 12
-    tapped = await _stats_once_flushed(admin, f"/api/links/{codes[0]}/stats", clicks=3, bot_hits=0)
+    tapped = await stats_once_flushed(admin, f"/api/links/{codes[0]}/stats", clicks=3, bot_hits=0)
     assert tapped["recipients_clicked"] == 1 and tapped["unique_clicks"] == 1
-    previewed = await _stats_once_flushed(
+    previewed = await stats_once_flushed(
         admin, f"/api/links/{codes[12]}/stats", clicks=0, bot_hits=1
     )
     assert previewed["recipients_clicked"] == 0 and previewed["unique_clicks"] == 0
@@ -168,10 +87,10 @@ async def test_link_without_recipient_counts_distinct_visitors(
 ) -> None:
     # Every tap comes from 127.0.0.1 (the test redirector does not trust X-Forwarded-For),
     # so the visitors differ by User-Agent, which is part of the hashed identity.
-    [code] = await _links(admin, None, [{}])
+    [code] = await create_links(admin, None, [{}])
     for ua in BROWSERS * 2:
-        await _tap(redirector, code, ua)
-    body = await _stats_once_flushed(admin, f"/api/links/{code}/stats", clicks=6, bot_hits=0)
+        await tap(redirector, code, ua)
+    body = await stats_once_flushed(admin, f"/api/links/{code}/stats", clicks=6, bot_hits=0)
     assert body["unique_clicks"] == 3
     assert body["recipients_clicked"] is None
 
@@ -179,14 +98,14 @@ async def test_link_without_recipient_counts_distinct_visitors(
 async def test_breakdowns_by_device_os_browser_and_referer(
     admin: Client, redirector: Client
 ) -> None:
-    [code] = await _links(admin, None, [{}])
-    await _tap(redirector, code, IPHONE, referer="https://m.facebook.com/story?id=1")
-    await _tap(redirector, code, IPHONE, referer="https://m.facebook.com/other")
-    await _tap(redirector, code, ANDROID, referer="android-app://com.google.android.gm/")
-    await _tap(redirector, code, WINDOWS)
-    await _tap(redirector, code, PREVIEWS[1], referer="https://bot.example/")
+    [code] = await create_links(admin, None, [{}])
+    await tap(redirector, code, IPHONE, referer="https://m.facebook.com/story?id=1")
+    await tap(redirector, code, IPHONE, referer="https://m.facebook.com/other")
+    await tap(redirector, code, ANDROID, referer="android-app://com.google.android.gm/")
+    await tap(redirector, code, WINDOWS)
+    await tap(redirector, code, PREVIEWS[1], referer="https://bot.example/")
 
-    body = await _stats_once_flushed(admin, f"/api/links/{code}/stats", clicks=4, bot_hits=1)
+    body = await stats_once_flushed(admin, f"/api/links/{code}/stats", clicks=4, bot_hits=1)
     assert body["breakdowns"] == {
         "device": {"mobile": 3, "desktop": 1},
         "os": {"iOS": 2, "Android": 1, "Windows": 1},
@@ -199,16 +118,16 @@ async def test_breakdowns_by_device_os_browser_and_referer(
 
 
 async def test_series_covers_the_window_in_whole_buckets(admin: Client, redirector: Client) -> None:
-    [code] = await _links(admin, None, [{}])
+    [code] = await create_links(admin, None, [{}])
     for ua in BROWSERS:
-        await _tap(redirector, code, ua)
-    await _tap(redirector, code, PREVIEWS[0])
+        await tap(redirector, code, ua)
+    await tap(redirector, code, PREVIEWS[0])
     now = time.time()
     hour = int(now // 3600) * 3600
     # 5 h 30 min before the current hour to 20 min into the next: widened to 7 buckets.
     query = f"?from={_iso(hour - 5 * 3600 - 1800)}&to={_iso(hour + 3600 + 1200)}"
     path = f"/api/links/{code}/stats"
-    body = await _stats_once_flushed(admin, path, clicks=3, bot_hits=1, query=query)
+    body = await stats_once_flushed(admin, path, clicks=3, bot_hits=1, query=query)
     assert body["granularity"] == "hour"
     assert body["from"] == _iso(hour - 6 * 3600) and body["to"] == _iso(hour + 2 * 3600)
     assert [b["t"] for b in body["series"]] == [_iso(hour + h * 3600) for h in range(-6, 2)]
@@ -231,7 +150,7 @@ async def test_series_covers_the_window_in_whole_buckets(admin: Client, redirect
 
 
 async def test_default_windows_end_now(admin: Client) -> None:
-    [code] = await _links(admin, None, [{}])
+    [code] = await create_links(admin, None, [{}])
     before = time.time()
     body = await (await admin.get(f"/api/links/{code}/stats")).json()
     assert body["granularity"] == "hour" and len(body["series"]) in (168, 169)
@@ -244,7 +163,7 @@ async def test_default_windows_end_now(admin: Client) -> None:
 
 
 async def test_unencoded_plus_in_the_offset_is_understood(admin: Client) -> None:
-    campaign_id = await _campaign(admin)
+    campaign_id = (await create_campaign(admin))["id"]
     # '+' in a query string means a space; a client that does not encode it still means +01:00.
     query = "from=2026-01-01T00:30:00+01:00&to=2026-01-01T03:00:00%2B01:00"
     body = await (await admin.get(f"/api/campaigns/{campaign_id}/stats?{query}")).json()
@@ -256,15 +175,15 @@ async def test_unencoded_plus_in_the_offset_is_understood(admin: Client) -> None
 
 
 async def test_clickers_by_first_click_with_paging(admin: Client, redirector: Client) -> None:
-    campaign_id = await _campaign(admin)
+    campaign_id = (await create_campaign(admin))["id"]
     recipients = [f"+346000001{i:02d}" for i in range(7)]
-    codes = await _links(admin, campaign_id, [{"recipient": r} for r in recipients])
+    codes = await create_links(admin, campaign_id, [{"recipient": r} for r in recipients])
     started = int(time.time() * 1000)
     for code in codes[:5]:  # in recipient order: equal first-click times keep this order too
-        await _tap(redirector, code, IPHONE)
-    await _tap(redirector, codes[0], ANDROID)  # a later click is no first click
-    await _tap(redirector, codes[5], PREVIEWS[2])  # a preview is no click
-    await _stats_once_flushed(admin, f"/api/campaigns/{campaign_id}/stats", clicks=6, bot_hits=1)
+        await tap(redirector, code, IPHONE)
+    await tap(redirector, codes[0], ANDROID)  # a later click is no first click
+    await tap(redirector, codes[5], PREVIEWS[2])  # a preview is no click
+    await stats_once_flushed(admin, f"/api/campaigns/{campaign_id}/stats", clicks=6, bot_hits=1)
     ended = int(time.time() * 1000)
 
     resp = await admin.get(f"/api/campaigns/{campaign_id}/clickers")
@@ -294,154 +213,6 @@ async def test_clickers_by_first_click_with_paging(admin: Client, redirector: Cl
     assert [c["code"] for c in body["clickers"]] == [codes[0], None]
 
 
-# -- the CSV export ------------------------------------------------------------------------
-
-
-async def test_clicks_csv_has_one_row_per_hit(admin: Client, redirector: Client) -> None:
-    campaign_id = await _campaign(admin)
-    anonymous, personal = await _links(admin, campaign_id, [{}, {"recipient": "+34600000009"}])
-    started = int(time.time() * 1000)
-    await _tap(redirector, personal, IPHONE, referer="https://m.facebook.com/x")
-    await _tap(redirector, anonymous, WINDOWS)
-    await _tap(redirector, anonymous, PREVIEWS[0])
-    await _tap(redirector, personal, ANDROID, head=True)
-    await _stats_once_flushed(admin, f"/api/campaigns/{campaign_id}/stats", clicks=2, bot_hits=2)
-    ended = int(time.time() * 1000)
-
-    resp = await admin.get(f"/api/campaigns/{campaign_id}/clicks.csv")
-    assert resp.status == 200
-    assert resp.headers["Content-Type"] == "text/csv; charset=utf-8"
-    assert resp.headers["Content-Disposition"] == (
-        f'attachment; filename="campaign-{campaign_id}-clicks.csv"'
-    )
-    rows = _rows(await resp.text())
-    assert [
-        (r["code"], r["recipient"], r["bot"], r["referer_host"], r["user_agent"]) for r in rows
-    ] == [
-        (personal, "+34600000009", "0", "m.facebook.com", IPHONE),
-        (anonymous, "", "0", "", WINDOWS),
-        (anonymous, "", "1", "", PREVIEWS[0]),
-        (personal, "+34600000009", "1", "", ANDROID),
-    ]
-    for row in rows:
-        assert started <= datetime.fromisoformat(row["time"]).timestamp() * 1000 <= ended
-        assert len(row["visitor_hash"]) == 16
-    assert rows[1]["visitor_hash"] != rows[2]["visitor_hash"]  # another UA, another visitor
-
-    text = await (await admin.get(f"/api/campaigns/{campaign_id}/clicks.csv?bots=exclude")).text()
-    assert [r["bot"] for r in _rows(text)] == ["0", "0"]
-    text = await (await admin.get(f"/api/campaigns/{campaign_id}/clicks.csv?bots=only")).text()
-    assert [r["user_agent"] for r in _rows(text)] == [PREVIEWS[0], ANDROID]
-
-
-BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-
-
-async def _write_events(redis: Redis, campaign_id: int, n: int) -> None:
-    """`n` events one second apart from BASE_MS, written as the redirector writes them."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for i in range(n):
-            event: dict[FieldT, EncodableT] = {
-                "code": f"c{i}",
-                "r": "",
-                "t": BASE_MS + i * 1000,
-                "ua": WINDOWS,
-                "ref": "",
-                "h": f"{i:016x}",
-                "bot": "1" if i % 10 == 0 else "0",
-            }
-            pipe.xadd(click_stream_key(campaign_id), event, id=f"{BASE_MS + i * 1000}-0")
-        await pipe.execute()
-
-
-@pytest.mark.parametrize(("chunk", "reads"), [(1_000, 3), (2_500, 2), (2_501, 1), (7, 358)])
-async def test_clicks_csv_streams_the_stream_in_chunks(
-    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch, chunk: int, reads: int
-) -> None:
-    campaign_id = await _campaign(admin)
-    await _write_events(redis, campaign_id, 2_500)
-    monkeypatch.setattr(stats_module, "CSV_CHUNK", chunk)
-    app_redis = admin.app[redis_key]
-    xrange, calls = app_redis.xrange, []
-
-    async def counting_xrange(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        return await xrange(*args, **kwargs)
-
-    monkeypatch.setattr(app_redis, "xrange", counting_xrange)
-    resp = await admin.get(f"/api/campaigns/{campaign_id}/clicks.csv")
-    assert resp.headers["Transfer-Encoding"] == "chunked"
-    rows = _rows(await resp.text())
-    assert [r["code"] for r in rows] == [f"c{i}" for i in range(2_500)]
-    assert rows[1]["time"] == "2026-01-01T00:00:01.000Z"
-    assert len(calls) == reads
-
-
-async def test_clicks_csv_from_to_select_by_recorded_time(admin: Client, redis: Redis) -> None:
-    campaign_id = await _campaign(admin)
-    await _write_events(redis, campaign_id, 2_500)
-    path = f"/api/campaigns/{campaign_id}/clicks.csv"
-    # [00:01:40, 00:18:20): events 100 to 1099, `to` exclusive.
-    text = await (
-        await admin.get(f"{path}?from=2026-01-01T00:01:40Z&to=2026-01-01T00:18:20Z")
-    ).text()
-    assert [r["code"] for r in _rows(text)] == [f"c{i}" for i in range(100, 1100)]
-    text = await (await admin.get(f"{path}?from=2026-01-01T00:41:00Z&bots=only")).text()
-    assert [r["code"] for r in _rows(text)] == [f"c{i}" for i in range(2460, 2500, 10)]
-    text = await (await admin.get(f"{path}?to=2026-01-01T00:00:00.500Z")).text()
-    assert [r["code"] for r in _rows(text)] == ["c0"]
-    text = await (await admin.get(f"{path}?to=1970-01-01T00:00:00Z")).text()
-    assert _rows(text) == []
-
-
-async def test_clicks_csv_of_a_campaign_without_clicks_is_the_header(admin: Client) -> None:
-    campaign_id = await _campaign(admin)
-    resp = await admin.get(f"/api/campaigns/{campaign_id}/clicks.csv")
-    assert resp.status == 200 and _rows(await resp.text()) == []
-
-
-async def test_clicks_csv_head_has_no_body(admin: Client, redis: Redis) -> None:
-    campaign_id = await _campaign(admin)
-    await _write_events(redis, campaign_id, 3)
-    resp = await admin.head(f"/api/campaigns/{campaign_id}/clicks.csv")
-    assert resp.status == 200 and resp.content_type == "text/csv"
-    assert await resp.read() == b""
-    # The connection is still usable: no stray body bytes were sent.
-    assert (await admin.get(f"/api/campaigns/{campaign_id}")).status == 200
-
-
-async def test_clicks_csv_cells_are_never_formulas(admin: Client, redirector: Client) -> None:
-    campaign_id = await _campaign(admin)
-    [code] = await _links(admin, campaign_id, [{}])
-    await _tap(redirector, code, '=HYPERLINK("http://evil.example","x")', referer="http://-x/")
-    await _stats_once_flushed(admin, f"/api/campaigns/{campaign_id}/stats", clicks=1, bot_hits=0)
-    [row] = _rows(await (await admin.get(f"/api/campaigns/{campaign_id}/clicks.csv")).text())
-    assert row["user_agent"] == '\'=HYPERLINK("http://evil.example","x")'
-    assert row["referer_host"] == "'-x"
-
-
-async def test_redis_failing_mid_export_breaks_the_download(
-    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    campaign_id = await _campaign(admin)
-    await _write_events(redis, campaign_id, 30)
-    monkeypatch.setattr(stats_module, "CSV_CHUNK", 10)
-    app_redis = admin.app[redis_key]
-    xrange, calls = app_redis.xrange, []
-
-    async def failing_xrange(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        if len(calls) == 2:
-            raise RedisConnectionError("gone")
-        return await xrange(*args, **kwargs)
-
-    monkeypatch.setattr(app_redis, "xrange", failing_xrange)
-    resp = await admin.get(f"/api/campaigns/{campaign_id}/clicks.csv")
-    assert resp.status == 200  # already sent with the first rows
-    with pytest.raises(ClientPayloadError):
-        await resp.read()
-
-
 # -- errors --------------------------------------------------------------------------------
 
 STATS_ERRORS = [
@@ -463,19 +234,19 @@ STATS_ERRORS = [
 async def test_bad_stats_queries_are_422_naming_the_field(
     admin: Client, query: str, field: str
 ) -> None:
-    campaign_id = await _campaign(admin)
-    [code] = await _links(admin, campaign_id, [{}])
+    campaign_id = (await create_campaign(admin))["id"]
+    [code] = await create_links(admin, campaign_id, [{}])
     for path in (f"/api/links/{code}/stats", f"/api/campaigns/{campaign_id}/stats"):
-        error = await _error(await admin.get(f"{path}?{query}"), 422, "validation_failed")
+        error = await expect_error(await admin.get(f"{path}?{query}"), 422, "validation_failed")
         assert [f["field"] for f in error["fields"]] == [field], error
 
 
 async def test_bucket_limit_is_10000(admin: Client) -> None:
-    campaign_id = await _campaign(admin)
+    campaign_id = (await create_campaign(admin))["id"]
     path = f"/api/campaigns/{campaign_id}/stats?from=2020-01-01T00:00:00Z"
     resp = await admin.get(f"{path}&to=2021-02-20T16:00:00Z")  # 10,000 hours
     assert len((await resp.json())["series"]) == 10_000
-    await _error(await admin.get(f"{path}&to=2021-02-20T16:00:01Z"), 422, "validation_failed")
+    await expect_error(await admin.get(f"{path}&to=2021-02-20T16:00:01Z"), 422, "validation_failed")
     resp = await admin.get(f"{path}&to=2021-12-31T00:00:00Z&granularity=day")
     assert resp.status == 200
 
@@ -494,10 +265,28 @@ async def test_bucket_limit_is_10000(admin: Client) -> None:
 async def test_bad_export_and_clickers_queries_are_422(
     admin: Client, path: str, field: str
 ) -> None:
-    campaign_id = await _campaign(admin)
+    campaign_id = (await create_campaign(admin))["id"]
     resp = await admin.get(f"/api/campaigns/{campaign_id}/{path}")
-    error = await _error(resp, 422, "validation_failed")
+    error = await expect_error(resp, 422, "validation_failed")
     assert [f["field"] for f in error["fields"]] == [field]
+
+
+async def test_query_errors_say_the_rule_and_come_together(admin: Client) -> None:
+    campaign_id = (await create_campaign(admin))["id"]
+    backwards = "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"
+    after = ("to", "must be after from")
+    expected = {
+        f"stats?granularity=week&{backwards}": {after, ("granularity", "must be hour or day")},
+        f"clicks.csv?bots=some&{backwards}": {after, ("bots", "must be include, exclude or only")},
+        "clickers?limit=0&offset=x": {
+            ("limit", "must be a whole number from 1 to 1000"),
+            ("offset", "must be a whole number from 0 to 2147483648"),
+        },
+    }
+    for path, fields in expected.items():
+        resp = await admin.get(f"/api/campaigns/{campaign_id}/{path}")
+        error = await expect_error(resp, 422, "validation_failed")
+        assert {(f["field"], f["message"]) for f in error["fields"]} == fields, path
 
 
 ANALYTICS_PATHS = [
@@ -510,10 +299,10 @@ ANALYTICS_PATHS = [
 
 @pytest.mark.parametrize("template", ANALYTICS_PATHS)
 async def test_analytics_need_the_key(admin: Client, template: str) -> None:
-    campaign_id = await _campaign(admin)
-    [code] = await _links(admin, campaign_id, [{}])
+    campaign_id = (await create_campaign(admin))["id"]
+    [code] = await create_links(admin, campaign_id, [{}])
     path = template.format(code=code, id=campaign_id)
-    await _error(await admin.get(path, headers={"Authorization": ""}), 401, "unauthorized")
+    await expect_error(await admin.get(path, headers={"Authorization": ""}), 401, "unauthorized")
 
 
 @pytest.mark.parametrize("template", ANALYTICS_PATHS)
@@ -521,4 +310,4 @@ async def test_analytics_need_the_key(admin: Client, template: str) -> None:
 async def test_unknown_link_or_campaign_is_404(admin: Client, template: str, missing: str) -> None:
     path = template.format(code=missing, id=missing)
     code = "link_not_found" if "links" in template else "campaign_not_found"
-    await _error(await admin.get(path), 404, code)
+    await expect_error(await admin.get(path), 404, code)

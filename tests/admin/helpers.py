@@ -1,0 +1,90 @@
+"""What the admin tests share: API calls that must succeed, the check of an error answer, and
+taps through the redirector with the stats they end up in. Not a test module."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import ClientResponse
+from redis.asyncio import Redis
+
+from tests.conftest import Client, schema_errors
+from tests.user_agents import ANDROID, IPHONE, WINDOWS
+
+URL = "https://shop.example/p"
+BROWSERS = [IPHONE, ANDROID, WINDOWS]
+PREVIEWS = [
+    "WhatsApp/2.23.20.0 A",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "TelegramBot (like TwitterBot)",
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "",
+]
+FLUSH_DEADLINE = 5.0
+
+
+async def create_campaign(admin: Client, **fields: Any) -> dict[str, Any]:
+    resp = await admin.post("/api/campaigns", json={"name": "Spring", **fields})
+    assert resp.status == 201, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def create_link(admin: Client, **fields: Any) -> dict[str, Any]:
+    resp = await admin.post("/api/links", json={"url": URL, **fields})
+    assert resp.status == 201, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def create_links(
+    admin: Client, campaign_id: int | None, items: list[dict[str, Any]]
+) -> list[str]:
+    """The codes of a batch of links to URL, each item's fields added."""
+    body = {"campaign_id": campaign_id, "links": [{"url": URL, **item} for item in items]}
+    resp = await admin.post("/api/links/batch", json=body)
+    assert resp.status == 201, await resp.text()
+    return [link["code"] for link in (await resp.json())["links"]]
+
+
+async def expect_error(resp: ClientResponse, status: int, code: str) -> dict[str, Any]:
+    """The `error` of a JSON error answer, checked against the documented shape."""
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/json"
+    whole = await resp.json()
+    assert schema_errors(whole, "Error") == []
+    body: dict[str, Any] = whole["error"]
+    assert body["code"] == code
+    assert body["message"]
+    return body
+
+
+async def redis_keys(redis: Redis) -> set[bytes]:
+    return {k async for k in redis.scan_iter()}
+
+
+async def tap(
+    redirector: Client, code: str, user_agent: str, *, head: bool = False, referer: str = ""
+) -> None:
+    headers = {"User-Agent": user_agent} | ({"Referer": referer} if referer else {})
+    method = "HEAD" if head else "GET"
+    resp = await redirector.request(method, f"/{code}", headers=headers, allow_redirects=False)
+    assert resp.status == 302
+
+
+async def stats_once_flushed(
+    admin: Client, path: str, *, clicks: int, bot_hits: int, query: str = ""
+) -> dict[str, Any]:
+    """The stats once the redirector has flushed the expected totals (it does so every
+    0.1 s); the totals only grow, so reaching them means nothing else is on its way."""
+    deadline = time.monotonic() + FLUSH_DEADLINE
+    while True:
+        resp = await admin.get(path + query)
+        assert resp.status == 200, await resp.text()
+        body: dict[str, Any] = await resp.json()
+        if (body["clicks"], body["bot_hits"]) == (clicks, bot_hits):
+            return body
+        assert time.monotonic() < deadline, f"expected {clicks}/{bot_hits} clicks/bots: {body}"
+        await asyncio.sleep(0.02)

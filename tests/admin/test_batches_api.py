@@ -1,0 +1,198 @@
+"""Batches of links through the admin API over a real Redis: order, recipients, all or nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from admin import codes
+from admin.appkeys import campaigns_key
+from admin.models import MAX_BATCH
+from admin.service.campaigns import Campaign
+from redirector.store.keys import campaign_key
+from tests.admin.helpers import (
+    URL,
+    create_campaign,
+    create_link,
+    expect_error,
+    redis_keys,
+)
+from tests.conftest import Client, schema_errors
+
+
+async def test_batch_in_request_order_and_idempotent_per_recipient(
+    admin: Client, redis: Redis
+) -> None:
+    c = await create_campaign(admin)
+    items = [{"url": f"{URL}/{i}", "recipient": f"+3460000{i:04d}"} for i in range(50)]
+    items.append({"url": URL + "/anon"})
+    resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+    assert resp.status == 201
+    body = await resp.json()
+    assert schema_errors(body, "LinkBatch") == []
+    links = body["links"]
+    assert [x["url"] for x in links] == [i["url"] for i in items]
+    assert len({x["code"] for x in links}) == 51
+    assert all(x["campaign_id"] == c["id"] for x in links)
+    assert links[3]["recipient"] == "+34600000003"
+    assert (
+        links[3]["destination"]
+        == f"{URL}/3?utm_source=instasent&utm_medium=sms&utm_campaign=Spring"
+    )
+
+    # Sending the recipients again returns their codes; only the anonymous item is new.
+    resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+    again = (await resp.json())["links"]
+    assert [x["code"] for x in again[:50]] == [x["code"] for x in links[:50]]
+    assert again[50]["code"] != links[50]["code"]
+    campaign = await (await admin.get(f"/api/campaigns/{c['id']}")).json()
+    assert campaign["links"] == 52
+
+    # The same recipient in another campaign is another link.
+    other = await create_campaign(admin, name="Other")
+    resp = await admin.post(
+        "/api/links/batch", json={"campaign_id": other["id"], "links": items[:1]}
+    )
+    assert (await resp.json())["links"][0]["code"] != links[0]["code"]
+
+
+async def test_same_recipient_twice_in_one_batch_gets_one_link(admin: Client) -> None:
+    items = [{"url": URL, "recipient": "r1"}, {"url": URL, "recipient": "r1"}]
+    resp = await admin.post("/api/links/batch", json={"links": items})
+    links = (await resp.json())["links"]
+    assert links[0]["code"] == links[1]["code"]
+
+
+async def test_single_create_returns_existing_recipient_link_with_200(admin: Client) -> None:
+    c = await create_campaign(admin)
+    body = {"url": URL, "campaign_id": c["id"], "recipient": "+34600000001"}
+    first = await admin.post("/api/links", json=body)
+    second = await admin.post("/api/links", json=body | {"url": URL + "/other"})
+    assert (first.status, second.status) == (201, 200)
+    assert (await first.json()) == (await second.json())
+
+
+async def test_batch_validation_reports_every_bad_index_and_writes_nothing(
+    admin: Client, redis: Redis
+) -> None:
+    c = await create_campaign(admin)
+    before = await redis_keys(redis)
+    items = [
+        {"url": URL},
+        {"url": "ftp://x"},
+        {"url": URL, "code": "x"},
+        {"url": URL},
+        {"url": URL, "expires_at": "yesterday"},
+    ]
+    resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+    error = await expect_error(resp, 422, "validation_failed")
+    assert sorted(f["index"] for f in error["fields"]) == [1, 2, 4]
+    assert {f["field"] for f in error["fields"]} == {
+        "links[1].url",
+        "links[2].code",
+        "links[4].expires_at",
+    }
+    assert await redis_keys(redis) == before
+
+
+async def test_batch_custom_code_taken_writes_nothing(admin: Client, redis: Redis) -> None:
+    await admin.post("/api/links", json={"url": URL, "code": "taken"})
+    before = await redis_keys(redis)
+    count_before = await redis.hlen(next(k for k in before if k.startswith(b"l:")))
+    items = [{"url": URL + "/a"}, {"url": URL + "/b", "code": "taken"}]
+    error = await expect_error(
+        await admin.post("/api/links/batch", json={"links": items}), 409, "code_taken"
+    )
+    assert error["index"] == 1
+    assert await redis_keys(redis) == before
+    assert await redis.hlen(next(k for k in before if k.startswith(b"l:"))) == count_before
+
+
+async def test_batch_whose_drawn_code_is_taken_draws_again_and_writes_once(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await create_campaign(admin)
+    taken = await create_link(admin, code="Taken01")  # as long as a drawn code (CODE_LENGTH 7)
+    real_draw, draws = codes.draw, []
+
+    def draw(count: int, length: int) -> list[str]:
+        draws.append(count)
+        drawn = real_draw(count, length)
+        return ["Taken01", *drawn[1:]] if len(draws) == 1 else drawn
+
+    monkeypatch.setattr(codes, "draw", draw)
+    items = [{"url": f"{URL}/{i}", "recipient": f"r{i}"} for i in range(3)]
+    resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+    assert resp.status == 201, await resp.text()
+    links = (await resp.json())["links"]
+    assert draws == [3, 1]  # the script found Taken01 in use; only that item drew again
+    assert "Taken01" not in [x["code"] for x in links] and len({x["code"] for x in links}) == 3
+    for link, item in zip(links, items, strict=True):
+        assert (await (await admin.get(f"/api/links/{link['code']}")).json())["url"] == item["url"]
+    assert await (await admin.get("/api/links/Taken01")).json() == taken
+    # Written once: four links in all, three recipients, the campaign counts three.
+    assert sum([await redis.hlen(k) async for k in redis.scan_iter("l:*")]) == 4
+    assert sum([await redis.hlen(k) async for k in redis.scan_iter("r:*")]) == 3
+    assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 3
+
+
+async def test_campaign_gone_before_the_write_is_422_and_writes_nothing(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await create_campaign(admin)
+    campaigns = admin.app[campaigns_key]
+    read = campaigns.get_campaign
+
+    async def read_then_vanish(campaign_id: int) -> Campaign:
+        campaign = await read(campaign_id)
+        await redis.delete(campaign_key(campaign_id))  # as if deleted meanwhile
+        return campaign
+
+    monkeypatch.setattr(campaigns, "get_campaign", read_then_vanish)
+    body = {"campaign_id": c["id"], "links": [{"url": URL}]}
+    error = await expect_error(
+        await admin.post("/api/links/batch", json=body), 422, "validation_failed"
+    )
+    message = f"no campaign with id {c['id']}"
+    assert error["fields"] == [{"field": "campaign_id", "message": message}]
+    assert not [k async for k in redis.scan_iter("l:*")]
+
+
+async def test_batch_same_custom_code_twice_is_409(admin: Client, redis: Redis) -> None:
+    items = [{"url": URL, "code": "twice"}, {"url": URL, "code": "twice"}]
+    error = await expect_error(
+        await admin.post("/api/links/batch", json={"links": items}), 409, "code_taken"
+    )
+    assert error["index"] == 1
+    assert await redis_keys(redis) == set()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"links": []}, "links"),
+        ({}, "links"),
+        ({"links": [{"url": URL}] * (MAX_BATCH + 1)}, "links"),
+        ({"links": [{"url": URL, "campaign_id": 1}]}, "links[0].campaign_id"),
+        ({"campaign_id": 77, "links": [{"url": URL}]}, "campaign_id"),
+    ],
+)
+async def test_batch_shape_errors(
+    admin: Client, redis: Redis, body: dict[str, Any], field: str
+) -> None:
+    resp = await admin.post("/api/links/batch", json=body)
+    error = await expect_error(resp, 422, "validation_failed")
+    assert field in [f["field"] for f in error["fields"]]
+    assert await redis_keys(redis) == set()
+
+
+async def test_full_batch_of_10000(admin: Client, redis: Redis) -> None:
+    c = await create_campaign(admin)
+    items = [{"url": f"{URL}?i={i}", "recipient": str(i)} for i in range(MAX_BATCH)]
+    resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+    assert resp.status == 201
+    links = (await resp.json())["links"]
+    assert len({x["code"] for x in links}) == MAX_BATCH
+    assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == MAX_BATCH
