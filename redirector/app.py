@@ -13,6 +13,7 @@ from redirector.appkeys import (
     cache_key,
     clicks_key,
     flusher_key,
+    invalidation_ready_key,
     redis_key,
     resolver_key,
     settings_key,
@@ -24,8 +25,6 @@ from redirector.resolver import LinkResolver
 from redirector.settings import Settings
 from redirector.store.connection import connect
 from redirector.useragents import classify
-
-invalidation_ready_key = web.AppKey("invalidation_ready", asyncio.Event)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

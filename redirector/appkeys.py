@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -16,3 +18,5 @@ cache_key = web.AppKey("cache", LinkCache)
 resolver_key = web.AppKey("resolver", LinkResolver)
 clicks_key = web.AppKey("clicks", ClickBuffer)
 flusher_key = web.AppKey("flusher", ClickFlusher)
+# Set while the invalidation feed is subscribed (tests wait for it before tapping).
+invalidation_ready_key = web.AppKey("invalidation_ready", asyncio.Event)

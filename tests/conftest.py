@@ -20,7 +20,7 @@ from admin.app import create_app as create_admin
 from admin.openapi import document
 from admin.settings import AdminSettings
 from redirector.app import create_app as create_redirector
-from redirector.app import invalidation_ready_key
+from redirector.appkeys import invalidation_ready_key
 from redirector.settings import Settings
 from tests.redis_server import RedisServer
 

@@ -81,15 +81,15 @@ def plan_batch(
 
 
 def redraw(planned: list[PlannedLink], which: Sequence[int], code_length: int) -> None:
-    """Give `planned[n]`, for each n in `which`, a drawn code that no other link has."""
+    """Give `planned[index]`, for each index in `which`, a drawn code no other link has."""
     used = {p.code for p in planned}
     drawn = iter(codes.draw(len(which), code_length))
-    for n in which:
+    for index in which:
         code = next(drawn)
         while code in used:
             code = codes.draw(1, code_length)[0]
         used.add(code)
-        planned[n].code = code
+        planned[index].code = code
 
 
 def tagged_destination(url: str, params: Sequence[tuple[str, str]]) -> Tagged:

@@ -4,9 +4,11 @@ The redirector reads these keys and the admin writes them; `redirector.store` is
 part of the redirector the admin imports (`admin -> redirector.store`, never the reverse).
 The record stored under a link's key is in `redirector.store.record`. Every name is built
 by a function or constant here; the Lua scripts (`redirector.store.scripts`) get theirs
-in KEYS and the stats field prefixes in ARGV.
+in KEYS, and the field names they write (stats prefixes, click event fields, the campaign's
+link counter) in ARGV.
 
-Key schema (all keys live in one Redis database):
+Key schema (all keys live in one Redis database). The braces below are placeholders, not Redis
+Cluster hash tags: this schema runs on a single Redis only.
 
     l:{bucket}          hash   code -> encoded Link record. `bucket` is crc32(code) mod 2**16,
                                in hex. Bucketing keeps each hash small enough to stay

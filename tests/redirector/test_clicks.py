@@ -13,8 +13,8 @@ import aiohttp
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
-from redirector.app import create_app, invalidation_ready_key
-from redirector.appkeys import clicks_key, flusher_key
+from redirector.app import create_app
+from redirector.appkeys import clicks_key, flusher_key, invalidation_ready_key
 from redirector.clicks import ClickBuffer, Hit
 from redirector.settings import Settings
 from redirector.store.keys import (

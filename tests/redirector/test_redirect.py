@@ -8,7 +8,8 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
-from redirector.app import create_app, invalidation_ready_key
+from redirector.app import create_app
+from redirector.appkeys import invalidation_ready_key
 from redirector.settings import Settings
 from redirector.store.keys import link_key
 from redirector.store.record import Link, encode
