@@ -8,7 +8,7 @@ import pytest
 
 from admin.exceptions import InvalidURL
 from admin.tagging import utm_params
-from tests.tagged_urls import checked_tag, normalize
+from tests.tagged_urls import MAX_LENGTH, checked_tag, normalize
 
 # --- normalize_url: accepted and normalised ------------------------------------------------
 
@@ -75,10 +75,6 @@ def test_normalize_url(raw: str, expected: str) -> None:
     assert normalize(expected) == expected
 
 
-def test_normalize_url_own_host_none_disables_the_check() -> None:
-    assert normalize("http://short.example/x", own_host=None) == "http://short.example/x"
-
-
 @pytest.mark.parametrize(
     "raw",
     ["http://a.short.example/", "http://short.example.com/", "http://notshort.example/"],
@@ -87,28 +83,31 @@ def test_normalize_url_other_hosts_than_own_are_fine(raw: str) -> None:
     assert normalize(raw) == raw
 
 
-def test_normalize_url_exactly_max_length_is_accepted() -> None:
-    url = "http://a.example/abc"
-    assert normalize(url, max_length=len(url)) == url
+ABC = "http://a.example/abc"
+AT_LIMIT = "http://a.example/" + "a" * (MAX_LENGTH - len("http://a.example/"))
 
 
-def test_normalize_url_max_length_counts_utf8_bytes() -> None:
-    url = "http://a.example/é"  # 18 characters, 19 bytes
-    assert normalize(url, max_length=19) == "http://a.example/%C3%A9"
-    with pytest.raises(InvalidURL, match="URL is longer than 18 bytes"):
-        normalize(url, max_length=18)
-
-
-def test_normalize_url_max_length_is_measured_after_trimming() -> None:
-    url = "http://a.example/abc"
-    assert normalize(f"   {url}\n", max_length=len(url)) == url
-
-
-def test_normalize_url_default_limit() -> None:
-    base = "http://a.example/"
-    assert normalize(base + "a" * (4096 - len(base))) == base + "a" * (4096 - len(base))
-    with pytest.raises(InvalidURL, match="URL is longer than 4096 bytes"):
-        normalize(base + "a" * (4097 - len(base)))
+@pytest.mark.parametrize(
+    ("raw", "max_length", "expected"),
+    [
+        pytest.param(ABC, len(ABC), ABC, id="exactly-max"),
+        pytest.param(ABC, len(ABC) - 1, None, id="one-byte-over"),
+        pytest.param(f"   {ABC}\n", len(ABC), ABC, id="measured-after-trimming"),
+        # 18 characters, 19 bytes
+        pytest.param("http://a.example/é", 19, "http://a.example/%C3%A9", id="utf8-bytes"),
+        pytest.param("http://a.example/é", 18, None, id="utf8-bytes-over"),
+        pytest.param(AT_LIMIT, MAX_LENGTH, AT_LIMIT, id="default-limit"),
+        pytest.param(AT_LIMIT + "a", MAX_LENGTH, None, id="default-limit-over"),
+    ],
+)
+def test_normalize_url_max_length_counts_utf8_bytes_of_the_trimmed_url(
+    raw: str, max_length: int, expected: str | None
+) -> None:
+    if expected is None:
+        with pytest.raises(InvalidURL, match=f"URL is longer than {max_length} bytes"):
+            normalize(raw, max_length=max_length)
+    else:
+        assert normalize(raw, max_length=max_length) == expected
 
 
 # --- normalize_url: rejected ---------------------------------------------------------------
@@ -248,16 +247,12 @@ def test_normalize_url_rejects_own_host_in_any_spelling(raw: str, own_host: str)
         normalize(raw, own_host=own_host)
 
 
-@pytest.mark.parametrize("own_host", ["", "::2", "[zz", "bü_cher.example"])
-def test_normalize_url_odd_own_hosts_block_nothing_else(own_host: str) -> None:
-    for url in ["http://[::1]/", "http://a.example/", "http://xn--bcher-kva.example/"]:
+# None disables the check.
+@pytest.mark.parametrize("own_host", [None, "", "::2", "[zz", "bü_cher.example"])
+def test_normalize_url_no_or_odd_own_host_blocks_nothing_else(own_host: str | None) -> None:
+    urls = ["http://[::1]/", "http://a.example/", "http://xn--bcher-kva.example/"]
+    for url in [*urls, "http://short.example/x"]:
         assert normalize(url, own_host=own_host) == url
-
-
-def test_normalize_url_too_long_by_one_byte() -> None:
-    url = "http://a.example/abc"
-    with pytest.raises(InvalidURL, match=f"URL is longer than {len(url) - 1} bytes"):
-        normalize(url, max_length=len(url) - 1)
 
 
 def test_invalid_url_is_a_value_error() -> None:
