@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from admin.exceptions import InvalidURL
-from admin.tagging import tag, utm_params
-from tests.tagged_urls import added_pairs, checked_tag, normalize, query_of, split_fragment, untag
+from admin.tagging import utm_params
+from tests.tagged_urls import added_pairs, checked_tag, normalize, query_of, split_fragment
 
 # The first IDNA call loads Unicode tables, which can blow Hypothesis' per-example deadline.
 properties = settings(deadline=None, max_examples=200)
@@ -101,7 +101,9 @@ def encode_like_normalize(text: str) -> str:
 
 @properties
 @given(url_parts())
-def test_property_normalize_url_encodes_only_what_it_must(parts: UrlParts) -> None:
+def test_property_normalize_url_encodes_only_what_it_must_and_is_idempotent(
+    parts: UrlParts,
+) -> None:
     url = normalize(parts.raw)
     assert url.isascii()
     assert " " not in url
@@ -109,12 +111,6 @@ def test_property_normalize_url_encodes_only_what_it_must(parts: UrlParts) -> No
     assert url.startswith(prefix)
     # Trimming can only have removed trailing whitespace of the last piece.
     assert url[len(prefix) :] == encode_like_normalize(parts.rest.rstrip())
-
-
-@properties
-@given(url_parts())
-def test_property_normalize_url_is_idempotent(parts: UrlParts) -> None:
-    url = normalize(parts.raw)
     assert normalize(url) == url
 
 
@@ -131,8 +127,10 @@ def test_property_normalize_url_accepts_or_raises_invalid_url(text: str, prefix:
 
 @properties
 @given(url_parts(), campaign_params)
-def test_property_tag_is_idempotent(parts: UrlParts, params: tuple[tuple[str, str], ...]) -> None:
-    tagged = checked_tag(normalize(parts.raw), params)
+def test_property_tag_is_idempotent_and_untag_inverts_it(
+    parts: UrlParts, params: tuple[tuple[str, str], ...]
+) -> None:
+    tagged = checked_tag(normalize(parts.raw), params)  # checks untag(tagged) == url
     again = checked_tag(tagged.destination, params)
     assert again.inserted == 0
     assert again.destination == tagged.destination
@@ -179,10 +177,3 @@ def test_property_added_values_decode_back(
     # which never matters for utm_* names).
     present = {name for name, _ in parse_qsl(query_of(url) or "", keep_blank_values=True)}
     assert added_pairs(tagged) == [(name, value) for name, value in params if name not in present]
-
-
-@properties
-@given(url_parts(), campaign_params)
-def test_property_untag_inverts_tag(parts: UrlParts, params: tuple[tuple[str, str], ...]) -> None:
-    url = normalize(parts.raw)
-    assert untag(tag(url, params)) == url
