@@ -61,7 +61,6 @@ class CampaignNotFound(NotFound):
 
     def __init__(self, campaign_id: int | str) -> None:
         super().__init__(f"no campaign with id {campaign_id}")
-        self.campaign_id = campaign_id
 
 
 class LinkNotFound(NotFound):
@@ -69,7 +68,6 @@ class LinkNotFound(NotFound):
 
     def __init__(self, code: str) -> None:
         super().__init__(f"no link with code {code!r}")
-        self.link_code = code
 
 
 class CodeTaken(AdminError):

@@ -25,10 +25,6 @@ Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-tim
 Count = Annotated[int, Field(ge=0)]
 
 
-def rfc3339(ts: int | None) -> str | None:
-    return None if ts is None else _rfc3339(ts)
-
-
 @lru_cache(maxsize=4096)
 def _rfc3339(ts: int) -> str:
     # Cached: every link of a batch shares its creation second.
@@ -68,7 +64,7 @@ def link(code: str, record: LinkRecord, short_url: str) -> Link:
         "campaign_id": record.campaign_id,
         "recipient": record.recipient,
         "created_at": _rfc3339(record.created_at),
-        "expires_at": rfc3339(record.expires_at),
+        "expires_at": None if record.expires_at is None else _rfc3339(record.expires_at),
         "disabled": record.disabled,
         "tag": record.tagged,
     }
