@@ -15,23 +15,20 @@ ADDED = "utm_source=sms&utm_medium=text&utm_campaign=spring"
 # --- utm_params ----------------------------------------------------------------------------
 
 
-def test_utm_params_with_campaign_in_order() -> None:
-    assert utm_params(source="sms", medium="text", campaign="spring") == (
+@pytest.mark.parametrize(
+    ("campaign", "expected"),
+    [
+        pytest.param("spring", [("utm_campaign", "spring")], id="with-campaign-in-order"),
+        pytest.param(None, [], id="without-campaign"),
+        pytest.param("", [("utm_campaign", "")], id="keeps-an-empty-campaign"),
+    ],
+)
+def test_utm_params(campaign: str | None, expected: list[tuple[str, str]]) -> None:
+    assert utm_params(source="sms", medium="text", campaign=campaign) == (
         ("utm_source", "sms"),
         ("utm_medium", "text"),
-        ("utm_campaign", "spring"),
+        *expected,
     )
-
-
-def test_utm_params_without_campaign() -> None:
-    assert utm_params(source="sms", medium="text", campaign=None) == (
-        ("utm_source", "sms"),
-        ("utm_medium", "text"),
-    )
-
-
-def test_utm_params_keeps_an_empty_campaign() -> None:
-    assert utm_params(source="s", medium="m", campaign="")[-1] == ("utm_campaign", "")
 
 
 def test_utm_params_prefer_the_campaign_source_and_medium_to_the_defaults() -> None:
@@ -131,15 +128,15 @@ def test_tag_skips_only_the_parameters_the_query_has(query: str, added: str) -> 
     assert tagged.destination == f"http://a.example/p?{query}{added}#f"
 
 
-def test_tag_adds_nothing_when_every_parameter_is_present() -> None:
-    url = "http://a.example/p?utm_campaign=c&utm_medium&utm_source=#frag"
-    tagged = checked_tag(url)
-    assert tagged == Tagged(url, url.index("#"), 0)
-
-
-def test_tag_adds_nothing_to_a_url_without_fragment_when_all_present() -> None:
-    url = "http://a.example/p?utm_source=a&utm_medium=b&utm_campaign=c"
-    assert checked_tag(url) == Tagged(url, len(url), 0)
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://a.example/p?utm_campaign=c&utm_medium&utm_source=#frag", id="frag"),
+        pytest.param("http://a.example/p?utm_source=a&utm_medium=b&utm_campaign=c", id="no-frag"),
+    ],
+)
+def test_tag_adds_nothing_when_every_parameter_is_present(url: str) -> None:
+    assert checked_tag(url) == Tagged(url, len(url.partition("#")[0]), 0)
 
 
 def test_tag_accepts_any_sequence_of_params() -> None:
