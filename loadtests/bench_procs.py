@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -71,18 +71,10 @@ def pinned(command: list[str], cpus: str | None) -> list[str]:
     return (["taskset", "-c", cpus] if cpus else []) + command
 
 
-def process_tree(pid: int) -> list[psutil.Process]:
-    """A process and its live descendants (a server's workers)."""
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
 class Service:
-    """One started server: its log, its processes, a wait until it answers, and a stop that
-    always finishes (SIGTERM to its session, then SIGKILL to what outlives the wait)."""
+    """One started server, stopped when its `with` block ends: its log, a wait until it
+    answers, and a stop that always finishes (SIGTERM to its session, then SIGKILL to what
+    outlives the wait)."""
 
     def __init__(self, name: str, command: list[str], log: Path, env: Mapping[str, str]) -> None:
         self.name, self.log = name, log
@@ -125,23 +117,21 @@ class Service:
                 if redis is not None:
                     await redis.aclose()
 
-    def stop(self) -> None:
-        tree = process_tree(self.pid)
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:  # the server and the workers it forked
+            root = psutil.Process(self.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:  # it exited and wait() reaped it
+            tree = []
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGTERM)
         for process in psutil.wait_procs(tree, timeout=_STOP_SECONDS)[1]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
         self.process.wait(timeout=_STOP_SECONDS)
-
-
-@contextlib.contextmanager
-def running(name: str, command: list[str], log: Path, env: Mapping[str, str]) -> Iterator[Service]:
-    service = Service(name, command, log, env)
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def redis_command(port: int, directory: Path) -> list[str]:
