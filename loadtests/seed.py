@@ -46,8 +46,6 @@ MAX_RECIPIENTS = 200_000_000
 _URL_PREFIX = "https://shop.example/"
 _PADDING = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
-Progress = Callable[[int], None]  # called with the number of links created so far
-
 
 class SeedError(Exception):
     """The admin refused a request or the options are unusable; seeding stopped there."""
@@ -148,7 +146,7 @@ async def seed(
     campaign_name: str = DEFAULT_CAMPAIGN_NAME,
     url_length: int = 90,
     out: Path | None = DEFAULT_CODES_FILE,
-    progress: Progress | None = None,
+    progress: Callable[[int], None] | None = None,  # given the links created so far
 ) -> SeedResult:
     """Create a campaign and `links` links under it; write their `code<TAB>destination` lines
     to `out` (None: no file) in link order. Only loopback admin URLs are accepted; the first
