@@ -121,13 +121,8 @@ Stats = TypedDict(
     "Stats",
     {
         "clicks": Annotated[Count, Field(description="All time.")],
-        "unique_clicks": Annotated[
-            Count,
-            Field(
-                description="All time: recipients who clicked, plus distinct visitors of links "
-                "without a recipient (estimated)."
-            ),
-        ],
+        # What counts as unique: both stats operations' description (apidoc.STATS_RULES).
+        "unique_clicks": Annotated[Count, Field(description="All time.")],
         "bot_hits": Annotated[Count, Field(description="All time.")],
         "recipients_clicked": Annotated[
             Count | None,

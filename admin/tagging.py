@@ -3,11 +3,6 @@
 No I/O and no aiohttp here: `admin.service` calls these for every link of a batch (10,000 per
 request), so they work on plain strings (`find`/`partition`/`split`) with a fast path for the
 common pure-ASCII URL, and never round-trip a URL through a parser that re-encodes it.
-
-    normalize_url(raw, ...)  -> the pure-ASCII stored destination, or InvalidURL
-    utm_params(...)          -> the UTM parameters of a link: its campaign's, or the defaults
-    tag(url, params)         -> Tagged: the destination with the missing parameters appended
-                                (a stored link gives the URL back as `Link.url`)
 """
 
 from __future__ import annotations
