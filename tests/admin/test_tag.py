@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from admin.tagging import Tagged, tag, utm_params
-from tests.tagged_urls import UTM, added_pairs, checked_tag, query_of, untag
+from tests.tagged_urls import UTM, added_pairs, checked_tag, query_of
 
 ADDED = "utm_source=sms&utm_medium=text&utm_campaign=spring"
 
@@ -225,8 +225,3 @@ def test_tag_without_campaign_adds_source_and_medium_only_encoded_too() -> None:
     params = utm_params(source="news letter", medium="sms&mms", campaign=None)
     tagged = checked_tag("http://a.example/", params)
     assert tagged.destination == "http://a.example/?utm_source=news%20letter&utm_medium=sms%26mms"
-
-
-def test_untag_is_the_inverse_of_tag() -> None:
-    for url in ["http://a.example/p?x=1#f", "http://a.example", "http://a.example/?utm_source=x"]:
-        assert untag(tag(url, UTM)) == url
