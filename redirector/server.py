@@ -21,16 +21,13 @@ from redirector.settings import Settings
 log = logging.getLogger("redirector")
 
 
-def _install_uvloop() -> None:
+def serve(settings: Settings) -> None:
     try:
         import uvloop
+
+        uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return
-    uvloop.install()
-
-
-def serve(settings: Settings) -> None:
-    _install_uvloop()
+        pass
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -45,17 +42,13 @@ def supervise(settings: Settings) -> int:
     """Run `settings.workers` processes; stop them all on SIGTERM/SIGINT, or when one dies
     (a half-dead pool would silently serve with less capacity)."""
     if settings.metrics_dir is not None:
-        return _run_workers(settings)
+        return _Pool(settings).run()
     # Workers add their metrics up through files in a shared directory; prometheus-client
     # reads PROMETHEUS_MULTIPROC_DIR when it is imported, so the workers are spawned (fresh
     # interpreters that inherit the variable), not forked from this already-importing one.
     with tempfile.TemporaryDirectory(prefix="smslinks-metrics-") as directory:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        return _run_workers(settings.model_copy(update={"metrics_dir": directory}))
-
-
-def _run_workers(settings: Settings) -> int:
-    return _Pool(settings).run()
+        return _Pool(settings.model_copy(update={"metrics_dir": directory})).run()
 
 
 class _Pool:
