@@ -14,30 +14,20 @@ from redis.asyncio import Redis
 from redirector.store.keys import link_key
 from redirector.store.record import Link, encode
 from tests.conftest import Client
-from tests.prometheus import metric_value
+from tests.prometheus import growth, metric_value, scrape
 from tests.redis_server import RedisServer, free_port
 from tests.waiting import wait_healthy
 
 
-async def _scrape(client: Client) -> str:
-    resp = await client.get("/metrics")
-    assert resp.status == 200
-    assert resp.headers["Content-Type"].startswith("text/plain")
-    return await resp.text()
-
-
 async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -> None:
     await redis.hset(link_key("metric1"), "metric1", encode(Link("https://a.example/", 1)))
-    before = await _scrape(redirector)
+    before = await scrape(redirector)
     for _ in range(5):
         await redirector.get("/metric1", allow_redirects=False)
     for _ in range(2):
         await redirector.get("/missing", allow_redirects=False)
-    after = await _scrape(redirector)
-
-    def delta(name: str) -> float:
-        return metric_value(after, name) - metric_value(before, name)
-
+    after = await scrape(redirector)
+    delta = growth(before, after)
     assert delta('smslinks_redirects_total{status="302"}') == 5
     assert delta('smslinks_redirects_total{status="404"}') == 2
     assert delta('smslinks_cache_lookups_total{result="miss"}') == 2  # one each, then cached
