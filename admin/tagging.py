@@ -134,14 +134,11 @@ def _split_url(url: str) -> tuple[str, str, str]:
     end = url.find("/", start)
     if end < 0:
         end = len(url)
-    authority = url[start:end]
-    if "?" in authority:
-        end = start + authority.index("?")
-        authority = url[start:end]
-    if "#" in authority:  # before any '?', since what follows a '?' was cut off above
-        end = start + authority.index("#")
-        authority = url[start:end]
-    return scheme, authority, url[end:]
+    for delimiter in "?#":  # a '#' only before any '?', since what follows it is cut off
+        cut = url.find(delimiter, start, end)
+        if cut >= 0:
+            end = cut
+    return scheme, url[start:end], url[end:]
 
 
 def _unusual_scheme(url: str) -> tuple[str, int]:
@@ -286,13 +283,9 @@ def _present_names(query: str, params: Sequence[tuple[str, str]]) -> frozenset[s
     name we add contains a space or a '+', so decoding it could never make a name match ours.
     ';' is not a separator (only '&' is, as in WHATWG URLSearchParams).
     """
-    if "%" not in query:
-        # Fast path: a name that does not even occur in the query is not one of its fields.
-        for name, _ in params:
-            if name in query:
-                break
-        else:
-            return _NONE_PRESENT
+    # Fast path: a name that does not even occur in the query is not one of its fields.
+    if "%" not in query and not any(name in query for name, _ in params):
+        return _NONE_PRESENT
     wanted = {name for name, _ in params}
     present = set()
     for field in query.split("&"):
