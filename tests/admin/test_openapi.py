@@ -21,8 +21,6 @@ from admin.settings import AdminSettings
 from redirector.store.keys import CODE_PATTERN
 from tests.conftest import Client, openapi_document, schema_errors
 
-HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-
 # The request body of each operation, and the model that parses it in admin.api.
 REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("post", "/api/campaigns"): CampaignIn,
@@ -48,9 +46,8 @@ def app_routes(app: web.Application) -> set[tuple[str, str]]:
 
 def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
     for path, item in SPEC["paths"].items():
-        for method, operation in item.items():
-            if method in HTTP_METHODS:
-                yield method, path, operation
+        for method, operation in item.items():  # the document puts nothing else in a path
+            yield method, path, operation
 
 
 def test_every_route_is_documented_and_every_operation_exists() -> None:
