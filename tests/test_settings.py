@@ -11,8 +11,8 @@ import pytest
 from pydantic import Field
 
 from admin.settings import AdminSettings
-from redirector.settings import Settings, SettingsError
-from redirector.store.connection import StoreSettings
+from redirector.settings import Settings
+from redirector.store.connection import SettingsError, StoreSettings
 
 KEY = "k" * 16
 REDIRECTOR_VARIABLES = [
