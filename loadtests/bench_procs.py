@@ -74,7 +74,7 @@ def pinned(command: list[str], cpus: str | None) -> list[str]:
 class Service:
     """One started server, stopped when its `with` block ends: its log, a wait until it
     answers, and a stop that always finishes (SIGTERM to its session, then SIGKILL to what
-    outlives the wait)."""
+    outlives the wait). It gets this process's environment, plus `env`."""
 
     def __init__(self, name: str, command: list[str], log: Path, env: Mapping[str, str]) -> None:
         self.name, self.log = name, log
@@ -84,7 +84,7 @@ class Service:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=dict(env),
+                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
                 cwd=ROOT,
                 start_new_session=True,
             )
@@ -165,10 +165,6 @@ _NGINX_TEMP = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 def python_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
-
-
-def python_env(values: Mapping[str, str]) -> dict[str, str]:
-    return {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
 
 
 @dataclass(frozen=True, slots=True)
