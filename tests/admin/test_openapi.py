@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,16 +33,6 @@ RULES = UrlRules(SETTINGS.max_url_length, SETTINGS.own_host)
 SPEC = openapi_document()
 
 
-def app_routes(app: web.Application) -> set[tuple[str, str]]:
-    routes = set()
-    for route in app.router.routes():
-        if route.method == "HEAD":  # aiohttp adds HEAD to every GET
-            continue
-        assert route.resource is not None
-        routes.add((route.method.lower(), route.resource.canonical))
-    return routes
-
-
 def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
     for path, item in SPEC["paths"].items():
         for method, operation in item.items():  # the document puts nothing else in a path
@@ -51,8 +40,12 @@ def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 
 def test_every_route_is_documented_and_every_operation_exists() -> None:
-    documented = {(method, path) for method, path, _ in operations()}
-    assert documented == app_routes(create_app(SETTINGS))
+    routes = {
+        (route.method.lower(), route.resource.canonical)
+        for route in create_app(SETTINGS).router.routes()
+        if route.method != "HEAD" and route.resource is not None  # aiohttp adds HEAD to a GET
+    }
+    assert {(method, path) for method, path, _ in operations()} == routes
 
 
 async def test_the_served_document_is_the_generated_one(admin: Client) -> None:
@@ -98,9 +91,8 @@ def test_api_operations_need_bearer_auth_and_health_does_not() -> None:
 
 
 def test_operation_ids_are_present_and_unique() -> None:
-    ids = Counter(operation.get("operationId") for _, _, operation in operations())
-    assert None not in ids
-    assert [i for i, n in ids.items() if n > 1] == []
+    ids = [operation["operationId"] for _, _, operation in operations()]
+    assert sorted(ids) == sorted(set(ids))
 
 
 @pytest.mark.parametrize(("method", "path"), list(REQUEST_MODELS), ids=lambda k: str(k))
