@@ -110,13 +110,10 @@ def tag(url: str, params: Sequence[tuple[str, str]]) -> Tagged:
 
 
 def _check_length(url: str, max_length: int) -> None:
-    if url.isascii():
-        size = len(url)
-    else:
-        try:
-            size = len(url.encode())
-        except UnicodeEncodeError:
-            raise InvalidURL("URL is not valid Unicode (it contains a lone surrogate)") from None
+    try:
+        size = len(url) if url.isascii() else len(url.encode())
+    except UnicodeEncodeError:
+        raise InvalidURL("URL is not valid Unicode (it contains a lone surrogate)") from None
     if size > max_length:
         raise InvalidURL(f"URL is longer than {max_length} bytes")
 
@@ -204,10 +201,7 @@ def _check_port(digits: str) -> None:
 def _normalize_host(host: str) -> str:
     if host.startswith("["):
         return _normalize_ipv6(host)
-    if host.isascii():
-        ascii_host = host.lower()
-    else:
-        ascii_host = ".".join(_idna_label(label) for label in host.split("."))
+    ascii_host = ".".join(_idna_label(label) for label in host.split("."))
     if not _HOST_NAME_RE.fullmatch(ascii_host) or len(ascii_host.rstrip(".")) > _MAX_HOST_NAME:
         raise InvalidURL(f"host {host!r} is not a valid host name")
     # Browsers read a host whose last label is a number (decimal, or hex with 0x) as an IPv4
