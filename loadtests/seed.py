@@ -1,11 +1,8 @@
 """The one seeder: a campaign and N per-recipient links created through the admin batch API,
 for Locust (`python -m loadtests.seed`, which writes the codes file) and for the benchmark
-(`seed()`, which times the creation).
+(`seed()`, which times the creation). Only this machine is a target unless LOCUST_ALLOW_REMOTE=1.
 
     python -m loadtests.seed --links 100000          # against `make run` on this machine
-
-Link i goes to `LinkPlan.url(i)` for the i-th synthetic `+34` recipient; its tagged destination
-is exactly `--url-length` bytes. Only this machine is a target unless LOCUST_ALLOW_REMOTE=1.
 """
 
 from __future__ import annotations
