@@ -224,11 +224,8 @@ class Error(TypedDict):
     error: ErrorDetail
 
 
-def field_errors(problems: list[FieldProblem]) -> list[FieldError]:
-    out: list[FieldError] = []
-    for problem in problems:
-        entry: FieldError = {"field": problem.field, "message": problem.message}
-        if problem.index is not None:
-            entry["index"] = problem.index
-        out.append(entry)
-    return out
+def field_error(problem: FieldProblem) -> FieldError:
+    error: FieldError = {"field": problem.field, "message": problem.message}
+    if problem.index is not None:
+        error["index"] = problem.index
+    return error
