@@ -164,7 +164,7 @@ def _normalize_authority(authority: str, own_host: str | None) -> str:
         raise InvalidURL("URL must not contain user info")
     host, port = _split_host_port(authority)
     host = _normalize_host(host)
-    if own_host is not None and _same_host(host, own_host):
+    if own_host is not None and _host_key(host) == _host_key(own_host):
         raise InvalidURL(f"URL must not point at this service's own host ({own_host})")
     return host + port
 
@@ -239,22 +239,11 @@ def _normalize_ipv6(host: str) -> str:
     return host.lower()
 
 
-def _same_host(host: str, own_host: str) -> bool:
-    """Whether the normalised `host` names `own_host`, in whichever form either is written."""
-    own = _host_key(own_host)
-    if host.startswith("["):
-        return str(ipaddress.IPv6Address(host[1:-1])) == own
-    # A trailing dot names the same host, so it must not slip past the check.
-    return host.rstrip(".") == own
-
-
-@lru_cache(maxsize=16)
-def _host_key(own_host: str) -> str:
-    """`own_host` in the form `_same_host` compares: IPv6 canonical and bare, IDNA, no final dot.
-
-    Cached: it is the same few hosts for every link of every batch.
-    """
-    bare = own_host.removeprefix("[").removesuffix("]").rstrip(".").lower()
+@lru_cache(maxsize=4096)
+def _host_key(host: str) -> str:
+    """`host` as it is compared with the own host, whichever way either is written: IPv6
+    canonical and bare, IDNA, and no final dot (which names the same host all the same)."""
+    bare = host.removeprefix("[").removesuffix("]").rstrip(".").lower()
     try:
         if ":" in bare:
             return str(ipaddress.IPv6Address(bare))
