@@ -81,7 +81,10 @@ class _Pool:
         waiting = {w.sentinel: w for w in self.workers}
         while waiting:
             if time.monotonic() > self.deadline:
-                self._kill(list(waiting.values()))
+                for worker in waiting.values():
+                    log.error("%s did not stop within %.0f s; killing it", worker.name, self.grace)
+                    worker.kill()
+                self.deadline = float("inf")
             for ready in multiprocessing.connection.wait(list(waiting), timeout=1.0):
                 self._reap(waiting.pop(ready))  # type: ignore[arg-type]  # sentinels are ints
         # A worker still starting when asked to stop dies of the SIGTERM itself: that is a
@@ -89,12 +92,6 @@ class _Pool:
         clean = {0, -signal.SIGTERM} if self.stopping else {0}
         log.info("workers exited: %s", [w.exitcode for w in self.workers])
         return 0 if all(w.exitcode in clean for w in self.workers) else 1
-
-    def _kill(self, stragglers: list[BaseProcess]) -> None:
-        for w in stragglers:
-            log.error("%s did not stop within %.0f s; killing it", w.name, self.grace)
-            w.kill()
-        self.deadline = float("inf")
 
     def _reap(self, worker: BaseProcess) -> None:
         worker.join()  # the sentinel can fire a moment before the exit code is known
