@@ -147,7 +147,8 @@ def nginx_command(directory: Path, port: int, location: str) -> list[str]:
     access log, every file it writes inside `directory`. It also sends a 145-byte HTML body,
     which the redirector does not: the ceiling is, if anything, a little low."""
     quoted = location.replace("\\", "\\\\").replace('"', '\\"')
-    temp = " ".join(f"{kind}_temp_path {directory}/{kind};" for kind in _NGINX_TEMP)
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # of its temporary files
+    temp = " ".join(f"{kind}_temp_path {directory}/{kind};" for kind in kinds)
     (directory / "nginx.conf").write_text(
         f"worker_processes 1; pid {directory}/nginx.pid; events {{ worker_connections 4096; }}\n"
         f"http {{ access_log off; keepalive_requests 100000000; {temp}\n"
@@ -158,9 +159,6 @@ def nginx_command(directory: Path, port: int, location: str) -> list[str]:
     # -e: the default error log under /var/log is opened before the config is read.
     command = ["nginx", "-p", str(directory), "-c", str(directory / "nginx.conf")]
     return [*command, "-e", str(directory / "error.log"), "-g", "daemon off;"]
-
-
-_NGINX_TEMP = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 def python_command(module: str, *args: str) -> list[str]:
