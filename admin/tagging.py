@@ -183,19 +183,15 @@ def _split_host_port(authority: str) -> tuple[str, str]:
         host, port = (authority, "") if colon < 0 else (authority[:colon], authority[colon:])
     if not host:
         raise InvalidURL("URL must have a host")
-    if port:
-        _check_port(port[1:])
-    return host, port
-
-
-def _check_port(digits: str) -> None:
+    digits = port[1:]
     # The length check keeps int() away from absurd inputs; leading zeros are allowed, and kept.
-    if (
+    if port and (
         not (digits.isascii() and digits.isdigit())
         or len(digits.lstrip("0")) > len(str(_MAX_PORT))
         or not 0 < int(digits) <= _MAX_PORT
     ):
         raise InvalidURL(f"port must be a number from 1 to {_MAX_PORT}")
+    return host, port
 
 
 def _normalize_host(host: str) -> str:
