@@ -70,8 +70,8 @@ class _Pool:
             self.deadline = time.monotonic() + self.grace
         self.stopping = True
         for w in self.workers:
-            if w.is_alive() and w.pid is not None:
-                os.kill(w.pid, signal.SIGTERM)
+            if w.is_alive():
+                w.terminate()  # SIGTERM
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
