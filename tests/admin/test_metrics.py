@@ -42,10 +42,7 @@ async def test_an_internal_error_is_counted_as_500(admin: Client, redis: Redis) 
 
 
 async def test_an_answer_broken_midway_is_still_counted(
-    aiohttp_client: AiohttpClient,
-    admin_settings: AdminSettings,
-    redis: Redis,
-    monkeypatch: pytest.MonkeyPatch,
+    aiohttp_client: AiohttpClient, admin_settings: AdminSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once bytes are sent, the exception passes the errors middleware (only dropping the
     connection is left); the metrics middleware counts it all the same."""
