@@ -14,7 +14,7 @@ from redirector.store.keys import link_key
 from redirector.store.record import Link, encode
 from tests.conftest import Client
 from tests.prometheus import growth, metric_value, scrape
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import free_port
 from tests.waiting import wait_healthy
 
 
@@ -40,11 +40,10 @@ async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -
         assert name in after
 
 
-async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> None:
-    redis = Redis.from_url(own_redis.url)
+async def test_two_workers_report_the_same_totals(redis: Redis, redis_url: str) -> None:
     await redis.hset(link_key("metric2"), "metric2", encode(Link("https://a.example/", 1)))
     port = free_port()
-    env = os.environ | {"REDIS_URL": own_redis.url, "REDIRECTOR_PORT": str(port)}
+    env = os.environ | {"REDIS_URL": redis_url, "REDIRECTOR_PORT": str(port)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "redirector", "--workers", "2", env=env
@@ -72,4 +71,3 @@ async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> Non
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-        await redis.aclose()
