@@ -1,9 +1,11 @@
 """Fixtures: a real redis-server started for the test session (or TEST_REDIS_URL), emptied
-before every test, and both apps built through their factories."""
+before every test, a local Redis Cluster for the cluster tests, and both apps built through
+their factories."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from pathlib import Path
@@ -22,6 +24,7 @@ from admin.settings import AdminSettings
 from redirector.app import create_app as create_redirector
 from redirector.app import invalidation_ready_key
 from redirector.settings import Settings
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 
 API_KEY = "test-key-0123456789abcdef"
@@ -59,6 +62,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A local Redis Cluster of 3 masters and 3 replicas, started once for the session."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("Redis Cluster tests need redis-server and redis-cli on PATH")
+    cluster = RedisCluster(Path(tmp_path_factory.mktemp("cluster")))
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
