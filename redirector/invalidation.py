@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.cache import LinkCache
+from redirector.store.connection import Store
 from redirector.store.keys import INVALIDATION_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ POLL = 1.0
 
 
 async def listen(
-    redis: Redis,
+    redis: Store,
     cache: LinkCache,
     subscribed: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,

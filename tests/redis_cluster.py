@@ -3,12 +3,13 @@ its own temporary directory, with the short node timeout that makes a failover t
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ class RedisCluster:
     @property
     def url(self) -> str:
         """The URL of one running node (a client finds the others from it)."""
-        return f"redis://127.0.0.1:{self._running()[0]}/0"
+        return f"redis://127.0.0.1:{self.running()[0]}/0"
 
     def start(self) -> None:
         cli = shutil.which("redis-cli")
@@ -107,7 +108,12 @@ class RedisCluster:
 
     def masters(self) -> list[int]:
         """The ports of the running nodes that are masters now."""
-        return [port for port in self._running() if self._replication(port)["role"] == "master"]
+        return [port for port in self.running() if self._replication(port)["role"] == "master"]
+
+    def master_of(self, port: int) -> int | None:
+        """The port of the master that the replica on `port` follows; None for a master."""
+        replication = self._replication(port)
+        return int(replication["master_port"]) if replication["role"] == "slave" else None
 
     def flushall(self) -> None:
         """Empty every master; the replicas follow."""
@@ -117,7 +123,10 @@ class RedisCluster:
 
     def kill_master(self, key: str) -> int:
         """SIGKILL the master that serves `key`'s slot, as a crash would; return its port."""
-        port = self._owner(self._running()[0], key)
+        return self.kill(self._owner(self.running()[0], key))
+
+    def kill(self, port: int) -> int:
+        """SIGKILL the node on `port`, as a crash would; return its port."""
         process = self._processes.pop(port)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -131,8 +140,8 @@ class RedisCluster:
         def promoted() -> bool:
             owners.clear()
             try:
-                owners.update(self._owner(port, key) for port in self._running())
-                return owners <= set(self._running()) and len(owners) == 1 and self._all_ok()
+                owners.update(self._owner(port, key) for port in self.running())
+                return owners <= set(self.running()) and len(owners) == 1 and self._all_ok()
             except RedisError:
                 return False
 
@@ -152,6 +161,16 @@ class RedisCluster:
             return True
 
         _poll(caught_up, 10, "replicas caught up with their masters")
+
+    @contextlib.contextmanager
+    def paused(self, port: int) -> Iterator[None]:
+        """The node on `port` frozen meanwhile (SIGSTOP): connected, but answering nothing."""
+        process = self._processes[port]
+        process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            process.send_signal(signal.SIGCONT)
 
     def restart(self, port: int) -> None:
         """Start a killed node again: it rejoins as a replica of the master that replaced it."""
@@ -174,7 +193,7 @@ class RedisCluster:
         )
         _poll(lambda: self._answers(port), 10, f"node {port} answering PING")
 
-    def _running(self) -> list[int]:
+    def running(self) -> list[int]:
         return [port for port, process in self._processes.items() if process.poll() is None]
 
     def _wait_ready(self) -> None:
@@ -194,7 +213,7 @@ class RedisCluster:
         _poll(ready, 30, "all slots served and every master replicated")
 
     def _all_ok(self) -> bool:
-        for port in self._running():
+        for port in self.running():
             with _node(port) as client:
                 info: dict[str, str] = client.execute_command("CLUSTER INFO")
             whole = info["cluster_state"] == "ok" and info["cluster_slots_ok"] == str(SLOT_COUNT)

@@ -7,8 +7,12 @@ How that client recovers from a failover (redis-py 8.1, asyncio `RedisCluster`):
   they run back to back in ~0.1 s, while a dead master keeps its slots for ~2 s
   (`cluster-node-timeout 1000`). No constructor option makes one call outlive a failover.
 - So an operation that must outlive one is wrapped in `redis.asyncio.retry.Retry` with a real
-  backoff (`RIDES_OUT_FAILOVER` below). Keep `socket_timeout`/`socket_connect_timeout`: a host
-  that vanishes without refusing connections costs that long per attempt.
+  backoff (`with_failover` in redirector/store/connection.py). Keep `socket_timeout` and
+  `socket_connect_timeout`: a host that vanishes without refusing connections costs that long
+  per attempt.
+- WAIT counts the writes of its own connection, and the cluster client lends a connection per
+  command; its pipeline sends what it holds for one node on one connection, and a command
+  given `target_nodes` joins that node's share (`run_replicated` in the same module).
 """
 
 from __future__ import annotations
@@ -18,19 +22,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from redis import Redis as NodeClient
 from redis import exceptions as errors
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
+from redirector.settings import Settings
+from redirector.store.connection import (
+    Durability,
+    NotReplicated,
+    Store,
+    connect,
+    run_replicated,
+    with_failover,
+)
 from tests.redis_cluster import RedisCluster
+from tests.redis_server import RedisServer
 from tests.waiting import eventually
 
-RIDES_OUT_FAILOVER = Retry(
-    ExponentialWithJitterBackoff(base=0.05, cap=0.5),
-    retries=30,
-    supported_errors=(errors.ConnectionError, errors.TimeoutError, errors.ClusterDownError),
-)
 SCRIPT = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('INCR', KEYS[2])"
 KEYS = [f"key:{number}" for number in range(20)]
 
@@ -41,6 +50,15 @@ async def client(redis_cluster: RedisCluster) -> AsyncIterator[ClusterClient]:
     client = await ClusterClient.from_url(redis_cluster.url, decode_responses=True).initialize()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def store(redis_cluster: RedisCluster) -> AsyncIterator[Store]:
+    """The apps' client, as REDIS_CLUSTER=true makes it."""
+    redis_cluster.flushall()
+    store = connect(redis_cluster.url, timeout=10, cluster=True)
+    yield store
+    await store.aclose()
 
 
 def serving_port(client: ClusterClient, key: str) -> int:
@@ -130,20 +148,102 @@ async def test_publish_on_one_node_reaches_a_subscriber_on_another(client: Clust
         await subscriber.aclose()
 
 
-async def ignore(error: Exception) -> None:
-    """`Retry.call_with_retry` reports each failure here; the test only needs the result."""
+def test_the_settings_choose_the_cluster_client_and_replicated_writes() -> None:
+    single = Settings.from_env({})
+    cluster = Settings.from_env({"REDIS_CLUSTER": "true", "REDIS_URL": "redis://node-1:6379"})
+    assert isinstance(connect(single.redis_url, timeout=1), Redis)
+    assert isinstance(connect(cluster.redis_url, timeout=1, cluster=True), ClusterClient)
+    assert (single.durability, cluster.durability) == (Durability(0, 1000), Durability(1, 1000))
+    assert Settings(redis_wait_replicas=2, redis_wait_timeout=50).durability == Durability(2, 50)
+    with pytest.raises(ValueError, match="REDIS_CLUSTER needs a redis://"):
+        Settings.from_env({"REDIS_CLUSTER": "1", "REDIS_URL": "redis://node-1:6379/3"})
 
 
-async def test_the_client_reads_a_key_again_after_its_master_is_killed(
-    redis_cluster: RedisCluster, client: ClusterClient
+async def test_the_apps_client_reads_a_key_again_after_its_master_is_killed(
+    redis_cluster: RedisCluster, store: Store
 ) -> None:
-    await client.set("survivor", "kept")
+    await store.set("survivor", "kept")
     redis_cluster.wait_replicated()
     killed = redis_cluster.kill_master("survivor")
     try:
-        read = RIDES_OUT_FAILOVER.call_with_retry(lambda: client.get("survivor"), ignore)
-        assert await asyncio.wait_for(read, 5) == "kept"
+        assert await asyncio.wait_for(with_failover(lambda: store.get("survivor")), 5) == b"kept"
         promoted = redis_cluster.wait_failover("survivor")
-        assert promoted != killed and serving_port(client, "survivor") == promoted
+        assert promoted != killed
     finally:
         redis_cluster.restart(killed)
+
+
+# -- acknowledged = replicated --------------------------------------------------------------
+
+WRITE = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('INCR', KEYS[2])"
+
+
+def replica_port(cluster: RedisCluster, client: ClusterClient, key: str) -> int:
+    """The port of the replica of the master that serves `key`."""
+    master = serving_port(client, key)
+    return next(port for port in cluster.running() if cluster.master_of(port) == master)
+
+
+def replica_value(cluster: RedisCluster, client: ClusterClient, key: str) -> str | None:
+    """`key` as the replica of its master has it at this moment."""
+    with NodeClient(port=replica_port(cluster, client, key), decode_responses=True) as node:
+        node.execute_command("READONLY")
+        value: str | None = node.get(key)
+        return value
+
+
+async def test_a_replicated_script_is_on_the_replica_when_it_returns(
+    redis_cluster: RedisCluster, store: Store, client: ClusterClient
+) -> None:
+    script = store.register_script(WRITE)
+    for number in range(20):  # over every master
+        keys = [f"{{w{number}}}:value", f"{{w{number}}}:count"]
+        reply = await run_replicated(store, script, keys, [f"v{number}"], Durability(1, 5000))
+        assert reply == 1
+        assert replica_value(redis_cluster, client, keys[0]) == f"v{number}"
+
+
+async def test_a_write_its_replica_did_not_confirm_is_a_storage_error(
+    redis_cluster: RedisCluster, store: Store, client: ClusterClient
+) -> None:
+    """The client holds several connections to the master, all of whose commands the replica
+    has confirmed: a WAIT on any but the write's own would count the frozen replica."""
+    assert isinstance(store, ClusterClient)
+    script = store.register_script(WRITE)
+    keys = ["{w}:value", "{w}:count"]
+    await asyncio.gather(*(store.get(keys[0]) for _ in range(8)))
+    await store.execute_command("WAIT", 1, 5000, target_nodes=store.get_node_from_key(keys[0]))
+    replica = replica_port(redis_cluster, client, keys[0])
+    with redis_cluster.paused(replica), pytest.raises(NotReplicated, match="0 of 1 replicas"):
+        await run_replicated(store, script, keys, ["x"], Durability(1, 100))
+    with pytest.raises(NotReplicated, match="1 of 2 replicas"):
+        await run_replicated(store, script, keys, ["x"], Durability(2, 10))
+
+
+async def test_a_replicated_script_follows_its_slot_to_another_master(
+    redis_cluster: RedisCluster, store: Store, client: ClusterClient
+) -> None:
+    """A stale slots map (as after a failover) sends the script to the wrong master: MOVED."""
+    assert isinstance(store, ClusterClient)
+    keys = ["{w}:value", "{w}:count"]
+    await store.initialize()
+    slot, owner = store.keyslot(keys[0]), store.get_node_from_key(keys[0])
+    store.nodes_manager.slots_cache[slot] = [n for n in store.get_primaries() if n != owner][:1]
+    script = store.register_script(WRITE)
+    assert await run_replicated(store, script, keys, ["x"], Durability(1, 5000)) == 1
+    assert store.get_node_from_key(keys[0]) == owner
+    assert replica_value(redis_cluster, client, keys[0]) == "x"
+
+
+async def test_on_a_single_node_replicas_are_waited_for_only_when_asked(
+    own_redis: RedisServer,
+) -> None:
+    store = connect(own_redis.url, timeout=1)
+    script = store.register_script(WRITE)
+    try:
+        assert await run_replicated(store, script, ["v", "n"], ["x"], Durability(0, 10)) == 1
+        with pytest.raises(NotReplicated, match="0 of 1 replicas"):
+            await run_replicated(store, script, ["v", "n"], ["x"], Durability(1, 10))
+        assert await store.get("n") == b"2"
+    finally:
+        await store.aclose()
