@@ -22,7 +22,7 @@ import random
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.cache import LinkCache
@@ -60,8 +60,7 @@ async def listen(
                     if message is not None:
                         for code in message["data"].decode().split():
                             cache.discard(code)
-        # RedisClusterException: no node of the cluster answers (it is no RedisError).
-        except (RedisError, RedisClusterException, OSError) as exc:
+        except (RedisError, OSError) as exc:
             node_index += 1
             metrics.REDIS_ERRORS_FEED.inc()
             cache.enabled = False

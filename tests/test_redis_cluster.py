@@ -22,11 +22,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 from redis import Redis as NodeClient
 from redis import exceptions as errors
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
+from redirector.app import create_app
 from redirector.settings import Settings
 from redirector.store.connection import (
     Durability,
@@ -37,7 +39,7 @@ from redirector.store.connection import (
     with_failover,
 )
 from tests.redis_cluster import RedisCluster
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.waiting import eventually
 
 SCRIPT = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('INCR', KEYS[2])"
@@ -157,6 +159,18 @@ def test_the_settings_choose_the_cluster_client_and_replicated_writes() -> None:
     assert Settings(redis_wait_replicas=2, redis_wait_timeout=50).durability == Durability(2, 50)
     with pytest.raises(ValueError, match="REDIS_CLUSTER needs a redis://"):
         Settings.from_env({"REDIS_CLUSTER": "1", "REDIS_URL": "redis://node-1:6379/3"})
+
+
+async def test_no_node_answering_is_a_connection_error_and_a_503(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}"
+    store = connect(url, timeout=0.2, cluster=True)
+    with pytest.raises(errors.ConnectionError, match="cannot be connected"):
+        await store.ping()
+    settings = Settings(redis_url=url, redis_cluster=True, redis_timeout=0.2, click_tracking=False)
+    redirector = await aiohttp_client(create_app(settings))
+    assert (await redirector.get("/healthz")).status == 503
 
 
 async def test_the_apps_client_reads_a_key_again_after_its_master_is_killed(

@@ -31,7 +31,7 @@ from redis.asyncio.cluster import ClusterPipeline, PipelineCommand
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ClusterDownError, MovedError, RedisError
+from redis.exceptions import ClusterDownError, MovedError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
@@ -49,10 +49,21 @@ def connect(url: str, *, timeout: float, cluster: bool = False) -> Store:
     topology stale and the next one re-reads it; to make ONE call outlive a failover, run it
     through `with_failover` (tests/test_redis_cluster.py records why no option does that)."""
     if cluster:
-        return RedisCluster.from_url(
+        return _Cluster.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, dynamic_startup_nodes=True
         )
     return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+class _Cluster(RedisCluster):
+    """No node answering is a ConnectionError, as on a single node, so that the apps answer
+    503 (redis-py raises a RedisClusterException, which is no RedisError)."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(str(exc)) from exc
 
 
 class NotReplicated(RedisError):
