@@ -4,6 +4,7 @@ its own temporary directory, with the short node timeout that makes a failover t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from redirector.store.keys import REDIS_MEMORY_CONFIG
@@ -91,6 +93,9 @@ class RedisCluster:
             if created.returncode != 0:
                 raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}")
             self._wait_ready()
+            for port in self.running():
+                if self.master_of(port) is not None:
+                    self._wait_streaming(port)
         except BaseException:
             self.stop()
             raise
@@ -173,9 +178,45 @@ class RedisCluster:
             process.send_signal(signal.SIGCONT)
 
     def restart(self, port: int) -> None:
-        """Start a killed node again: it rejoins as a replica of the master that replaced it."""
+        """Start a killed node again: it rejoins as a replica of the master that replaced it
+        (or of its own, if it was a replica), and receives that master's writes. A master is
+        restarted only once a replica replaced it: else it would be back as the master of
+        its slots, empty (the nodes keep no data on disk), and its replica would copy that."""
+        _poll(lambda: port not in self._masters_seen(), 30, f"a replica replacing {port}")
         self._launch(port)
         self._wait_ready()
+        self._wait_streaming(port)
+
+    def _masters_seen(self) -> set[int]:
+        """The ports of the masters that serve slots in any running node's view."""
+        seen: set[int] = set()
+        for port in self.running():
+            with _node(port) as client:
+                slots = client.execute_command("CLUSTER SLOTS")
+            seen.update(int(master[1]) for _start, _end, master, *_replicas in slots)
+        return seen
+
+    def _wait_streaming(self, replica: int) -> None:
+        """Wait until a write on its master reaches the replica on `replica`. After a full
+        sync a master may hold its writes back from the new replica for up to a second
+        (until the replica's first periodic ACK): a master lost then loses them."""
+        master = self.master_of(replica)
+        assert master is not None
+        probe = self._key_served_by(master)
+        with _node(master) as source, _node(replica) as copy:
+            source.set(probe, "sent")
+            copy.execute_command("READONLY")
+            _poll(lambda: copy.get(probe) == "sent", 10, f"a write reaching replica {replica}")
+            source.delete(probe)
+
+    @staticmethod
+    def _key_served_by(master: int) -> str:
+        """A key of a slot that the master on `master` serves."""
+        with _node(master) as client:
+            served = client.execute_command("CLUSTER SLOTS")
+        ranges = [(start, end) for start, end, owner, *_ in served if int(owner[1]) == master]
+        keys = (f"probe:{number}" for number in itertools.count())
+        return next(k for k in keys if any(a <= key_slot(k.encode()) <= b for a, b in ranges))
 
     def _launch(self, port: int) -> None:
         directory = self.directory / str(port)
