@@ -70,6 +70,26 @@ def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact(
         assert options[f"--{name}"] == str(value), name
 
 
+def test_cluster_nodes_are_durable_never_evict_and_keep_link_buckets_compact(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    nodes = {name: service for name, service in services.items() if name.startswith("redis-node")}
+    assert len(nodes) == 6
+    for name, node in nodes.items():
+        args = [str(arg) for arg in node["command"]]
+        options = dict(zip(args[1::2], args[2::2], strict=True))
+        assert args[0] == "redis-server" and options["--cluster-enabled"] == "yes"
+        assert options["--appendonly"] == "yes"
+        assert options["--maxmemory-policy"] == "noeviction"
+        for setting, value in REDIS_MEMORY_CONFIG.items():
+            assert options[f"--{setting}"] == str(value), (name, setting)
+        # Data and nodes.conf (the membership) survive re-creating the container.
+        assert node["volumes"] == [f"{name}:/data"] and node["profiles"] == ["cluster"]
+    create = " ".join(services["redis-cluster-create"]["command"])
+    assert "--cluster create" in create and "--cluster-replicas 1" in create
+    assert create.count(":6379") == len(nodes)
+
+
 def test_apps_start_once_redis_is_healthy(services: dict[str, dict[str, Any]]) -> None:
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     for name in ("admin", "redirector"):
