@@ -225,6 +225,7 @@ async def test_a_write_its_replica_did_not_confirm_is_a_storage_error(
     assert isinstance(store, ClusterClient)
     script = store.register_script(WRITE)
     keys = ["{w}:value", "{w}:count"]
+    await store.initialize()
     await asyncio.gather(*(store.get(keys[0]) for _ in range(8)))
     await store.execute_command("WAIT", 1, 5000, target_nodes=store.get_node_from_key(keys[0]))
     replica = replica_port(redis_cluster, client, keys[0])
