@@ -32,9 +32,12 @@ lint: $(VENV)/.test-installed
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
+# The stores the suite runs against (tests/conftest.py): single, cluster, or single,cluster.
+TEST_STORE ?= single
+
 unit: $(VENV)/.test-installed
 	@PYTHON=$(PYTHON) scripts/need.sh $(SYSTEM)
-	$(BIN)/pytest
+	TEST_STORE=$(TEST_STORE) $(BIN)/pytest
 
 test: lint typecheck unit
 

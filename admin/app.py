@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from admin.api import setup_routes
@@ -17,7 +16,7 @@ from admin.service.campaigns import CampaignService
 from admin.service.links import LinkService
 from admin.service.stats import StatsService
 from admin.settings import AdminSettings
-from redirector.store.connection import connect
+from redirector.store.connection import Store, connect
 from redirector.store.keys import REDIS_MEMORY_CONFIG
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,9 @@ log = logging.getLogger(__name__)
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    app[redis_key] = redis = connect(settings.redis_url, timeout=settings.redis_timeout)
+    app[redis_key] = redis = connect(
+        settings.redis_url, timeout=settings.redis_timeout, cluster=settings.redis_cluster
+    )
     # The services hold no resource of their own: they live as long as the client.
     app[campaigns_key] = campaigns = CampaignService(redis)
     app[links_key] = links = LinkService(redis, campaigns, settings)
@@ -35,7 +36,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
-async def warn_about_memory_config(redis: Redis) -> None:
+async def warn_about_memory_config(redis: Store) -> None:
     """The link store is compact only with listpack-friendly hash limits; a server set up
     otherwise still works, but uses about twice the memory per link, so say so at start."""
     try:

@@ -29,7 +29,9 @@ from redirector.useragents import classify
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    app[redis_key] = redis = connect(settings.redis_url, timeout=settings.redis_timeout)
+    app[redis_key] = redis = connect(
+        settings.redis_url, timeout=settings.redis_timeout, cluster=settings.redis_cluster
+    )
     app[resolver_key] = LinkResolver(redis, app[cache_key])
     yield
     await redis.aclose()

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from redirector.cache import LinkCache
 from redirector.clicks import ClickBuffer, ClickFlusher
 from redirector.resolver import LinkResolver
 from redirector.settings import Settings
+from redirector.store.connection import Store
 
 settings_key = web.AppKey("settings", Settings)
-redis_key = web.AppKey("redis", Redis)
+redis_key: web.AppKey[Store] = web.AppKey("redis")
 cache_key = web.AppKey("cache", LinkCache)
 resolver_key = web.AppKey("resolver", LinkResolver)
 clicks_key = web.AppKey("clicks", ClickBuffer)

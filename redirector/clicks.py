@@ -23,10 +23,10 @@ import time
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from redirector import metrics
+from redirector.store.connection import Store
 from redirector.store.keys import CLICK_SALT_KEY
 from redirector.store.scripts import ClickBatch, FlushClicksScript
 from redirector.useragents import classify
@@ -79,7 +79,7 @@ def referer_host(referer: str) -> str:
 class ClickFlusher:
     def __init__(
         self,
-        redis: Redis,
+        redis: Store,
         buffer: ClickBuffer,
         *,
         interval: float,

@@ -8,18 +8,25 @@ published while this listener is not subscribed are lost, so:
 - on every (re)subscription the whole cache is dropped, so anything changed during the gap
   is read afresh. The listener retries every RETRY_DELAY seconds, which bounds how stale a
   cached link can be after a dropped subscription while Redis stayed up.
+
+On a Redis Cluster a PUBLISH reaches the subscribers of every node, so the listener
+subscribes on one node (picked at random, so that redirectors spread); after a failure it
+tries the next node of the client's topology, so a dead node costs it one retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
-from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.cache import LinkCache
+from redirector.store.connection import Store
 from redirector.store.keys import INVALIDATION_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -32,16 +39,17 @@ POLL = 1.0
 
 
 async def listen(
-    redis: Redis,
+    redis: Store,
     cache: LinkCache,
     subscribed: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until cancelled or `stop` is set, re-subscribing after any Redis error."""
     stop = stop or asyncio.Event()
+    node_index = random.randrange(1 << 16)  # on a cluster: the node to subscribe on next
     while not stop.is_set():
         try:
-            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            async with await _pubsub(redis, node_index) as pubsub:
                 await pubsub.subscribe(INVALIDATION_CHANNEL)
                 cache.clear()
                 cache.enabled = True
@@ -53,9 +61,19 @@ async def listen(
                         for code in message["data"].decode().split():
                             cache.discard(code)
         except (RedisError, OSError) as exc:
+            node_index += 1
             metrics.REDIS_ERRORS_FEED.inc()
             cache.enabled = False
             if subscribed is not None:
                 subscribed.clear()
             log.warning("invalidation feed lost (%s); cache frozen until it is back", exc)
             await asyncio.sleep(RETRY_DELAY)
+
+
+async def _pubsub(redis: Store, node_index: int) -> PubSub:
+    """A pub/sub of the single node, or of the cluster's node `node_index` (modulo)."""
+    if not isinstance(redis, RedisCluster):
+        return redis.pubsub(ignore_subscribe_messages=True)
+    await redis.initialize()  # (again, if a failure marked the topology stale)
+    nodes = redis.get_nodes()
+    return redis.pubsub(node=nodes[node_index % len(nodes)], ignore_subscribe_messages=True)

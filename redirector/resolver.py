@@ -12,10 +12,9 @@ import asyncio
 import re
 import time
 
-from redis.asyncio import Redis
-
 from redirector import metrics
 from redirector.cache import ABSENT, LinkCache
+from redirector.store.connection import Store
 from redirector.store.keys import CODE_PATTERN, link_key
 from redirector.store.record import Link, decode
 
@@ -25,7 +24,7 @@ _CODE = re.compile(CODE_PATTERN)
 
 
 class LinkResolver:
-    def __init__(self, redis: Redis, cache: LinkCache) -> None:
+    def __init__(self, redis: Store, cache: LinkCache) -> None:
         self._redis = redis
         self._cache = cache
         self._pending: dict[str, asyncio.Future[Link | None]] = {}

@@ -1,9 +1,15 @@
 """Fixtures: a real redis-server started for the test session (or TEST_REDIS_URL), emptied
-before every test, and both apps built through their factories."""
+before every test, a local Redis Cluster for the cluster tests, and both apps built through
+their factories.
+
+Every test that uses the store through these fixtures runs once per store kind named in
+TEST_STORE (comma-separated, `single` and/or `cluster`; default `single`): against the
+single redis-server, and against the local cluster with both apps in REDIS_CLUSTER mode."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from pathlib import Path
@@ -15,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from admin.app import create_app as create_admin
 from admin.openapi import document
@@ -22,6 +29,8 @@ from admin.settings import AdminSettings
 from redirector.app import create_app as create_redirector
 from redirector.appkeys import invalidation_ready_key
 from redirector.settings import Settings
+from redirector.store.connection import Store
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 
 API_KEY = "test-key-0123456789abcdef"
@@ -29,6 +38,21 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PUBLIC_BASE_URL = "http://sho.rt"
 
 Client = TestClient[web.Request, web.Application]
+STORE_KINDS = ("single", "cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "failover: kills a Redis Cluster master (deselect with -m 'not failover')"
+    )
+
+
+def _store_kinds() -> list[str]:
+    kinds = [kind.strip() for kind in os.environ.get("TEST_STORE", "single").split(",")]
+    unknown = set(kinds) - set(STORE_KINDS)
+    if unknown:
+        raise pytest.UsageError(f"TEST_STORE: unknown store kinds {sorted(unknown)}")
+    return kinds
 
 
 @cache
@@ -47,10 +71,22 @@ def schema_errors(instance: Any, name: str) -> list[str]:
     return [error.message for error in validator.iter_errors(instance)]
 
 
+@pytest.fixture(scope="session", params=_store_kinds())
+def store_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """TEST_REDIS_URL if given (its database is FLUSHED before each test), else a
-    redis-server of our own on a free port."""
+def redis_url(
+    store_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A node of the local cluster; or TEST_REDIS_URL if given (its database is FLUSHED
+    before each test), else a redis-server of our own on a free port."""
+    if store_kind == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        yield cluster.url
+        return
     given = os.environ.get("TEST_REDIS_URL")
     if given:
         yield given
@@ -59,6 +95,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A local Redis Cluster of 3 masters and 3 replicas, started once for the session."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("Redis Cluster tests need redis-server and redis-cli on PATH")
+    cluster = RedisCluster(Path(tmp_path_factory.mktemp("cluster")))
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
@@ -71,33 +118,46 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    await client.flushdb()
+async def redis(
+    redis_url: str, store_kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Store]:
+    """A client of the store, emptied first: every master of the cluster, or the database."""
+    client: Store
+    if store_kind == "cluster":
+        request.getfixturevalue("redis_cluster").flushall()
+        client = await ClusterClient.from_url(redis_url).initialize()
+    else:
+        client = Redis.from_url(redis_url)
+        await client.flushdb()
     yield client
     await client.aclose()
 
 
 @pytest.fixture
-def admin_settings(redis_url: str) -> AdminSettings:
-    return AdminSettings(api_keys=(API_KEY,), redis_url=redis_url, public_base_url=PUBLIC_BASE_URL)
+def admin_settings(redis_url: str, store_kind: str) -> AdminSettings:
+    return AdminSettings(
+        api_keys=(API_KEY,),
+        redis_url=redis_url,
+        redis_cluster=store_kind == "cluster",
+        public_base_url=PUBLIC_BASE_URL,
+    )
 
 
 @pytest.fixture
-def redirector_settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url)
+def redirector_settings(redis_url: str, store_kind: str) -> Settings:
+    return Settings(redis_url=redis_url, redis_cluster=store_kind == "cluster")
 
 
 @pytest.fixture
 async def admin(
-    aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Redis
+    aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Store
 ) -> Client:
     return await aiohttp_client(create_admin(admin_settings), headers=AUTH)
 
 
 @pytest.fixture
 async def redirector(
-    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Redis
+    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Store
 ) -> Client:
     app = create_redirector(redirector_settings)
     client = await aiohttp_client(app)

@@ -68,6 +68,24 @@ def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact() -> None:
         assert options[f"--{name}"] == str(value), name
 
 
+def test_cluster_nodes_are_durable_never_evict_and_keep_link_buckets_compact() -> None:
+    nodes = {name: service for name, service in SERVICES.items() if name.startswith("redis-node")}
+    assert len(nodes) == 6
+    for name, node in nodes.items():
+        args = [str(arg) for arg in node["command"]]
+        options = dict(zip(args[1::2], args[2::2], strict=True))
+        assert args[0] == "redis-server" and options["--cluster-enabled"] == "yes"
+        assert options["--appendonly"] == "yes"
+        assert options["--maxmemory-policy"] == "noeviction"
+        for setting, value in REDIS_MEMORY_CONFIG.items():
+            assert options[f"--{setting}"] == str(value), (name, setting)
+        # Data and nodes.conf (the membership) survive re-creating the container.
+        assert node["volumes"] == [f"{name}:/data"] and node["profiles"] == ["cluster"]
+    create = " ".join(SERVICES["redis-cluster-create"]["command"])
+    assert "--cluster create" in create and "--cluster-replicas 1" in create
+    assert create.count(":6379") == len(nodes)
+
+
 def test_apps_listen_in_the_container_reach_redis_and_check_their_health() -> None:
     assert SERVICES["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     for name in ("admin", "redirector"):
@@ -75,7 +93,8 @@ def test_apps_listen_in_the_container_reach_redis_and_check_their_health() -> No
         assert app["depends_on"]["redis"] == {"condition": "service_healthy"}
         # Every interface inside the container; the host publishes the port on loopback only.
         assert app["environment"][f"{prefix}_HOST"] == "0.0.0.0"
-        assert app["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        # The single Redis by default; the cluster profile's nodes when REDIS_URL says so.
+        assert app["environment"]["REDIS_URL"] == "${REDIS_URL:-redis://redis:6379/0}"
         healthz = f"http://127.0.0.1:{app['environment'][f'{prefix}_PORT']}/healthz"
         assert healthz in " ".join(app["healthcheck"]["test"]), name
 
@@ -84,7 +103,9 @@ def test_locust_runs_only_in_the_load_profile_and_reads_loadtests_only() -> None
     locust = {name for name, service in SERVICES.items() if service["command"][0] == "locust"}
     assert locust == {"locust-master", "locust-worker"}
     for name, service in SERVICES.items():
-        assert service.get("profiles") == (["load"] if name in locust else None), name
+        cluster = name.startswith("redis-node") or name == "redis-cluster-create"
+        expected = ["load"] if name in locust else ["cluster"] if cluster else None
+        assert service.get("profiles") == expected, name
         if name in locust:
             assert service["volumes"] == ["./loadtests:/app/loadtests:ro"], name
 

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from admin.exceptions import CampaignNotFound
 from admin.models import CampaignIn
 from admin.service import as_text
+from redirector.store.connection import Store
 from redirector.store.keys import CAMPAIGN_LINKS, CAMPAIGN_SEQ_KEY, CAMPAIGNS_KEY, campaign_key
 
 
@@ -28,7 +28,7 @@ class Campaign:
 
 
 class CampaignService:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Store) -> None:
         self._redis = redis
 
     async def create_campaign(self, data: CampaignIn) -> Campaign:

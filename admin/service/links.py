@@ -11,8 +11,6 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 from pydantic import MISSING
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from admin.exceptions import (
@@ -29,6 +27,7 @@ from admin.service.campaigns import Campaign, CampaignService
 from admin.service.plan import PlannedLink, expiry, plan_batch, redraw, tagged_destination
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
+from redirector.store.connection import Store, StorePipeline
 from redirector.store.keys import (
     CAMPAIGN_LINKS,
     INVALIDATION_CHANNEL,
@@ -59,7 +58,7 @@ class Created:
 
 
 class LinkService:
-    def __init__(self, redis: Redis, campaigns: CampaignService, settings: AdminSettings) -> None:
+    def __init__(self, redis: Store, campaigns: CampaignService, settings: AdminSettings) -> None:
         self._redis = redis
         self._campaigns = campaigns
         self._settings = settings
@@ -102,7 +101,7 @@ class LinkService:
         return decode(raw)
 
     async def update_link(self, code: str, patch: LinkPatch) -> Link:
-        async def write(pipe: Pipeline, link: Link) -> Link:
+        async def write(pipe: StorePipeline, link: Link) -> Link:
             changed = await self._patched(link, patch)
             pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hset(link_key(code), code, encode(changed))
@@ -111,7 +110,7 @@ class LinkService:
         return await self._watched(code, write)
 
     async def delete_link(self, code: str) -> None:
-        async def write(pipe: Pipeline, link: Link) -> Link:
+        async def write(pipe: StorePipeline, link: Link) -> Link:
             field = ""
             if link.recipient is not None:
                 field = recipient_field(link.campaign_id, link.recipient)
@@ -161,7 +160,9 @@ class LinkService:
             for code, raw in zip(found, records, strict=True)
         }
 
-    async def _watched(self, code: str, write: Callable[[Pipeline, Link], Awaitable[Link]]) -> Link:
+    async def _watched(
+        self, code: str, write: Callable[[StorePipeline, Link], Awaitable[Link]]
+    ) -> Link:
         """Read `code`'s record under WATCH; `write` may watch more keys, then starts MULTI
         and queues the change; the redirectors are told. Returns what `write` returns."""
         key = link_key(code)

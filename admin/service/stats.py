@@ -12,13 +12,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
 from admin.models import ClickFilter, Window
 from admin.service import as_text
 from admin.service.campaigns import CampaignService
 from admin.service.links import LinkService
+from redirector.store.connection import Store, StorePipeline
 from redirector.store.keys import (
     BOTS,
     BREAKDOWNS,
@@ -87,7 +85,7 @@ class ClickEvent:
 
 
 class StatsService:
-    def __init__(self, redis: Redis, campaigns: CampaignService, links: LinkService) -> None:
+    def __init__(self, redis: Store, campaigns: CampaignService, links: LinkService) -> None:
         self._redis = redis
         self._campaigns = campaigns
         self._links = links
@@ -169,7 +167,7 @@ class StatsService:
             start = "(" + as_text(entries[-1][0])  # exclusive: after the last entry read
 
 
-def _queue_counters(pipe: Pipeline, key: str, breakdowns: str, window: Window) -> None:
+def _queue_counters(pipe: StorePipeline, key: str, breakdowns: str, window: Window) -> None:
     """HMGET of the totals and of each bucket's clicks and bot hits; HGETALL of the
     breakdowns hash (its fields are not known in advance; there are as many as distinct
     devices, OSes, browsers and referers, whatever the window)."""

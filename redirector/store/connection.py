@@ -1,4 +1,6 @@
-"""The one Redis client factory of both apps, and the settings base both apps read the same way.
+"""The one Redis client factory of both apps, the settings base both apps read the same way,
+and two helpers for a Redis Cluster's failovers: riding one out (`with_failover`), and losing
+no acknowledged write to one (`run_replicated`).
 
 Settings are pydantic-settings models that read nothing when constructed: `Settings(...)` in
 code and tests takes only its arguments, so a developer's exported REDIS_URL cannot leak into a
@@ -9,11 +11,12 @@ is "not set". Validation errors become one `SettingsError` line that names each 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Self
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import AliasGenerator, ValidationError, field_validator
+from pydantic import AliasGenerator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
@@ -22,12 +25,138 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, PipelineCommand
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ClusterDownError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
+
+# The link store: one redis-server, or a Redis Cluster (REDIS_CLUSTER=true).
+Store = Redis | RedisCluster
+StorePipeline = Pipeline | ClusterPipeline
+T = TypeVar("T")
 
 
-def connect(url: str, *, timeout: float) -> Redis:
-    """A client for `url` whose commands (and connects) give up after `timeout` seconds."""
+def connect(url: str, *, timeout: float, cluster: bool = False) -> Store:
+    """A client for `url` whose commands (and connects) give up after `timeout` seconds. On a
+    cluster `url` names any one node: the client finds the others (and forgets that one if it
+    dies). After a failover it needs no re-creating: the first command that fails marks the
+    topology stale and the next one re-reads it; to make ONE call outlive a failover, run it
+    through `with_failover` (tests/test_redis_cluster.py records why no option does that)."""
+    if cluster:
+        return _Cluster.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, dynamic_startup_nodes=True
+        )
     return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+class _Cluster(RedisCluster):
+    """No node answering is a ConnectionError, as on a single node, so that the apps answer
+    503 (redis-py raises a RedisClusterException, which is no RedisError)."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(str(exc)) from exc
+
+
+class NotReplicated(RedisError):
+    """A write went through on its master, but fewer replicas than asked confirmed it within
+    the wait: a failover now could lose it, so it must not be acknowledged (retry it)."""
+
+
+MAX_REDIRECTIONS = 3
+# A master's slots move to its replica ~2 s after it dies (cluster-node-timeout 1000 ms plus
+# the election); these backoffs add up to about 6 s, so one failover is ridden out.
+RIDES_OUT_FAILOVER = Retry(
+    ExponentialWithJitterBackoff(base=0.05, cap=0.5),
+    retries=20,
+    supported_errors=(RedisConnectionError, RedisTimeoutError, ClusterDownError),
+)
+
+
+async def _ignore(error: Exception) -> None:
+    """`Retry` reports each failure here; the last one is raised anyway."""
+
+
+async def with_failover(operation: Callable[[], Awaitable[T]]) -> T:
+    """`operation()`, called again (with backoff) while its node is unreachable or its slots
+    have no master yet, until it succeeds or a failover's worth of time has passed. Only for
+    reads and for writes that are safe to apply twice: a write whose reply was lost may have
+    been applied. On a single node it only delays the error while Redis is down."""
+    return await RIDES_OUT_FAILOVER.call_with_retry(operation, _ignore)
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """How many replicas must hold a write before it is acknowledged, and how long to wait."""
+
+    replicas: int
+    timeout_ms: int
+
+
+async def run_replicated(
+    store: Store,
+    script: AsyncScript,
+    keys: Sequence[str],
+    args: Sequence[EncodableT],
+    durability: Durability,
+) -> Any:
+    """Run `script` and return its reply once `durability.replicas` replicas hold its writes.
+
+    WAIT counts the writes of its own connection, so it goes right behind the script on the
+    connection that ran it (on a cluster: of the master of the first key). Raises
+    `NotReplicated` (a RedisError: the admin answers 503) when fewer replicas confirm; the
+    write may then be on the master, so run only scripts that are safe to run again. Keep
+    the wait under the client's timeout, or a slow replica becomes a timeout error."""
+    if durability.replicas == 0:
+        return await script(keys=keys, args=args)
+    # EVAL, not EVALSHA: a replica promoted since has never seen the script (Redis caches it
+    # by its digest all the same).
+    command = ("EVAL", script.script, len(keys), *keys, *args)
+    wait = ("WAIT", durability.replicas, durability.timeout_ms)
+    if isinstance(store, Redis):
+        async with store.pipeline(transaction=False) as pipe:
+            pipe.execute_command(*command)
+            pipe.execute_command(*wait)
+            reply, replicas = await pipe.execute()
+    else:
+        reply, replicas = await _run_and_wait_on_cluster(store, keys[0], command, wait)
+    if replicas < durability.replicas:
+        raise NotReplicated(f"{replicas} of {durability.replicas} replicas confirmed a write")
+    return reply
+
+
+async def _run_and_wait_on_cluster(
+    store: RedisCluster, key: str, command: tuple[EncodableT, ...], wait: tuple[EncodableT, ...]
+) -> list[Any]:
+    """Both sent on one connection of the key's master by hand: the cluster pipeline would
+    retry a failed part alone on another connection, where a WAIT counts nothing. A MOVED
+    slot is looked up and tried again (the script did not run); an error that may mean a
+    failover makes the client read the topology afresh for the next command."""
+    for _ in range(MAX_REDIRECTIONS):
+        await store.initialize()  # the slots map, read first or again after a failure
+        node = store.nodes_manager.get_node_from_slot(store.keyslot(key))
+        sent = [PipelineCommand(0, *command), PipelineCommand(1, *wait)]
+        try:
+            await node.execute_pipeline(sent)
+            for part in sent:
+                if isinstance(part.result, Exception):
+                    raise part.result
+        except MovedError as moved:
+            await store.nodes_manager.move_slot(moved)
+            continue
+        except (RedisConnectionError, RedisTimeoutError, ClusterDownError):
+            await store.aclose()
+            raise
+        return [part.result for part in sent]
+    raise NotReplicated(f"the slot kept moving ({MAX_REDIRECTIONS} redirections)")
 
 
 class SettingsError(ValueError):
@@ -35,7 +164,8 @@ class SettingsError(ValueError):
 
 
 class StoreSettings(BaseSettings):
-    """What both apps share: REDIS_URL, and reading and checking the environment."""
+    """What both apps share: where the store is, how writes are made durable, and reading and
+    checking the environment."""
 
     # A field's variable is its name in upper case (exactly that case) unless it names its own.
     model_config = SettingsConfigDict(
@@ -47,6 +177,11 @@ class StoreSettings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
+    # Replicas that must confirm a link's write before it is acknowledged (None: 1 on a
+    # cluster, where a failover would otherwise lose it, else 0), and how long to wait.
+    redis_wait_replicas: Annotated[int | None, Field(ge=0, le=16)] = None
+    redis_wait_timeout: Annotated[int, Field(ge=1, le=60_000)] = 1000
 
     @field_validator("redis_url")
     @classmethod
@@ -55,6 +190,21 @@ class StoreSettings(BaseSettings):
         if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.hostname or parts.path):
             raise ValueError(f"must be a redis://, rediss:// or unix:// URL: {value!r}")
         return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_url(cls, cluster: bool, info: ValidationInfo) -> bool:
+        parts = urlsplit(info.data.get("redis_url", ""))
+        if cluster and (parts.scheme == "unix" or parts.path.strip("/") not in {"", "0"}):
+            raise ValueError("needs a redis:// or rediss:// REDIS_URL of database 0")
+        return cluster
+
+    @property
+    def durability(self) -> Durability:
+        replicas = self.redis_wait_replicas
+        if replicas is None:
+            replicas = 1 if self.redis_cluster else 0
+        return Durability(replicas, self.redis_wait_timeout)
 
     @classmethod
     def settings_customise_sources(

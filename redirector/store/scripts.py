@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
 
+from redirector.store.connection import Store
 from redirector.store.keys import (
     BOT_DAY_PREFIX,
     BOT_HOUR_PREFIX,
@@ -181,7 +181,7 @@ class ClickBatch:
 
 
 class FlushClicksScript:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Store) -> None:
         self._script = redis.register_script(FLUSH_CLICKS)
 
     async def __call__(self, batch: ClickBatch, stream_maxlen: int) -> None:
@@ -283,7 +283,7 @@ CreateOutcome = Written | NoCampaign | CustomCodeTaken | CodesCollided
 
 
 class CreateLinksScript:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Store) -> None:
         self._script = redis.register_script(CREATE_LINKS)
 
     async def __call__(self, campaign_id: int | None, links: Sequence[NewLink]) -> CreateOutcome:
