@@ -11,6 +11,7 @@ from admin import codes
 from admin.appkeys import campaigns_key
 from admin.models import MAX_BATCH
 from admin.service.campaigns import Campaign
+from redirector.store import keys
 from redirector.store.keys import campaign_key
 from tests.admin.helpers import (
     URL,
@@ -123,7 +124,7 @@ async def test_batch_whose_drawn_code_is_taken_draws_again_and_writes_once(
         return ["Taken01", *drawn[1:]] if len(draws) == 1 else drawn
 
     monkeypatch.setattr(codes, "draw", draw)
-    items = [{"url": f"{URL}/{i}", "recipient": f"r{i}"} for i in range(3)]
+    items = [{"url": f"{URL}/{i}"} for i in range(3)]  # no recipient: drawn codes
     resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
     assert resp.status == 201, await resp.text()
     links = (await resp.json())["links"]
@@ -132,9 +133,36 @@ async def test_batch_whose_drawn_code_is_taken_draws_again_and_writes_once(
     for link, item in zip(links, items, strict=True):
         assert (await (await admin.get(f"/api/links/{link['code']}")).json())["url"] == item["url"]
     assert await (await admin.get("/api/links/Taken01")).json() == taken
-    # Written once: four links in all, three recipients, the campaign counts three.
+    # Written once: four links in all, the campaign counts three.
     assert sum([await redis.hlen(k) async for k in redis.scan_iter("l:*")]) == 4
-    assert sum([await redis.hlen(k) async for k in redis.scan_iter("r:*")]) == 3
+    assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 3
+
+
+async def test_a_recipient_whose_code_is_taken_gets_the_next_of_its_chain(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await create_campaign(admin)
+    taken = await create_link(admin, code="Taken01")
+    real_derive = codes.derive
+
+    def derive(key: bytes, campaign: int | None, recipient: str, at: int, length: int) -> Any:
+        # r1's first code is the one taken.
+        taken_first = (recipient, at) == ("r1", 0)
+        return (0, "Taken01") if taken_first else real_derive(key, campaign, recipient, at, length)
+
+    monkeypatch.setattr(codes, "derive", derive)
+    items = [{"url": URL, "recipient": f"r{i}"} for i in range(3)]
+    answers = []
+    for _ in range(2):  # and again: the same links, found along the same chains
+        resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+        assert resp.status == 201, await resp.text()
+        answers.append([x["code"] for x in (await resp.json())["links"]])
+    key = await redis.get(keys.CODE_KEY)
+    assert isinstance(key, bytes)
+    assert answers[0] == answers[1]
+    assert answers[0][1] == real_derive(key, c["id"], "r1", 1, 7)[1]
+    assert await (await admin.get("/api/links/Taken01")).json() == taken
+    assert sum([await redis.hlen(k) async for k in redis.scan_iter("l:*")]) == 4
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 3
 
 

@@ -90,7 +90,7 @@ async def test_browser_taps_are_clicks_previews_and_heads_are_bot_hits(
 
     await eventually(all_flushed)
     for key, breakdowns in (
-        (link_stats_key("promo01"), link_breakdowns_key("promo01")),
+        (link_stats_key(7, "promo01"), link_breakdowns_key(7, "promo01")),
         (campaign_stats_key(7), campaign_breakdowns_key(7)),
     ):
         assert await _count(redis, key, "clicks") == browsers
@@ -104,7 +104,7 @@ async def test_browser_taps_are_clicks_previews_and_heads_are_bot_hits(
         hours = await _count(redis, key, f"h:{hour}") + await _count(redis, key, f"h:{hour - 1}")
         assert hours == browsers
     # Three distinct user agents from one address: three people as far as the hash can tell.
-    assert await redis.pfcount(link_uniques_key("promo01")) == 3
+    assert await redis.pfcount(link_uniques_key(7, "promo01")) == 3
     events = await _events(redis, 7)
     assert sum(e[b"bot"] == b"1" for e in events) == previews + heads
     assert all(b"." not in e[b"h"] and len(e[b"h"]) == 16 for e in events)  # no raw IPs
@@ -139,7 +139,7 @@ async def test_referer_host_is_kept_not_the_url(redirector: Client, redis: Redis
     await eventually(flushed)
     [event] = await _events(redis, None)
     assert event[b"ref"] == b"mail.example.com"
-    assert await _count(redis, link_breakdowns_key("refer01"), "ref:mail.example.com") == 1
+    assert await _count(redis, link_breakdowns_key(None, "refer01"), "ref:mail.example.com") == 1
 
 
 async def test_unknown_and_gone_links_record_nothing(redirector: Client, redis: Redis) -> None:
@@ -205,7 +205,7 @@ async def test_beyond_the_cap_clicks_are_dropped_and_counted(
 
 async def _has_clicks(redis: Redis, code: str, n: int) -> bool:
     try:
-        return await _count(redis, link_stats_key(code), "clicks") == n
+        return await _count(redis, link_stats_key(None, code), "clicks") == n
     except OSError:
         return False
 
@@ -234,12 +234,12 @@ async def test_sigterm_flushes_the_buffer_before_exit(own_redis: RedisServer) ->
                     f"{url}/term001", allow_redirects=False, headers={"User-Agent": IPHONE}
                 ) as resp:
                     assert resp.status == 302
-        assert await _count(redis, link_stats_key("term001"), "clicks") == 0
+        assert await _count(redis, link_stats_key(None, "term001"), "clicks") == 0
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert await _count(redis, link_stats_key("term001"), "clicks") == 20
+    assert await _count(redis, link_stats_key(None, "term001"), "clicks") == 20
     await redis.aclose()
