@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from redirector import metrics
 from redirector.store.flush import ClickBatch, FlushClicksScript
 from redirector.store.keys import CLICK_SALT_KEY
+from redirector.store.scripts import call_each
 from redirector.useragents import classify
 
 log = logging.getLogger(__name__)
@@ -151,15 +152,14 @@ class ClickFlusher:
             return 0
         salt = await self._salt_bytes()
         groups = self._groups(hits)
-        results = await asyncio.gather(
-            *(self._write(campaign, number, [hits[i] for i in group], salt)
-              for campaign, (number, group) in groups.items()),
-            return_exceptions=True,
-        )  # fmt: skip
+        results = await call_each(
+            self._write(campaign, number, [hits[i] for i in group], salt)
+            for campaign, (number, group) in groups.items()
+        )
         written = [False] * len(hits)
-        failure: BaseException | None = None
+        failure: Exception | None = None
         for (campaign, (number, group)), result in zip(groups.items(), results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, Exception):
                 self._failed[campaign] = (number, len(group))
                 failure = failure or result
                 continue

@@ -26,7 +26,15 @@ from admin.exceptions import (
 from admin.models import BatchItem, LinkPatch
 from admin.service import as_text
 from admin.service.campaigns import Campaign, CampaignService
-from admin.service.plan import Chain, Plan, PlannedLink, expiry, plan_batch, tagged_destination
+from admin.service.plan import (
+    Chain,
+    Plan,
+    PlannedLink,
+    derive_codes,
+    expiry,
+    plan_batch,
+    tagged_destination,
+)
 from admin.service.store import MAX_ATTEMPTS, LinkStore, Write
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
@@ -74,9 +82,6 @@ class LinkService:
         and so does a custom code that holds this very link. Every conflict is found before
         anything is written; see `admin.service.store` for what a failed write leaves."""
         campaign = await self._campaign_field(campaign_id) if campaign_id is not None else None
-        # The code key is made on first use: a batch without recipients writes nothing else.
-        needed = any(item.recipient is not None for item in items)
-        chain = await self.chain(campaign) if needed else Chain(b"", self._code_length(campaign))
         plan = plan_batch(
             items,
             url=url,
@@ -84,8 +89,12 @@ class LinkService:
             params=self._utm(campaign) if tagged else (),
             tagged=tagged,
             now=int(time.time()),
-            chain=chain,
+            code_length=self._code_length(campaign),
         )
+        # Only recipients' codes are derived: without any, the key is neither needed nor made.
+        personal = any(p.link.recipient is not None for p in plan.links)
+        chain = await self.chain(campaign) if personal else Chain(b"", self._code_length(campaign))
+        derive_codes(plan, chain)
         found = await self._find_destinations(campaign_id, plan.destinations)
         done, aliases = await self._checked(campaign_id, plan, found, chain, batch)
         ids = await self._destination_ids(campaign_id, plan.destinations, found)

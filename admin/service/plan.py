@@ -4,8 +4,8 @@
 distinct URL tagged once into a `Destination`, a code for each item (the custom one given,
 a recipient's derived one, or a drawn one, unique within the request), a custom code given
 twice refused, and a recipient given twice planned once (its later items get the first
-item's link). `redraw` draws again the codes Redis found taken; `next_position` moves a
-recipient's code along its chain.
+item's link). `derive_codes` gives recipients' links their codes; `redraw` draws again the codes
+Redis found taken; `next_position` moves a recipient's code along its chain.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def plan_batch(
     params: Sequence[tuple[str, str]],
     tagged: bool,
     now: int,
-    chain: Chain,
+    code_length: int,
 ) -> Plan:
     """`url` is the batch's own, for items without one; `params` are the UTM parameters
-    (`admin.tagging.utm_params`), () when not tagging."""
+    (`admin.tagging.utm_params`), () when not tagging. A recipient's link gets its code
+    from `derive_codes`, once the plan is known to be valid."""
     places: dict[str, int] = {}
     destinations: list[Destination] = []
     planned: list[PlannedLink] = []
@@ -101,20 +102,26 @@ def plan_batch(
             target.insert_at,
             target.inserted,
         )
-        planned.append(_planned(index, item.code, link, place, chain))
+        planned.append(_planned(index, item.code, link, place))
     if no_url:
         raise ValidationFailed(no_url)
-    redraw(planned, [n for n, p in enumerate(planned) if p.kind == "random"], chain.code_length)
+    redraw(planned, [n for n, p in enumerate(planned) if p.kind == "random"], code_length)
     return Plan(planned, repeats, destinations)
 
 
-def _planned(index: int, code: str | None, link: Link, place: int, chain: Chain) -> PlannedLink:
+def _planned(index: int, code: str | None, link: Link, place: int) -> PlannedLink:
     if code is not None:
         return PlannedLink(index, code, "custom", link, place)
-    if link.recipient is not None:
-        position, derived = chain.code(link.campaign_id, link.recipient, 0)
-        return PlannedLink(index, derived, "chain", link, place, position)
-    return PlannedLink(index, "", "random", link, place)
+    return PlannedLink(index, "", "chain" if link.recipient is not None else "random", link, place)
+
+
+def derive_codes(plan: Plan, chain: Chain) -> None:
+    """Give each recipient's link the first code of its chain."""
+    for planned in plan.links:
+        recipient = planned.link.recipient
+        if planned.kind == "chain" and recipient is not None:
+            campaign_id = planned.link.campaign_id
+            planned.position, planned.code = chain.code(campaign_id, recipient, 0)
 
 
 def redraw(planned: list[PlannedLink], which: Sequence[int], code_length: int) -> None:

@@ -12,7 +12,6 @@ code that such an attempt wrote are left without anybody knowing their code (cou
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from redirector.store.scripts import (
     CustomCodeTaken,
     NewLink,
     Written,
+    call_each,
     chain_owner,
     spans_slots,
 )
@@ -141,12 +141,10 @@ class LinkStore:
                 return
             now, pending = _one_per_code(pending)
             groups = self._groups(now)
-            outcomes = await asyncio.gather(
-                *(self.write_group(campaign_id, group) for group in groups), return_exceptions=True
-            )
+            outcomes = await call_each(self.write_group(campaign_id, group) for group in groups)
             retry, taken, failure = [], None, None
             for group, outcome in zip(groups, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
+                if isinstance(outcome, Exception):
                     failure = failure or outcome
                 elif isinstance(outcome, CustomCodeTaken):
                     taken = taken or group[outcome.item]

@@ -10,9 +10,10 @@ Cluster too; the lines and items in ARGV refer to their keys by index into KEYS.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -34,6 +35,28 @@ def spans_slots(client: Redis) -> bool:
     """True when `client` talks to a Redis Cluster, where one script call may only touch keys
     of one hash tag; on one Redis any keys may go together."""
     return isinstance(client, RedisCluster)
+
+
+# Script calls of one operation in flight at once (one per slot group): enough to keep every
+# node of a cluster busy, well under the client's connection pool (100).
+CALLS_IN_FLIGHT = 16
+
+T = TypeVar("T")
+
+
+async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
+    """Await `calls`, CALLS_IN_FLIGHT at a time; each one's result or error, in order. Every
+    call is awaited even if others fail, so that the caller knows which went through."""
+    limit = asyncio.Semaphore(CALLS_IN_FLIGHT)
+
+    async def one(call: Awaitable[T]) -> T | Exception:
+        async with limit:
+            try:
+                return await call
+            except Exception as exc:
+                return exc
+
+    return await asyncio.gather(*(one(call) for call in calls))
 
 
 # -- CREATE_LINKS --------------------------------------------------------------------------

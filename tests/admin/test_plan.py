@@ -13,7 +13,7 @@ from admin.codes import ALPHABET
 from admin.exceptions import CodeTaken, ValidationFailed
 from admin.models import BatchItem
 from admin.service import plan as plan_module
-from admin.service.plan import Chain, Plan, next_position, plan_batch, redraw
+from admin.service.plan import Chain, Plan, derive_codes, next_position, plan_batch, redraw
 from admin.tagging import tag, utm_params
 from redirector.store.record import Destination, Link
 
@@ -30,15 +30,17 @@ def plan(
     items: list[BatchItem], *, campaign_id: int | None = 7, tagged: bool = True, **batch: Any
 ) -> Plan:
     params = UTM if tagged else ()
-    return plan_batch(
+    planned = plan_batch(
         items,
         campaign_id=campaign_id,
         params=params,
         tagged=tagged,
         now=1_000,
-        chain=CHAIN,
+        code_length=9,
         **batch,
     )
+    derive_codes(planned, CHAIN)
+    return planned
 
 
 def test_items_without_a_code_get_distinct_drawn_codes() -> None:
@@ -116,14 +118,8 @@ def test_derived_codes_are_the_same_for_the_same_campaign_and_recipient() -> Non
         plan([item(recipient="r2")]).links[0].code
     ]
     assert plan([item(recipient="r1")], campaign_id=8).links[0].code != again[0].code
-    other_key = plan_batch(
-        [item(recipient="r1")],
-        campaign_id=7,
-        params=UTM,
-        tagged=True,
-        now=1,
-        chain=Chain(b"x" * 32, 9),
-    )
+    other_key = plan([item(recipient="r1")])
+    derive_codes(other_key, Chain(b"x" * 32, 9))
     assert other_key.links[0].code != again[0].code
     assert all(len(p.code) == 9 and set(p.code.encode()) <= set(ALPHABET) for p in again)
 

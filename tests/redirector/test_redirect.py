@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from redirector.app import create_app
-from redirector.appkeys import invalidation_ready_key
+from redirector.appkeys import invalidation_ready_key, redis_key, resolver_key
 from redirector.settings import Settings
 from redirector.store.keys import link_key
 from redirector.store.record import Link, encode
@@ -140,3 +142,38 @@ async def test_redis_down_gives_503_and_recovers(
 
 async def _status_is(client: Client, path: str, status: int) -> bool:
     return (await client.get(path, allow_redirects=False)).status == status
+
+
+async def test_a_miss_costs_one_round_trip_once_its_destination_is_cached(
+    redirector: Client, admin: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resp = await admin.post("/api/campaigns", json={"name": "Once"})
+    campaign_id = (await resp.json())["id"]
+    body = {"campaign_id": campaign_id, "url": "https://a.example/", "links": [{}, {}, {}]}
+    resp = await admin.post("/api/links/batch", json=body)
+    first, second, third = [link["code"] for link in (await resp.json())["links"]]
+    client = redirector.app[redis_key]
+    pipeline, round_trips = client.pipeline, []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def once(*args: Any, **kwargs: Any) -> Any:
+            round_trips.append(len(pipe))
+            return await execute(*args, **kwargs)
+
+        monkeypatch.setattr(pipe, "execute", once)
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", counted)
+    location = "https://a.example/?utm_source=instasent&utm_medium=sms&utm_campaign=Once"
+    assert await _location(redirector, first) == (302, location)
+    assert round_trips == [1, 1]  # the record, then its campaign's destination
+    assert await _location(redirector, second) == (302, location)
+    assert round_trips == [1, 1, 1]  # the record alone: the destination is cached
+    # Misses of one tick go together, in one round trip.
+    resolver = redirector.app[resolver_key]
+    found = await asyncio.gather(resolver.find(third), resolver.find("unknown"))
+    assert [link and link.destination for link in found] == [location, None]
+    assert round_trips == [1, 1, 1, 2]
