@@ -34,17 +34,14 @@ def derive(
     """The code at `position` of a recipient's chain, or at the first position after it whose
     code is no reserved word: (that position, its code). The chain is the same for the same
     key, campaign and recipient, so a retried request finds the links it wrote; positions are
-    tried in order past codes held by other links (admin/service/links.py)."""
+    tried in order past codes held by other links (admin/service/store.py)."""
     campaign = "-" if campaign_id is None else str(campaign_id)
     while True:
         message = f"{campaign}\0{recipient}\0{position}".encode()
-        # The whole 256-bit digest: enough base62 digits for the longest CODE_LENGTH (32).
-        number = int.from_bytes(hmac.digest(key, message, "sha256"))
-        digits = bytearray(length)
-        for i in range(length):
-            number, digit = divmod(number, 62)
-            digits[i] = ALPHABET[digit]
-        code = digits.decode()
+        # One base62 character per byte of the 32-byte digest (CODE_LENGTH is at most 32): a
+        # C-level translate, where dividing the digest as an integer costs 3 µs a code. Bytes
+        # below 8 come up 5 times in 256 instead of 4; that costs 0.006 bits per character.
+        code = hmac.digest(key, message, "sha256")[:length].translate(_TO_BASE62).decode()
         if code.lower() not in RESERVED_CODES:
             return position, code
         position += 1

@@ -33,7 +33,7 @@ from redirector.store.scripts import (
     CreateLinksScript,
     CreateOutcome,
     CustomCodeTaken,
-    NewLink,
+    Kind,
     Written,
     call_each,
     chain_owner,
@@ -48,13 +48,29 @@ MAX_CHAIN = 16
 
 @dataclass(slots=True)
 class Write:
-    """One record to write: a planned link (whose code may still change), or an alias."""
+    """One record to write (a `NewLink`): a planned link, whose code may still change, or
+    an alias."""
 
     planned: PlannedLink
     record: str
     counted: bool = True  # an alias is no link: not counted in its campaign
     existing: str | None = None  # the code of the link this item turned out to be already
     batch_index: int | None = None  # the request item, for a 409 in a batch
+
+    @property
+    def code(self) -> str:
+        return self.planned.code
+
+    @property
+    def kind(self) -> Kind:
+        return self.planned.kind
+
+    @property
+    def owner(self) -> str:
+        link = self.planned.link
+        if self.planned.kind != "chain" or link.recipient is None:
+            return ""
+        return chain_owner(link.campaign_id, link.recipient)
 
 
 class LinkStore:
@@ -163,7 +179,7 @@ class LinkStore:
 
     async def write_group(self, campaign_id: int | None, group: list[Write]) -> CreateOutcome:
         """One CREATE_LINKS call: the items of one tag on a cluster."""
-        return await self._create_links(campaign_id, [_new(item) for item in group])
+        return await self._create_links(campaign_id, group)
 
     def _groups(self, writes: list[Write]) -> list[list[Write]]:
         if not self.by_slot:
@@ -226,12 +242,3 @@ def _move(item: Write, group: list[Write], chain: Chain) -> None:
         next_position(planned, chain)
     if planned.position >= MAX_CHAIN:
         raise Contention("a recipient's chain of codes is full; try again")
-
-
-def _new(item: Write) -> NewLink:
-    planned = item.planned
-    link = planned.link
-    owner = ""
-    if planned.kind == "chain" and link.recipient is not None:
-        owner = chain_owner(link.campaign_id, link.recipient)
-    return NewLink(planned.code, planned.kind, item.record, item.counted, owner)

@@ -82,19 +82,27 @@ RESERVED_CODES = frozenset({"api", "healthz", "metrics", "admin", "static"})
 # Every code a link can have (custom or drawn), anchored for JSON Schema; use it with fullmatch.
 CODE_PATTERN = "^[A-Za-z0-9_-]{3,64}$"
 
+# Two hex digits of each byte: building a key name per link of a batch is a concatenation.
+_HEX = tuple(format(byte, "02x") for byte in range(256))
 # The 256 link-record tags, as `link_tag` gives them.
-LINK_TAGS = tuple(format(high, "02x") for high in range(256))
+LINK_TAGS = _HEX
 
 
 def link_tag(code: str) -> str:
     """The hash tag of `code`'s record: the high byte of its bucket."""
-    return format((zlib.crc32(code.encode()) & BUCKET_MASK) >> 8, "02x")
+    return _HEX[(zlib.crc32(code.encode()) & BUCKET_MASK) >> 8]
 
 
 def link_key(code: str) -> str:
     """The hash that holds `code`'s record (the field is the code itself)."""
+    return link_keys(code)[0]
+
+
+def link_keys(code: str) -> tuple[str, str]:
+    """`link_key(code)` and the link-count hash of its tag, written together."""
     bucket = zlib.crc32(code.encode()) & BUCKET_MASK
-    return f"l:{{{bucket >> 8:02x}}}{bucket & 0xFF:02x}"
+    tag = _HEX[bucket >> 8]
+    return "l:{" + tag + "}" + _HEX[bucket & 0xFF], "n:{" + tag + "}"
 
 
 def link_count_key(tag: str) -> str:

@@ -54,7 +54,8 @@ class Link:
 
     @property
     def url(self) -> str:
-        return self.target.url
+        text, start = self.destination, self.insert_at
+        return text[:start] + text[start + self.inserted :]
 
     @property
     def target(self) -> Destination:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -24,9 +24,7 @@ from redirector.store.keys import (
     INVALIDATION_CHANNEL,
     campaign_key,
     destinations_key,
-    link_count_key,
-    link_key,
-    link_tag,
+    link_keys,
 )
 from redirector.store.record import b36
 
@@ -145,17 +143,21 @@ return {'ok', existing}
 Kind = Literal["random", "custom", "chain"]
 
 
-@dataclass(frozen=True, slots=True)
-class NewLink:
+class NewLink(Protocol):
     """One item to write: its code, how the code was chosen, the encoded record, whether it
     counts as a link of its campaign (an alias does not), and for a chain position the
     owner (`chain_owner`)."""
 
-    code: str
-    kind: Kind
-    record: str
-    counted: bool = True
-    owner: str = ""
+    @property
+    def code(self) -> str: ...
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def record(self) -> str: ...
+    @property
+    def counted(self) -> bool: ...
+    @property
+    def owner(self) -> str: ...
 
 
 def chain_owner(campaign_id: int | None, recipient: str) -> str:
@@ -195,21 +197,15 @@ class CreateLinksScript:
             return keys.setdefault(name, len(keys) + 1)
 
         counting = campaign_id is not None
-        items = orjson.dumps(
-            [
-                (
-                    index(link_key(new.code)),
-                    new.code,
-                    new.kind,
-                    index(link_count_key(link_tag(new.code))) if counting and new.counted else 0,
-                    new.owner,
-                    new.record,
-                )
-                for new in links
-            ]
-        )
+        items = []
+        for new in links:
+            code = new.code
+            links_hash, counts_hash = link_keys(code)
+            counted = index(counts_hash) if counting and new.counted else 0
+            items.append((index(links_hash), code, new.kind, counted, new.owner, new.record))
         campaign = "" if campaign_id is None else str(campaign_id)
-        reply = await self._script(keys=list(keys), args=[INVALIDATION_CHANNEL, items, campaign])
+        args: list[str | bytes] = [INVALIDATION_CHANNEL, orjson.dumps(items), campaign]
+        reply = await self._script(keys=list(keys), args=args)
         return _create_outcome(reply)
 
 
@@ -305,7 +301,7 @@ class SwapLinkScript:
         self, code: str, read: bytes, record: bytes, campaign_id: int | None, change: int
     ) -> bool:
         """True if `code` held `read` and now holds `record`."""
-        keys = [link_key(code), link_count_key(link_tag(code))]
+        keys = list(link_keys(code))
         campaign = "" if campaign_id is None else str(campaign_id)
         args: list[bytes | str | int] = [code, read, record, campaign, change, INVALIDATION_CHANNEL]
         return bool(await self._script(keys=keys, args=args))
