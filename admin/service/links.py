@@ -8,7 +8,7 @@ import hashlib
 import random
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from pydantic import MISSING
@@ -47,6 +47,7 @@ from redirector.store.record import (
     encode,
     encode_destination,
     encode_text,
+    encoder,
 )
 from redirector.store.scripts import MakeDestinationsScript, SwapLinkScript
 
@@ -98,7 +99,7 @@ class LinkService:
         found = await self._find_destinations(campaign_id, plan.destinations)
         done, aliases = await self._checked(campaign_id, plan, found, chain, batch)
         ids = await self._destination_ids(campaign_id, plan.destinations, found)
-        writes = [_write(p, ids, batch) for p in plan.links if p.index not in done]
+        writes = _writes([p for p in plan.links if p.index not in done], ids, batch)
         await self.store.write(campaign_id, writes, chain)
         # After the custom links they point to: a failure between leaves a custom link that
         # a retry finds (the same link) and gives its alias then.
@@ -303,9 +304,18 @@ def _record(planned: PlannedLink, destination: Destination | str) -> Record:
     )
 
 
-def _write(planned: PlannedLink, ids: list[Destination | str], batch: bool) -> Write:
-    record = encode_text(_record(planned, ids[planned.destination]))
-    return Write(planned, record, batch_index=planned.index if batch else None)
+def _writes(planned: list[PlannedLink], ids: list[Destination | str], batch: bool) -> list[Write]:
+    """The records of the planned links; those alike but for their recipient (the links of
+    a batch, mostly) share one encoder."""
+    encoders: dict[tuple[int, int | None, bool], Callable[[str | None], str]] = {}
+    writes = []
+    for p in planned:
+        alike = (p.destination, p.link.expires_at, p.kind == "custom")
+        encode = encoders.get(alike)
+        if encode is None:
+            encode = encoders[alike] = encoder(_record(p, ids[p.destination]))
+        writes.append(Write(p, encode(p.link.recipient), batch_index=p.index if batch else None))
+    return writes
 
 
 def _alias(planned: PlannedLink, chain_code: tuple[int, str]) -> Write:

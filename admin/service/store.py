@@ -36,7 +36,6 @@ from redirector.store.scripts import (
     Kind,
     Written,
     call_each,
-    chain_owner,
     spans_slots,
 )
 
@@ -64,13 +63,6 @@ class Write:
     @property
     def kind(self) -> Kind:
         return self.planned.kind
-
-    @property
-    def owner(self) -> str:
-        link = self.planned.link
-        if self.planned.kind != "chain" or link.recipient is None:
-            return ""
-        return chain_owner(link.campaign_id, link.recipient)
 
 
 class LinkStore:

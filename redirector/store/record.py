@@ -8,6 +8,7 @@ together: what the redirector serves and the admin answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -140,6 +141,12 @@ def encode_text(record: Record) -> str:
     adds its code after the recipient), or with the INLINE flag
     `2{flags}|created|expires|campaign|insert_at|inserted|len(recipient)|{recipient}{destination}`.
     Version 1 (still read) was the inline form without the INLINE flag."""
+    return encoder(record)(record.recipient)
+
+
+def encoder(record: Record) -> Callable[[str | None], str]:
+    """`encode_text` of `record` with any recipient. The links of a batch differ in little
+    but their recipient, so what comes before it is encoded once for all of them."""
     target = record.destination
     flags = (
         (_DISABLED if record.disabled else 0)
@@ -147,7 +154,6 @@ def encode_text(record: Record) -> str:
         | (_DELETED if record.deleted else 0)
         | (_ALIAS if record.alias_of is not None else 0)
     )
-    recipient = record.recipient or ""
     parts = [
         "",
         b36(record.created_at),
@@ -157,13 +163,19 @@ def encode_text(record: Record) -> str:
     if isinstance(target, Destination):
         flags |= _INLINE | (0 if target.tagged else _UNTAGGED)
         parts += (b36(target.insert_at), b36(target.inserted))
-        tail = recipient + target.destination
+        after = target.destination
     else:
         parts.append(target)
-        tail = recipient + (record.alias_of or "")
+        after = record.alias_of or ""
     parts[0] = _V2 + b36(flags)
-    parts += ("" if record.recipient is None else b36(len(recipient)), tail)
-    return "|".join(parts)
+    head = "|".join(parts) + "|"
+
+    def encode(recipient: str | None) -> str:
+        if recipient is None:
+            return head + "|" + after
+        return head + b36(len(recipient)) + "|" + recipient + after
+
+    return encode
 
 
 def decode(raw: bytes | str) -> Record:

@@ -26,7 +26,6 @@ from redirector.store.keys import (
     destinations_key,
     link_keys,
 )
-from redirector.store.record import b36
 
 
 def spans_slots(client: Redis) -> bool:
@@ -65,11 +64,11 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
 #   KEYS      the link hashes of the items, and the link-count hashes of their tags
 #   ARGV[1]   the invalidation channel
 #   ARGV[2]   the items, a JSON array of [KEYS index of the link hash, code, kind, KEYS index
-#             of the link-count hash (0: not counted), owner, encoded record], kind one of
+#             of the link-count hash (0: not counted), encoded record], kind one of
 #             'random' (the code must be free), 'custom' (free, a custom link's tombstone, or
 #             holding this very record but for its creation time: then it is that link),
-#             'chain' (a recipient's chain position: free, or holding the recipient's link or
-#             alias, whose code is then returned; `owner` is "campaign|recipient" as stored)
+#             'chain' (a recipient's chain position: free, or holding a record of the same
+#             campaign and recipient, a link or an alias, whose code is then returned)
 #   ARGV[3]   the campaign's id, the field of the link-count hashes ('' for none)
 # One JSON argument decoded by Redis's C cjson costs half the time of splitting per-item
 # strings in Lua. The reply is decoded by `CreateLinksScript`.
@@ -98,7 +97,7 @@ end
 
 local existing, new, collided = {}, {}, {}
 for i, item in ipairs(items) do
-  local links, code, kind, record = KEYS[item[1]], item[2], item[3], item[6]
+  local links, code, kind, record = KEYS[item[1]], item[2], item[3], item[5]
   local held = redis.call('HGET', links, code)
   existing[i] = ''
   if not held then
@@ -114,7 +113,7 @@ for i, item in ipairs(items) do
     end
   elseif kind == 'chain' then
     local flags, who, after = owner(held)
-    if who == item[5] and bit.band(flags, DELETED) == 0 then
+    if who == select(2, owner(record)) and bit.band(flags, DELETED) == 0 then
       existing[i] = bit.band(flags, ALIAS) ~= 0 and after or code
     else
       collided[#collided + 1] = i
@@ -128,7 +127,7 @@ if #collided > 0 then
 end
 local codes, counted = {}, {}
 for _, item in ipairs(new) do
-  redis.call('HSET', KEYS[item[1]], item[2], item[6])
+  redis.call('HSET', KEYS[item[1]], item[2], item[5])
   codes[#codes + 1] = item[2]
   if item[4] > 0 then counted[item[4]] = (counted[item[4]] or 0) + 1 end
 end
@@ -144,9 +143,8 @@ Kind = Literal["random", "custom", "chain"]
 
 
 class NewLink(Protocol):
-    """One item to write: its code, how the code was chosen, the encoded record, whether it
-    counts as a link of its campaign (an alias does not), and for a chain position the
-    owner (`chain_owner`)."""
+    """One item to write: its code, how the code was chosen, the encoded record, and whether
+    it counts as a link of its campaign (an alias does not)."""
 
     @property
     def code(self) -> str: ...
@@ -156,13 +154,6 @@ class NewLink(Protocol):
     def record(self) -> str: ...
     @property
     def counted(self) -> bool: ...
-    @property
-    def owner(self) -> str: ...
-
-
-def chain_owner(campaign_id: int | None, recipient: str) -> str:
-    """A chain position's owner as CREATE_LINKS reads it from a record (see `encode_text`)."""
-    return f"{'' if campaign_id is None else b36(campaign_id)}|{recipient}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +193,7 @@ class CreateLinksScript:
             code = new.code
             links_hash, counts_hash = link_keys(code)
             counted = index(counts_hash) if counting and new.counted else 0
-            items.append((index(links_hash), code, new.kind, counted, new.owner, new.record))
+            items.append((index(links_hash), code, new.kind, counted, new.record))
         campaign = "" if campaign_id is None else str(campaign_id)
         args: list[str | bytes] = [INVALIDATION_CHANNEL, orjson.dumps(items), campaign]
         reply = await self._script(keys=list(keys), args=args)
