@@ -127,12 +127,12 @@ class LinkStore:
             later = {}
             for recipient, (position, code) in at.items():
                 record = records[code]
-                mine = _of(record, campaign_id, recipient)
+                target = targets.get(record.alias_of or "") if record else None
                 if record is None:
                     found[recipient] = (None, position)
-                elif mine and record.live:
+                elif _of(record, campaign_id, recipient):
                     found[recipient] = (code, position)
-                elif mine and _of(targets.get(record.alias_of or ""), campaign_id, recipient):
+                elif _owned(record, campaign_id, recipient) and _of(target, campaign_id, recipient):
                     found[recipient] = (record.alias_of or "", position)
                 else:
                     later[recipient] = chain.code(campaign_id, recipient, position + 1)
@@ -203,13 +203,18 @@ class LinkStore:
         return stale
 
 
-def _of(record: Record | None, campaign_id: int | None, recipient: str | None) -> bool:
-    """Whether `record` is a live link of that campaign and recipient."""
+def _owned(record: Record | None, campaign_id: int | None, recipient: str | None) -> bool:
+    """Whether `record` is a link or an alias of that campaign and recipient (no tombstone)."""
     return (
         record is not None
-        and record.live
+        and not record.deleted
         and (record.campaign_id, record.recipient) == (campaign_id, recipient)
     )
+
+
+def _of(record: Record | None, campaign_id: int | None, recipient: str | None) -> bool:
+    """Whether `record` is a link (no alias) of that campaign and recipient."""
+    return record is not None and record.live and _owned(record, campaign_id, recipient)
 
 
 def _one_per_code(writes: list[Write]) -> tuple[list[Write], list[Write]]:

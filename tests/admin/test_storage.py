@@ -132,7 +132,7 @@ async def test_a_deleted_recipient_link_stays_gone_and_the_recipient_gets_a_new_
     assert len(await _records(redis)) == 2
 
 
-async def test_a_custom_code_retried_is_the_same_link(admin: Client) -> None:
+async def test_a_custom_code_retried_is_the_same_link(admin: Client, redis: Redis) -> None:
     c = await create_campaign(admin)
     for body in (
         {"url": URL, "code": "mine-01"},
@@ -148,14 +148,16 @@ async def test_a_custom_code_retried_is_the_same_link(admin: Client) -> None:
         again = await admin.post("/api/links", json=body)
         assert (first.status, again.status) == (201, 200)
         assert await first.json() == await again.json()
+    # Three links, and the alias that finds mine-02 as r1's link: written once.
+    assert len(await _records(redis)) == 4
     items = [{"code": "mine-01"}, {"code": "mine-04"}]
     links = await _batch(admin, {"url": URL, "links": items})
     assert [x["code"] for x in links] == ["mine-01", "mine-04"]
     # The recipient with a custom link is found again, whatever code the retry names.
-    resp = await admin.post(
-        "/api/links", json={"url": URL, "campaign_id": c["id"], "recipient": "r1"}
-    )
-    assert resp.status == 200 and (await resp.json())["code"] == "mine-02"
+    for code in ({}, {"code": "other-05"}):
+        body = {"url": URL, "campaign_id": c["id"], "recipient": "r1", **code}
+        resp = await admin.post("/api/links", json=body)
+        assert resp.status == 200 and (await resp.json())["code"] == "mine-02"
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 2
 
 
