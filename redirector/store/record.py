@@ -138,7 +138,7 @@ def encode(record: Record | Link) -> bytes:
 def encode_text(record: Record) -> str:
     """Compact positional text, integers in base 36, absent ones empty:
     `2{flags}|created|expires|campaign|destination id|len(recipient)|{recipient}` (an alias
-    adds its code after the recipient), or with the INLINE flag
+    has its custom code for a destination id), or with the INLINE flag
     `2{flags}|created|expires|campaign|insert_at|inserted|len(recipient)|{recipient}{destination}`.
     Version 1 (still read) was the inline form without the INLINE flag."""
     return encoder(record)(record.recipient)
@@ -160,20 +160,22 @@ def encoder(record: Record) -> Callable[[str | None], str]:
         "" if record.expires_at is None else b36(record.expires_at),
         "" if record.campaign_id is None else b36(record.campaign_id),
     ]
+    after = ""
     if isinstance(target, Destination):
         flags |= _INLINE | (0 if target.tagged else _UNTAGGED)
         parts += (b36(target.insert_at), b36(target.inserted))
         after = target.destination
     else:
-        parts.append(target)
-        after = record.alias_of or ""
+        parts.append(target if record.alias_of is None else record.alias_of)
     parts[0] = _V2 + b36(flags)
     head = "|".join(parts) + "|"
 
     def encode(recipient: str | None) -> str:
         if recipient is None:
             return head + "|" + after
-        return head + b36(len(recipient)) + "|" + recipient + after
+        # In UTF-8 bytes, as a Lua script splits it (version 1 counted characters).
+        size = len(recipient) if recipient.isascii() else len(recipient.encode())
+        return head + b36(size) + "|" + recipient + after
 
     return encode
 
@@ -193,30 +195,40 @@ def decode(raw: bytes | str) -> Record:
         created, expires, campaign, *middle, rlen, tail = fields
         if len(middle) != (2 if flags & _INLINE else 1):
             raise RecordError(f"corrupt link record: {raw[:16]!r}")
-        size = int(rlen, 36) if rlen else 0
+        recipient, after = _split(tail, int(rlen, 36) if rlen else None, head[:1] == _V2)
         target: Destination | str
         if flags & _INLINE:
             insert_at, inserted = middle
-            target = Destination(
-                tail[size:], int(insert_at, 36), int(inserted, 36), not flags & _UNTAGGED
-            )
+            tagged = not flags & _UNTAGGED
+            target = Destination(after, int(insert_at, 36), int(inserted, 36), tagged)
         else:
             [target] = middle
+        alias = flags & _ALIAS
         return Record(
             created_at=int(created, 36),
-            destination=target,
+            destination="" if alias else target,
             expires_at=int(expires, 36) if expires else None,
             campaign_id=int(campaign, 36) if campaign else None,
-            recipient=tail[:size] if rlen else None,
+            recipient=recipient,
             disabled=bool(flags & _DISABLED),
             custom=bool(flags & _CUSTOM),
             deleted=bool(flags & _DELETED),
-            alias_of=tail[size:] if flags & _ALIAS else None,
+            alias_of=str(target) if alias else None,
         )
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, RecordError):
             raise
         raise RecordError(f"corrupt link record: {raw[:16]!r}") from exc
+
+
+def _split(tail: str, size: int | None, in_bytes: bool) -> tuple[str | None, str]:
+    """The recipient (None without a length) and what follows it."""
+    if size is None:
+        return None, tail
+    if in_bytes and not tail.isascii():
+        data = tail.encode()
+        return data[:size].decode(), data[size:].decode()
+    return tail[:size], tail[size:]
 
 
 def encode_destination(destination: Destination) -> str:

@@ -76,20 +76,20 @@ CREATE_LINKS = """
 local channel, items, campaign = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
 local INLINE, DELETED, ALIAS, CUSTOM = 4, 8, 16, 32
 
--- A version 2 record's flags, "campaign|recipient" and what follows the recipient.
+-- A version 2 record's flags, "campaign|recipient" and destination id (an alias: its code).
 local function owner(record)
-  local flags, id, rest = string.match(record, '^2(%w+)|[^|]*|[^|]*|([^|]*)|(.*)$')
+  local flags = string.match(record, '^2(%w+)|')
   if not flags then return nil end
   flags = tonumber(flags, 36)
-  local size, tail
+  local id, ref, size, tail
   if bit.band(flags, INLINE) ~= 0 then
-    size, tail = string.match(rest, '^[^|]*|[^|]*|([^|]*)|(.*)$')
+    id, size, tail = string.match(record, '^[^|]*|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|([^|]*)|(.*)$')
   else
-    size, tail = string.match(rest, '^[^|]*|([^|]*)|(.*)$')
+    id, ref, size, tail = string.match(record, '^[^|]*|[^|]*|[^|]*|([^|]*)|([^|]*)|([^|]*)|(.*)$')
   end
   if not size or size == '' then return flags end
-  size = tonumber(size, 36)
-  return flags, id .. '|' .. string.sub(tail, 1, size), string.sub(tail, size + 1)
+  -- The recipient's length is in bytes, as string.sub counts.
+  return flags, id .. '|' .. string.sub(tail, 1, tonumber(size, 36)), ref
 end
 local function undated(record)
   return (string.gsub(record, '^(%w+)|[^|]*', '%1', 1))

@@ -161,6 +161,21 @@ async def test_a_custom_code_retried_is_the_same_link(admin: Client, redis: Redi
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 2
 
 
+@pytest.mark.parametrize("recipient", ["José", "+34 600 000 001", "名前|ñ"])
+async def test_any_recipient_finds_its_link_again(
+    admin: Client, redis: Redis, recipient: str
+) -> None:
+    c = await create_campaign(admin)
+    for fields in ({"code": "vanity-1"}, {}, {"code": "vanity-2"}):
+        body = {"url": URL, "campaign_id": c["id"], "recipient": recipient, **fields}
+        resp = await admin.post("/api/links", json=body)
+        assert (await resp.json())["code"] == "vanity-1", fields
+    personal = await _batch(admin, {"url": URL, "links": [{"recipient": recipient}] * 2})
+    again = await _batch(admin, {"url": URL, "links": [{"recipient": recipient}]})
+    assert personal[0]["code"] == again[0]["code"] != "vanity-1"  # another campaign: none
+    assert len(await _records(redis)) == 3  # the custom link, its alias, the other link
+
+
 async def test_version_1_records_are_still_served(
     admin: Client, redirector: Client, redis: Redis
 ) -> None:

@@ -98,6 +98,15 @@ def test_version_1_records_are_still_read() -> None:
     )
 
 
+def test_a_recipient_length_is_in_utf8_bytes_as_lua_counts() -> None:
+    record = Record(1, Destination("https://a/"), recipient="José")
+    assert encode(record) == "24|1|||0|0|5|Joséhttps://a/".encode()
+    alias = Record(1, "", campaign_id=3, recipient="José", alias_of="mine-01")
+    assert encode(alias) == "2g|1||3|mine-01|5|José".encode()
+    assert decode(encode(alias)) == alias
+    assert decode("10|1|||0|0|4|Joséhttps://a/").link().recipient == "José"  # version 1
+
+
 def test_tombstones_and_aliases_are_no_links() -> None:
     tombstone = Record(1, "", campaign_id=3, recipient="r", deleted=True)
     assert not decode(encode(tombstone)).live
