@@ -16,7 +16,7 @@ import time
 from redis.asyncio import Redis
 
 from redirector import metrics
-from redirector.cache import ABSENT, DestinationCache, LinkCache
+from redirector.cache import ABSENT, LinkCache
 from redirector.store.keys import CODE_PATTERN, destinations_key, link_key
 from redirector.store.record import (
     Destination,
@@ -30,17 +30,13 @@ from redirector.store.record import (
 # Anything that could never be a code is answered 404 without touching Redis or the cache,
 # so a scan of junk paths neither loads Redis nor evicts real links.
 _CODE = re.compile(CODE_PATTERN)
-# Destinations kept per process: a few per campaign, so this covers thousands of campaigns.
-DESTINATIONS_CACHED = 10_000
 
 
 class LinkResolver:
-    def __init__(
-        self, redis: Redis, cache: LinkCache, destinations: DestinationCache | None = None
-    ) -> None:
+    def __init__(self, redis: Redis, cache: LinkCache) -> None:
         self._redis = redis
         self._cache = cache
-        self._destinations = destinations or DestinationCache(DESTINATIONS_CACHED)
+        self._destinations = cache.destinations
         self._pending: dict[str, asyncio.Future[Link | None]] = {}
 
     async def find(self, code: str) -> Link | None:

@@ -112,9 +112,9 @@ for i, item in ipairs(items) do
       return {'taken', i}
     end
   elseif kind == 'chain' then
-    local flags, who, after = owner(held)
+    local flags, who, ref = owner(held)
     if who == select(2, owner(record)) and bit.band(flags, DELETED) == 0 then
-      existing[i] = bit.band(flags, ALIAS) ~= 0 and after or code
+      existing[i] = bit.band(flags, ALIAS) ~= 0 and ref or code
     else
       collided[#collided + 1] = i
     end

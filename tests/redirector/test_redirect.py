@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 from redirector.app import create_app
 from redirector.appkeys import invalidation_ready_key, redis_key, resolver_key
 from redirector.settings import Settings
-from redirector.store.keys import link_key
-from redirector.store.record import Link, encode
+from redirector.store.keys import destinations_key, link_key
+from redirector.store.record import Destination, Link, Record, encode, encode_destination
 from tests.conftest import Client
 from tests.redis_server import RedisServer
 from tests.waiting import eventually
@@ -177,3 +177,26 @@ async def test_a_miss_costs_one_round_trip_once_its_destination_is_cached(
     found = await asyncio.gather(resolver.find(third), resolver.find("unknown"))
     assert [link and link.destination for link in found] == [location, None]
     assert round_trips == [1, 1, 1, 2]
+
+
+async def test_destinations_are_read_again_after_redis_comes_back_empty(
+    aiohttp_client: AiohttpClient, own_redis: RedisServer
+) -> None:
+    """After a gap, Redis may have lost its data and given the same ids to other URLs."""
+    redis = Redis.from_url(own_redis.url)
+    await redis.hset(destinations_key(1), "1", encode_destination(Destination("https://old/")))
+    await redis.hset(link_key("first01"), "first01", encode(Record(1, "1", campaign_id=1)))
+    app = create_app(Settings(redis_url=own_redis.url, redis_timeout=0.2))
+    client = await aiohttp_client(app)
+    await app[invalidation_ready_key].wait()
+    assert await _location(client, "first01") == (302, "https://old/")
+
+    own_redis.stop()
+    own_redis.start()  # empty: campaign 1 and its destination 1 are made anew
+    await redis.aclose()
+    redis = Redis.from_url(own_redis.url)
+    await redis.hset(destinations_key(1), "1", encode_destination(Destination("https://new/")))
+    await redis.hset(link_key("second2"), "second2", encode(Record(1, "1", campaign_id=1)))
+    await eventually(lambda: _status_is(client, "/first01", 404), within=5.0)
+    assert await _location(client, "second2") == (302, "https://new/")
+    await redis.aclose()
