@@ -30,7 +30,8 @@ operation (a script, a MULTI) touches keys of ONE tag. There are two kinds of ta
   updates its link's and its campaign's counters and stream, and a destination is made only
   while its campaign exists: so a campaign's keys, and the click keys of its links, share it.
 
-    c:{C}             hash   campaign: name, kind, utm_source, utm_medium, created_at.
+    c:{C}             hash   campaign: name, kind, utm_source, utm_medium, created_at,
+                             code_length (of its recipients' derived codes, fixed at creation).
     d:{C}             hash   the campaign's destinations, each stored once: id (base 36) ->
                              destination record; `#<sha1 of that record>` -> its id (to find
                              it again); `#` -> the last id given. An id never changes meaning.
