@@ -110,7 +110,9 @@ async def create_link(request: web.Request) -> web.StreamResponse:
 async def create_batch(request: web.Request) -> web.StreamResponse:
     data = parse(BatchIn, await _body(request), _rules(request))
     service = request.app[links_key]
-    results = await service.create_links(data.campaign_id, data.links, tagged=data.tag)
+    results = await service.create_links(
+        data.campaign_id, data.links, url=data.url, tagged=data.tag
+    )
     LINKS_CREATED.inc(sum(r.created for r in results))
     # Plain dicts, not 10,000 model instances: see admin.responses.
     short_url = request.app[settings_key].short_url

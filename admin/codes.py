@@ -1,7 +1,9 @@
-"""Random short codes: base62 characters drawn with `secrets`, many at a time."""
+"""Short codes: random ones, base62 characters drawn with `secrets`, many at a time; and the
+per-recipient ones, derived from (campaign, recipient) with a secret key."""
 
 from __future__ import annotations
 
+import hmac
 import secrets
 
 from redirector.store.keys import RESERVED_CODES
@@ -24,3 +26,22 @@ def draw(count: int, length: int) -> list[str]:
     if any(code.lower() in RESERVED_CODES for code in codes):
         return [c if c.lower() not in RESERVED_CODES else draw(1, length)[0] for c in codes]
     return codes
+
+
+def derive(
+    key: bytes, campaign_id: int | None, recipient: str, position: int, length: int
+) -> tuple[int, str]:
+    """The code at `position` of a recipient's chain, or at the first position after it whose
+    code is no reserved word: (that position, its code). The chain is the same for the same
+    key, campaign and recipient, so a retried request finds the links it wrote; positions are
+    tried in order past codes held by other links (admin/service/store.py)."""
+    campaign = "-" if campaign_id is None else str(campaign_id)
+    while True:
+        message = f"{campaign}\0{recipient}\0{position}".encode()
+        # One base62 character per byte of the 32-byte digest (CODE_LENGTH is at most 32): a
+        # C-level translate, where dividing the digest as an integer costs 3 µs a code. Bytes
+        # below 8 come up 5 times in 256 instead of 4; that costs 0.006 bits per character.
+        code = hmac.digest(key, message, "sha256")[:length].translate(_TO_BASE62).decode()
+        if code.lower() not in RESERVED_CODES:
+            return position, code
+        position += 1

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, ErrorDetails, core_schema
 
-from admin.exceptions import FieldError, ValidationFailed
+from admin.exceptions import FieldError, InvalidURL, ValidationFailed
 from admin.tagging import CONTROL_CHARACTERS, normalize_url
 from redirector.store.keys import CODE_PATTERN, DAY, HOUR, RESERVED_CODES
 
@@ -77,10 +77,23 @@ class UrlRules:
 
 
 def _url(value: str, info: ValidationInfo) -> str:
-    rules = info.context.get("url_rules") if isinstance(info.context, dict) else None
+    context = info.context if isinstance(info.context, dict) else {}
+    rules = context.get("url_rules")
     if not isinstance(rules, UrlRules):
         raise TypeError("parse() needs url_rules in the validation context")
-    return normalize_url(value, max_length=rules.max_length, own_host=rules.own_host)
+    # A batch repeats its URLs: each distinct one is checked once per request, the rest of
+    # its items cost one dict lookup. A refused URL is remembered by its message.
+    seen: dict[str, tuple[str, bool]] = context.setdefault("urls", {})
+    known = seen.get(value)
+    if known is None:
+        try:
+            url = normalize_url(value, max_length=rules.max_length, own_host=rules.own_host)
+            known = seen[value] = (url, True)
+        except InvalidURL as exc:
+            known = seen[value] = (str(exc), False)
+    if not known[1]:
+        raise InvalidURL(known[0])
+    return known[0]
 
 
 def _in_future(value: datetime | None) -> datetime | None:
@@ -116,8 +129,13 @@ class CampaignIn(_Body):
     utm_medium: Text | None = Field(None, description="Overrides `UTM_MEDIUM`.")
 
 
+URL_RULE = "Absolute http(s), at most MAX_URL_LENGTH bytes."
+
+
 class BatchItem(_Body):
-    url: URL = Field(description="Absolute http(s), at most MAX_URL_LENGTH bytes.")
+    url: URL | None = Field(
+        None, description=f"{URL_RULE} Required unless the batch gives `url` for all its items."
+    )
     recipient: Text | None = Field(
         None,
         description="Who the link is for (e.g. a phone number). A recipient has at most one "
@@ -132,6 +150,7 @@ class BatchItem(_Body):
 
 
 class LinkIn(BatchItem):
+    url: URL = Field(description=URL_RULE)
     campaign_id: Id | None = Field(
         None,
         description="The campaign the link belongs to; it must exist (422 otherwise). Null or "
@@ -142,6 +161,7 @@ class LinkIn(BatchItem):
 
 class BatchIn(_Body):
     campaign_id: Id | None = Field(None, description="As in `LinkIn`, for every link.")
+    url: URL | None = Field(None, description="The URL of every item that gives none.")
     tag: bool = Field(True, description="As in `LinkIn`, for every link.")
     links: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
@@ -180,8 +200,8 @@ def _message(error: ErrorDetails) -> str:
 
 
 def parse(model: type[M], data: Any, rules: UrlRules) -> M:
-    """A request body as `model`; its URLs are checked against `rules`."""
-    return _validated(model, data, {"url_rules": rules})
+    """A request body as `model`; its URLs are checked against `rules`, once each."""
+    return _validated(model, data, {"url_rules": rules, "urls": {}})
 
 
 def _validated(model: type[M], data: Any, context: dict[str, Any] | None) -> M:

@@ -1,4 +1,4 @@
-"""Bounded in-process cache of link records, with misses cached briefly.
+"""Bounded in-process caches: of links, with misses cached briefly, and of destinations.
 
 Eviction is first-in-first-out over dict insertion order: O(1) with no bookkeeping on a hit,
 which keeps the hot path to one dict lookup and one comparison. A hot link that is evicted
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from redirector.store.record import Link
+from redirector.store.record import Destination, Link
 
 
 class _Absent:
@@ -33,6 +33,9 @@ class LinkCache:
         # Bumped by every invalidation; a reader that saw it change while it asked Redis
         # does not cache what it read (see LinkResolver.find).
         self.generation = 0
+        # The destinations the cached links refer to, dropped with them on `clear` (after a
+        # gap in the feed Redis may have been emptied, and its ids given again).
+        self.destinations = DestinationCache(DESTINATIONS_CACHED)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -64,4 +67,31 @@ class LinkCache:
 
     def clear(self) -> None:
         self.generation += 1
+        self._entries.clear()
+        self.destinations.clear()
+
+
+# Destinations kept per process: a few per campaign, so this covers thousands of campaigns.
+DESTINATIONS_CACHED = 10_000
+
+
+class DestinationCache:
+    """A campaign's destinations by id, bounded, first-in-first-out. Never stale while Redis
+    keeps its data: an id is never given to other text (redirector/store/keys.py), so entries
+    need no TTL and no invalidation. Destinations are few and hot (one per campaign and URL)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[tuple[int, str], Destination] = {}
+
+    def get(self, campaign_id: int, destination_id: str) -> Destination | None:
+        return self._entries.get((campaign_id, destination_id))
+
+    def put(self, campaign_id: int, destination_id: str, destination: Destination) -> None:
+        entries = self._entries
+        if entries and len(entries) >= self.max_entries:
+            del entries[next(iter(entries))]
+        entries[campaign_id, destination_id] = destination
+
+    def clear(self) -> None:
         self._entries.clear()

@@ -2,14 +2,16 @@
 
 The redirect handler only appends a tuple to `ClickBuffer` (no I/O, no parsing). A
 `ClickFlusher` task writes the buffer to Redis every `interval` seconds, or as soon as
-`flush_size` hits are waiting, in one round trip per batch: a Lua script
-(redirector/store/scripts.py) that appends each hit to its campaign's click stream and adds
-the counters (summed per key and field), HyperLogLogs and first clicks.
+`flush_size` hits are waiting: one call per campaign of a Lua script
+(redirector/store/flush.py) that appends each hit to its campaign's click stream and adds
+the counters (summed per key and field), HyperLogLogs and first clicks. The calls of one
+flush go out together; each touches the keys of one campaign (one slot on a cluster).
 
 If Redis is unreachable, hits stay buffered, up to `max_buffered`; beyond that new hits are
 dropped and counted (`dropped`). On shutdown the buffer is flushed before the process exits.
-A flush that fails before Redis runs the script is retried whole, without double counting;
-the one case that can count a batch twice is Redis applying it and the reply being lost.
+A campaign's batch that fails stays buffered and is sent again with its number, and the
+script skips a number it has applied: so a batch whose reply was lost is not counted twice,
+and one failing campaign neither loses nor recounts the others' hits.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.store.connection import Store
+from redirector.store.flush import ClickBatch, FlushClicksScript
 from redirector.store.keys import CLICK_SALT_KEY
-from redirector.store.scripts import ClickBatch, FlushClicksScript
+from redirector.store.scripts import call_each
 from redirector.useragents import classify
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,11 @@ class ClickFlusher:
         self._salt = salt
         self._max_batch = max_batch
         self._flush = FlushClicksScript(redis)
+        # The flush records (f:{C}) keep, per flusher id, the last batch number applied.
+        self._id = secrets.token_hex(8)
+        self._number = 0
+        # Campaign -> (number, hits) of its batch that failed, sent again as it was.
+        self._failed: dict[int | None, tuple[int, int]] = {}
         self.flushed = 0
         self.bot_hits = 0
         self.errors = 0
@@ -137,15 +145,55 @@ class ClickFlusher:
             log.error("shutting down with %d clicks not recorded", len(self._buffer.hits))
 
     async def flush_once(self) -> int:
+        """Send the oldest hits, one batch per campaign; returns how many were written.
+        Raises the first error after the others went through; the failed hits stay."""
         hits = self._buffer.hits[: self._max_batch]
         if not hits:
             return 0
-        await self._write(hits)
+        salt = await self._salt_bytes()
+        groups = self._groups(hits)
+        results = await call_each(
+            self._write(campaign, number, [hits[i] for i in group], salt)
+            for campaign, (number, group) in groups.items()
+        )
+        written = [False] * len(hits)
+        failure: Exception | None = None
+        for (campaign, (number, group)), result in zip(groups.items(), results, strict=True):
+            if isinstance(result, Exception):
+                self._failed[campaign] = (number, len(group))
+                failure = failure or result
+                continue
+            self._failed.pop(campaign, None)
+            for i in group:
+                written[i] = True
         # Only now, after Redis took them: hits appended meanwhile stay at the end.
-        del self._buffer.hits[: len(hits)]
-        self.flushed += len(hits)
-        metrics.CLICKS_FLUSHED.inc(len(hits))
-        return len(hits)
+        self._buffer.hits[: len(hits)] = [
+            h for h, done in zip(hits, written, strict=True) if not done
+        ]
+        count = sum(written)
+        self.flushed += count
+        metrics.CLICKS_FLUSHED.inc(count)
+        if failure is not None:
+            raise failure
+        return count
+
+    def _groups(self, hits: list[Hit]) -> dict[int | None, tuple[int, list[int]]]:
+        """Campaign -> (batch number, indices of its hits). A campaign whose last batch
+        failed sends that batch again, the same hits under the same number, and nothing
+        newer: its newer hits wait, so that its numbers are applied in order."""
+        groups: dict[int | None, tuple[int, list[int]]] = {}
+        for index, hit in enumerate(hits):
+            campaign, retry = hit.campaign_id, self._failed.get(hit.campaign_id)
+            if campaign not in groups:
+                groups[campaign] = (retry[0] if retry else self._next_number()), []
+            members = groups[campaign][1]
+            if retry is None or len(members) < retry[1]:
+                members.append(index)
+        return groups
+
+    def _next_number(self) -> int:
+        self._number += 1
+        return self._number
 
     async def _salt_bytes(self) -> bytes:
         if self._salt is None:
@@ -158,17 +206,19 @@ class ClickFlusher:
             self._salt = stored if isinstance(stored, bytes) else stored.encode()
         return self._salt
 
-    async def _write(self, hits: list[Hit]) -> None:
-        salt = await self._salt_bytes()
-        batch, bots = _batch(hits, salt)
-        await self._flush(batch, self._stream_maxlen)
+    async def _write(
+        self, campaign_id: int | None, number: int, hits: list[Hit], salt: bytes
+    ) -> None:
+        batch, bots = _batch(campaign_id, hits, salt)
+        await self._flush(batch, self._stream_maxlen, self._id, number)
         self.bot_hits += bots
         metrics.BOT_HITS.inc(bots)
 
 
-def _batch(hits: list[Hit], salt: bytes) -> tuple[ClickBatch, int]:
-    """The script's input (see redirector/store/scripts.py) and how many hits are bots."""
-    batch = ClickBatch()
+def _batch(campaign_id: int | None, hits: list[Hit], salt: bytes) -> tuple[ClickBatch, int]:
+    """The script's input for one campaign's hits (redirector/store/flush.py), and how many
+    of them are bots."""
+    batch = ClickBatch(campaign_id)
     out = batch.hit_lines
     bots = 0
     blake2b = hashlib.blake2b
@@ -183,7 +233,6 @@ def _batch(hits: list[Hit], salt: bytes) -> tuple[ClickBatch, int]:
                 (
                     hit.code,
                     batch.link(hit.code),
-                    batch.campaign(hit.campaign_id),
                     hit.recipient or "",
                     str(int(hit.at * 1000)),
                     "1" if bot else "0",

@@ -3,7 +3,8 @@
 Under load many requests miss the cache in the same event-loop tick. Sending one HGET each
 costs a round trip and the client's per-command overhead every time; instead the misses of
 one tick are collected and sent as a single pipeline, and concurrent requests for the same
-code share one lookup.
+code share one lookup. A record names its campaign's destination by id; destinations are
+cached in process too, so a miss costs one round trip unless the destination is cold.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import time
 from redirector import metrics
 from redirector.cache import ABSENT, LinkCache
 from redirector.store.connection import Store
-from redirector.store.keys import CODE_PATTERN, link_key
-from redirector.store.record import Link, decode
+from redirector.store.keys import CODE_PATTERN, destinations_key, link_key
+from redirector.store.record import (
+    Destination,
+    Link,
+    Record,
+    RecordError,
+    decode,
+    decode_destination,
+)
 
 # Anything that could never be a code is answered 404 without touching Redis or the cache,
 # so a scan of junk paths neither loads Redis nor evicts real links.
@@ -27,6 +35,7 @@ class LinkResolver:
     def __init__(self, redis: Store, cache: LinkCache) -> None:
         self._redis = redis
         self._cache = cache
+        self._destinations = cache.destinations
         self._pending: dict[str, asyncio.Future[Link | None]] = {}
 
     async def find(self, code: str) -> Link | None:
@@ -71,15 +80,44 @@ class LinkResolver:
             for code in batch:
                 pipe.hget(link_key(code), code)
             raws = await pipe.execute()
+        # A tombstone or an alias is no link: its code answers 404 like an unknown one.
+        records = [None if raw is None else decode(raw) for raw in raws]
+        records = [r if r is not None and r.live else None for r in records]
+        await self._load_destinations(records)
         # An invalidation that arrived while Redis answered may concern these very records:
         # caching the answers could then pin old versions, so only cache when none did.
         keep = cache.generation == generation
-        for (code, future), raw in zip(batch.items(), raws, strict=True):
-            link = decode(raw) if raw is not None else None
+        for (code, future), record in zip(batch.items(), records, strict=True):
+            link = None if record is None else record.link(self._destination(record))
             if keep:
                 cache.put(code, link, now)
             if not future.done():
                 future.set_result(link)
+
+    def _destination(self, record: Record) -> Destination | None:
+        target = record.destination
+        if isinstance(target, Destination) or record.campaign_id is None:
+            return None
+        return self._destinations.get(record.campaign_id, target)
+
+    async def _load_destinations(self, records: list[Record | None]) -> None:
+        """Reads the destinations the records refer to that are not cached yet."""
+        missing = {
+            (r.campaign_id, r.destination)
+            for r in records
+            if r is not None and isinstance(r.destination, str) and r.campaign_id is not None
+            and self._destinations.get(r.campaign_id, r.destination) is None
+        }  # fmt: skip
+        if not missing:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for campaign_id, destination_id in missing:
+                pipe.hget(destinations_key(campaign_id), destination_id)
+            raws = await pipe.execute()
+        for (campaign_id, destination_id), raw in zip(missing, raws, strict=True):
+            if raw is None:
+                raise RecordError(f"campaign {campaign_id} has no destination {destination_id}")
+            self._destinations.put(campaign_id, destination_id, decode_destination(raw))
 
 
 def _consume(task: asyncio.Task[None]) -> None:

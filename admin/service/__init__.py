@@ -2,7 +2,8 @@
 
 campaigns  create, get and list campaigns
 plan       a batch of new links planned before anything is written (pure, no Redis)
-links      create links (writing a plan), get, update and delete them
+links      create links (checking and writing a plan), get, update and delete them
+store      the link store as the admin uses it: records read, chains walked, groups written
 stats      click analytics over what the redirector records
 """
 

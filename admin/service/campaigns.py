@@ -13,7 +13,17 @@ from admin.exceptions import CampaignNotFound
 from admin.models import CampaignIn
 from admin.service import as_text
 from redirector.store.connection import Store
-from redirector.store.keys import CAMPAIGN_LINKS, CAMPAIGN_SEQ_KEY, CAMPAIGNS_KEY, campaign_key
+from redirector.store.keys import (
+    CAMPAIGN_SEQ_KEY,
+    CAMPAIGNS_KEY,
+    LINK_TAGS,
+    campaign_key,
+    link_count_key,
+)
+
+# The code length of a campaign's per-recipient codes, fixed when it is made: its
+# recipients' codes are derived with it, so they must not change with CODE_LENGTH.
+CODE_LENGTH = "code_length"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +35,13 @@ class Campaign:
     utm_medium: str | None
     created_at: int
     links: int
+    code_length: int | None = None  # None for campaigns made before it was kept
 
 
 class CampaignService:
-    def __init__(self, redis: Store) -> None:
+    def __init__(self, redis: Store, code_length: int = 7) -> None:
         self._redis = redis
+        self._code_length = code_length
 
     async def create_campaign(self, data: CampaignIn) -> Campaign:
         campaign_id = int(await self._redis.incr(CAMPAIGN_SEQ_KEY))
@@ -38,37 +50,62 @@ class CampaignService:
             "name": data.name,
             "kind": data.kind,
             "created_at": now,
-            CAMPAIGN_LINKS: 0,
+            CODE_LENGTH: self._code_length,
         }
         if data.utm_source is not None:
             fields["utm_source"] = data.utm_source
         if data.utm_medium is not None:
             fields["utm_medium"] = data.utm_medium
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(campaign_key(campaign_id), mapping=fields)
-            pipe.zadd(CAMPAIGNS_KEY, {str(campaign_id): now})
-            await pipe.execute()
-        return Campaign(campaign_id, data.name, data.kind, data.utm_source, data.utm_medium, now, 0)
+        # Two slots on a cluster, so no MULTI: a campaign is listed once it exists.
+        await self._redis.hset(campaign_key(campaign_id), mapping=fields)
+        await self._redis.zadd(CAMPAIGNS_KEY, {str(campaign_id): now})
+        return Campaign(
+            campaign_id,
+            data.name,
+            data.kind,
+            data.utm_source,
+            data.utm_medium,
+            now,
+            0,
+            self._code_length,
+        )
 
     async def get_campaign(self, campaign_id: int) -> Campaign:
-        fields = await self._redis.hgetall(campaign_key(campaign_id))
+        [fields] = await self._campaigns([campaign_id])
         if not fields:
             raise CampaignNotFound(campaign_id)
-        return _campaign(campaign_id, fields)
+        return fields
 
     async def list_campaigns(self, offset: int, limit: int) -> tuple[int, list[Campaign]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zcard(CAMPAIGNS_KEY)
             pipe.zrange(CAMPAIGNS_KEY, offset, offset + limit - 1)
             total, ids = await pipe.execute()
+        found = await self._campaigns([int(i) for i in ids])
+        return total, [c for c in found if c is not None]
+
+    async def _campaigns(self, ids: list[int]) -> list[Campaign | None]:
+        """The campaigns, None for those that do not exist, with their link counts: each
+        tag counts the links whose record it holds (redirector/store/keys.py)."""
+        if not ids:
+            return []
+        fields = [str(i) for i in ids]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for raw_id in ids:
-                pipe.hgetall(campaign_key(int(raw_id)))
+            for campaign_id in ids:
+                pipe.hgetall(campaign_key(campaign_id))
+            for tag in LINK_TAGS:
+                pipe.hmget(link_count_key(tag), fields)
             rows = await pipe.execute()
-        return total, [_campaign(int(i), f) for i, f in zip(ids, rows, strict=True) if f]
+        hashes, counts = rows[: len(ids)], rows[len(ids) :]
+        return [
+            _campaign(campaign_id, found, sum(int(row[i] or 0) for row in counts))
+            if found
+            else None
+            for i, (campaign_id, found) in enumerate(zip(ids, hashes, strict=True))
+        ]
 
 
-def _campaign(campaign_id: int, fields: Mapping[bytes | str, bytes | str]) -> Campaign:
+def _campaign(campaign_id: int, fields: Mapping[bytes | str, bytes | str], links: int) -> Campaign:
     text = {as_text(k): as_text(v) for k, v in fields.items()}
     kind: Literal["campaign", "automation"] = (
         "automation" if text["kind"] == "automation" else "campaign"
@@ -80,5 +117,6 @@ def _campaign(campaign_id: int, fields: Mapping[bytes | str, bytes | str]) -> Ca
         utm_source=text.get("utm_source"),
         utm_medium=text.get("utm_medium"),
         created_at=int(text["created_at"]),
-        links=int(text.get(CAMPAIGN_LINKS, "0")),
+        links=links,
+        code_length=int(text[CODE_LENGTH]) if CODE_LENGTH in text else None,
     )

@@ -1,17 +1,18 @@
-"""Links: create them (a plan of `admin.service.plan`, written by one script call), get,
-update and delete them."""
+"""Links: create them (a plan of `admin.service.plan`, checked, then written by
+`admin.service.store`), get, update and delete them."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import cast
 
 from pydantic import MISSING
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError
 
 from admin.exceptions import (
     CampaignNotFound,
@@ -24,30 +25,31 @@ from admin.exceptions import (
 from admin.models import BatchItem, LinkPatch
 from admin.service import as_text
 from admin.service.campaigns import Campaign, CampaignService
-from admin.service.plan import PlannedLink, expiry, plan_batch, redraw, tagged_destination
+from admin.service.plan import (
+    Chain,
+    Plan,
+    PlannedLink,
+    derive_codes,
+    expiry,
+    plan_batch,
+    tagged_destination,
+)
+from admin.service.store import MAX_ATTEMPTS, LinkStore, Write
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
-from redirector.store.connection import Store, StorePipeline
-from redirector.store.keys import (
-    CAMPAIGN_LINKS,
-    INVALIDATION_CHANNEL,
-    campaign_key,
-    link_key,
-    recipient_field,
-    recipient_key,
+from redirector.store.connection import Store
+from redirector.store.keys import CODE_KEY, DESTINATION_HASH_PREFIX, destinations_key, link_key
+from redirector.store.record import (
+    Destination,
+    Link,
+    Record,
+    decode,
+    encode,
+    encode_destination,
+    encode_text,
+    encoder,
 )
-from redirector.store.record import Link, decode, encode
-from redirector.store.scripts import (
-    CodesCollided,
-    CreateLinksScript,
-    CustomCodeTaken,
-    NoCampaign,
-    Written,
-)
-
-# How often an operation re-reads and retries after losing a race (WatchError, or generated
-# codes colliding) before giving up with a 409.
-MAX_ATTEMPTS = 20
+from redirector.store.scripts import MakeDestinationsScript, SwapLinkScript
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,128 +64,182 @@ class LinkService:
         self._redis = redis
         self._campaigns = campaigns
         self._settings = settings
-        self._create_links = CreateLinksScript(redis)
+        self.store = LinkStore(redis)
+        self._make_destinations = MakeDestinationsScript(redis)
+        self._swap = SwapLinkScript(redis)
+        self._code_key: bytes | None = None
 
     async def create_links(
         self,
         campaign_id: int | None,
         items: Sequence[BatchItem],
         *,
+        url: str | None = None,
         tagged: bool = True,
         batch: bool = True,
     ) -> list[Created]:
-        """Create links in request order, all or nothing. A recipient who already has a link
-        in this campaign gets that link back unchanged (`created=False`)."""
+        """Create links in request order (`url` for the items without one). A recipient who
+        already has a link in this campaign gets that link back unchanged (`created=False`),
+        and so does a custom code that holds this very link. Every conflict is found before
+        anything is written; see `admin.service.store` for what a failed write leaves."""
         campaign = await self._campaign_field(campaign_id) if campaign_id is not None else None
         plan = plan_batch(
             items,
+            url=url,
             campaign_id=campaign_id,
             params=self._utm(campaign) if tagged else (),
             tagged=tagged,
             now=int(time.time()),
-            code_length=self._settings.code_length,
+            code_length=self._code_length(campaign),
         )
-        written = await self._write(campaign_id, plan.links, batch)
-        existing = await self._existing(written.existing)
-        results: list[Created | None] = [None] * len(items)
-        for planned, owner in zip(plan.links, written.existing, strict=True):
-            mine = Created(planned.code, planned.link, True)
-            results[planned.index] = existing[owner] if owner else mine
-        for index, first in plan.repeats.items():
-            # The first item of a recipient comes before its repeats, so it is filled in.
-            results[index] = replace(cast(Created, results[first]), created=False)
-        return cast(list[Created], results)
+        # Only recipients' codes are derived: without any, the key is neither needed nor made.
+        personal = any(p.link.recipient is not None for p in plan.links)
+        chain = await self.chain(campaign) if personal else Chain(b"", self._code_length(campaign))
+        derive_codes(plan, chain)
+        found = await self._find_destinations(campaign_id, plan.destinations)
+        done, aliases = await self._checked(campaign_id, plan, found, chain, batch)
+        ids = await self._destination_ids(campaign_id, plan.destinations, found)
+        writes = _writes([p for p in plan.links if p.index not in done], ids, batch)
+        # With their custom links: in one call on one Redis. On a cluster an alias written
+        # without its link (a failure between) points at nothing and is passed over.
+        await self.store.write(campaign_id, writes + aliases, chain)
+        return await self._results(plan, writes, done)
+
+    async def chain(self, campaign: Campaign | None) -> Chain:
+        """How the campaign's per-recipient codes are derived; the key is made on first use."""
+        if self._code_key is None:
+            await self._redis.set(CODE_KEY, secrets.token_hex(32), nx=True)
+            key = await self._redis.get(CODE_KEY)
+            if key is None:
+                raise RedisError("code key vanished")
+            self._code_key = key if isinstance(key, bytes) else key.encode()
+        return Chain(self._code_key, self._code_length(campaign))
+
+    def _code_length(self, campaign: Campaign | None) -> int:
+        length = campaign.code_length if campaign else None
+        return length or self._settings.code_length
 
     async def get_link(self, code: str) -> Link:
-        raw = await self._redis.hget(link_key(code), code)
-        if raw is None:
-            raise LinkNotFound(code)
-        return decode(raw)
+        return (await self._read(code))[2]
 
     async def update_link(self, code: str, patch: LinkPatch) -> Link:
-        async def write(pipe: StorePipeline, link: Link) -> Link:
-            changed = await self._patched(link, patch)
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.hset(link_key(code), code, encode(changed))
-            return changed
-
-        return await self._watched(code, write)
+        for attempt in range(MAX_ATTEMPTS):
+            raw, record, link = await self._read(code)
+            changed, target = await self._patched(record, link, patch)
+            if await self._swap(code, raw, encode(changed), record.campaign_id, 0):
+                return changed.link(target)
+            await _pause(attempt)
+        raise Contention(f"link {code!r} kept changing; try again")
 
     async def delete_link(self, code: str) -> None:
-        async def write(pipe: StorePipeline, link: Link) -> Link:
-            field = ""
-            if link.recipient is not None:
-                field = recipient_field(link.campaign_id, link.recipient)
-                await pipe.watch(recipient_key(field))
-                owner = await pipe.hget(recipient_key(field), field)
-                field = field if owner is not None and as_text(owner) == code else ""
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.hdel(link_key(code), code)
-            if field:
-                pipe.hdel(recipient_key(field), field)
-            if link.campaign_id is not None:
-                pipe.hincrby(campaign_key(link.campaign_id), CAMPAIGN_LINKS, -1)
-            return link
-
-        await self._watched(code, write)
-
-    async def _write(
-        self, campaign_id: int | None, planned: list[PlannedLink], batch: bool
-    ) -> Written:
-        for _ in range(MAX_ATTEMPTS):
-            match await self._create_links(campaign_id, planned):
-                case Written() as written:
-                    return written
-                case CustomCodeTaken(item):
-                    taken = planned[item]
-                    raise CodeTaken(taken.code, taken.index if batch else None)
-                case NoCampaign():
-                    raise _no_campaign(campaign_id)
-                case CodesCollided(items):
-                    redraw(planned, items, self._settings.code_length)
-        raise Contention("could not find free codes; try again")
-
-    async def _existing(self, owners: list[str | None]) -> dict[str, Created]:
-        """The links recipients already had, as `create_links` returns them."""
-        found = [code for code in owners if code]
-        if not found:
-            return {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for code in found:
-                pipe.hget(link_key(code), code)
-            records = await pipe.execute()
-        if any(raw is None for raw in records):
-            # Deleted between the script and this read: the caller may simply try again.
-            raise Contention("a recipient's link was deleted meanwhile; try again")
-        return {
-            code: Created(code, decode(raw), False)
-            for code, raw in zip(found, records, strict=True)
-        }
-
-    async def _watched(
-        self, code: str, write: Callable[[StorePipeline, Link], Awaitable[Link]]
-    ) -> Link:
-        """Read `code`'s record under WATCH; `write` may watch more keys, then starts MULTI
-        and queues the change; the redirectors are told. Returns what `write` returns."""
-        key = link_key(code)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for attempt in range(MAX_ATTEMPTS):
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.hget(key, code)
-                    if raw is None:
-                        raise LinkNotFound(code)
-                    result = await write(pipe, decode(raw))
-                    pipe.publish(INVALIDATION_CHANNEL, code)
-                    await pipe.execute()
-                    return result
-                except WatchError:
-                    # Another write touched a watched key (the bucket is shared by every link
-                    # that hashes to it) between our read and our write: read again, redo,
-                    # after a short random pause so that writers racing for one bucket spread
-                    # out instead of colliding again in lockstep.
-                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        """Leaves a tombstone: the code never serves again, and no recipient's chain of codes
+        gets a hole (a hole would give a recipient a second link). A custom code's tombstone
+        may be taken by a new link with that custom code."""
+        for attempt in range(MAX_ATTEMPTS):
+            raw, record, _ = await self._read(code)
+            tombstone = Record(
+                record.created_at,
+                "",
+                campaign_id=record.campaign_id,
+                recipient=record.recipient,
+                custom=record.custom,
+                deleted=True,
+            )
+            if await self._swap(code, raw, encode(tombstone), record.campaign_id, -1):
+                return
+            await _pause(attempt)
         raise Contention(f"link {code!r} kept changing; try again")
+
+    async def _read(self, code: str) -> tuple[bytes, Record, Link]:
+        """The record as stored, decoded, and as a link; a tombstone or alias is no link."""
+        raw: bytes | None = await self._redis.hget(link_key(code), code)  # type: ignore[assignment]
+        record = None if raw is None else decode(raw)
+        if raw is None or record is None or not record.live:
+            raise LinkNotFound(code)
+        [link] = await self.store.links([record])
+        return raw, record, link
+
+    async def _find_destinations(
+        self, campaign_id: int | None, destinations: list[Destination]
+    ) -> list[str | None]:
+        """The ids the campaign's destinations already have (a read: nothing is made)."""
+        if campaign_id is None:
+            return [None] * len(destinations)
+        fields = [_finder(d) for d in destinations]
+        ids = await self._redis.hmget(destinations_key(campaign_id), fields)
+        return [None if i is None else as_text(i) for i in ids]
+
+    async def _destination_ids(
+        self, campaign_id: int | None, destinations: list[Destination], found: list[str | None]
+    ) -> list[Destination | str]:
+        """Each destination as a record refers to it: its id in the campaign, made if new;
+        itself, for links without a campaign."""
+        if campaign_id is None:
+            return list(destinations)
+        if all(found):
+            return [str(i) for i in found]
+        pairs = [(_finder(d), encode_destination(d)) for d in destinations]
+        ids = await self._make_destinations(campaign_id, pairs)
+        if ids is None:
+            raise _no_campaign(campaign_id)
+        return list(ids)
+
+    async def _checked(
+        self,
+        campaign_id: int | None,
+        plan: Plan,
+        found: list[str | None],
+        chain: Chain,
+        batch: bool,
+    ) -> tuple[dict[int, str], list[Write]]:
+        """Before anything is written: a 409 if a custom code is held by another link.
+        Returns the items that need no write (item -> the code of the link they already
+        are), and the aliases to write: the chain positions of new custom links with a
+        recipient, so that the recipient is found to have that link."""
+        custom = [p for p in plan.links if p.kind == "custom"]
+        by_recipient = {p.link.recipient: p for p in custom if p.link.recipient is not None}
+        walked = await self.store.recipient_links(campaign_id, by_recipient, chain)
+        done: dict[int, str] = {}
+        aliases: list[Write] = []
+        for recipient, (code, position) in walked.items():
+            planned = by_recipient[recipient]
+            if code is not None:
+                done[planned.index] = code  # the recipient has a link: returned unchanged
+            else:
+                aliases.append(_alias(planned, chain.code(campaign_id, recipient, position)))
+        held = await self.store.records(p.code for p in custom if p.index not in done)
+        for planned in custom:
+            holder = held.get(planned.code)
+            if holder is None or planned.index in done:
+                continue
+            place = planned.destination
+            mine = _record(planned, found[place] or plan.destinations[place])
+            if replace(holder, created_at=0) == replace(mine, created_at=0):
+                done[planned.index] = planned.code  # this very link, written before
+            elif not (holder.deleted and holder.custom):
+                raise CodeTaken(planned.code, planned.index if batch else None)
+        return done, aliases
+
+    async def _results(
+        self, plan: Plan, writes: list[Write], done: dict[int, str]
+    ) -> list[Created]:
+        existing = {w.planned.index: w.existing for w in writes if w.existing and w.counted}
+        codes = [c for c in (*done.values(), *existing.values()) if c]
+        read = await self.store.records(codes)
+        records = {code: r for code, r in read.items() if r is not None and r.live}
+        if len(records) < len(read):
+            # Deleted between the write and this read: the caller may simply try again.
+            raise Contention("a recipient's link was deleted meanwhile; try again")
+        links = dict(zip(records, await self.store.links(list(records.values())), strict=True))
+        results: dict[int, Created] = {}
+        for planned in plan.links:
+            old = done.get(planned.index) or existing.get(planned.index)
+            mine = Created(planned.code, planned.link, True)
+            results[planned.index] = Created(old, links[old], False) if old else mine
+        for index, first in plan.repeats.items():
+            # The first item of a recipient comes before its repeats, so it is filled in.
+            results[index] = replace(results[first], created=False)
+        return [results[i] for i in sorted(results)]
 
     async def _campaign_field(self, campaign_id: int) -> Campaign:
         try:
@@ -203,26 +259,79 @@ class LinkService:
             campaign_medium=campaign.utm_medium,
         )
 
-    async def _patched(self, link: Link, patch: LinkPatch) -> Link:
+    async def _patched(
+        self, record: Record, link: Link, patch: LinkPatch
+    ) -> tuple[Record, Destination]:
+        """The record with the patch applied, and its destination."""
+        target = link.target
         if patch.url is not MISSING:
             params: tuple[tuple[str, str], ...] = ()
-            if link.tagged:
+            if target.tagged:
                 campaign = None
-                if link.campaign_id is not None:
-                    campaign = await self._campaigns.get_campaign(link.campaign_id)
+                if record.campaign_id is not None:
+                    campaign = await self._campaigns.get_campaign(record.campaign_id)
                 params = self._utm(campaign)
             tagged = tagged_destination(patch.url, params)
-            link = replace(
-                link,
-                destination=tagged.destination,
-                insert_at=tagged.insert_at,
-                inserted=tagged.inserted,
-            )
+            target = Destination(*tagged, target.tagged)
+            [ref] = await self._destination_ids(record.campaign_id, [target], [None])
+            record = replace(record, destination=ref)
         if "expires_at" in patch.model_fields_set:
-            link = replace(link, expires_at=expiry(patch.expires_at))
+            record = replace(record, expires_at=expiry(patch.expires_at))
         if patch.disabled is not MISSING:
-            link = replace(link, disabled=patch.disabled)
-        return link
+            record = replace(record, disabled=patch.disabled)
+        return record, target
+
+
+def _finder(destination: Destination) -> str:
+    """The field of a campaign's destinations hash that finds this destination's id."""
+    return DESTINATION_HASH_PREFIX + _sha1(encode_destination(destination))
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _record(planned: PlannedLink, destination: Destination | str) -> Record:
+    link = planned.link
+    return Record(
+        link.created_at,
+        destination,
+        link.expires_at,
+        link.campaign_id,
+        link.recipient,
+        custom=planned.kind == "custom",
+    )
+
+
+def _writes(planned: list[PlannedLink], ids: list[Destination | str], batch: bool) -> list[Write]:
+    """The records of the planned links; those alike but for their recipient (the links of
+    a batch, mostly) share one encoder."""
+    encoders: dict[tuple[int, int | None, bool], Callable[[str | None], str]] = {}
+    writes = []
+    for p in planned:
+        alike = (p.destination, p.link.expires_at, p.kind == "custom")
+        encode = encoders.get(alike)
+        if encode is None:
+            encode = encoders[alike] = encoder(_record(p, ids[p.destination]))
+        writes.append(Write(p, encode(p.link.recipient), batch_index=p.index if batch else None))
+    return writes
+
+
+def _alias(planned: PlannedLink, chain_code: tuple[int, str]) -> Write:
+    """A recipient's chain position that points at the recipient's custom link."""
+    position, code = chain_code
+    link = planned.link
+    record = Record(
+        link.created_at, "", None, link.campaign_id, link.recipient, alias_of=planned.code
+    )
+    chained = PlannedLink(planned.index, code, "chain", link, planned.destination, position)
+    return Write(chained, encode_text(record), counted=False)
+
+
+async def _pause(attempt: int) -> None:
+    # Another write changed the record between our read and our swap: read again, after a
+    # short random pause so that writers racing for one link spread out.
+    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
 
 
 def _no_campaign(campaign_id: int | None) -> ValidationFailed:

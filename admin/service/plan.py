@@ -1,9 +1,11 @@
 """Planning a batch of new links, apart from writing it: pure, no Redis.
 
 `plan_batch` turns a request's items into the links to write, in request order: each
-distinct URL tagged once, a code drawn for each item without one (unique within the
-request), a custom code given twice refused, and a recipient given twice planned once (its
-later items get the first item's link). `redraw` draws again the codes Redis found taken.
+distinct URL tagged once into a `Destination`, a code for each item (the custom one given,
+a recipient's derived one, or a drawn one, unique within the request), a custom code given
+twice refused, and a recipient given twice planned once (its later items get the first
+item's link). `derive_codes` gives recipients' links their codes; `redraw` draws again the codes
+Redis found taken; `next_position` moves a recipient's code along its chain.
 """
 
 from __future__ import annotations
@@ -13,71 +15,113 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from admin import codes
-from admin.exceptions import CodeTaken
+from admin.exceptions import CodeTaken, FieldError, ValidationFailed
 from admin.models import BatchItem
 from admin.tagging import Tagged, tag
-from redirector.store.keys import recipient_field
-from redirector.store.record import Link
+from redirector.store.record import Destination, Link
+from redirector.store.scripts import Kind
 
 
 @dataclass(slots=True)
 class PlannedLink:
     index: int  # the item's position in the request
     code: str
-    custom: bool  # the code came with the request rather than being drawn
+    kind: Kind  # "custom" (given), "chain" (a recipient's, derived) or "random" (drawn)
     link: Link
-    recipient_field: str  # "" when the link has no recipient
+    destination: int  # index into the plan's destinations
+    position: int = 0  # where `code` is on its recipient's chain, for kind "chain"
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     links: list[PlannedLink]  # in request order, one per recipient
     repeats: dict[int, int]  # a later item of a recipient -> the index of its first item
+    destinations: list[Destination]  # distinct, in order of first use
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """How a recipient's codes are derived: the key (`cfg:code_key`) and the code length."""
+
+    key: bytes
+    code_length: int
+
+    def code(self, campaign_id: int | None, recipient: str, position: int) -> tuple[int, str]:
+        """The first position from `position` on with an allowed code, and that code."""
+        return codes.derive(self.key, campaign_id, recipient, position, self.code_length)
 
 
 def plan_batch(
     items: Sequence[BatchItem],
     *,
+    url: str | None = None,
     campaign_id: int | None,
     params: Sequence[tuple[str, str]],
     tagged: bool,
     now: int,
     code_length: int,
 ) -> Plan:
-    """`params` are the UTM parameters (`admin.tagging.utm_params`), () when not tagging."""
-    destinations: dict[str, Tagged] = {}
+    """`url` is the batch's own, for items without one; `params` are the UTM parameters
+    (`admin.tagging.utm_params`), () when not tagging. A recipient's link gets its code
+    from `derive_codes`, once the plan is known to be valid."""
+    places: dict[str, int] = {}
+    destinations: list[Destination] = []
     planned: list[PlannedLink] = []
     first_of: dict[str, int] = {}
     repeats: dict[int, int] = {}
     custom_codes: set[str] = set()
+    no_url: list[FieldError] = []
     for index, item in enumerate(items):
-        field = ""
-        if item.recipient is not None:
-            field = recipient_field(campaign_id, item.recipient)
-            if field in first_of:
-                repeats[index] = first_of[field]
+        recipient = item.recipient
+        if recipient is not None:
+            if recipient in first_of:
+                repeats[index] = first_of[recipient]
                 continue
-            first_of[field] = index
+            first_of[recipient] = index
+        given = item.url or url
+        if given is None:
+            no_url.append(FieldError(f"links[{index}].url", "required: the batch has none", index))
+            continue
         if item.code is not None:
             if item.code in custom_codes:
                 raise CodeTaken(item.code, index)
             custom_codes.add(item.code)
-        destination = destinations.get(item.url)
-        if destination is None:
-            destination = destinations[item.url] = tagged_destination(item.url, params)
+        place = places.get(given)
+        if place is None:
+            place = places[given] = len(destinations)
+            destinations.append(_destination(tagged_destination(given, params), tagged))
+        target = destinations[place]
         link = Link(
-            destination.destination,
+            target.destination,
             now,
-            expires_at=expiry(item.expires_at),
-            campaign_id=campaign_id,
-            recipient=item.recipient,
-            tagged=tagged,
-            insert_at=destination.insert_at,
-            inserted=destination.inserted,
+            expiry(item.expires_at),
+            campaign_id,
+            recipient,
+            False,
+            tagged,
+            target.insert_at,
+            target.inserted,
         )
-        planned.append(PlannedLink(index, item.code or "", item.code is not None, link, field))
-    redraw(planned, [n for n, p in enumerate(planned) if not p.custom], code_length)
-    return Plan(planned, repeats)
+        planned.append(_planned(index, item.code, link, place))
+    if no_url:
+        raise ValidationFailed(no_url)
+    redraw(planned, [n for n, p in enumerate(planned) if p.kind == "random"], code_length)
+    return Plan(planned, repeats, destinations)
+
+
+def _planned(index: int, code: str | None, link: Link, place: int) -> PlannedLink:
+    if code is not None:
+        return PlannedLink(index, code, "custom", link, place)
+    return PlannedLink(index, "", "chain" if link.recipient is not None else "random", link, place)
+
+
+def derive_codes(plan: Plan, chain: Chain) -> None:
+    """Give each recipient's link the first code of its chain."""
+    for planned in plan.links:
+        recipient = planned.link.recipient
+        if planned.kind == "chain" and recipient is not None:
+            campaign_id = planned.link.campaign_id
+            planned.position, planned.code = chain.code(campaign_id, recipient, 0)
 
 
 def redraw(planned: list[PlannedLink], which: Sequence[int], code_length: int) -> None:
@@ -92,9 +136,23 @@ def redraw(planned: list[PlannedLink], which: Sequence[int], code_length: int) -
         planned[index].code = code
 
 
+def next_position(planned: PlannedLink, chain: Chain) -> None:
+    """Move a recipient's link to the next position of its chain (the code it had is held by
+    another link, or by a tombstone)."""
+    link = planned.link
+    assert link.recipient is not None  # only a recipient's links are on a chain
+    planned.position, planned.code = chain.code(
+        link.campaign_id, link.recipient, planned.position + 1
+    )
+
+
 def tagged_destination(url: str, params: Sequence[tuple[str, str]]) -> Tagged:
     """`url` was validated and normalised when the request was parsed (admin.models)."""
     return tag(url, params) if params else Tagged(url, len(url), 0)
+
+
+def _destination(tagged: Tagged, tagging: bool) -> Destination:
+    return Destination(tagged.destination, tagged.insert_at, tagged.inserted, tagging)
 
 
 def expiry(when: datetime | None) -> int | None:

@@ -38,8 +38,6 @@ from redirector.store.keys import (
     link_breakdowns_key,
     link_stats_key,
     link_uniques_key,
-    recipient_field,
-    recipient_key,
 )
 
 # Stream entries per XRANGE of the CSV export (module-level so tests can make it small).
@@ -92,10 +90,14 @@ class StatsService:
 
     async def link_stats(self, code: str, window: Window) -> Stats:
         link = await self._links.get_link(code)
+        campaign_id = link.campaign_id
+        # One MULTI over one slot: a link's click keys carry its campaign's tag.
+        stats = link_stats_key(campaign_id, code)
+        breakdowns = link_breakdowns_key(campaign_id, code)
         async with self._redis.pipeline(transaction=True) as pipe:
-            _queue_counters(pipe, link_stats_key(code), link_breakdowns_key(code), window)
+            _queue_counters(pipe, stats, breakdowns, window)
             if link.recipient is None:
-                pipe.pfcount(link_uniques_key(code))
+                pipe.pfcount(link_uniques_key(campaign_id, code))
             counts, fields, *uniques = await pipe.execute()
         clicks, bots, series = _counters(counts, window)
         # A link with a recipient has one person behind it: unique is whether they clicked.
@@ -123,22 +125,20 @@ class StatsService:
     async def clickers(
         self, campaign_id: int, offset: int, limit: int
     ) -> tuple[int, list[Clicker]]:
-        """The campaign's recipients who clicked, by first click, with their link's code."""
-        await self._campaigns.get_campaign(campaign_id)
+        """The campaign's recipients who clicked, by first click, with their link's code
+        (found on each recipient's chain of codes, as creating their link again would)."""
+        campaign = await self._campaigns.get_campaign(campaign_id)
         key = clickers_key(campaign_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zcard(key)
             pipe.zrange(key, offset, offset + limit - 1, withscores=True)
             total, rows = await pipe.execute()
         recipients = [as_text(member) for member, _ in rows]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for recipient in recipients:
-                field = recipient_field(campaign_id, recipient)
-                pipe.hget(recipient_key(field), field)
-            codes = await pipe.execute()
+        chain = await self._links.chain(campaign)
+        found = await self._links.store.recipient_links(campaign_id, recipients, chain)
         return int(total), [
-            Clicker(recipient, int(score), None if code is None else as_text(code))
-            for recipient, (_, score), code in zip(recipients, rows, codes, strict=True)
+            Clicker(recipient, int(score), found[recipient][0])
+            for recipient, (_, score) in zip(recipients, rows, strict=True)
         ]
 
     async def click_events(

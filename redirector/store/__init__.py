@@ -1,3 +1,4 @@
 """The storage contract shared by the redirector and the admin: key names
-(`keys`), the link record (`record`), the Lua scripts (`scripts`) and the client
-factory (`connection`). The admin imports nothing else from `redirector`."""
+(`keys`), the records (`record`), the Lua scripts (`scripts`, and the click flush's in
+`flush`) and the client factory (`connection`). The admin imports nothing else from
+`redirector`."""

@@ -2,63 +2,78 @@
 
 The redirector reads these keys and the admin writes them; `redirector.store` is the only
 part of the redirector the admin imports (`admin -> redirector.store`, never the reverse).
-The record stored under a link's key is in `redirector.store.record`. Every name is built
+The records stored under these keys are in `redirector.store.record`. Every name is built
 by a function or constant here; the Lua scripts (`redirector.store.scripts`) get theirs
-in KEYS, and the field names they write (stats prefixes, click event fields, the campaign's
-link counter) in ARGV.
+in KEYS, and the field names they write in ARGV.
 
-Key schema (all keys live in one Redis database). The braces below are placeholders, not Redis
-Cluster hash tags: this schema runs on a single Redis only.
+The schema runs unchanged on one Redis and on Redis Cluster. The part of a name between
+braces is its hash tag: keys with the same tag live in the same slot, and every multi-key
+operation (a script, a MULTI) touches keys of ONE tag. There are two kinds of tag:
 
-    l:{bucket}          hash   code -> encoded Link record. `bucket` is crc32(code) mod 2**16,
-                               in hex. Bucketing keeps each hash small enough to stay
-                               listpack-encoded (Redis needs `hash-max-listpack-entries 512`
-                               and `hash-max-listpack-value 1024`), which costs ~1/3 of the
-                               memory of one string key per link. No expiry: a link lives
-                               until it is deleted; `expires_at` inside the record makes the
-                               redirector answer 410 after that time.
-    r:{bucket}          hash   "{campaign_id}:{recipient}" -> code, the idempotency index of
-                               per-recipient links (campaign_id is "" for links without one).
-                               Same bucketing, by crc32 of the field. No expiry.
-    c:{id}              hash   campaign: name, kind, utm_source, utm_medium, created_at,
-                               links (count). No expiry.
-    campaigns           zset   campaign id scored by creation time, for listing.
-    seq:campaign        string INCR counter that hands out campaign ids.
-    links:invalidate    pub/sub channel: space-separated codes whose record changed; every
-                        redirector drops them from its in-process cache.
+- `{xx}`, two hex digits: one of 256 tags of link records. A code's bucket is
+  crc32(code) mod 2**16; its high byte is the tag, its low byte the rest of the name.
+  Creating, changing or deleting links changes their records AND the campaign link counts
+  in one step, so the counts of the links in a tag live in that tag.
 
-Clicks (written by the redirector in batches, read by the admin's stats API):
+    l:{xx}yy          hash   code -> link record (record.py): the personal part of a link,
+                             a reference to its campaign's destination, or its destination
+                             inline (links without a campaign), or a tombstone (a deleted
+                             link: its code never serves or is handed out again), or an alias
+                             (a recipient's chain position taken by a custom code).
+                             65,536 small hashes stay listpack-encoded (Redis needs
+                             `hash-max-listpack-entries 512`, `hash-max-listpack-value 1024`):
+                             a third of the memory of one key per link. Nothing expires.
+    n:{xx}            hash   campaign id -> how many of its links have their record in tag xx.
+                             A campaign's link count is the sum over the 256 tags.
 
-    x:{campaign_id}     stream  one entry per hit (clicks and bot hits) of the campaign's links,
-                                "x:-" for links without a campaign; fields code, r (recipient),
-                                t (unix ms), ua, ref (referer host), h (salted IP+UA hash),
-                                bot ("1" for a bot or preview hit). Capped with approximate
-                                MAXLEN (CLICK_STREAM_MAXLEN, default 1,000,000 per campaign):
-                                the oldest events go first; the counters below never lose any.
-    s:l:{code}          hash    counters of one link, s:c:{campaign_id} of a campaign:
-                                clicks, bots, h:{hour} / hb:{hour} (clicks / bot hits in that
-                                hour, hour = unix time // 3600), d:{day} / db:{day} (day roll-up,
-                                day = unix time // 86400). No expiry.
-    b:l:{code}          hash    breakdowns of a link's clicks, b:c:{campaign_id} of a
-                                campaign's: dev:{type}, os:{family}, br:{browser}, ref:{host}.
-                                Apart from s:*, so reading them (HGETALL) costs the number of
-                                distinct values, not the number of hours with clicks.
-    u:l:{code}          HLL     salted IP+UA hashes of a link's clicks (links without recipient);
-    u:c:{campaign_id}   HLL     the same for a campaign's links without recipient.
-    k:{campaign_id}     zset    recipients who clicked, scored by their first click (unix ms);
-                                exact, as a per-recipient campaign is bounded by its recipients.
-    cfg:click_salt      string  random salt of the IP+UA hashes, made once (SET NX).
+- `{C}`, a campaign id in decimal (`{-}` for links without a campaign). A flushed click
+  updates its link's and its campaign's counters and stream, and a destination is made only
+  while its campaign exists: so a campaign's keys, and the click keys of its links, share it.
+
+    c:{C}             hash   campaign: name, kind, utm_source, utm_medium, created_at,
+                             code_length (of its recipients' derived codes, fixed at creation).
+    d:{C}             hash   the campaign's destinations, each stored once: id (base 36) ->
+                             destination record; `#<sha1 of that record>` -> its id (to find
+                             it again); `#` -> the last id given. An id never changes meaning.
+    x:{C}             stream one entry per hit (clicks and bot hits) of the campaign's links;
+                             fields code, r (recipient), t (unix ms), ua, ref (referer host),
+                             h (salted IP+UA hash), bot ("1" for a bot or preview hit). Capped
+                             with approximate MAXLEN (CLICK_STREAM_MAXLEN); counters lose nothing.
+    s:c:{C}           hash   counters of the campaign; s:l:{C}:<code> of one of its links:
+                             clicks, bots, h:{hour} / hb:{hour} (clicks / bot hits in that
+                             hour, hour = unix time // 3600), d:{day} / db:{day} (day roll-up).
+    b:c:{C}           hash   breakdowns of the campaign's clicks, b:l:{C}:<code> of a link's:
+                             dev:{type}, os:{family}, br:{browser}, ref:{host}.
+    u:c:{C}           HLL    salted IP+UA hashes of clicks on links without recipient;
+                             u:l:{C}:<code> of one such link.
+    k:{C}             zset   recipients who clicked, scored by their first click (unix ms).
+    f:{C}             hash   click flusher id -> last flush batch applied: a retried flush of
+                             a batch already counted is skipped. Expires when idle.
+
+- No tag (single keys, never in a multi-key operation):
+
+    campaigns         zset   campaign id scored by creation time, for listing.
+    seq:campaign      string INCR counter that hands out campaign ids.
+    cfg:click_salt    string random salt of the IP+UA hashes, made once (SET NX).
+    cfg:code_key      string random key of the per-recipient codes (record.py), made once.
+    links:invalidate  pub/sub channel: space-separated codes whose record changed; every
+                      redirector drops them from its in-process cache.
+
+A per-recipient link needs no index: its code is derived from (campaign, recipient) with
+`cfg:code_key` (admin/codes.py), k = 0, 1, ... until a free position or the recipient's own
+record, so the record is its own index (31 B/link less than a recipient hash).
 """
 
 from __future__ import annotations
 
 import zlib
 
-BUCKET_BITS = 16
-BUCKET_MASK = (1 << BUCKET_BITS) - 1
+BUCKET_MASK = 0xFFFF
 
 CAMPAIGNS_KEY = "campaigns"
 CAMPAIGN_SEQ_KEY = "seq:campaign"
+CLICK_SALT_KEY = "cfg:click_salt"
+CODE_KEY = "cfg:code_key"
 INVALIDATION_CHANNEL = "links:invalidate"
 
 # Settings the link store relies on to stay compact (see the module docstring).
@@ -68,38 +83,58 @@ RESERVED_CODES = frozenset({"api", "healthz", "metrics", "admin", "static"})
 # Every code a link can have (custom or drawn), anchored for JSON Schema; use it with fullmatch.
 CODE_PATTERN = "^[A-Za-z0-9_-]{3,64}$"
 
+# Two hex digits of each byte: building a key name per link of a batch is a concatenation.
+_HEX = tuple(format(byte, "02x") for byte in range(256))
+# The 256 link-record tags, as `link_tag` gives them.
+LINK_TAGS = _HEX
 
-def _bucket(text: str) -> str:
-    return format(zlib.crc32(text.encode()) & BUCKET_MASK, "x")
+
+def link_tag(code: str) -> str:
+    """The hash tag of `code`'s record: the high byte of its bucket."""
+    return _HEX[(zlib.crc32(code.encode()) & BUCKET_MASK) >> 8]
 
 
 def link_key(code: str) -> str:
     """The hash that holds `code`'s record (the field is the code itself)."""
-    return "l:" + _bucket(code)
+    return link_keys(code)[0]
 
 
-def recipient_field(campaign_id: int | None, recipient: str) -> str:
-    return f"{'' if campaign_id is None else campaign_id}:{recipient}"
+def link_keys(code: str) -> tuple[str, str]:
+    """`link_key(code)` and the link-count hash of its tag, written together."""
+    bucket = zlib.crc32(code.encode()) & BUCKET_MASK
+    tag = _HEX[bucket >> 8]
+    return "l:{" + tag + "}" + _HEX[bucket & 0xFF], "n:{" + tag + "}"
 
 
-def recipient_key(field: str) -> str:
-    """The hash that maps a `recipient_field(...)` to its link's code."""
-    return "r:" + _bucket(field)
+def link_count_key(tag: str) -> str:
+    """Campaign id -> its links whose record is in tag `tag`."""
+    return f"n:{{{tag}}}"
+
+
+def _campaign_tag(campaign_id: int | None) -> str:
+    return "{-}" if campaign_id is None else f"{{{campaign_id}}}"
 
 
 def campaign_key(campaign_id: int) -> str:
-    return f"c:{campaign_id}"
+    return "c:" + _campaign_tag(campaign_id)
 
 
-# The field of a campaign's hash that counts its links.
-CAMPAIGN_LINKS = "links"
+def destinations_key(campaign_id: int) -> str:
+    return "d:" + _campaign_tag(campaign_id)
 
 
-CLICK_SALT_KEY = "cfg:click_salt"
+# Fields of d:{C} besides the destinations' ids: the id counter, and the prefix of the
+# field that finds a destination's id from its record's SHA-1.
+DESTINATION_SEQ = "#"
+DESTINATION_HASH_PREFIX = "#"
 
 
 def click_stream_key(campaign_id: int | None) -> str:
-    return "x:" + ("-" if campaign_id is None else str(campaign_id))
+    return "x:" + _campaign_tag(campaign_id)
+
+
+def flush_key(campaign_id: int | None) -> str:
+    return "f:" + _campaign_tag(campaign_id)
 
 
 # Fields of a click stream entry (see the module docstring); FLUSH_CLICKS gets them as arguments.
@@ -107,32 +142,32 @@ EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_BOT = "code", "r", "t", "bot"
 EVENT_USER_AGENT, EVENT_REFERER_HOST, EVENT_VISITOR_HASH = "ua", "ref", "h"
 
 
-def link_stats_key(code: str) -> str:
-    return "s:l:" + code
+def link_stats_key(campaign_id: int | None, code: str) -> str:
+    return f"s:l:{_campaign_tag(campaign_id)}:{code}"
 
 
 def campaign_stats_key(campaign_id: int) -> str:
-    return f"s:c:{campaign_id}"
+    return "s:c:" + _campaign_tag(campaign_id)
 
 
-def link_breakdowns_key(code: str) -> str:
-    return "b:l:" + code
+def link_breakdowns_key(campaign_id: int | None, code: str) -> str:
+    return f"b:l:{_campaign_tag(campaign_id)}:{code}"
 
 
 def campaign_breakdowns_key(campaign_id: int) -> str:
-    return f"b:c:{campaign_id}"
+    return "b:c:" + _campaign_tag(campaign_id)
 
 
-def link_uniques_key(code: str) -> str:
-    return "u:l:" + code
+def link_uniques_key(campaign_id: int | None, code: str) -> str:
+    return f"u:l:{_campaign_tag(campaign_id)}:{code}"
 
 
 def campaign_uniques_key(campaign_id: int) -> str:
-    return f"u:c:{campaign_id}"
+    return "u:c:" + _campaign_tag(campaign_id)
 
 
 def clickers_key(campaign_id: int) -> str:
-    return f"k:{campaign_id}"
+    return "k:" + _campaign_tag(campaign_id)
 
 
 # Fields of the stats hashes (see the module docstring). The flush script builds the

@@ -1,7 +1,14 @@
-"""The link record: what the redirector reads for a code, and its bytes encoding. Pure: no I/O."""
+"""The records stored for a code and for a campaign's destination, and their bytes. Pure: no I/O.
+
+A `Record` is what a code's field in its `l:` hash holds: the personal part of a link
+(times, campaign, recipient, flags) and either its `Destination` inline or the id of one in
+its campaign's `d:` hash, where each destination is stored once. `Link` is the two put
+together: what the redirector serves and the admin answers.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -10,15 +17,31 @@ class RecordError(ValueError):
     """A stored record could not be decoded (corrupt data, or a newer format)."""
 
 
-_FORMAT = "1"
-_DISABLED = 1
-_UNTAGGED = 2
+_V1, _V2 = "1", "2"
+# Flag bits of a record (the tag bit is also a destination's).
+_DISABLED, _UNTAGGED, _INLINE, _DELETED, _ALIAS, _CUSTOM = 1, 2, 4, 8, 16, 32
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A tagged destination, ready to serve and pure ASCII; the URL as given is `destination`
+    without the `inserted` characters at `insert_at`."""
+
+    destination: str
+    insert_at: int = 0
+    inserted: int = 0
+    tagged: bool = True
+
+    @property
+    def url(self) -> str:
+        """The URL as given: what `admin.tagging.tag` was given to make `destination`."""
+        text, start = self.destination, self.insert_at
+        return text[:start] + text[start + self.inserted :]
 
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """One short link as stored. `destination` is the ready-to-serve, pure-ASCII tagged URL;
-    the URL as given is `destination` without the `inserted` characters at `insert_at`."""
+    """One short link as served: its record with its destination."""
 
     destination: str
     created_at: int  # unix seconds
@@ -32,17 +55,71 @@ class Link:
 
     @property
     def url(self) -> str:
-        """The URL as given: what `admin.tagging.tag` was given to make `destination`."""
-        destination = self.destination
-        return destination[: self.insert_at] + destination[self.insert_at + self.inserted :]
+        text, start = self.destination, self.insert_at
+        return text[:start] + text[start + self.inserted :]
+
+    @property
+    def target(self) -> Destination:
+        return Destination(self.destination, self.insert_at, self.inserted, self.tagged)
 
     def gone(self, now: float) -> bool:
         """True when the redirector must answer 410 instead of redirecting."""
         return self.disabled or (self.expires_at is not None and now >= self.expires_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a code's field holds. `destination` is inline, or the id (base 36, as stored) of
+    one in the campaign's `d:` hash. A tombstone (`deleted`) or an alias (`alias_of`, the
+    custom code a recipient's chain position points to) is no link: its code answers 404."""
+
+    created_at: int
+    destination: Destination | str
+    expires_at: int | None = None
+    campaign_id: int | None = None
+    recipient: str | None = None
+    disabled: bool = False
+    custom: bool = False  # the code was chosen by the caller (its tombstone may be reused)
+    deleted: bool = False
+    alias_of: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return not self.deleted and self.alias_of is None
+
+    def link(self, destination: Destination | None = None) -> Link:
+        """The link served: `destination` is the one `self.destination` refers to."""
+        target = self.destination if isinstance(self.destination, Destination) else destination
+        if target is None:
+            raise ValueError("a record that refers to a destination needs it to make a link")
+        return Link(
+            target.destination,
+            self.created_at,
+            self.expires_at,
+            self.campaign_id,
+            self.recipient,
+            self.disabled,
+            target.tagged,
+            target.insert_at,
+            target.inserted,
+        )
+
+
+def inline(link: Link, *, custom: bool = False) -> Record:
+    """`link` as a record holding its destination."""
+    return Record(
+        link.created_at,
+        link.target,
+        link.expires_at,
+        link.campaign_id,
+        link.recipient,
+        link.disabled,
+        custom,
+    )
+
+
 @lru_cache(maxsize=65_536)
-def _b36(n: int) -> str:
+def b36(n: int) -> str:
     # Cached: the links of a batch share their creation time, lengths and offsets.
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
@@ -53,55 +130,120 @@ def _b36(n: int) -> str:
             return out
 
 
-def encode(link: Link) -> bytes:
-    """The record as Redis stores it (see `encode_text`)."""
-    return encode_text(link).encode()
+def encode(record: Record | Link) -> bytes:
+    """The record as Redis stores it (see `encode_text`); a `Link` is stored inline."""
+    return encode_text(record if isinstance(record, Record) else inline(record)).encode()
 
 
-def encode_text(link: Link) -> str:
-    """Compact positional text,
-    `1{flags}|created|expires|campaign|insert_at|inserted|len(recipient)|`, then recipient
-    and destination back to back. Integers are base 36, absent ones empty.
-    About 25 bytes of overhead besides recipient and destination (see README, Storage)."""
-    flags = (_DISABLED if link.disabled else 0) | (0 if link.tagged else _UNTAGGED)
-    recipient = link.recipient or ""
-    head = "|".join(
-        (
-            _FORMAT + str(flags),
-            _b36(link.created_at),
-            "" if link.expires_at is None else _b36(link.expires_at),
-            "" if link.campaign_id is None else _b36(link.campaign_id),
-            _b36(link.insert_at),
-            _b36(link.inserted),
-            _b36(len(recipient)) if link.recipient is not None else "",
-        )
+def encode_text(record: Record) -> str:
+    """Compact positional text, integers in base 36, absent ones empty:
+    `2{flags}|created|expires|campaign|destination id|len(recipient)|{recipient}` (an alias
+    has its custom code for a destination id), or with the INLINE flag
+    `2{flags}|created|expires|campaign|insert_at|inserted|len(recipient)|{recipient}{destination}`.
+    Version 1 (still read) was the inline form without the INLINE flag."""
+    return encoder(record)(record.recipient)
+
+
+def encoder(record: Record) -> Callable[[str | None], str]:
+    """`encode_text` of `record` with any recipient. The links of a batch differ in little
+    but their recipient, so what comes before it is encoded once for all of them."""
+    target = record.destination
+    flags = (
+        (_DISABLED if record.disabled else 0)
+        | (_CUSTOM if record.custom else 0)
+        | (_DELETED if record.deleted else 0)
+        | (_ALIAS if record.alias_of is not None else 0)
     )
-    return head + "|" + recipient + link.destination
+    parts = [
+        "",
+        b36(record.created_at),
+        "" if record.expires_at is None else b36(record.expires_at),
+        "" if record.campaign_id is None else b36(record.campaign_id),
+    ]
+    after = ""
+    if isinstance(target, Destination):
+        flags |= _INLINE | (0 if target.tagged else _UNTAGGED)
+        parts += (b36(target.insert_at), b36(target.inserted))
+        after = target.destination
+    else:
+        parts.append(target if record.alias_of is None else record.alias_of)
+    parts[0] = _V2 + b36(flags)
+    head = "|".join(parts) + "|"
+
+    def encode(recipient: str | None) -> str:
+        if recipient is None:
+            return head + "|" + after
+        # In UTF-8 bytes, as a Lua script splits it (version 1 counted characters).
+        size = len(recipient) if recipient.isascii() else len(recipient.encode())
+        return head + b36(size) + "|" + recipient + after
+
+    return encode
 
 
-def decode(raw: bytes | str) -> Link:
-    """Inverse of `encode`. Accepts str too, for clients made with decode_responses=True."""
+def decode(raw: bytes | str) -> Record:
+    """Inverse of `encode`, for version 2 and version 1 records. Accepts str too, for clients
+    made with decode_responses=True."""
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
         head, _, rest = text.partition("|")
-        fields = rest.split("|", 6)
-        if head[:1] != _FORMAT or len(fields) != 7:
+        flags = int(head[1:], 36 if head[:1] == _V2 else 10)
+        if head[:1] == _V1:
+            flags |= _INLINE
+        elif head[:1] != _V2:
             raise RecordError(f"unknown link record format: {raw[:16]!r}")
-        flags = int(head[1:])
-        created, expires, campaign, insert_at, inserted, rlen, tail = fields
-        n = int(rlen, 36) if rlen else 0
-        return Link(
-            destination=tail[n:],
+        fields = rest.split("|", 6 if flags & _INLINE else 5)
+        created, expires, campaign, *middle, rlen, tail = fields
+        if len(middle) != (2 if flags & _INLINE else 1):
+            raise RecordError(f"corrupt link record: {raw[:16]!r}")
+        recipient, after = _split(tail, int(rlen, 36) if rlen else None, head[:1] == _V2)
+        target: Destination | str
+        if flags & _INLINE:
+            insert_at, inserted = middle
+            tagged = not flags & _UNTAGGED
+            target = Destination(after, int(insert_at, 36), int(inserted, 36), tagged)
+        else:
+            [target] = middle
+        alias = flags & _ALIAS
+        return Record(
             created_at=int(created, 36),
+            destination="" if alias else target,
             expires_at=int(expires, 36) if expires else None,
             campaign_id=int(campaign, 36) if campaign else None,
-            recipient=tail[:n] if rlen else None,
+            recipient=recipient,
             disabled=bool(flags & _DISABLED),
-            tagged=not flags & _UNTAGGED,
-            insert_at=int(insert_at, 36),
-            inserted=int(inserted, 36),
+            custom=bool(flags & _CUSTOM),
+            deleted=bool(flags & _DELETED),
+            alias_of=str(target) if alias else None,
         )
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, RecordError):
             raise
         raise RecordError(f"corrupt link record: {raw[:16]!r}") from exc
+
+
+def _split(tail: str, size: int | None, in_bytes: bool) -> tuple[str | None, str]:
+    """The recipient (None without a length) and what follows it."""
+    if size is None:
+        return None, tail
+    if in_bytes and not tail.isascii():
+        data = tail.encode()
+        return data[:size].decode(), data[size:].decode()
+    return tail[:size], tail[size:]
+
+
+def encode_destination(destination: Destination) -> str:
+    """`{flags}|insert_at|inserted|{destination}`, as a campaign's `d:` hash stores it."""
+    flags = 0 if destination.tagged else _UNTAGGED
+    insert_at, inserted = b36(destination.insert_at), b36(destination.inserted)
+    return f"{flags}|{insert_at}|{inserted}|{destination.destination}"
+
+
+def decode_destination(raw: bytes | str) -> Destination:
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        flags, insert_at, inserted, destination = text.split("|", 3)
+        return Destination(
+            destination, int(insert_at, 36), int(inserted, 36), not int(flags) & _UNTAGGED
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RecordError(f"corrupt destination record: {raw[:16]!r}") from exc

@@ -1,272 +1,167 @@
-"""The Lua scripts of smslinks, each beside the Python that calls it: one flush of clicks
-(run by the redirector) and the atomic creation of links (by the admin). Redis runs a script
-atomically, so no reader sees half a flush, and a check and the writes it guards are one step.
+"""The Lua scripts that write links, each beside the Python that calls it: the creation,
+change and deletion of links and the making of destinations (run by the admin; the click
+flush, run by the redirector, is in `flush`). Redis runs a script atomically, so no reader
+sees half a write, and a check and the writes it guards are one step.
 
-Every key a script touches arrives in KEYS, named by `redirector.store.keys` and listed
-once per call; the lines and items in ARGV refer to their keys by index into KEYS.
+Every key a script touches arrives in KEYS, named by `redirector.store.keys` and listed once
+per call, and all of them carry one hash tag (see keys.py), so each call runs on Redis
+Cluster too; the lines and items in ARGV refer to their keys by index into KEYS.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
+from redis.asyncio.cluster import RedisCluster
 
 from redirector.store.connection import Store
 from redirector.store.keys import (
-    BOT_DAY_PREFIX,
-    BOT_HOUR_PREFIX,
-    BOTS,
-    BREAKDOWNS,
-    CAMPAIGN_LINKS,
-    CLICKS,
-    DAY_PREFIX,
-    EVENT_BOT,
-    EVENT_CODE,
-    EVENT_RECIPIENT,
-    EVENT_REFERER_HOST,
-    EVENT_TIME,
-    EVENT_USER_AGENT,
-    EVENT_VISITOR_HASH,
-    HOUR_PREFIX,
+    DESTINATION_SEQ,
     INVALIDATION_CHANNEL,
-    campaign_breakdowns_key,
     campaign_key,
-    campaign_stats_key,
-    campaign_uniques_key,
-    click_stream_key,
-    clickers_key,
-    link_breakdowns_key,
-    link_key,
-    link_stats_key,
-    link_uniques_key,
-    recipient_key,
+    destinations_key,
+    link_keys,
 )
-from redirector.store.record import Link, encode_text
-
-# -- FLUSH_CLICKS --------------------------------------------------------------------------
-#
-# Sending each XADD and HINCRBY through redis-py costs ~30 µs of client CPU per command, more
-# than the redirect itself; instead the flusher sends one tab-separated line per hit, and
-# Redis does the fan-out. Counters are summed per key and field inside the script, so a hot
-# link costs one HINCRBY per field per flush.
-#
-#   KEYS[1]       the click stream of links without a campaign
-#   KEYS[l..l+2]  a link's stats, breakdowns and uniques, `l` as its hits' lines give it
-#   KEYS[c..c+4]  a campaign's stream, stats, breakdowns, uniques and clickers, likewise `c`
-#   ARGV[1]       the hits, one per line: code, l, c ('' without a campaign), recipient ('' if
-#                 none), time (unix ms), bot ('1'/'0'), user agent, referer host, visitor
-#                 hash, device type, OS, browser. No field holds a tab or newline (the flusher
-#                 replaces them in user agents; the rest are validated or generated).
-#   ARGV[2]       the streams' approximate MAXLEN
-#   ARGV[3..12]   the stats field names and prefixes, then
-#   ARGV[13..19]  the field names of a stream entry, both in the order of `_FLUSH_FIELDS`
-FLUSH_CLICKS = """
-local hits, maxlen = ARGV[1], ARGV[2]
-local CLICKS, BOTS, HOUR, BOT_HOUR, DAY, BOT_DAY, DEVICE, OS, BROWSER, REFERER =
-  unpack(ARGV, 3, 12)
-local E_CODE, E_RECIPIENT, E_TIME, E_USER_AGENT, E_REFERER, E_HASH, E_BOT = unpack(ARGV, 13, 19)
-
-local counts, uniques, first = {}, {}, {}
-local function bump(key, field)
-  local t = counts[key]
-  if not t then t = {}; counts[key] = t end
-  t[field] = (t[field] or 0) + 1
-end
-local function count(stats, breakdowns, f, hour, day)
-  if f[6] == '1' then
-    bump(stats, BOTS); bump(stats, BOT_HOUR .. hour); bump(stats, BOT_DAY .. day)
-  else
-    bump(stats, CLICKS); bump(stats, HOUR .. hour); bump(stats, DAY .. day)
-    bump(breakdowns, DEVICE .. f[10]); bump(breakdowns, OS .. f[11])
-    bump(breakdowns, BROWSER .. f[12])
-    if f[8] ~= '' then bump(breakdowns, REFERER .. f[8]) end
-  end
-end
-local function unique(key, member)
-  local t = uniques[key]
-  if not t then t = {}; uniques[key] = t end
-  t[#t + 1] = member
-end
-
-local pos, len = 1, string.len(hits)
-while pos <= len do
-  local eol = string.find(hits, '\\n', pos, true) or (len + 1)
-  local f, i = {}, pos
-  while true do
-    local tab = string.find(hits, '\\t', i, true)
-    if not tab or tab > eol then f[#f + 1] = string.sub(hits, i, eol - 1); break end
-    f[#f + 1] = string.sub(hits, i, tab - 1)
-    i = tab + 1
-  end
-  pos = eol + 1
-  local link, campaign = tonumber(f[2]), tonumber(f[3])
-  local rcp, t, bot, h = f[4], f[5], f[6], f[9]
-  local ms = tonumber(t)
-  local hour = string.format('%d', math.floor(ms / 3600000))
-  local day = string.format('%d', math.floor(ms / 86400000))
-  redis.call('XADD', campaign and KEYS[campaign] or KEYS[1], 'MAXLEN', '~', maxlen, '*',
-    E_CODE, f[1], E_RECIPIENT, rcp, E_TIME, t, E_USER_AGENT, f[7], E_REFERER, f[8],
-    E_HASH, h, E_BOT, bot)
-  count(KEYS[link], KEYS[link + 1], f, hour, day)
-  if campaign then count(KEYS[campaign + 1], KEYS[campaign + 2], f, hour, day) end
-  if bot ~= '1' then
-    if rcp == '' then
-      unique(KEYS[link + 2], h)
-      if campaign then unique(KEYS[campaign + 3], h) end
-    elseif campaign then
-      -- Unique per recipient: a campaign's clickers, each with their first click.
-      local clickers = KEYS[campaign + 4]
-      local m = first[clickers]
-      if not m then m = {}; first[clickers] = m end
-      if not m[rcp] then m[rcp] = t end
-    end
-  end
-end
-
-for key, fields in pairs(counts) do
-  for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
-end
-for key, members in pairs(uniques) do
-  -- In slices: unpack() of thousands of values would overflow Lua's C stack.
-  for s = 1, #members, 500 do
-    redis.call('PFADD', key, unpack(members, s, math.min(s + 499, #members)))
-  end
-end
-for key, m in pairs(first) do
-  for rcp, t in pairs(m) do redis.call('ZADD', key, 'NX', t, rcp) end
-end
-"""
-
-_FLUSH_FIELDS = (
-    CLICKS, BOTS, HOUR_PREFIX, BOT_HOUR_PREFIX, DAY_PREFIX, BOT_DAY_PREFIX,
-    BREAKDOWNS["device"], BREAKDOWNS["os"], BREAKDOWNS["browser"], BREAKDOWNS["referer"],
-    EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_USER_AGENT, EVENT_REFERER_HOST,
-    EVENT_VISITOR_HASH, EVENT_BOT,
-)  # fmt: skip
 
 
-class ClickBatch:
-    """The arguments of one FLUSH_CLICKS call. The flusher appends the hit lines, with
-    `link(code)` as l and `campaign(campaign_id)` as c: each declares its keys on first use."""
-
-    def __init__(self) -> None:
-        self.hit_lines: list[str] = []
-        self.keys = [click_stream_key(None)]
-        self._links: dict[str, str] = {}
-        self._campaigns: dict[int | None, str] = {None: ""}
-
-    def link(self, code: str) -> str:
-        index = self._links.get(code)
-        if index is None:
-            index = self._links[code] = str(len(self.keys) + 1)
-            self.keys += (link_stats_key(code), link_breakdowns_key(code), link_uniques_key(code))
-        return index
-
-    def campaign(self, campaign_id: int | None) -> str:
-        index = self._campaigns.get(campaign_id)
-        if index is None:
-            assert campaign_id is not None  # None is there from the start
-            index = self._campaigns[campaign_id] = str(len(self.keys) + 1)
-            self.keys += (
-                click_stream_key(campaign_id),
-                campaign_stats_key(campaign_id),
-                campaign_breakdowns_key(campaign_id),
-                campaign_uniques_key(campaign_id),
-                clickers_key(campaign_id),
-            )
-        return index
+def spans_slots(client: Store) -> bool:
+    """True when `client` talks to a Redis Cluster, where one script call may only touch keys
+    of one hash tag; on one Redis any keys may go together."""
+    return isinstance(client, RedisCluster)
 
 
-class FlushClicksScript:
-    def __init__(self, redis: Store) -> None:
-        self._script = redis.register_script(FLUSH_CLICKS)
+# Script calls of one operation in flight at once (one per slot group): enough to keep every
+# node of a cluster busy, well under the client's connection pool (100).
+CALLS_IN_FLIGHT = 16
 
-    async def __call__(self, batch: ClickBatch, stream_maxlen: int) -> None:
-        hits = "\n".join(batch.hit_lines)
-        await self._script(keys=batch.keys, args=[hits, stream_maxlen, *_FLUSH_FIELDS])
+T = TypeVar("T")
+
+
+async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
+    """Await `calls`, CALLS_IN_FLIGHT at a time; each one's result or error, in order. Every
+    call is awaited even if others fail, so that the caller knows which went through."""
+    limit = asyncio.Semaphore(CALLS_IN_FLIGHT)
+
+    async def one(call: Awaitable[T]) -> T | Exception:
+        async with limit:
+            try:
+                return await call
+            except Exception as exc:
+                return exc
+
+    return await asyncio.gather(*(one(call) for call in calls))
 
 
 # -- CREATE_LINKS --------------------------------------------------------------------------
 #
-# Creates links all-or-nothing: nothing is written unless every check passes, so a request
-# that fails leaves Redis as it was.
+# Creates a group of links all-or-nothing: nothing is written unless every check passes. On
+# a cluster a group is the links of one tag; on one Redis, any links.
 #
-#   KEYS[1]   the campaign hash, checked and counted, when ARGV[1] == '1'; then the link
-#             and recipient-index hashes of the items
-#   ARGV[1]   '1' if the links belong to a campaign
-#   ARGV[2]   the invalidation channel
-#   ARGV[3]   the items, a JSON array of [KEYS index of the link hash, code, KEYS index of
-#             the recipient-index hash (0 if none), recipient field ('' if none),
-#             custom (true/false), encoded record]
-#   ARGV[4]   the campaign hash's field that counts its links
-# One JSON argument decoded by Redis's C cjson costs about half the time of splitting
-# per-item strings in Lua, and a tenth of the client's work of sending five arguments per
-# item. The reply is decoded by `CreateLinksScript`.
+#   KEYS      the link hashes of the items, and the link-count hashes of their tags
+#   ARGV[1]   the invalidation channel
+#   ARGV[2]   the items, a JSON array of [KEYS index of the link hash, code, kind, KEYS index
+#             of the link-count hash (0: not counted), encoded record], kind one of
+#             'random' (the code must be free), 'custom' (free, a custom link's tombstone, or
+#             holding this very record but for its creation time: then it is that link),
+#             'chain' (a recipient's chain position: free, or holding a record of the same
+#             campaign and recipient, a link or an alias, whose code is then returned)
+#   ARGV[3]   the campaign's id, the field of the link-count hashes ('' for none)
+# One JSON argument decoded by Redis's C cjson costs half the time of splitting per-item
+# strings in Lua. The reply is decoded by `CreateLinksScript`.
 CREATE_LINKS = """
-local campaign = ARGV[1] == '1' and KEYS[1]
-local channel, items, links_field = ARGV[2], cjson.decode(ARGV[3]), ARGV[4]
-if campaign and redis.call('EXISTS', campaign) == 0 then
-  return {'no_campaign'}
+local channel, items, campaign = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
+local INLINE, DELETED, ALIAS, CUSTOM = 4, 8, 16, 32
+
+-- A version 2 record's flags, "campaign|recipient" and destination id (an alias: its code).
+local function owner(record)
+  local flags = string.match(record, '^2(%w+)|')
+  if not flags then return nil end
+  flags = tonumber(flags, 36)
+  local id, ref, size, tail
+  if bit.band(flags, INLINE) ~= 0 then
+    id, size, tail = string.match(record, '^[^|]*|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|([^|]*)|(.*)$')
+  else
+    id, ref, size, tail = string.match(record, '^[^|]*|[^|]*|[^|]*|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  end
+  if not size or size == '' then return flags end
+  -- The recipient's length is in bytes, as string.sub counts.
+  return flags, id .. '|' .. string.sub(tail, 1, tonumber(size, 36)), ref
 end
+local function undated(record)
+  return (string.gsub(record, '^(%w+)|[^|]*', '%1', 1))
+end
+
 local existing, new, collided = {}, {}, {}
 for i, item in ipairs(items) do
-  local links, code, recipients, field = KEYS[item[1]], item[2], KEYS[item[3]], item[4]
-  local owner = field ~= '' and redis.call('HGET', recipients, field)
-  if owner then
-    existing[i] = owner
-  else
-    existing[i] = ''
-    if redis.call('HEXISTS', links, code) == 1 then
-      if item[5] then return {'taken', i} end
+  local links, code, kind, record = KEYS[item[1]], item[2], item[3], item[5]
+  local held = redis.call('HGET', links, code)
+  existing[i] = ''
+  if not held then
+    new[#new + 1] = item
+  elseif kind == 'custom' then
+    local flags = owner(held) or 0
+    if undated(held) == undated(record) then
+      existing[i] = code
+    elseif bit.band(flags, DELETED) ~= 0 and bit.band(flags, CUSTOM) ~= 0 then
+      new[#new + 1] = item
+    else
+      return {'taken', i}
+    end
+  elseif kind == 'chain' then
+    local flags, who, ref = owner(held)
+    if who == select(2, owner(record)) and bit.band(flags, DELETED) == 0 then
+      existing[i] = bit.band(flags, ALIAS) ~= 0 and ref or code
+    else
       collided[#collided + 1] = i
     end
-    new[#new + 1] = item
+  else
+    collided[#collided + 1] = i
   end
 end
 if #collided > 0 then
   return {'collided', collided}
 end
-local codes = {}
+local codes, counted = {}, {}
 for _, item in ipairs(new) do
-  local links, code, recipients, field, record = KEYS[item[1]], item[2], KEYS[item[3]],
-    item[4], item[6]
-  redis.call('HSET', links, code, record)
-  if field ~= '' then redis.call('HSET', recipients, field, code) end
-  codes[#codes + 1] = code
+  redis.call('HSET', KEYS[item[1]], item[2], item[5])
+  codes[#codes + 1] = item[2]
+  if item[4] > 0 then counted[item[4]] = (counted[item[4]] or 0) + 1 end
 end
-if #new > 0 then
-  if campaign then redis.call('HINCRBY', campaign, links_field, #new) end
+for index, n in pairs(counted) do redis.call('HINCRBY', KEYS[index], campaign, n) end
+if #codes > 0 then
   -- A code may sit in a redirector's cache as a recent miss: tell them it exists now.
   redis.call('PUBLISH', channel, table.concat(codes, ' '))
 end
 return {'ok', existing}
 """
 
+Kind = Literal["random", "custom", "chain"]
+
 
 class NewLink(Protocol):
-    """One item to create: its code, whether the caller chose it, the record, and its
-    `recipient_field(...)` ('' when the link has no recipient)."""
+    """One item to write: its code, how the code was chosen, the encoded record, and whether
+    it counts as a link of its campaign (an alias does not)."""
 
-    code: str
-    custom: bool
-    link: Link
-    recipient_field: str
+    @property
+    def code(self) -> str: ...
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def record(self) -> str: ...
+    @property
+    def counted(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """Every new link was written. `existing[i]` is the code that item i's recipient already
-    had (that item was not written), None for the items written."""
+    """Every new link was written. `existing[i]` is the code of the link that item i already
+    was (the same custom link, or its recipient's link or alias target), None if written."""
 
     existing: list[str | None]
-
-
-@dataclass(frozen=True, slots=True)
-class NoCampaign:
-    """The campaign does not exist; nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,10 +171,10 @@ class CustomCodeTaken:
 
 @dataclass(frozen=True, slots=True)
 class CodesCollided:
-    items: list[int]  # indices of the items whose drawn codes are in use: draw again
+    items: list[int]  # indices of the items whose codes are in use: choose others
 
 
-CreateOutcome = Written | NoCampaign | CustomCodeTaken | CodesCollided
+CreateOutcome = Written | CustomCodeTaken | CodesCollided
 
 
 class CreateLinksScript:
@@ -292,25 +187,16 @@ class CreateLinksScript:
         def index(name: str) -> int:
             return keys.setdefault(name, len(keys) + 1)
 
-        if campaign_id is not None:
-            index(campaign_key(campaign_id))  # KEYS[1]
-        items = orjson.dumps(
-            [
-                (
-                    index(link_key(new.code)),
-                    new.code,
-                    index(recipient_key(new.recipient_field)) if new.recipient_field else 0,
-                    new.recipient_field,
-                    new.custom,
-                    encode_text(new.link),
-                )
-                for new in links
-            ]
-        )
-        flag = "0" if campaign_id is None else "1"
-        reply = await self._script(
-            keys=list(keys), args=[flag, INVALIDATION_CHANNEL, items, CAMPAIGN_LINKS]
-        )
+        counting = campaign_id is not None
+        items = []
+        for new in links:
+            code = new.code
+            links_hash, counts_hash = link_keys(code)
+            counted = index(counts_hash) if counting and new.counted else 0
+            items.append((index(links_hash), code, new.kind, counted, new.record))
+        campaign = "" if campaign_id is None else str(campaign_id)
+        args: list[str | bytes] = [INVALIDATION_CHANNEL, orjson.dumps(items), campaign]
+        reply = await self._script(keys=list(keys), args=args)
         return _create_outcome(reply)
 
 
@@ -318,10 +204,95 @@ def _create_outcome(reply: list[Any]) -> CreateOutcome:
     kind = reply[0]
     if kind == b"ok":
         return Written([code.decode() if code else None for code in reply[1]])
-    if kind == b"no_campaign":
-        return NoCampaign()
     if kind == b"taken":
         return CustomCodeTaken(int(reply[1]) - 1)
     if kind == b"collided":
         return CodesCollided([int(i) - 1 for i in reply[1]])
     raise ValueError(f"unexpected reply of CREATE_LINKS: {reply!r}")
+
+
+# -- MAKE_DESTINATIONS ---------------------------------------------------------------------
+#
+# The ids of a campaign's destinations, each made if it is new; only while the campaign
+# exists (a campaign's keys share its tag, so that is checked in the same step).
+#
+#   KEYS[1], KEYS[2]  the campaign hash and its destinations hash
+#   ARGV[1]           the field of the destinations hash that counts ids
+#   ARGV[2..]         pairs: the field that finds a destination, and its encoded record
+# Returns {'ok', ids} (base 36, in order), or {'no_campaign'}.
+MAKE_DESTINATIONS = """
+local campaign, destinations, seq = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('EXISTS', campaign) == 0 then
+  return {'no_campaign'}
+end
+local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+local ids = {}
+for i = 2, #ARGV, 2 do
+  local id = redis.call('HGET', destinations, ARGV[i])
+  if not id then
+    local n = redis.call('HINCRBY', destinations, seq, 1)
+    id = ''
+    repeat
+      local digit = n % 36
+      id = string.sub(DIGITS, digit + 1, digit + 1) .. id
+      n = (n - digit) / 36
+    until n == 0
+    redis.call('HSET', destinations, id, ARGV[i + 1], ARGV[i], id)
+  end
+  ids[#ids + 1] = id
+end
+return {'ok', ids}
+"""
+
+
+class MakeDestinationsScript:
+    def __init__(self, redis: Store) -> None:
+        self._script = redis.register_script(MAKE_DESTINATIONS)
+
+    async def __call__(
+        self, campaign_id: int, destinations: Sequence[tuple[str, str]]
+    ) -> list[str] | None:
+        """The ids of `destinations` (pairs of finding field and record), None when the
+        campaign does not exist (then nothing was written)."""
+        keys = [campaign_key(campaign_id), destinations_key(campaign_id)]
+        args = [DESTINATION_SEQ, *(part for pair in destinations for part in pair)]
+        reply = await self._script(keys=keys, args=args)
+        if reply[0] == b"no_campaign":
+            return None
+        return [raw.decode() for raw in reply[1]]
+
+
+# -- SWAP_LINK -----------------------------------------------------------------------------
+#
+# Replaces a link's record only if it is still the one read (compare-and-set: WATCH/MULTI
+# cannot be used on a cluster client), and counts the change in the links of its campaign.
+#
+#   KEYS[1], KEYS[2]  the link's hash and the link-count hash of its tag
+#   ARGV              code, the record read, the new record, the campaign's id ('' for
+#                     none), the change to its link count, the invalidation channel
+# Returns 1, or 0 when the record had changed meanwhile (nothing written: read it again).
+SWAP_LINK = """
+local links, counts = KEYS[1], KEYS[2]
+local code, expected, record, campaign, change, channel = unpack(ARGV, 1, 6)
+if redis.call('HGET', links, code) ~= expected then
+  return 0
+end
+redis.call('HSET', links, code, record)
+if campaign ~= '' and change ~= '0' then redis.call('HINCRBY', counts, campaign, change) end
+redis.call('PUBLISH', channel, code)
+return 1
+"""
+
+
+class SwapLinkScript:
+    def __init__(self, redis: Store) -> None:
+        self._script = redis.register_script(SWAP_LINK)
+
+    async def __call__(
+        self, code: str, read: bytes, record: bytes, campaign_id: int | None, change: int
+    ) -> bool:
+        """True if `code` held `read` and now holds `record`."""
+        keys = list(link_keys(code))
+        campaign = "" if campaign_id is None else str(campaign_id)
+        args: list[bytes | str | int] = [code, read, record, campaign, change, INVALIDATION_CHANNEL]
+        return bool(await self._script(keys=keys, args=args))

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from admin import codes
+from admin import codes, models
 from admin.appkeys import campaigns_key
 from admin.models import MAX_BATCH
 from admin.service.campaigns import Campaign
+from admin.tagging import normalize_url
+from redirector.store import keys
 from redirector.store.keys import campaign_key
 from tests.admin.helpers import (
     URL,
@@ -123,7 +125,7 @@ async def test_batch_whose_drawn_code_is_taken_draws_again_and_writes_once(
         return ["Taken01", *drawn[1:]] if len(draws) == 1 else drawn
 
     monkeypatch.setattr(codes, "draw", draw)
-    items = [{"url": f"{URL}/{i}", "recipient": f"r{i}"} for i in range(3)]
+    items = [{"url": f"{URL}/{i}"} for i in range(3)]  # no recipient: drawn codes
     resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
     assert resp.status == 201, await resp.text()
     links = (await resp.json())["links"]
@@ -132,9 +134,36 @@ async def test_batch_whose_drawn_code_is_taken_draws_again_and_writes_once(
     for link, item in zip(links, items, strict=True):
         assert (await (await admin.get(f"/api/links/{link['code']}")).json())["url"] == item["url"]
     assert await (await admin.get("/api/links/Taken01")).json() == taken
-    # Written once: four links in all, three recipients, the campaign counts three.
+    # Written once: four links in all, the campaign counts three.
     assert sum([await redis.hlen(k) async for k in redis.scan_iter("l:*")]) == 4
-    assert sum([await redis.hlen(k) async for k in redis.scan_iter("r:*")]) == 3
+    assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 3
+
+
+async def test_a_recipient_whose_code_is_taken_gets_the_next_of_its_chain(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await create_campaign(admin)
+    taken = await create_link(admin, code="Taken01")
+    real_derive = codes.derive
+
+    def derive(key: bytes, campaign: int | None, recipient: str, at: int, length: int) -> Any:
+        # r1's first code is the one taken.
+        taken_first = (recipient, at) == ("r1", 0)
+        return (0, "Taken01") if taken_first else real_derive(key, campaign, recipient, at, length)
+
+    monkeypatch.setattr(codes, "derive", derive)
+    items = [{"url": URL, "recipient": f"r{i}"} for i in range(3)]
+    answers = []
+    for _ in range(2):  # and again: the same links, found along the same chains
+        resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+        assert resp.status == 201, await resp.text()
+        answers.append([x["code"] for x in (await resp.json())["links"]])
+    key = await redis.get(keys.CODE_KEY)
+    assert isinstance(key, bytes)
+    assert answers[0] == answers[1]
+    assert answers[0][1] == real_derive(key, c["id"], "r1", 1, 7)[1]
+    assert await (await admin.get("/api/links/Taken01")).json() == taken
+    assert sum([await redis.hlen(k) async for k in redis.scan_iter("l:*")]) == 4
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 3
 
 
@@ -196,3 +225,59 @@ async def test_full_batch_of_10000(admin: Client, redis: Redis) -> None:
     links = (await resp.json())["links"]
     assert len({x["code"] for x in links}) == MAX_BATCH
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == MAX_BATCH
+
+
+# -- a URL for the whole batch -------------------------------------------------------------
+
+
+async def test_a_batch_url_serves_every_item_without_one(admin: Client) -> None:
+    c = await create_campaign(admin)
+    own = URL + "/own"
+    items = [{"recipient": "r1"}, {"recipient": "r2", "url": own}, {}]
+    resp = await admin.post(
+        "/api/links/batch", json={"campaign_id": c["id"], "url": URL, "tag": False, "links": items}
+    )
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    assert schema_errors(body, "LinkBatch") == []
+    assert [x["url"] for x in body["links"]] == [URL, own, URL]  # an item's own url wins
+    assert [x["destination"] for x in body["links"]] == [URL, own, URL]
+    assert [x["recipient"] for x in body["links"]] == ["r1", "r2", None]
+
+
+async def test_an_item_without_url_in_a_batch_without_one_is_422(
+    admin: Client, redis: Redis
+) -> None:
+    items = [{"url": URL}, {"recipient": "r1"}, {}]
+    error = await expect_error(
+        await admin.post("/api/links/batch", json={"links": items}), 422, "validation_failed"
+    )
+    assert [(f["field"], f["index"]) for f in error["fields"]] == [
+        ("links[1].url", 1),
+        ("links[2].url", 2),
+    ]
+    assert await redis_keys(redis) == set()
+    resp = await admin.post("/api/links/batch", json={"url": "ftp://x", "links": [{}]})
+    error = await expect_error(resp, 422, "validation_failed")
+    assert [f["field"] for f in error["fields"]] == ["url"]
+
+
+async def test_each_distinct_url_is_validated_once_per_request(
+    admin: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+
+    def counting(url: str, **rules: Any) -> str:
+        checked.append(url)
+        return normalize_url(url, **rules)
+
+    monkeypatch.setattr(models, "normalize_url", counting)
+    items = [{"url": URL if i % 2 else URL + "/b"} for i in range(2_000)] + [{}, {"url": "x:y"}]
+    items += [{"url": "x:y"}]
+    error = await expect_error(
+        await admin.post("/api/links/batch", json={"url": URL, "links": items}),
+        422,
+        "validation_failed",
+    )
+    assert sorted(checked) == sorted([URL, URL + "/b", "x:y"])
+    assert [f["index"] for f in error["fields"]] == [2_001, 2_002]

@@ -2,38 +2,51 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from admin import codes
 from admin.codes import ALPHABET
-from admin.exceptions import CodeTaken
+from admin.exceptions import CodeTaken, ValidationFailed
 from admin.models import BatchItem
 from admin.service import plan as plan_module
-from admin.service.plan import Plan, plan_batch, redraw
+from admin.service.plan import Chain, Plan, derive_codes, next_position, plan_batch, redraw
 from admin.tagging import tag, utm_params
-from redirector.store.record import Link
+from redirector.store.record import Destination, Link
 
 UTM = utm_params(source="sms", medium="text", campaign="spring")
 URL = "https://shop.example/p?x=1"
+CHAIN = Chain(b"k" * 32, 9)
 
 
-def item(url: str = URL, **fields: Any) -> BatchItem:
+def item(url: str | None = URL, **fields: Any) -> BatchItem:
     return BatchItem.model_construct(url=url, **fields)
 
 
-def plan(items: list[BatchItem], *, campaign_id: int | None = 7, tagged: bool = True) -> Plan:
+def plan(
+    items: list[BatchItem], *, campaign_id: int | None = 7, tagged: bool = True, **batch: Any
+) -> Plan:
     params = UTM if tagged else ()
-    return plan_batch(
-        items, campaign_id=campaign_id, params=params, tagged=tagged, now=1_000, code_length=9
+    planned = plan_batch(
+        items,
+        campaign_id=campaign_id,
+        params=params,
+        tagged=tagged,
+        now=1_000,
+        code_length=9,
+        **batch,
     )
+    derive_codes(planned, CHAIN)
+    return planned
 
 
 def test_items_without_a_code_get_distinct_drawn_codes() -> None:
     planned = plan([item(), item(code="mine-01"), item()]).links
     assert [p.index for p in planned] == [0, 1, 2]
-    assert [p.custom for p in planned] == [False, True, False]
+    assert [p.kind for p in planned] == ["random", "custom", "random"]
     assert planned[1].code == "mine-01"
     drawn = [planned[0].code, planned[2].code]
     assert len(set(drawn)) == 2
@@ -84,15 +97,71 @@ def test_a_repeated_recipient_is_planned_once() -> None:
         ]
     )
     assert [p.index for p in result.links] == [0, 1]
-    assert [p.recipient_field for p in result.links] == ["7:+34600000001", "7:+34600000002"]
+    # A recipient's code is the first of its chain: derived from campaign and recipient.
+    assert [(p.kind, p.position) for p in result.links] == [("chain", 0), ("chain", 0)]
+    assert [p.code for p in result.links] == [
+        codes.derive(CHAIN.key, 7, f"+3460000000{i}", 0, 9)[1] for i in (1, 2)
+    ]
     assert result.repeats == {2: 0}
     assert result.links[0].link.recipient == "+34600000001"
 
 
-def test_a_link_without_recipient_has_no_recipient_field() -> None:
+def test_a_link_without_recipient_has_a_drawn_code() -> None:
     [planned] = plan([item()], campaign_id=None).links
-    assert planned.recipient_field == ""
+    assert planned.kind == "random"
     assert planned.link.campaign_id is None
+
+
+def test_derived_codes_are_the_same_for_the_same_campaign_and_recipient() -> None:
+    again = plan([item(recipient="r1"), item(recipient="r2")]).links
+    assert [p.code for p in again] == [p.code for p in plan([item(recipient="r1")]).links] + [
+        plan([item(recipient="r2")]).links[0].code
+    ]
+    assert plan([item(recipient="r1")], campaign_id=8).links[0].code != again[0].code
+    other_key = plan([item(recipient="r1")])
+    derive_codes(other_key, Chain(b"x" * 32, 9))
+    assert other_key.links[0].code != again[0].code
+    assert all(len(p.code) == 9 and set(p.code.encode()) <= set(ALPHABET) for p in again)
+
+
+def test_next_position_walks_the_chain() -> None:
+    [planned] = plan([item(recipient="r1")]).links
+    seen = {planned.code}
+    for position in range(1, 5):
+        next_position(planned, CHAIN)
+        assert planned.position == position
+        assert planned.code == codes.derive(CHAIN.key, 7, "r1", position, 9)[1]
+        seen.add(planned.code)
+    assert len(seen) == 5
+
+
+def test_a_reserved_word_is_skipped_on_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = hmac.digest
+    digests = iter([bytes(32), real(b"k", b"m", "sha256")])  # 0 -> "00000": made reserved
+    monkeypatch.setattr(codes, "RESERVED_CODES", frozenset({"00000"}))
+    monkeypatch.setattr(hmac, "digest", lambda *_: next(digests))
+    position, code = codes.derive(b"k", 1, "r", 0, 5)
+    assert position == 1 and code != "00000"
+
+
+def test_a_batch_url_serves_the_items_without_one() -> None:
+    other = "https://shop.example/own"
+    result = plan([item(None), item(other), item(None)], url=URL)
+    assert [p.link.url for p in result.links] == [URL, other, URL]
+    assert result.destinations == [
+        Destination(*tag(URL, UTM)),
+        Destination(*tag(other, UTM)),
+    ]
+    assert [p.destination for p in result.links] == [0, 1, 0]
+
+
+def test_an_item_without_url_in_a_batch_without_one_is_refused() -> None:
+    with pytest.raises(ValidationFailed) as raised:
+        plan([item(), item(None), item(None, recipient="r")])
+    assert [(e.field, e.index) for e in raised.value.errors] == [
+        ("links[1].url", 1),
+        ("links[2].url", 2),
+    ]
 
 
 def test_a_custom_code_twice_in_the_request_is_refused() -> None:

@@ -10,12 +10,15 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from redirector.app import create_app
 from redirector.appkeys import clicks_key, flusher_key, invalidation_ready_key
-from redirector.clicks import ClickBuffer, Hit
+from redirector.clicks import ClickBuffer, ClickFlusher, Hit
 from redirector.settings import Settings
 from redirector.store.keys import (
     campaign_breakdowns_key,
@@ -90,7 +93,7 @@ async def test_browser_taps_are_clicks_previews_and_heads_are_bot_hits(
 
     await eventually(all_flushed)
     for key, breakdowns in (
-        (link_stats_key("promo01"), link_breakdowns_key("promo01")),
+        (link_stats_key(7, "promo01"), link_breakdowns_key(7, "promo01")),
         (campaign_stats_key(7), campaign_breakdowns_key(7)),
     ):
         assert await _count(redis, key, "clicks") == browsers
@@ -104,7 +107,7 @@ async def test_browser_taps_are_clicks_previews_and_heads_are_bot_hits(
         hours = await _count(redis, key, f"h:{hour}") + await _count(redis, key, f"h:{hour - 1}")
         assert hours == browsers
     # Three distinct user agents from one address: three people as far as the hash can tell.
-    assert await redis.pfcount(link_uniques_key("promo01")) == 3
+    assert await redis.pfcount(link_uniques_key(7, "promo01")) == 3
     events = await _events(redis, 7)
     assert sum(e[b"bot"] == b"1" for e in events) == previews + heads
     assert all(b"." not in e[b"h"] and len(e[b"h"]) == 16 for e in events)  # no raw IPs
@@ -139,7 +142,7 @@ async def test_referer_host_is_kept_not_the_url(redirector: Client, redis: Redis
     await eventually(flushed)
     [event] = await _events(redis, None)
     assert event[b"ref"] == b"mail.example.com"
-    assert await _count(redis, link_breakdowns_key("refer01"), "ref:mail.example.com") == 1
+    assert await _count(redis, link_breakdowns_key(None, "refer01"), "ref:mail.example.com") == 1
 
 
 async def test_unknown_and_gone_links_record_nothing(redirector: Client, redis: Redis) -> None:
@@ -205,7 +208,7 @@ async def test_beyond_the_cap_clicks_are_dropped_and_counted(
 
 async def _has_clicks(redis: Redis, code: str, n: int) -> bool:
     try:
-        return await _count(redis, link_stats_key(code), "clicks") == n
+        return await _count(redis, link_stats_key(None, code), "clicks") == n
     except OSError:
         return False
 
@@ -234,12 +237,75 @@ async def test_sigterm_flushes_the_buffer_before_exit(own_redis: RedisServer) ->
                     f"{url}/term001", allow_redirects=False, headers={"User-Agent": IPHONE}
                 ) as resp:
                     assert resp.status == 302
-        assert await _count(redis, link_stats_key("term001"), "clicks") == 0
+        assert await _count(redis, link_stats_key(None, "term001"), "clicks") == 0
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert await _count(redis, link_stats_key("term001"), "clicks") == 20
+    assert await _count(redis, link_stats_key(None, "term001"), "clicks") == 20
     await redis.aclose()
+
+
+# -- one batch per campaign, each applied once ---------------------------------------------
+
+
+def _flusher(redis: Redis, hits: list[Hit]) -> ClickFlusher:
+    buffer = ClickBuffer(max_buffered=1_000, flush_size=1_000)
+    for hit in hits:
+        buffer.add(hit)
+    return ClickFlusher(redis, buffer, interval=0.1, stream_maxlen=1_000, salt=b"salt")
+
+
+def _hits(campaign_id: int, n: int) -> list[Hit]:
+    return [
+        Hit(f"c{campaign_id}", campaign_id, None, 1.7e9 + i, False, IPHONE, "", "10.0.0.1")
+        for i in range(n)
+    ]
+
+
+async def test_a_batch_whose_reply_was_lost_is_not_counted_twice(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flusher = _flusher(redis, _hits(7, 5))
+    flush = flusher._flush  # the script call: applied, then its reply lost
+
+    async def reply_lost(*args: Any) -> bool:
+        assert await flush(*args)
+        raise RedisConnectionError("reply lost")
+
+    monkeypatch.setattr(flusher, "_flush", reply_lost)
+    with pytest.raises(RedisConnectionError):
+        await flusher.flush_once()
+    assert await _count(redis, campaign_stats_key(7), "clicks") == 5
+    monkeypatch.setattr(flusher, "_flush", flush)
+    assert await flusher.flush_once() == 5  # sent again with its number: skipped by Redis
+    assert await _count(redis, campaign_stats_key(7), "clicks") == 5
+    assert await redis.xlen(click_stream_key(7)) == 5
+    assert flusher._buffer.hits == []
+
+
+async def test_a_failing_campaign_neither_holds_back_nor_recounts_the_others(
+    redis: Redis,
+) -> None:
+    await redis.set(click_stream_key(8), "not a stream")  # its XADD fails: WRONGTYPE
+    interleaved = [hit for pair in zip(_hits(7, 3), _hits(8, 3), strict=True) for hit in pair]
+    flusher = _flusher(redis, [*interleaved, *_hits(7, 1)])
+    with pytest.raises(ResponseError):
+        await flusher.flush_once()
+    assert await _count(redis, campaign_stats_key(7), "clicks") == 4
+    assert [h.campaign_id for h in flusher._buffer.hits] == [8, 8, 8]  # kept, in order
+    for hit in _hits(7, 2) + _hits(8, 2):
+        flusher._buffer.add(hit)
+    with pytest.raises(ResponseError):
+        await flusher.flush_once()
+    assert await _count(redis, campaign_stats_key(7), "clicks") == 6
+    assert len(flusher._buffer.hits) == 5
+
+    await redis.delete(click_stream_key(8))
+    while flusher._buffer.hits:
+        await flusher.flush_once()
+    assert await _count(redis, campaign_stats_key(8), "clicks") == 5
+    assert await _count(redis, campaign_stats_key(7), "clicks") == 6
+    assert await redis.xlen(click_stream_key(8)) == 5

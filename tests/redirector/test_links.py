@@ -1,14 +1,34 @@
-"""The link record encoding and key names shared by redirector and admin."""
+"""The records and the key names shared by redirector and admin."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
-from redirector.store.keys import link_key, recipient_key
-from redirector.store.record import Link, RecordError, decode, encode
+from redirector.store import keys
+from redirector.store.keys import link_count_key, link_key, link_tag
+from redirector.store.record import (
+    Destination,
+    Link,
+    Record,
+    RecordError,
+    decode,
+    decode_destination,
+    encode,
+    encode_destination,
+)
 
+destinations = st.builds(
+    Destination,
+    destination=st.text(min_size=1).map(lambda s: "https://a.example/" + s),
+    insert_at=st.integers(0, 5000),
+    inserted=st.integers(0, 5000),
+    tagged=st.booleans(),
+)
 links = st.builds(
     Link,
     destination=st.text(min_size=1).map(lambda s: "https://a.example/" + s),
@@ -21,31 +41,123 @@ links = st.builds(
     insert_at=st.integers(0, 5000),
     inserted=st.integers(0, 5000),
 )
+records = st.builds(
+    Record,
+    created_at=st.integers(0, 2**40),
+    destination=destinations | st.from_regex(r"\A[0-9a-z]{0,8}\Z"),
+    expires_at=st.none() | st.integers(0, 2**40),
+    campaign_id=st.none() | st.integers(1, 2**62),
+    recipient=st.none() | st.text(max_size=128),
+    disabled=st.booleans(),
+    custom=st.booleans(),
+    deleted=st.booleans(),
+)
 
 
 @given(links)
-def test_encode_decode_round_trip(link: Link) -> None:
-    assert decode(encode(link)) == link
-    assert decode(encode(link).decode()) == link
+def test_a_link_round_trips_as_a_record_holding_its_destination(link: Link) -> None:
+    assert decode(encode(link)).link() == link
+    assert decode(encode(link).decode()).link() == link
 
 
-def test_record_is_compact() -> None:
-    link = Link("https://shop.example/x", 1_764_230_000, None, 12, "+34600000000", insert_at=22)
-    assert encode(link) == b"10|t6dkkw||c|m|0|c|+34600000000https://shop.example/x"
+@given(records)
+def test_records_round_trip(record: Record) -> None:
+    assert decode(encode(record)) == record
 
 
-@pytest.mark.parametrize("raw", [b"", b"2|x", b"10|zz", b"\xff\xfe", b"1x|1||||||a", b"10|1|"])
+@given(records, st.from_regex(r"\A[A-Za-z0-9_-]{3,64}\Z"))
+def test_aliases_round_trip(record: Record, code: str) -> None:
+    alias = Record(record.created_at, "", None, record.campaign_id, "+34600", alias_of=code)
+    assert decode(encode(alias)) == alias
+    assert not alias.live
+
+
+@given(destinations)
+def test_destinations_round_trip(destination: Destination) -> None:
+    assert decode_destination(encode_destination(destination)) == destination
+
+
+def test_a_record_of_a_campaign_holds_only_what_is_personal() -> None:
+    record = Record(1_764_230_000, "3", None, 12, "+34600000000")
+    assert encode(record) == b"20|t6dkkw||c|3|c|+34600000000"
+    # 29 bytes: a 135-byte tagged destination is stored once per campaign, not per link.
+    target = Destination("https://shop.example/x?utm_source=s", 22, 13)
+    assert encode_destination(target) == "0|m|d|https://shop.example/x?utm_source=s"
+    assert record.link(target) == Link(
+        target.destination, 1_764_230_000, None, 12, "+34600000000", insert_at=22, inserted=13
+    )
+
+
+def test_version_1_records_are_still_read() -> None:
+    record = decode(b"10|t6dkkw||c|m|0|c|+34600000000https://shop.example/x")
+    assert record.link() == Link(
+        "https://shop.example/x", 1_764_230_000, None, 12, "+34600000000", insert_at=22
+    )
+    assert decode(b"13|1|||0|0||https://a/").link() == Link(
+        "https://a/", 1, disabled=True, tagged=False
+    )
+
+
+def test_a_recipient_length_is_in_utf8_bytes_as_lua_counts() -> None:
+    record = Record(1, Destination("https://a/"), recipient="José")
+    assert encode(record) == "24|1|||0|0|5|Joséhttps://a/".encode()
+    alias = Record(1, "", campaign_id=3, recipient="José", alias_of="mine-01")
+    assert encode(alias) == "2g|1||3|mine-01|5|José".encode()
+    assert decode(encode(alias)) == alias
+    assert decode("10|1|||0|0|4|Joséhttps://a/").link().recipient == "José"  # version 1
+
+
+def test_tombstones_and_aliases_are_no_links() -> None:
+    tombstone = Record(1, "", campaign_id=3, recipient="r", deleted=True)
+    assert not decode(encode(tombstone)).live
+    assert Record(1, "2", campaign_id=3).live
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"2|x", b"10|zz", b"\xff\xfe", b"1x|1||||||a", b"10|1|", b"3|1|||1||", b"24|1||"]
+)
 def test_corrupt_records_raise(raw: bytes) -> None:
     with pytest.raises(RecordError):
         decode(raw)
 
 
-def test_keys_are_bucketed_and_stable() -> None:
+def test_a_record_of_a_campaign_needs_its_destination() -> None:
+    with pytest.raises(ValueError, match="destination"):
+        Record(1, "3", campaign_id=2).link()
+
+
+def test_link_keys_are_bucketed_under_256_tags() -> None:
     assert link_key("abc1234") == link_key("abc1234")
-    assert link_key("abc1234").startswith("l:")
-    assert recipient_key("3:+34600").startswith("r:")
+    assert re.fullmatch(r"l:\{[0-9a-f]{2}\}[0-9a-f]{2}", link_key("abc1234"))
     buckets = {link_key(f"code{i}") for i in range(10_000)}
     assert 8_000 < len(buckets) <= 10_000  # spread over 65,536 buckets
+    tags = {link_tag(f"code{i}") for i in range(10_000)}
+    assert tags == set(keys.LINK_TAGS)
+    for code in ("abc1234", "x", "Promo_2026-x"):
+        assert key_slot(link_key(code).encode()) == key_slot(
+            link_count_key(link_tag(code)).encode()
+        )
+
+
+@pytest.mark.parametrize("campaign_id", [None, 1, 42, 2**40])
+def test_a_campaign_and_its_links_click_keys_share_one_slot(campaign_id: int | None) -> None:
+    names = [
+        keys.click_stream_key(campaign_id),
+        keys.flush_key(campaign_id),
+        keys.link_stats_key(campaign_id, "abc"),
+        keys.link_breakdowns_key(campaign_id, "abc"),
+        keys.link_uniques_key(campaign_id, "xyz"),
+    ]
+    if campaign_id is not None:
+        names += [
+            keys.campaign_key(campaign_id),
+            keys.destinations_key(campaign_id),
+            keys.campaign_stats_key(campaign_id),
+            keys.campaign_breakdowns_key(campaign_id),
+            keys.campaign_uniques_key(campaign_id),
+            keys.clickers_key(campaign_id),
+        ]
+    assert len({key_slot(name.encode()) for name in names}) == 1
 
 
 def test_url_is_destination_without_inserted_part() -> None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from redirector.app import create_app
-from redirector.appkeys import invalidation_ready_key
+from redirector.appkeys import invalidation_ready_key, redis_key, resolver_key
 from redirector.settings import Settings
-from redirector.store.keys import link_key
-from redirector.store.record import Link, encode
+from redirector.store.keys import destinations_key, link_key
+from redirector.store.record import Destination, Link, Record, encode, encode_destination
 from tests.conftest import Client
 from tests.redis_server import RedisServer
 from tests.waiting import eventually
@@ -140,3 +142,61 @@ async def test_redis_down_gives_503_and_recovers(
 
 async def _status_is(client: Client, path: str, status: int) -> bool:
     return (await client.get(path, allow_redirects=False)).status == status
+
+
+async def test_a_miss_costs_one_round_trip_once_its_destination_is_cached(
+    redirector: Client, admin: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resp = await admin.post("/api/campaigns", json={"name": "Once"})
+    campaign_id = (await resp.json())["id"]
+    body = {"campaign_id": campaign_id, "url": "https://a.example/", "links": [{}, {}, {}]}
+    resp = await admin.post("/api/links/batch", json=body)
+    first, second, third = [link["code"] for link in (await resp.json())["links"]]
+    client = redirector.app[redis_key]
+    pipeline, round_trips = client.pipeline, []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def once(*args: Any, **kwargs: Any) -> Any:
+            round_trips.append(len(pipe))
+            return await execute(*args, **kwargs)
+
+        monkeypatch.setattr(pipe, "execute", once)
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", counted)
+    location = "https://a.example/?utm_source=instasent&utm_medium=sms&utm_campaign=Once"
+    assert await _location(redirector, first) == (302, location)
+    assert round_trips == [1, 1]  # the record, then its campaign's destination
+    assert await _location(redirector, second) == (302, location)
+    assert round_trips == [1, 1, 1]  # the record alone: the destination is cached
+    # Misses of one tick go together, in one round trip.
+    resolver = redirector.app[resolver_key]
+    found = await asyncio.gather(resolver.find(third), resolver.find("unknown"))
+    assert [link and link.destination for link in found] == [location, None]
+    assert round_trips == [1, 1, 1, 2]
+
+
+async def test_destinations_are_read_again_after_redis_comes_back_empty(
+    aiohttp_client: AiohttpClient, own_redis: RedisServer
+) -> None:
+    """After a gap, Redis may have lost its data and given the same ids to other URLs."""
+    redis = Redis.from_url(own_redis.url)
+    await redis.hset(destinations_key(1), "1", encode_destination(Destination("https://old/")))
+    await redis.hset(link_key("first01"), "first01", encode(Record(1, "1", campaign_id=1)))
+    app = create_app(Settings(redis_url=own_redis.url, redis_timeout=0.2))
+    client = await aiohttp_client(app)
+    await app[invalidation_ready_key].wait()
+    assert await _location(client, "first01") == (302, "https://old/")
+
+    own_redis.stop()
+    own_redis.start()  # empty: campaign 1 and its destination 1 are made anew
+    await redis.aclose()
+    redis = Redis.from_url(own_redis.url)
+    await redis.hset(destinations_key(1), "1", encode_destination(Destination("https://new/")))
+    await redis.hset(link_key("second2"), "second2", encode(Record(1, "1", campaign_id=1)))
+    await eventually(lambda: _status_is(client, "/first01", 404), within=5.0)
+    assert await _location(client, "second2") == (302, "https://new/")
+    await redis.aclose()

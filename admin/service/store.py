@@ -1,0 +1,240 @@
+"""The link store as the admin uses it: records and destinations read, recipients' chains
+walked, and new links written in groups. No HTTP and no request models here.
+
+On one Redis a batch is one group, one CREATE_LINKS call: all or nothing. On a cluster a
+script may only touch one slot, so a batch is written in one group per link tag; each group
+is all or nothing, but a batch that fails after some groups were written answered an error.
+Retrying it is safe: a recipient's code is derived (admin/codes.py), so the retry finds the
+links it wrote; a custom code holding this very link is that link; and every link is counted
+in its campaign in the same step as it is written. Links with neither recipient nor custom
+code that such an attempt wrote are left without anybody knowing their code (counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from admin.exceptions import CodeTaken, Contention
+from admin.service.plan import Chain, PlannedLink, next_position, redraw
+from redirector.store.connection import Store
+from redirector.store.keys import destinations_key, link_key, link_tag
+from redirector.store.record import (
+    Destination,
+    Link,
+    Record,
+    RecordError,
+    decode,
+    decode_destination,
+)
+from redirector.store.scripts import (
+    CodesCollided,
+    CreateLinksScript,
+    CreateOutcome,
+    CustomCodeTaken,
+    Kind,
+    Written,
+    call_each,
+    spans_slots,
+)
+
+# How many rounds a batch's write may take (codes drawn again, moved along their chains)
+# and how far a recipient's chain is followed, before giving up with a 409.
+MAX_ATTEMPTS = 20
+MAX_CHAIN = 16
+
+
+@dataclass(slots=True)
+class Write:
+    """One record to write (a `NewLink`): a planned link, whose code may still change, or
+    an alias."""
+
+    planned: PlannedLink
+    record: str
+    counted: bool = True  # an alias is no link: not counted in its campaign
+    existing: str | None = None  # the code of the link this item turned out to be already
+    batch_index: int | None = None  # the request item, for a 409 in a batch
+
+    @property
+    def code(self) -> str:
+        return self.planned.code
+
+    @property
+    def kind(self) -> Kind:
+        return self.planned.kind
+
+
+class LinkStore:
+    def __init__(self, redis: Store) -> None:
+        self._redis = redis
+        self._create_links = CreateLinksScript(redis)
+        # Whether a batch is written in one group per link tag: on a cluster it must be;
+        # tests set it on one Redis to see a failure between two groups.
+        self.by_slot = spans_slots(redis)
+
+    async def records(self, codes: Iterable[str]) -> dict[str, Record | None]:
+        wanted = list(dict.fromkeys(codes))
+        if not wanted:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for code in wanted:
+                pipe.hget(link_key(code), code)
+            raws = await pipe.execute()
+        return {
+            code: None if raw is None else decode(raw)
+            for code, raw in zip(wanted, raws, strict=True)
+        }
+
+    async def links(self, records: Sequence[Record]) -> list[Link]:
+        """The records with their destinations (one read for those they refer to)."""
+        wanted = {
+            (r.campaign_id, r.destination)
+            for r in records
+            if isinstance(r.destination, str) and r.campaign_id is not None
+        }
+        found = await self.destinations(wanted)
+        return [r.link(found.get((r.campaign_id or 0, str(r.destination)))) for r in records]
+
+    async def destinations(
+        self, wanted: Iterable[tuple[int, str]]
+    ) -> dict[tuple[int, str], Destination]:
+        pairs = list(wanted)
+        if not pairs:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for campaign_id, destination_id in pairs:
+                pipe.hget(destinations_key(campaign_id), destination_id)
+            raws = await pipe.execute()
+        if any(raw is None for raw in raws):
+            raise RecordError(f"a destination of {pairs} is missing")
+        return {pair: decode_destination(raw) for pair, raw in zip(pairs, raws, strict=True)}
+
+    async def recipient_links(
+        self, campaign_id: int | None, recipients: Iterable[str], chain: Chain
+    ) -> dict[str, tuple[str | None, int]]:
+        """Each recipient's link: its code (None when it has none), and the first position of
+        its chain that no record holds (where its link would go)."""
+        at = {r: chain.code(campaign_id, r, 0) for r in recipients}
+        found: dict[str, tuple[str | None, int]] = {}
+        for _ in range(MAX_CHAIN):
+            if not at:
+                return found
+            records = await self.records(code for _, code in at.values())
+            targets = await self.records(
+                r.alias_of for r in records.values() if r is not None and r.alias_of
+            )
+            later = {}
+            for recipient, (position, code) in at.items():
+                record = records[code]
+                target = targets.get(record.alias_of or "") if record else None
+                if record is None:
+                    found[recipient] = (None, position)
+                elif _of(record, campaign_id, recipient):
+                    found[recipient] = (code, position)
+                elif _owned(record, campaign_id, recipient) and _of(target, campaign_id, recipient):
+                    found[recipient] = (record.alias_of or "", position)
+                else:
+                    later[recipient] = chain.code(campaign_id, recipient, position + 1)
+            at = later
+        raise Contention("a recipient's chain of codes is full; try again")
+
+    async def write(self, campaign_id: int | None, writes: list[Write], chain: Chain) -> None:
+        """Write every item, in rounds: an item whose code turned out to be held by another
+        link gets another code (drawn again, or the next on its recipient's chain) and goes
+        to the next round. Sets `existing` on the items that were already written."""
+        pending = writes
+        for _ in range(MAX_ATTEMPTS):
+            if not pending:
+                return
+            now, pending = _one_per_code(pending)
+            groups = self._groups(now)
+            outcomes = await call_each(self.write_group(campaign_id, group) for group in groups)
+            retry, taken, failure = [], None, None
+            for group, outcome in zip(groups, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    failure = failure or outcome
+                elif isinstance(outcome, CustomCodeTaken):
+                    taken = taken or group[outcome.item]
+                elif isinstance(outcome, CodesCollided):
+                    for index in outcome.items:
+                        _move(group[index], group, chain)
+                    retry += group
+                else:
+                    retry += await self._stale_aliases(campaign_id, group, outcome, chain)
+            if failure is not None:
+                raise failure
+            if taken is not None:
+                raise CodeTaken(taken.planned.code, taken.batch_index)
+            pending = retry + pending
+        raise Contention("could not find free codes; try again")
+
+    async def write_group(self, campaign_id: int | None, group: list[Write]) -> CreateOutcome:
+        """One CREATE_LINKS call: the items of one tag on a cluster."""
+        return await self._create_links(campaign_id, group)
+
+    def _groups(self, writes: list[Write]) -> list[list[Write]]:
+        if not self.by_slot:
+            return [writes]
+        groups: dict[str, list[Write]] = {}
+        for item in writes:
+            groups.setdefault(link_tag(item.planned.code), []).append(item)
+        return list(groups.values())
+
+    async def _stale_aliases(
+        self, campaign_id: int | None, group: list[Write], written: Written, chain: Chain
+    ) -> list[Write]:
+        """Records which items were already written; returns those whose chain position is an
+        alias of a custom code that is no longer the recipient's link (deleted, or taken by
+        another since), moved to the next position."""
+        aliased = {}
+        for item, code in zip(group, written.existing, strict=True):
+            item.existing = code
+            if code is not None and code != item.planned.code and item.counted:
+                aliased[code] = item
+        targets = await self.records(aliased)
+        stale = []
+        for code, item in aliased.items():
+            link = item.planned.link
+            if not _of(targets[code], campaign_id, link.recipient):
+                item.existing = None
+                next_position(item.planned, chain)
+                stale.append(item)
+        return stale
+
+
+def _owned(record: Record | None, campaign_id: int | None, recipient: str | None) -> bool:
+    """Whether `record` is a link or an alias of that campaign and recipient (no tombstone)."""
+    return (
+        record is not None
+        and not record.deleted
+        and (record.campaign_id, record.recipient) == (campaign_id, recipient)
+    )
+
+
+def _of(record: Record | None, campaign_id: int | None, recipient: str | None) -> bool:
+    """Whether `record` is a link (no alias) of that campaign and recipient."""
+    return record is not None and record.live and _owned(record, campaign_id, recipient)
+
+
+def _one_per_code(writes: list[Write]) -> tuple[list[Write], list[Write]]:
+    """The items to write now, and those whose code an earlier item of this round has: they
+    wait for the next round, where that item's record is in Redis to be compared with."""
+    claimed: set[str] = set()
+    now: list[Write] = []
+    later: list[Write] = []
+    for item in writes:
+        code = item.planned.code
+        (later if code in claimed else now).append(item)
+        claimed.add(code)
+    return now, later
+
+
+def _move(item: Write, group: list[Write], chain: Chain) -> None:
+    planned = item.planned
+    if planned.kind == "random":
+        plans = [w.planned for w in group]
+        redraw(plans, [plans.index(planned)], chain.code_length)
+    else:
+        next_position(planned, chain)
+    if planned.position >= MAX_CHAIN:
+        raise Contention("a recipient's chain of codes is full; try again")

@@ -1,0 +1,194 @@
+"""The click flush script, run by the redirector (`redirector.clicks`): one call per campaign
+present in a batch of hits, since every key a hit touches carries its campaign's hash tag
+(see keys.py). Redis runs a script atomically: no reader sees half a flush.
+"""
+
+from __future__ import annotations
+
+from redirector.store.connection import Store
+from redirector.store.keys import (
+    BOT_DAY_PREFIX,
+    BOT_HOUR_PREFIX,
+    BOTS,
+    BREAKDOWNS,
+    CLICKS,
+    DAY_PREFIX,
+    EVENT_BOT,
+    EVENT_CODE,
+    EVENT_RECIPIENT,
+    EVENT_REFERER_HOST,
+    EVENT_TIME,
+    EVENT_USER_AGENT,
+    EVENT_VISITOR_HASH,
+    HOUR_PREFIX,
+    campaign_breakdowns_key,
+    campaign_stats_key,
+    campaign_uniques_key,
+    click_stream_key,
+    clickers_key,
+    flush_key,
+    link_breakdowns_key,
+    link_stats_key,
+    link_uniques_key,
+)
+
+# -- FLUSH_CLICKS --------------------------------------------------------------------------
+#
+# The hits of one campaign (or of the links without one): every key they touch has the
+# campaign's tag. Sending each XADD and HINCRBY through redis-py costs ~30 µs of client CPU per
+# command, more than the redirect itself; instead the flusher sends one tab-separated line per
+# hit and Redis does the fan-out. Counters are summed per key and field inside the script.
+#
+#   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
+#   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[6] == '1')
+#   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its hits' lines give it
+#   ARGV[1]           the hits, one per line: code, l, recipient ('' if none), time (unix ms),
+#                     bot ('1'/'0'), user agent, referer host, visitor hash, device type, OS,
+#                     browser. No field holds a tab or newline (the flusher replaces them in
+#                     user agents; the rest are validated or generated).
+#   ARGV[2]           the stream's approximate MAXLEN
+#   ARGV[3], ARGV[4]  the flusher's id and this batch's number (increasing per flusher)
+#   ARGV[5]           seconds the flush record is kept after the last flush
+#   ARGV[6]           '1' when the hits are of a campaign's links
+#   ARGV[7..23]       the stats field names and prefixes, then the field names of a stream
+#                     entry, both in the order of `_FLUSH_FIELDS`
+# Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost).
+FLUSH_CLICKS = """
+local stream, batches = KEYS[1], KEYS[2]
+local hits, maxlen, flusher, seq, keep = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local campaign = ARGV[6] == '1'
+local CLICKS, BOTS, HOUR, BOT_HOUR, DAY, BOT_DAY, DEVICE, OS, BROWSER, REFERER =
+  unpack(ARGV, 7, 16)
+local E_CODE, E_RECIPIENT, E_TIME, E_USER_AGENT, E_REFERER, E_HASH, E_BOT = unpack(ARGV, 17, 23)
+if tonumber(redis.call('HGET', batches, flusher) or '0') >= seq then
+  return 0
+end
+local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+
+local counts, sets, first = {}, {}, {}
+local function bump(key, field)
+  local t = counts[key]
+  if not t then t = {}; counts[key] = t end
+  t[field] = (t[field] or 0) + 1
+end
+local function count(stats_key, breakdowns_key, f, hour, day)
+  if f[5] == '1' then
+    bump(stats_key, BOTS); bump(stats_key, BOT_HOUR .. hour); bump(stats_key, BOT_DAY .. day)
+  else
+    bump(stats_key, CLICKS); bump(stats_key, HOUR .. hour); bump(stats_key, DAY .. day)
+    bump(breakdowns_key, DEVICE .. f[9]); bump(breakdowns_key, OS .. f[10])
+    bump(breakdowns_key, BROWSER .. f[11])
+    if f[7] ~= '' then bump(breakdowns_key, REFERER .. f[7]) end
+  end
+end
+local function unique(key, member)
+  local t = sets[key]
+  if not t then t = {}; sets[key] = t end
+  t[#t + 1] = member
+end
+
+local pos, len = 1, string.len(hits)
+while pos <= len do
+  local eol = string.find(hits, '\\n', pos, true) or (len + 1)
+  local f, i = {}, pos
+  while true do
+    local tab = string.find(hits, '\\t', i, true)
+    if not tab or tab > eol then f[#f + 1] = string.sub(hits, i, eol - 1); break end
+    f[#f + 1] = string.sub(hits, i, tab - 1)
+    i = tab + 1
+  end
+  pos = eol + 1
+  local link, rcp, t, bot, h = tonumber(f[2]), f[3], f[4], f[5], f[8]
+  local ms = tonumber(t)
+  local hour = string.format('%d', math.floor(ms / 3600000))
+  local day = string.format('%d', math.floor(ms / 86400000))
+  -- First, so that a stream that cannot be written fails the batch before anything counts.
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', E_CODE, f[1], E_RECIPIENT, rcp,
+    E_TIME, t, E_USER_AGENT, f[6], E_REFERER, f[7], E_HASH, h, E_BOT, bot)
+  count(KEYS[link], KEYS[link + 1], f, hour, day)
+  if campaign then count(stats, breakdowns, f, hour, day) end
+  if bot ~= '1' then
+    if rcp == '' then
+      unique(KEYS[link + 2], h)
+      if campaign then unique(uniques, h) end
+    elseif campaign then
+      -- Unique per recipient: a campaign's clickers, each with their first click.
+      if not first[rcp] then first[rcp] = t end
+    end
+  end
+end
+
+for key, fields in pairs(counts) do
+  for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
+end
+for key, members in pairs(sets) do
+  -- In slices: unpack() of thousands of values would overflow Lua's C stack.
+  for s = 1, #members, 500 do
+    redis.call('PFADD', key, unpack(members, s, math.min(s + 499, #members)))
+  end
+end
+for rcp, t in pairs(first) do redis.call('ZADD', clickers, 'NX', t, rcp) end
+redis.call('HSET', batches, flusher, seq)
+redis.call('EXPIRE', batches, keep)
+return 1
+"""
+
+_FLUSH_FIELDS = (
+    CLICKS, BOTS, HOUR_PREFIX, BOT_HOUR_PREFIX, DAY_PREFIX, BOT_DAY_PREFIX,
+    BREAKDOWNS["device"], BREAKDOWNS["os"], BREAKDOWNS["browser"], BREAKDOWNS["referer"],
+    EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_USER_AGENT, EVENT_REFERER_HOST,
+    EVENT_VISITOR_HASH, EVENT_BOT,
+)  # fmt: skip
+# A flusher retries a batch within seconds; a day covers any outage it waits through.
+FLUSH_RECORD_SECONDS = 86_400
+
+
+class ClickBatch:
+    """The arguments of one FLUSH_CLICKS call: the hits of one campaign. The flusher appends
+    the hit lines, with `link(code)` as l: each link declares its keys on first use."""
+
+    def __init__(self, campaign_id: int | None) -> None:
+        self.campaign_id = campaign_id
+        self.hit_lines: list[str] = []
+        self.keys = [click_stream_key(campaign_id), flush_key(campaign_id)]
+        if campaign_id is not None:
+            self.keys += (
+                campaign_stats_key(campaign_id),
+                campaign_breakdowns_key(campaign_id),
+                campaign_uniques_key(campaign_id),
+                clickers_key(campaign_id),
+            )
+        self._links: dict[str, str] = {}
+
+    def link(self, code: str) -> str:
+        index = self._links.get(code)
+        if index is None:
+            index = self._links[code] = str(len(self.keys) + 1)
+            campaign = self.campaign_id
+            self.keys += (
+                link_stats_key(campaign, code),
+                link_breakdowns_key(campaign, code),
+                link_uniques_key(campaign, code),
+            )
+        return index
+
+
+class FlushClicksScript:
+    def __init__(self, redis: Store) -> None:
+        self._script = redis.register_script(FLUSH_CLICKS)
+
+    async def __call__(
+        self, batch: ClickBatch, stream_maxlen: int, flusher: str, number: int
+    ) -> bool:
+        """Apply `batch`, numbered `number` by `flusher`; False if it was applied before."""
+        hits = "\n".join(batch.hit_lines)
+        of_campaign = "0" if batch.campaign_id is None else "1"
+        args: list[str | int] = [
+            hits,
+            stream_maxlen,
+            flusher,
+            number,
+            FLUSH_RECORD_SECONDS,
+            of_campaign,
+        ]
+        return bool(await self._script(keys=batch.keys, args=[*args, *_FLUSH_FIELDS]))
