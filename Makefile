@@ -33,7 +33,7 @@ typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
 # The stores the suite runs against (tests/conftest.py): single, cluster, or single,cluster.
-TEST_STORE ?= single
+TEST_STORE ?= single,cluster
 
 unit: $(VENV)/.test-installed
 	@PYTHON=$(PYTHON) scripts/need.sh $(SYSTEM)

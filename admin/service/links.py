@@ -64,9 +64,11 @@ class LinkService:
         self._redis = redis
         self._campaigns = campaigns
         self._settings = settings
-        self.store = LinkStore(redis)
-        self._make_destinations = MakeDestinationsScript(redis)
-        self._swap = SwapLinkScript(redis)
+        # Writes are acknowledged once `durability` says they would survive losing the master.
+        durability = settings.durability
+        self.store = LinkStore(redis, durability)
+        self._make_destinations = MakeDestinationsScript(redis, durability)
+        self._swap = SwapLinkScript(redis, durability)
         self._code_key: bytes | None = None
 
     async def create_links(

@@ -97,7 +97,7 @@ class StatsService:
         async with self._redis.pipeline(transaction=True) as pipe:
             _queue_counters(pipe, stats, breakdowns, window)
             if link.recipient is None:
-                pipe.pfcount(link_uniques_key(campaign_id, code))
+                _queue_pfcount(pipe, link_uniques_key(campaign_id, code))
             counts, fields, *uniques = await pipe.execute()
         clicks, bots, series = _counters(counts, window)
         # A link with a recipient has one person behind it: unique is whether they clicked.
@@ -115,7 +115,7 @@ class StatsService:
                 window,
             )
             pipe.zcard(clickers_key(campaign_id))
-            pipe.pfcount(campaign_uniques_key(campaign_id))
+            _queue_pfcount(pipe, campaign_uniques_key(campaign_id))
             counts, fields, clicked, anonymous = await pipe.execute()
         clicks, bots, series = _counters(counts, window)
         # Recipients are counted exactly; visitors of links without one are estimated (HLL).
@@ -165,6 +165,12 @@ class StatsService:
             if len(entries) < CSV_CHUNK:
                 return
             start = "(" + as_text(entries[-1][0])  # exclusive: after the last entry read
+
+
+def _queue_pfcount(pipe: StorePipeline, key: str) -> None:
+    # redis-py's cluster pipeline refuses its pfcount() (a multi-key command in general); one
+    # key is one slot, so the plain command is fine on both kinds of Redis.
+    pipe.execute_command("PFCOUNT", key)
 
 
 def _queue_counters(pipe: StorePipeline, key: str, breakdowns: str, window: Window) -> None:

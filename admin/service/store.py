@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from admin.exceptions import CodeTaken, Contention
 from admin.service.plan import Chain, PlannedLink, next_position, redraw
-from redirector.store.connection import Store
+from redirector.store.connection import NO_WAIT, Durability, Store
 from redirector.store.keys import destinations_key, link_key, link_tag
 from redirector.store.record import (
     Destination,
@@ -65,9 +65,9 @@ class Write:
 
 
 class LinkStore:
-    def __init__(self, redis: Store) -> None:
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
         self._redis = redis
-        self._create_links = CreateLinksScript(redis)
+        self._create_links = CreateLinksScript(redis, durability)
         # Whether a batch is written in one group per link tag: on a cluster it must be;
         # tests set it on one Redis to see a failure between two groups.
         self.by_slot = spans_slots(redis)

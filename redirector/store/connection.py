@@ -11,6 +11,7 @@ is "not set". Validation errors become one `SettingsError` line that names each 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Self, TypeVar
@@ -27,7 +28,7 @@ from pydantic_settings import (
 )
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline, PipelineCommand
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, PipelineCommand
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
@@ -101,6 +102,10 @@ class Durability:
     timeout_ms: int
 
 
+# Acknowledge once the master has it (one Redis, or when no replica is asked for).
+NO_WAIT = Durability(0, 0)
+
+
 async def run_replicated(
     store: Store,
     script: AsyncScript,
@@ -108,7 +113,11 @@ async def run_replicated(
     args: Sequence[EncodableT],
     durability: Durability,
 ) -> Any:
-    """Run `script` and return its reply once `durability.replicas` replicas hold its writes.
+    """Run `script` and return its reply once its writes are on `durability.replicas` replicas,
+    or on every replica its master has when that is fewer: a master left alone by a failover
+    (its old master not back as its replica yet) acknowledges on its own write, since no
+    failover could save that shard anyway, rather than refusing every write until an operator
+    restarts a node.
 
     WAIT counts the writes of its own connection, so it goes right behind the script on the
     connection that ran it (on a cluster: of the master of the first key). Raises
@@ -120,31 +129,52 @@ async def run_replicated(
     # EVAL, not EVALSHA: a replica promoted since has never seen the script (Redis caches it
     # by its digest all the same).
     command = ("EVAL", script.script, len(keys), *keys, *args)
-    wait = ("WAIT", durability.replicas, durability.timeout_ms)
     if isinstance(store, Redis):
+        wanted = durability.replicas
         async with store.pipeline(transaction=False) as pipe:
             pipe.execute_command(*command)
-            pipe.execute_command(*wait)
+            pipe.execute_command("WAIT", wanted, durability.timeout_ms)
             reply, replicas = await pipe.execute()
     else:
-        reply, replicas = await _run_and_wait_on_cluster(store, keys[0], command, wait)
-    if replicas < durability.replicas:
-        raise NotReplicated(f"{replicas} of {durability.replicas} replicas confirmed a write")
+        reply, replicas, wanted = await _run_and_wait_on_cluster(
+            store, keys[0], command, durability
+        )
+    if replicas < wanted:
+        raise NotReplicated(f"{replicas} of {wanted} replicas confirmed a write")
     return reply
 
 
+# How long a master's count of connected replicas (ROLE) is trusted before it is asked again.
+REPLICAS_TTL = 1.0
+_replicas_seen: dict[str, tuple[float, int]] = {}
+
+
+async def _connected_replicas(node: ClusterNode) -> int:
+    seen = _replicas_seen.get(node.name)
+    if seen is not None and seen[0] > time.monotonic():
+        return seen[1]
+    role = await node.execute_command("ROLE")
+    count = len(role[2]) if role[0] in (b"master", "master") else 0
+    _replicas_seen[node.name] = (time.monotonic() + REPLICAS_TTL, count)
+    return count
+
+
 async def _run_and_wait_on_cluster(
-    store: RedisCluster, key: str, command: tuple[EncodableT, ...], wait: tuple[EncodableT, ...]
-) -> list[Any]:
-    """Both sent on one connection of the key's master by hand: the cluster pipeline would
-    retry a failed part alone on another connection, where a WAIT counts nothing. A MOVED
-    slot is looked up and tried again (the script did not run); an error that may mean a
-    failover makes the client read the topology afresh for the next command."""
+    store: RedisCluster, key: str, command: tuple[EncodableT, ...], durability: Durability
+) -> tuple[Any, int, int]:
+    """The reply, the replicas that confirmed, and how many were asked for. The script and its
+    WAIT go on one connection of the key's master by hand: the cluster pipeline would retry a
+    failed part alone on another connection, where a WAIT counts nothing. A MOVED slot is
+    looked up and tried again (the script did not run); an error that may mean a failover
+    makes the client read the topology afresh for the next command."""
     for _ in range(MAX_REDIRECTIONS):
         await store.initialize()  # the slots map, read first or again after a failure
         node = store.nodes_manager.get_node_from_slot(store.keyslot(key))
-        sent = [PipelineCommand(0, *command), PipelineCommand(1, *wait)]
         try:
+            wanted = min(durability.replicas, await _connected_replicas(node))
+            sent = [PipelineCommand(0, *command)]
+            if wanted:
+                sent.append(PipelineCommand(1, "WAIT", wanted, durability.timeout_ms))
             await node.execute_pipeline(sent)
             for part in sent:
                 if isinstance(part.result, Exception):
@@ -155,7 +185,8 @@ async def _run_and_wait_on_cluster(
         except (RedisConnectionError, RedisTimeoutError, ClusterDownError):
             await store.aclose()
             raise
-        return [part.result for part in sent]
+        confirmed = sent[1].result if wanted else 0
+        return sent[0].result, int(confirmed), wanted  # type: ignore[arg-type]  # checked above
     raise NotReplicated(f"the slot kept moving ({MAX_REDIRECTIONS} redirections)")
 
 

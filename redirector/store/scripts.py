@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import orjson
 from redis.asyncio.cluster import RedisCluster
 
-from redirector.store.connection import Store
+from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
 from redirector.store.keys import (
     DESTINATION_SEQ,
     INVALIDATION_CHANNEL,
@@ -178,7 +178,8 @@ CreateOutcome = Written | CustomCodeTaken | CodesCollided
 
 
 class CreateLinksScript:
-    def __init__(self, redis: Store) -> None:
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+        self._redis, self._durability = redis, durability
         self._script = redis.register_script(CREATE_LINKS)
 
     async def __call__(self, campaign_id: int | None, links: Sequence[NewLink]) -> CreateOutcome:
@@ -196,7 +197,7 @@ class CreateLinksScript:
             items.append((index(links_hash), code, new.kind, counted, new.record))
         campaign = "" if campaign_id is None else str(campaign_id)
         args: list[str | bytes] = [INVALIDATION_CHANNEL, orjson.dumps(items), campaign]
-        reply = await self._script(keys=list(keys), args=args)
+        reply = await run_replicated(self._redis, self._script, list(keys), args, self._durability)
         return _create_outcome(reply)
 
 
@@ -246,7 +247,8 @@ return {'ok', ids}
 
 
 class MakeDestinationsScript:
-    def __init__(self, redis: Store) -> None:
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+        self._redis, self._durability = redis, durability
         self._script = redis.register_script(MAKE_DESTINATIONS)
 
     async def __call__(
@@ -256,7 +258,7 @@ class MakeDestinationsScript:
         campaign does not exist (then nothing was written)."""
         keys = [campaign_key(campaign_id), destinations_key(campaign_id)]
         args = [DESTINATION_SEQ, *(part for pair in destinations for part in pair)]
-        reply = await self._script(keys=keys, args=args)
+        reply = await run_replicated(self._redis, self._script, keys, args, self._durability)
         if reply[0] == b"no_campaign":
             return None
         return [raw.decode() for raw in reply[1]]
@@ -285,7 +287,8 @@ return 1
 
 
 class SwapLinkScript:
-    def __init__(self, redis: Store) -> None:
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+        self._redis, self._durability = redis, durability
         self._script = redis.register_script(SWAP_LINK)
 
     async def __call__(
@@ -295,4 +298,4 @@ class SwapLinkScript:
         keys = list(link_keys(code))
         campaign = "" if campaign_id is None else str(campaign_id)
         args: list[bytes | str | int] = [code, read, record, campaign, change, INVALIDATION_CHANNEL]
-        return bool(await self._script(keys=keys, args=args))
+        return bool(await run_replicated(self._redis, self._script, keys, args, self._durability))

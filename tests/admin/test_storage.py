@@ -16,6 +16,7 @@ from admin.appkeys import redis_key as admin_redis_key
 from admin.service import as_text
 from admin.service.store import LinkStore, Write
 from redirector.appkeys import redis_key as redirector_redis_key
+from redirector.store.connection import run_replicated
 from redirector.store.keys import destinations_key, link_key
 from redirector.store.record import Record, decode
 from redirector.store.scripts import CreateOutcome
@@ -207,6 +208,14 @@ def one_slot_per_call(
             return await _real(sha, numkeys, *args)
 
         monkeypatch.setattr(client, "evalsha", spy)
+    # On a cluster the admin's writes wait for a replica and go by EVAL (run_replicated).
+
+    async def spy_replicated(store: Any, script: Any, keys: Any, *rest: Any) -> Any:
+        calls.append([str(key).encode() for key in keys])
+        assert len({key_slot(str(key).encode()) for key in keys}) == 1, keys
+        return await run_replicated(store, script, keys, *rest)
+
+    monkeypatch.setattr("redirector.store.scripts.run_replicated", spy_replicated)
     return calls
 
 

@@ -40,10 +40,13 @@ async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -
         assert name in after
 
 
-async def test_two_workers_report_the_same_totals(redis: Redis, redis_url: str) -> None:
+async def test_two_workers_report_the_same_totals(
+    redis: Redis, redis_url: str, store_kind: str
+) -> None:
     await redis.hset(link_key("metric2"), "metric2", encode(Link("https://a.example/", 1)))
     port = free_port()
     env = os.environ | {"REDIS_URL": redis_url, "REDIRECTOR_PORT": str(port)}
+    env["REDIS_CLUSTER"] = str(store_kind == "cluster")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "redirector", "--workers", "2", env=env
