@@ -41,7 +41,7 @@ def error_response(
 def _domain(exc: AdminError) -> web.Response:
     error: responses.ErrorDetail = {"code": exc.code, "message": exc.message}
     if isinstance(exc, ValidationFailed):
-        error["fields"] = responses.field_errors(exc.errors)
+        error["fields"] = [responses.field_error(problem) for problem in exc.errors]
         return error_response(422, error)
     if isinstance(exc, CodeTaken):
         if exc.index is not None:

@@ -1,4 +1,4 @@
-"""Domain errors raised by the admin core; `admin.api` maps them to HTTP responses.
+"""Domain errors raised by the admin core; `admin.errors` maps them to HTTP responses.
 
 AdminError
 ├── ValidationFailed        422  one or more fields are invalid (each named, with batch index)
@@ -6,12 +6,6 @@ AdminError
 │   ├── CampaignNotFound
 │   └── LinkNotFound
 └── CodeTaken               409  a custom code is already in use
-
-InvalidURL (ValueError)     a URL breaks a validation rule; raised by the pure
-                            `admin.tagging` functions and reported as a field error
-                            (it is a ValueError so pydantic validators can raise it).
-Contention (RuntimeError)   409  concurrent writers kept changing the same keys; the caller
-                            may retry (not a fault of the request, hence not an AdminError).
 """
 
 from __future__ import annotations
@@ -20,11 +14,13 @@ from dataclasses import dataclass
 
 
 class InvalidURL(ValueError):
-    """The URL to shorten breaks one of the validation rules; the message says which."""
+    """The URL to shorten breaks one of the validation rules; the message says which. Raised by
+    the pure `admin.tagging` functions, a ValueError so that pydantic validators can raise it."""
 
 
 class Contention(RuntimeError):
-    """Concurrent writers kept changing the same keys; the caller may retry."""
+    """Concurrent writers kept changing the same keys; the caller may retry (409). Not a fault
+    of the request, hence not an AdminError."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +57,6 @@ class CampaignNotFound(NotFound):
 
     def __init__(self, campaign_id: int | str) -> None:
         super().__init__(f"no campaign with id {campaign_id}")
-        self.campaign_id = campaign_id
 
 
 class LinkNotFound(NotFound):
@@ -69,7 +64,6 @@ class LinkNotFound(NotFound):
 
     def __init__(self, code: str) -> None:
         super().__init__(f"no link with code {code!r}")
-        self.link_code = code
 
 
 class CodeTaken(AdminError):

@@ -25,10 +25,6 @@ Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-tim
 Count = Annotated[int, Field(ge=0)]
 
 
-def rfc3339(ts: int | None) -> str | None:
-    return None if ts is None else _rfc3339(ts)
-
-
 @lru_cache(maxsize=4096)
 def _rfc3339(ts: int) -> str:
     # Cached: every link of a batch shares its creation second.
@@ -68,7 +64,7 @@ def link(code: str, record: LinkRecord, short_url: str) -> Link:
         "campaign_id": record.campaign_id,
         "recipient": record.recipient,
         "created_at": _rfc3339(record.created_at),
-        "expires_at": rfc3339(record.expires_at),
+        "expires_at": None if record.expires_at is None else _rfc3339(record.expires_at),
         "disabled": record.disabled,
         "tag": record.tagged,
     }
@@ -125,13 +121,8 @@ Stats = TypedDict(
     "Stats",
     {
         "clicks": Annotated[Count, Field(description="All time.")],
-        "unique_clicks": Annotated[
-            Count,
-            Field(
-                description="All time: recipients who clicked, plus distinct visitors of links "
-                "without a recipient (estimated)."
-            ),
-        ],
+        # What counts as unique: both stats operations' description (apidoc.STATS_RULES).
+        "unique_clicks": Annotated[Count, Field(description="All time.")],
         "bot_hits": Annotated[Count, Field(description="All time.")],
         "recipients_clicked": Annotated[
             Count | None,
@@ -233,11 +224,8 @@ class Error(TypedDict):
     error: ErrorDetail
 
 
-def field_errors(problems: list[FieldProblem]) -> list[FieldError]:
-    out: list[FieldError] = []
-    for problem in problems:
-        entry: FieldError = {"field": problem.field, "message": problem.message}
-        if problem.index is not None:
-            entry["index"] = problem.index
-        out.append(entry)
-    return out
+def field_error(problem: FieldProblem) -> FieldError:
+    error: FieldError = {"field": problem.field, "message": problem.message}
+    if problem.index is not None:
+        error["index"] = problem.index
+    return error

@@ -3,11 +3,6 @@
 No I/O and no aiohttp here: `admin.service` calls these for every link of a batch (10,000 per
 request), so they work on plain strings (`find`/`partition`/`split`) with a fast path for the
 common pure-ASCII URL, and never round-trip a URL through a parser that re-encodes it.
-
-    normalize_url(raw, ...)  -> the pure-ASCII stored destination, or InvalidURL
-    utm_params(...)          -> the UTM parameters of a link: its campaign's, or the defaults
-    tag(url, params)         -> Tagged: the destination with the missing parameters appended
-                                (a stored link gives the URL back as `Link.url`)
 """
 
 from __future__ import annotations
@@ -115,13 +110,10 @@ def tag(url: str, params: Sequence[tuple[str, str]]) -> Tagged:
 
 
 def _check_length(url: str, max_length: int) -> None:
-    if url.isascii():
-        size = len(url)
-    else:
-        try:
-            size = len(url.encode())
-        except UnicodeEncodeError:
-            raise InvalidURL("URL is not valid Unicode (it contains a lone surrogate)") from None
+    try:
+        size = len(url) if url.isascii() else len(url.encode())
+    except UnicodeEncodeError:
+        raise InvalidURL("URL is not valid Unicode (it contains a lone surrogate)") from None
     if size > max_length:
         raise InvalidURL(f"URL is longer than {max_length} bytes")
 
@@ -139,14 +131,11 @@ def _split_url(url: str) -> tuple[str, str, str]:
     end = url.find("/", start)
     if end < 0:
         end = len(url)
-    authority = url[start:end]
-    if "?" in authority:
-        end = start + authority.index("?")
-        authority = url[start:end]
-    if "#" in authority:  # before any '?', since what follows a '?' was cut off above
-        end = start + authority.index("#")
-        authority = url[start:end]
-    return scheme, authority, url[end:]
+    for delimiter in "?#":  # a '#' only before any '?', since what follows it is cut off
+        cut = url.find(delimiter, start, end)
+        if cut >= 0:
+            end = cut
+    return scheme, url[start:end], url[end:]
 
 
 def _unusual_scheme(url: str) -> tuple[str, int]:
@@ -175,7 +164,7 @@ def _normalize_authority(authority: str, own_host: str | None) -> str:
         raise InvalidURL("URL must not contain user info")
     host, port = _split_host_port(authority)
     host = _normalize_host(host)
-    if own_host is not None and _same_host(host, own_host):
+    if own_host is not None and _host_key(host) == _host_key(own_host):
         raise InvalidURL(f"URL must not point at this service's own host ({own_host})")
     return host + port
 
@@ -194,28 +183,21 @@ def _split_host_port(authority: str) -> tuple[str, str]:
         host, port = (authority, "") if colon < 0 else (authority[:colon], authority[colon:])
     if not host:
         raise InvalidURL("URL must have a host")
-    if port:
-        _check_port(port[1:])
-    return host, port
-
-
-def _check_port(digits: str) -> None:
+    digits = port[1:]
     # The length check keeps int() away from absurd inputs; leading zeros are allowed, and kept.
-    if (
+    if port and (
         not (digits.isascii() and digits.isdigit())
         or len(digits.lstrip("0")) > len(str(_MAX_PORT))
         or not 0 < int(digits) <= _MAX_PORT
     ):
         raise InvalidURL(f"port must be a number from 1 to {_MAX_PORT}")
+    return host, port
 
 
 def _normalize_host(host: str) -> str:
     if host.startswith("["):
         return _normalize_ipv6(host)
-    if host.isascii():
-        ascii_host = host.lower()
-    else:
-        ascii_host = ".".join(_idna_label(label) for label in host.split("."))
+    ascii_host = ".".join(_idna_label(label) for label in host.split("."))
     if not _HOST_NAME_RE.fullmatch(ascii_host) or len(ascii_host.rstrip(".")) > _MAX_HOST_NAME:
         raise InvalidURL(f"host {host!r} is not a valid host name")
     # Browsers read a host whose last label is a number (decimal, or hex with 0x) as an IPv4
@@ -253,22 +235,11 @@ def _normalize_ipv6(host: str) -> str:
     return host.lower()
 
 
-def _same_host(host: str, own_host: str) -> bool:
-    """Whether the normalised `host` names `own_host`, in whichever form either is written."""
-    own = _host_key(own_host)
-    if host.startswith("["):
-        return str(ipaddress.IPv6Address(host[1:-1])) == own
-    # A trailing dot names the same host, so it must not slip past the check.
-    return host.rstrip(".") == own
-
-
-@lru_cache(maxsize=16)
-def _host_key(own_host: str) -> str:
-    """`own_host` in the form `_same_host` compares: IPv6 canonical and bare, IDNA, no final dot.
-
-    Cached: it is the same few hosts for every link of every batch.
-    """
-    bare = own_host.removeprefix("[").removesuffix("]").rstrip(".").lower()
+@lru_cache(maxsize=4096)
+def _host_key(host: str) -> str:
+    """`host` as it is compared with the own host, whichever way either is written: IPv6
+    canonical and bare, IDNA, and no final dot (which names the same host all the same)."""
+    bare = host.removeprefix("[").removesuffix("]").rstrip(".").lower()
     try:
         if ":" in bare:
             return str(ipaddress.IPv6Address(bare))
@@ -291,13 +262,9 @@ def _present_names(query: str, params: Sequence[tuple[str, str]]) -> frozenset[s
     name we add contains a space or a '+', so decoding it could never make a name match ours.
     ';' is not a separator (only '&' is, as in WHATWG URLSearchParams).
     """
-    if "%" not in query:
-        # Fast path: a name that does not even occur in the query is not one of its fields.
-        for name, _ in params:
-            if name in query:
-                break
-        else:
-            return _NONE_PRESENT
+    # Fast path: a name that does not even occur in the query is not one of its fields.
+    if "%" not in query and not any(name in query for name, _ in params):
+        return _NONE_PRESENT
     wanted = {name for name, _ in params}
     present = set()
     for field in query.split("&"):

@@ -9,12 +9,7 @@
   create       link creation through the admin batch API, 10,000 links per request
   memory       Redis memory per link (INFO memory before and after creating them)
 
-For `hot` and `hot-2w` the clicks recorded in Redis are checked against the 302s wrk got, over a
-run long enough (from the warm-up's rate, at most 60 s) for `--click-requests` requests. Every
-request carries an iPhone's User-Agent, so each hit is recorded as a click; `--url-length` is the
-stored, tagged destination's length. It prints the report, checks the issue's targets and writes
-`latest.json` and `latest.md` into `--out-dir`. Everything it starts is stopped when it ends,
-Ctrl-C and SIGTERM included, and each wrk run is bounded in time.
+For `hot` and `hot-2w` the clicks recorded in Redis are checked against the 302s wrk got.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -71,18 +71,10 @@ def pinned(command: list[str], cpus: str | None) -> list[str]:
     return (["taskset", "-c", cpus] if cpus else []) + command
 
 
-def process_tree(pid: int) -> list[psutil.Process]:
-    """A process and its live descendants (a server's workers)."""
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
 class Service:
-    """One started server: its log, its processes, a wait until it answers, and a stop that
-    always finishes (SIGTERM to its session, then SIGKILL to what outlives the wait)."""
+    """One started server, stopped when its `with` block ends: its log, a wait until it
+    answers, and a stop that always finishes (SIGTERM to its session, then SIGKILL to what
+    outlives the wait). It gets this process's environment, plus `env`."""
 
     def __init__(self, name: str, command: list[str], log: Path, env: Mapping[str, str]) -> None:
         self.name, self.log = name, log
@@ -92,7 +84,7 @@ class Service:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=dict(env),
+                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
                 cwd=ROOT,
                 start_new_session=True,
             )
@@ -125,23 +117,21 @@ class Service:
                 if redis is not None:
                     await redis.aclose()
 
-    def stop(self) -> None:
-        tree = process_tree(self.pid)
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:  # the server and the workers it forked
+            root = psutil.Process(self.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:  # it exited and wait() reaped it
+            tree = []
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGTERM)
         for process in psutil.wait_procs(tree, timeout=_STOP_SECONDS)[1]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
         self.process.wait(timeout=_STOP_SECONDS)
-
-
-@contextlib.contextmanager
-def running(name: str, command: list[str], log: Path, env: Mapping[str, str]) -> Iterator[Service]:
-    service = Service(name, command, log, env)
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def redis_command(port: int, directory: Path) -> list[str]:
@@ -157,7 +147,8 @@ def nginx_command(directory: Path, port: int, location: str) -> list[str]:
     access log, every file it writes inside `directory`. It also sends a 145-byte HTML body,
     which the redirector does not: the ceiling is, if anything, a little low."""
     quoted = location.replace("\\", "\\\\").replace('"', '\\"')
-    temp = " ".join(f"{kind}_temp_path {directory}/{kind};" for kind in _NGINX_TEMP)
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # of its temporary files
+    temp = " ".join(f"{kind}_temp_path {directory}/{kind};" for kind in kinds)
     (directory / "nginx.conf").write_text(
         f"worker_processes 1; pid {directory}/nginx.pid; events {{ worker_connections 4096; }}\n"
         f"http {{ access_log off; keepalive_requests 100000000; {temp}\n"
@@ -170,15 +161,8 @@ def nginx_command(directory: Path, port: int, location: str) -> list[str]:
     return [*command, "-e", str(directory / "error.log"), "-g", "daemon off;"]
 
 
-_NGINX_TEMP = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-
-
 def python_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
-
-
-def python_env(values: Mapping[str, str]) -> dict[str, str]:
-    return {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import random
 import secrets
 import shutil
@@ -127,7 +126,6 @@ class Bench:
     tmp: Path
     pinning: procs.Pinning
     report: results.Report
-    redis: procs.Service | None = None
     store: Redis | None = None  # a client of that Redis
     campaign_id: int = 0  # the seeded links' campaign, whose clicks are counted
     hot_seconds: float | None = None  # the hot row's measured run, which hot-notrack repeats
@@ -172,7 +170,7 @@ async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
     """Start the server, check its answers, warm it up, load it; count the clicks if asked."""
     options, base_url = bench.options, f"http://127.0.0.1:{row.port}"
     log = bench.tmp / f"{row.key}.log"
-    with procs.running(row.key, row.command, log, procs.python_env(row.env)) as server:
+    with procs.Service(row.key, row.command, log, row.env) as server:
         await server.wait(base_url + row.checks[0][0], 302)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             for path, location in row.checks:
@@ -255,7 +253,7 @@ async def create_links(bench: Bench, redis_url: str, links: int) -> list[str]:
     env = {"REDIS_URL": redis_url, "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port)}
     env |= {"ADMIN_API_KEYS": key, "PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
     command = procs.pinned(procs.python_command("admin"), bench.pinning.server)
-    with procs.running("admin", command, bench.tmp / "admin.log", procs.python_env(env)) as admin:
+    with procs.Service("admin", command, bench.tmp / "admin.log", env) as admin:
         await admin.wait(f"http://127.0.0.1:{port}/healthz")
         before = int((await store.info("memory"))["used_memory"])
         print(f"creating {links:,} links through the admin API ...", flush=True)
@@ -299,8 +297,8 @@ async def run_rows(bench: Bench, stack: contextlib.AsyncExitStack) -> None:
         (bench.tmp / "redis").mkdir()
         command = procs.pinned(procs.redis_command(port, bench.tmp / "redis"), bench.pinning.load)
         log = bench.tmp / "redis.log"
-        bench.redis = stack.enter_context(procs.running("redis", command, log, os.environ))
-        await bench.redis.wait(redis_url)
+        redis = stack.enter_context(procs.Service("redis", command, log, {}))
+        await redis.wait(redis_url)
         bench.store = Redis.from_url(redis_url)
         stack.push_async_callback(bench.store.aclose)
         codes = await create_links(bench, redis_url, links_needed(options))

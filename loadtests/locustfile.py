@@ -109,7 +109,9 @@ class AdminUser(User):
         request_event = self.environment.events.request
         self.api = FastHttpSession(ADMIN_URL, request_event, self, headers=admin_auth())
         self.rng = random.Random()
-        self.campaign_id = self.create_campaign()
+        body = {"name": f"locust admin {self.rng.getrandbits(32):08x}", "kind": "automation"}
+        created = self.post("/api/campaigns", body)
+        self.campaign_id = None if created is None else int(created["id"])
 
     def post(self, path: str, body: dict[str, Any], statuses: tuple[int, ...] = (201,)) -> Any:
         """The JSON answer, or None once the failure is recorded."""
@@ -121,11 +123,6 @@ class AdminUser(User):
             if isinstance(body.get("links"), list) and len(answer["links"]) != len(body["links"]):
                 resp.failure("the batch answer does not hold one link per item")
             return answer
-
-    def create_campaign(self) -> int | None:
-        body = {"name": f"locust admin {self.rng.getrandbits(32):08x}", "kind": "automation"}
-        created = self.post("/api/campaigns", body)
-        return None if created is None else int(created["id"])
 
     def new_recipient(self) -> str:
         # Random numbers, so concurrent admin users (and runs) rarely repeat one; a repeat is

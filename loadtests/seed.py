@@ -1,11 +1,8 @@
 """The one seeder: a campaign and N per-recipient links created through the admin batch API,
 for Locust (`python -m loadtests.seed`, which writes the codes file) and for the benchmark
-(`seed()`, which times the creation).
+(`seed()`, which times the creation). Only this machine is a target unless LOCUST_ALLOW_REMOTE=1.
 
     python -m loadtests.seed --links 100000          # against `make run` on this machine
-
-Link i goes to `LinkPlan.url(i)` for the i-th synthetic `+34` recipient; its tagged destination
-is exactly `--url-length` bytes. Only this machine is a target unless LOCUST_ALLOW_REMOTE=1.
 """
 
 from __future__ import annotations
@@ -45,8 +42,6 @@ _FIRST_MOBILE = 600_000_000
 MAX_RECIPIENTS = 200_000_000
 _URL_PREFIX = "https://shop.example/"
 _PADDING = "abcdefghijklmnopqrstuvwxyz0123456789-"
-
-Progress = Callable[[int], None]  # called with the number of links created so far
 
 
 class SeedError(Exception):
@@ -148,7 +143,7 @@ async def seed(
     campaign_name: str = DEFAULT_CAMPAIGN_NAME,
     url_length: int = 90,
     out: Path | None = DEFAULT_CODES_FILE,
-    progress: Progress | None = None,
+    progress: Callable[[int], None] | None = None,  # given the links created so far
 ) -> SeedResult:
     """Create a campaign and `links` links under it; write their `code<TAB>destination` lines
     to `out` (None: no file) in link order. Only loopback admin URLs are accepted; the first

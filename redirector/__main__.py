@@ -8,7 +8,8 @@ import os
 import sys
 
 from redirector.server import serve, supervise
-from redirector.settings import Settings, SettingsError
+from redirector.settings import Settings
+from redirector.store.connection import SettingsError
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,16 +21,13 @@ from redirector.settings import Settings
 log = logging.getLogger("redirector")
 
 
-def _install_uvloop() -> None:
+def serve(settings: Settings) -> None:
     try:
         import uvloop
+
+        uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return
-    uvloop.install()
-
-
-def serve(settings: Settings) -> None:
-    _install_uvloop()
+        pass
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -45,17 +42,13 @@ def supervise(settings: Settings) -> int:
     """Run `settings.workers` processes; stop them all on SIGTERM/SIGINT, or when one dies
     (a half-dead pool would silently serve with less capacity)."""
     if settings.metrics_dir is not None:
-        return _run_workers(settings)
+        return _Pool(settings).run()
     # Workers add their metrics up through files in a shared directory; prometheus-client
     # reads PROMETHEUS_MULTIPROC_DIR when it is imported, so the workers are spawned (fresh
     # interpreters that inherit the variable), not forked from this already-importing one.
     with tempfile.TemporaryDirectory(prefix="smslinks-metrics-") as directory:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        return _run_workers(settings.model_copy(update={"metrics_dir": directory}))
-
-
-def _run_workers(settings: Settings) -> int:
-    return _Pool(settings).run()
+        return _Pool(settings.model_copy(update={"metrics_dir": directory})).run()
 
 
 class _Pool:
@@ -77,8 +70,8 @@ class _Pool:
             self.deadline = time.monotonic() + self.grace
         self.stopping = True
         for w in self.workers:
-            if w.is_alive() and w.pid is not None:
-                os.kill(w.pid, signal.SIGTERM)
+            if w.is_alive():
+                w.terminate()  # SIGTERM
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
@@ -88,7 +81,10 @@ class _Pool:
         waiting = {w.sentinel: w for w in self.workers}
         while waiting:
             if time.monotonic() > self.deadline:
-                self._kill(list(waiting.values()))
+                for worker in waiting.values():
+                    log.error("%s did not stop within %.0f s; killing it", worker.name, self.grace)
+                    worker.kill()
+                self.deadline = float("inf")
             for ready in multiprocessing.connection.wait(list(waiting), timeout=1.0):
                 self._reap(waiting.pop(ready))  # type: ignore[arg-type]  # sentinels are ints
         # A worker still starting when asked to stop dies of the SIGTERM itself: that is a
@@ -96,12 +92,6 @@ class _Pool:
         clean = {0, -signal.SIGTERM} if self.stopping else {0}
         log.info("workers exited: %s", [w.exitcode for w in self.workers])
         return 0 if all(w.exitcode in clean for w in self.workers) else 1
-
-    def _kill(self, stragglers: list[BaseProcess]) -> None:
-        for w in stragglers:
-            log.error("%s did not stop within %.0f s; killing it", w.name, self.grace)
-            w.kill()
-        self.deadline = float("inf")
 
     def _reap(self, worker: BaseProcess) -> None:
         worker.join()  # the sentinel can fire a moment before the exit code is known

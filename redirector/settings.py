@@ -7,9 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from redirector.store.connection import SettingsError, StoreSettings
-
-__all__ = ["Settings", "SettingsError"]
+from redirector.store.connection import StoreSettings
 
 
 class Settings(StoreSettings):

@@ -25,35 +25,22 @@ def normalize(raw: str, *, max_length: int = MAX_LENGTH, own_host: str | None = 
 def checked_tag(url: str, params: tuple[tuple[str, str], ...] = UTM) -> Tagged:
     """tag(), plus the invariants every result must satisfy."""
     tagged = tag(url, params)
-    start, end = tagged.insert_at, tagged.insert_at + tagged.inserted
-    assert tagged.destination[:start] + tagged.destination[end:] == url
-    assert untag(tagged) == url
+    assert untag(tagged) == url  # the destination less the inserted part
     assert 0 <= tagged.insert_at <= len(url)
     assert len(tagged.destination) == len(url) + tagged.inserted
     return tagged
 
 
-def split_fragment(url: str) -> tuple[str, str | None]:
-    before, hash_sign, fragment = url.partition("#")
-    return before, fragment if hash_sign else None
-
-
 def query_of(url: str) -> str | None:
-    before, _ = split_fragment(url)
-    _, question, query = before.partition("?")
+    _, question, query = url.partition("#")[0].partition("?")
     return query if question else None
 
 
 def added_pairs(tagged: Tagged) -> list[tuple[str, str]]:
     """The (name, decoded value) pairs `tag` inserted, read back from the destination."""
     segment = tagged.destination[tagged.insert_at : tagged.insert_at + tagged.inserted]
-    if not segment:
-        return []
-    if segment[0] in "?&":
+    if segment[:1] in ("?", "&"):
         segment = segment[1:]
-    pairs: list[tuple[str, str]] = []
-    for field in segment.split("&"):
-        name, equals, value = field.partition("=")
-        assert equals, field
-        pairs.append((name, unquote(value, errors="strict")))
-    return pairs
+    fields = [field.partition("=") for field in segment.split("&")] if segment else []
+    assert all(equals for _, equals, _ in fields), segment
+    return [(name, unquote(value, errors="strict")) for name, _, value in fields]

@@ -16,19 +16,8 @@ import yaml
 from redirector.store.keys import REDIS_MEMORY_CONFIG
 
 COMPOSE_FILE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    compose: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert "version" not in compose  # obsolete in the Compose Specification
-    return compose
-
-
-@pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    services: dict[str, dict[str, Any]] = compose["services"]
-    return services
+COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 
 
 def _has_docker_compose() -> bool:
@@ -46,8 +35,12 @@ def test_compose_file_is_valid() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_published_ports_are_loopback_only(services: dict[str, dict[str, Any]]) -> None:
-    published = [spec for service in services.values() for spec in service.get("ports", [])]
+def test_no_obsolete_version_key() -> None:
+    assert "version" not in COMPOSE  # obsolete in the Compose Specification
+
+
+def test_published_ports_are_loopback_only() -> None:
+    published = [spec for service in SERVICES.values() for spec in service.get("ports", [])]
     assert published
     assert all(spec.startswith("127.0.0.1:") for spec in published), published
 
@@ -62,12 +55,10 @@ def test_no_secrets_in_the_file() -> None:
     assert secret.findall(text) == []
 
 
-def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact(
-    compose: dict[str, Any], services: dict[str, dict[str, Any]]
-) -> None:
+def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact() -> None:
     # AOF is pointless unless /data outlives the container: a named volume keeps it.
-    assert "redis-data:/data" in services["redis"]["volumes"] and "redis-data" in compose["volumes"]
-    args = [str(arg) for arg in services["redis"]["command"]]
+    assert "redis-data:/data" in SERVICES["redis"]["volumes"] and "redis-data" in COMPOSE["volumes"]
+    args = [str(arg) for arg in SERVICES["redis"]["command"]]
     assert args[0] == "redis-server"
     options = dict(zip(args[1::2], args[2::2], strict=True))
     assert options["--appendonly"] == "yes"
@@ -77,12 +68,10 @@ def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact(
         assert options[f"--{name}"] == str(value), name
 
 
-def test_apps_listen_in_the_container_reach_redis_and_check_their_health(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+def test_apps_listen_in_the_container_reach_redis_and_check_their_health() -> None:
+    assert SERVICES["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     for name in ("admin", "redirector"):
-        app, prefix = services[name], name.upper()
+        app, prefix = SERVICES[name], name.upper()
         assert app["depends_on"]["redis"] == {"condition": "service_healthy"}
         # Every interface inside the container; the host publishes the port on loopback only.
         assert app["environment"][f"{prefix}_HOST"] == "0.0.0.0"
@@ -91,12 +80,10 @@ def test_apps_listen_in_the_container_reach_redis_and_check_their_health(
         assert healthz in " ".join(app["healthcheck"]["test"]), name
 
 
-def test_locust_runs_only_in_the_load_profile_and_reads_loadtests_only(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    locust = {name for name, service in services.items() if service["command"][0] == "locust"}
+def test_locust_runs_only_in_the_load_profile_and_reads_loadtests_only() -> None:
+    locust = {name for name, service in SERVICES.items() if service["command"][0] == "locust"}
     assert locust == {"locust-master", "locust-worker"}
-    for name, service in services.items():
+    for name, service in SERVICES.items():
         assert service.get("profiles") == (["load"] if name in locust else None), name
         if name in locust:
             assert service["volumes"] == ["./loadtests:/app/loadtests:ro"], name
@@ -109,13 +96,11 @@ def _stage_user(stages: dict[str, tuple[str, str]], stage: str) -> str | None:
     return users[-1] if users else _stage_user(stages, parent) if parent in stages else None
 
 
-def test_every_runtime_target_runs_as_a_non_root_user_and_bakes_in_no_secret(
-    services: dict[str, dict[str, Any]],
-) -> None:
+def test_every_runtime_target_runs_as_a_non_root_user_and_bakes_in_no_secret() -> None:
     dockerfile = COMPOSE_FILE.with_name("Dockerfile").read_text().replace("\\\n", " ")
     parts = re.split(r"^FROM +(\S+)(?: +AS +(\S+))?.*$", dockerfile, flags=re.M | re.I)
     stages = dict(zip(parts[2::3], zip(parts[1::3], parts[3::3], strict=True), strict=True))
-    targets = {service["build"]["target"] for service in services.values() if "build" in service}
+    targets = {service["build"]["target"] for service in SERVICES.values() if "build" in service}
     assert targets == {"app", "load"} and len(stages) > len(targets)  # multi-stage
     for target in targets:
         assert (_stage_user(stages, target) or "root").partition(":")[0] not in {"root", "0"}

@@ -27,12 +27,9 @@ async def test_campaign_link_redirects_to_tagged_destination(
     assert link["short_url"] == f"http://sho.rt/{link['code']}"
     assert len(link["code"]) == 7
 
-    resp = await redirector.get(f"/{link['code']}", allow_redirects=False)
-    assert resp.status == 302
-    assert resp.headers["Location"] == expected
-    assert resp.headers["Cache-Control"] == "private, max-age=0"
-    assert await resp.read() == b""
-
-    resp = await redirector.head(f"/{link['code']}", allow_redirects=False)
-    assert resp.status == 302
-    assert resp.headers["Location"] == expected
+    for method in ("GET", "HEAD"):
+        resp = await redirector.request(method, f"/{link['code']}", allow_redirects=False)
+        assert resp.status == 302
+        assert resp.headers["Location"] == expected
+        assert resp.headers["Cache-Control"] == "private, max-age=0"
+        assert await resp.read() == b""

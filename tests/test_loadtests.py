@@ -213,20 +213,14 @@ def test_helpers_and_seeder_do_not_import_locust() -> None:
 async def _locust(tmp_path: Path, host: str, codes: Path, *args: str) -> tuple[int, str]:
     # Everything the locustfile reads comes from here, never from the developer's .data/.
     env = {**os.environ, "LOCUST_CODES_FILE": str(codes), "LOCUST_UNKNOWN_SHARE": "0.2"}
+    env["ADMIN_API_KEYS"] = API_KEY
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", *args]
     command += ["--host", host, "--csv", str(tmp_path / "run")]
     # In a thread, so that the test servers in this event loop keep answering meanwhile.
     run = await asyncio.to_thread(
-        subprocess.run,
-        command,
-        env=env | {"ADMIN_API_KEYS": API_KEY},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=60,
-        check=False,
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
     )
-    return run.returncode, run.stdout
+    return run.returncode, run.stdout + run.stderr
 
 
 @needs_locust

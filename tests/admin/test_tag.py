@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from admin.tagging import Tagged, tag, utm_params
-from tests.tagged_urls import UTM, added_pairs, checked_tag, query_of, untag
+from tests.tagged_urls import UTM, added_pairs, checked_tag, query_of
 
 ADDED = "utm_source=sms&utm_medium=text&utm_campaign=spring"
 
@@ -15,23 +15,20 @@ ADDED = "utm_source=sms&utm_medium=text&utm_campaign=spring"
 # --- utm_params ----------------------------------------------------------------------------
 
 
-def test_utm_params_with_campaign_in_order() -> None:
-    assert utm_params(source="sms", medium="text", campaign="spring") == (
+@pytest.mark.parametrize(
+    ("campaign", "expected"),
+    [
+        pytest.param("spring", [("utm_campaign", "spring")], id="with-campaign-in-order"),
+        pytest.param(None, [], id="without-campaign"),
+        pytest.param("", [("utm_campaign", "")], id="keeps-an-empty-campaign"),
+    ],
+)
+def test_utm_params(campaign: str | None, expected: list[tuple[str, str]]) -> None:
+    assert utm_params(source="sms", medium="text", campaign=campaign) == (
         ("utm_source", "sms"),
         ("utm_medium", "text"),
-        ("utm_campaign", "spring"),
+        *expected,
     )
-
-
-def test_utm_params_without_campaign() -> None:
-    assert utm_params(source="sms", medium="text", campaign=None) == (
-        ("utm_source", "sms"),
-        ("utm_medium", "text"),
-    )
-
-
-def test_utm_params_keeps_an_empty_campaign() -> None:
-    assert utm_params(source="s", medium="m", campaign="")[-1] == ("utm_campaign", "")
 
 
 def test_utm_params_prefer_the_campaign_source_and_medium_to_the_defaults() -> None:
@@ -68,6 +65,17 @@ def test_utm_params_prefer_the_campaign_source_and_medium_to_the_defaults() -> N
         pytest.param(
             "http://a.example/p?a=1?b=2", f"http://a.example/p?a=1?b=2&{ADDED}", id="question-in-q"
         ),
+        # A parameter in the fragment is not in the query: it does not count as present.
+        pytest.param(
+            "http://a.example/p#utm_source=x",
+            f"http://a.example/p?{ADDED}#utm_source=x",
+            id="utm-frag",
+        ),
+        pytest.param(
+            "http://a.example/p?x=1#?utm_source=x",
+            f"http://a.example/p?x=1&{ADDED}#?utm_source=x",
+            id="utm-frag-after-query",
+        ),
     ],
 )
 def test_tag_places_parameters_after_query_before_fragment(url: str, expected: str) -> None:
@@ -84,12 +92,6 @@ def test_tag_reports_insertion_point_and_size() -> None:
 
 def test_tag_with_no_params_adds_nothing() -> None:
     assert checked_tag("http://a.example/p?x=1#f", ()) == Tagged("http://a.example/p?x=1#f", 22, 0)
-
-
-def test_tag_without_campaign_adds_source_and_medium_only() -> None:
-    params = utm_params(source="sms", medium="text", campaign=None)
-    tagged = checked_tag("http://a.example/p", params)
-    assert tagged.destination == "http://a.example/p?utm_source=sms&utm_medium=text"
 
 
 # --- tag: parameters already present -------------------------------------------------------
@@ -126,25 +128,15 @@ def test_tag_skips_only_the_parameters_the_query_has(query: str, added: str) -> 
     assert tagged.destination == f"http://a.example/p?{query}{added}#f"
 
 
-def test_tag_adds_nothing_when_every_parameter_is_present() -> None:
-    url = "http://a.example/p?utm_campaign=c&utm_medium&utm_source=#frag"
-    tagged = checked_tag(url)
-    assert tagged == Tagged(url, url.index("#"), 0)
-
-
-def test_tag_adds_nothing_to_a_url_without_fragment_when_all_present() -> None:
-    url = "http://a.example/p?utm_source=a&utm_medium=b&utm_campaign=c"
-    assert checked_tag(url) == Tagged(url, len(url), 0)
-
-
-def test_tag_parameter_only_in_fragment_does_not_count() -> None:
-    tagged = checked_tag("http://a.example/p#utm_source=x")
-    assert tagged.destination == f"http://a.example/p?{ADDED}#utm_source=x"
-
-
-def test_tag_parameter_in_fragment_after_query_does_not_count() -> None:
-    tagged = checked_tag("http://a.example/p?x=1#?utm_source=x")
-    assert tagged.destination == f"http://a.example/p?x=1&{ADDED}#?utm_source=x"
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://a.example/p?utm_campaign=c&utm_medium&utm_source=#frag", id="frag"),
+        pytest.param("http://a.example/p?utm_source=a&utm_medium=b&utm_campaign=c", id="no-frag"),
+    ],
+)
+def test_tag_adds_nothing_when_every_parameter_is_present(url: str) -> None:
+    assert checked_tag(url) == Tagged(url, len(url.partition("#")[0]), 0)
 
 
 def test_tag_accepts_any_sequence_of_params() -> None:
@@ -229,12 +221,7 @@ def test_tag_encodes_values_and_they_decode_back(campaign: str, encoded: str) ->
     }
 
 
-def test_tag_encodes_source_and_medium_too() -> None:
+def test_tag_without_campaign_adds_source_and_medium_only_encoded_too() -> None:
     params = utm_params(source="news letter", medium="sms&mms", campaign=None)
     tagged = checked_tag("http://a.example/", params)
     assert tagged.destination == "http://a.example/?utm_source=news%20letter&utm_medium=sms%26mms"
-
-
-def test_untag_is_the_inverse_of_tag() -> None:
-    for url in ["http://a.example/p?x=1#f", "http://a.example", "http://a.example/?utm_source=x"]:
-        assert untag(tag(url, UTM)) == url

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from admin.exceptions import InvalidURL
-from admin.tagging import tag, utm_params
-from tests.tagged_urls import added_pairs, checked_tag, normalize, query_of, split_fragment, untag
+from admin.tagging import utm_params
+from tests.tagged_urls import added_pairs, checked_tag, normalize, query_of
 
 # The first IDNA call loads Unicode tables, which can blow Hypothesis' per-example deadline.
 properties = settings(deadline=None, max_examples=200)
@@ -101,7 +101,9 @@ def encode_like_normalize(text: str) -> str:
 
 @properties
 @given(url_parts())
-def test_property_normalize_url_encodes_only_what_it_must(parts: UrlParts) -> None:
+def test_property_normalize_url_encodes_only_what_it_must_and_is_idempotent(
+    parts: UrlParts,
+) -> None:
     url = normalize(parts.raw)
     assert url.isascii()
     assert " " not in url
@@ -109,12 +111,6 @@ def test_property_normalize_url_encodes_only_what_it_must(parts: UrlParts) -> No
     assert url.startswith(prefix)
     # Trimming can only have removed trailing whitespace of the last piece.
     assert url[len(prefix) :] == encode_like_normalize(parts.rest.rstrip())
-
-
-@properties
-@given(url_parts())
-def test_property_normalize_url_is_idempotent(parts: UrlParts) -> None:
-    url = normalize(parts.raw)
     assert normalize(url) == url
 
 
@@ -131,8 +127,10 @@ def test_property_normalize_url_accepts_or_raises_invalid_url(text: str, prefix:
 
 @properties
 @given(url_parts(), campaign_params)
-def test_property_tag_is_idempotent(parts: UrlParts, params: tuple[tuple[str, str], ...]) -> None:
-    tagged = checked_tag(normalize(parts.raw), params)
+def test_property_tag_is_idempotent_and_untag_inverts_it(
+    parts: UrlParts, params: tuple[tuple[str, str], ...]
+) -> None:
+    tagged = checked_tag(normalize(parts.raw), params)  # checks untag(tagged) == url
     again = checked_tag(tagged.destination, params)
     assert again.inserted == 0
     assert again.destination == tagged.destination
@@ -140,21 +138,23 @@ def test_property_tag_is_idempotent(parts: UrlParts, params: tuple[tuple[str, st
 
 @properties
 @given(url_parts(), campaign_params)
-def test_property_tag_keeps_query_prefix_and_fragment(
+def test_property_tag_adds_the_missing_pairs_after_the_query_before_the_fragment(
     parts: UrlParts, params: tuple[tuple[str, str], ...]
 ) -> None:
     url = normalize(parts.raw)
     tagged = checked_tag(url, params)
     assert tagged.destination.isascii()
+    # The standard library's parser decides what was already there ('+' in names aside,
+    # which never matters for utm_* names); the added values decode back.
+    present = {name for name, _ in parse_qsl(query_of(url) or "", keep_blank_values=True)}
+    assert added_pairs(tagged) == [(name, value) for name, value in params if name not in present]
     # The part before the query is untouched, the old query is a byte-prefix of the new one.
     before_query = url.partition("#")[0].partition("?")[0]
     assert tagged.destination.startswith(before_query)
     old_query, new_query = query_of(url), query_of(tagged.destination)
     if tagged.inserted:
-        assert new_query is not None
-        assert new_query.startswith(old_query or "")
-        # Exactly one '&' between an existing non-empty query and the new fields, unless it
-        # already ends with one; the new fields are the added pairs, value-encoded.
+        # The old query, exactly one '&' unless it is empty or already ends with one, then the
+        # added pairs, value-encoded.
         old = old_query or ""
         joiner = "&" if old and not old.endswith("&") else ""
         fields = "&".join(f"{name}={quote(value, safe='')}" for name, value in added_pairs(tagged))
@@ -162,27 +162,7 @@ def test_property_tag_keeps_query_prefix_and_fragment(
     else:
         assert new_query == old_query
     # The fragment stays last and unchanged.
-    assert split_fragment(tagged.destination)[1] == split_fragment(url)[1]
+    assert tagged.destination.partition("#")[1:] == url.partition("#")[1:]
     assert tagged.destination.find("#") == (
         -1 if "#" not in url else url.find("#") + tagged.inserted
     )
-
-
-@properties
-@given(url_parts(), campaign_params)
-def test_property_added_values_decode_back(
-    parts: UrlParts, params: tuple[tuple[str, str], ...]
-) -> None:
-    url = normalize(parts.raw)
-    tagged = checked_tag(url, params)
-    # The standard library's parser decides what was already there ('+' in names aside,
-    # which never matters for utm_* names).
-    present = {name for name, _ in parse_qsl(query_of(url) or "", keep_blank_values=True)}
-    assert added_pairs(tagged) == [(name, value) for name, value in params if name not in present]
-
-
-@properties
-@given(url_parts(), campaign_params)
-def test_property_untag_inverts_tag(parts: UrlParts, params: tuple[tuple[str, str], ...]) -> None:
-    url = normalize(parts.raw)
-    assert untag(tag(url, params)) == url

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 
 import aiohttp
 from redis.asyncio import Redis
@@ -14,30 +13,20 @@ from redis.asyncio import Redis
 from redirector.store.keys import link_key
 from redirector.store.record import Link, encode
 from tests.conftest import Client
-from tests.prometheus import metric_value
-from tests.redis_server import RedisServer, free_port
+from tests.prometheus import growth, metric_value, scrape
+from tests.redis_server import free_port
 from tests.waiting import wait_healthy
-
-
-async def _scrape(client: Client) -> str:
-    resp = await client.get("/metrics")
-    assert resp.status == 200
-    assert resp.headers["Content-Type"].startswith("text/plain")
-    return await resp.text()
 
 
 async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -> None:
     await redis.hset(link_key("metric1"), "metric1", encode(Link("https://a.example/", 1)))
-    before = await _scrape(redirector)
+    before = await scrape(redirector)
     for _ in range(5):
         await redirector.get("/metric1", allow_redirects=False)
     for _ in range(2):
         await redirector.get("/missing", allow_redirects=False)
-    after = await _scrape(redirector)
-
-    def delta(name: str) -> float:
-        return metric_value(after, name) - metric_value(before, name)
-
+    after = await scrape(redirector)
+    delta = growth(before, after)
     assert delta('smslinks_redirects_total{status="302"}') == 5
     assert delta('smslinks_redirects_total{status="404"}') == 2
     assert delta('smslinks_cache_lookups_total{result="miss"}') == 2  # one each, then cached
@@ -51,11 +40,10 @@ async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -
         assert name in after
 
 
-async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> None:
-    redis = Redis.from_url(own_redis.url)
+async def test_two_workers_report_the_same_totals(redis: Redis, redis_url: str) -> None:
     await redis.hset(link_key("metric2"), "metric2", encode(Link("https://a.example/", 1)))
     port = free_port()
-    env = os.environ | {"REDIS_URL": own_redis.url, "REDIRECTOR_PORT": str(port)}
+    env = os.environ | {"REDIS_URL": redis_url, "REDIRECTOR_PORT": str(port)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "redirector", "--workers", "2", env=env
@@ -69,14 +57,13 @@ async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> Non
             for _ in range(40):
                 async with session.get(f"{url}/metric2", allow_redirects=False) as resp:
                     assert resp.status == 302
-            deadline = time.monotonic() + 5
-            while True:
+            for _ in range(50):  # 5 s of sleeps at most, for both workers to flush
                 texts = []
                 for _ in range(6):
                     async with session.get(f"{url}/metrics") as resp:
                         texts.append(await resp.text())
                 flushed = {metric_value(t, "smslinks_clicks_flushed_total") for t in texts}
-                if flushed == {40.0} or time.monotonic() > deadline:
+                if flushed == {40.0}:
                     break
                 await asyncio.sleep(0.1)
         assert {metric_value(t, 'smslinks_redirects_total{status="302"}') for t in texts} == {40.0}
@@ -84,4 +71,3 @@ async def test_two_workers_report_the_same_totals(own_redis: RedisServer) -> Non
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-        await redis.aclose()
