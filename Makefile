@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench bench-scale clean
 
 # What the machine itself must have; scripts/need.sh installs it (apt-get) when we are root.
 SYSTEM := py.ensurepip:python3-venv redis-server:redis-server redis-cli:redis-tools
@@ -43,6 +43,11 @@ test: lint typecheck unit
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
+
+# Growth rows, each in a fresh Redis: memory per link, creation rate and miss-path p99 at
+# 10,000 and 10,000,000 links (~1 GB of Redis, under 20 minutes); loadtests/results/scale.*
+bench-scale: $(VENV)/.test-installed
+	$(BIN)/python -m loadtests.bench --scale 10000,10000000 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -6,10 +6,16 @@
                same with click recording off (CLICK_TRACKING=false)
   miss         codes drawn uniformly from a set far larger than the cache (Redis reads)
   hot-2w       hot and miss with 2 worker processes sharing the port (`miss-2w`)
-  create       link creation through the admin batch API, 10,000 links per request
+  pipe         `redis-cli --pipe` inserting as many link records into a fresh Redis
+  create       per-recipient links of one campaign and one URL created through the admin
+               batch API, 10,000 per request (a ratio of `pipe`)
   memory       Redis memory per link (INFO memory before and after creating them)
 
 For `hot` and `hot-2w` the clicks recorded in Redis are checked against the 302s wrk got.
+
+`--scale 10000,10000000` (`make bench-scale`) measures growth instead: for each number of
+links, a fresh Redis, the links created, their memory, and the miss path tapping a sample of
+them with a small cache; written to `scale.{json,md}`.
 """
 
 from __future__ import annotations
@@ -31,8 +37,19 @@ from pathlib import Path
 import orjson
 
 from loadtests import bench_procs as procs
+from loadtests import bench_report as results
 from loadtests.bench_report import CLICKS_MIN_REQUESTS, Report, render_markdown, report_json
-from loadtests.bench_rows import ALL_ROWS, Bench, Options, needs_redis, run_rows
+from loadtests.bench_rows import (
+    ALL_ROWS,
+    Bench,
+    Options,
+    links_needed,
+    needs_redis,
+    redirector_rows,
+    reference_rows,
+    server_row,
+)
+from loadtests.bench_store import create_links, fresh_redis, pipe_rate
 from loadtests.seed import SeedError
 
 # Below this many links most of the 65,536 bucket hashes hold a few links each.
@@ -51,13 +68,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     option("--connections", type=int, default=64, help="wrk connections (64)")
     option("--threads", type=int, default=2, help="wrk threads (2)")
     option("--links", type=int, help="links to create (1,000,000; quick 50,000)")
-    option("--url-length", type=int, default=90, help="bytes of a tagged destination")
+    option("--url-length", type=int, default=135, help="bytes of the tagged destination")
     option("--out-dir", type=Path, default=procs.ROOT / "loadtests" / "results")
     option("--only", default=",".join(ALL_ROWS), help=f"rows of {', '.join(ALL_ROWS)}")
     option("--hot-links", type=int, default=1000, help="codes of the hot rows")
     option("--hot-cache", type=int, default=100_000, help="CACHE_SIZE, hot rows")
     option("--miss-links", type=int, default=200_000, help="codes of the miss rows")
-    option("--miss-cache", type=int, default=1000, help="CACHE_SIZE, miss rows")
+    option("--miss-cache", type=int, help="CACHE_SIZE, miss rows (1,000; --scale 2,000)")
     option("--workers", type=int, default=2, help="workers of the -2w rows (2)")
     option("--concurrency", type=int, default=4, help="batch requests in flight (4)")
     option("--seed-timeout", type=float, default=900, help="bound on creation (s)")
@@ -67,7 +84,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help=f"requests of the click-counted rows, at most 60 s ({CLICKS_MIN_REQUESTS:,}; "
         "quick 0: just --duration)",
     )
+    option("--scale", help="growth rows at these numbers of links instead (e.g. 10000,10000000)")
     args = parser.parse_args(argv)
+    try:
+        args.scale = tuple(int(links) for links in (args.scale or "").split(",") if links.strip())
+    except ValueError:
+        parser.error("--scale: comma-separated numbers of links")
+    if args.scale:  # the growth rows load the miss path only
+        args.only, args.links = "miss", max(args.scale)
+    args.miss_cache = args.miss_cache or (2000 if args.scale else 1000)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = (1.0 if args.quick else 2.0) if args.warmup is None else args.warmup
     args.links = args.links or (50_000 if args.quick else 1_000_000)
@@ -80,6 +105,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     for name in ("duration", "connections", "threads", "links", "hot_links", "miss_links"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    if any(links <= 0 for links in args.scale):
+        parser.error("--scale: numbers of links must be positive")
     if args.click_requests < 0:
         parser.error("--click-requests must not be negative")
     return Options(**{option.name: getattr(args, option.name) for option in fields(Options)})
@@ -94,12 +121,46 @@ def add_notes(bench: Bench) -> None:
             f"Pinned with taskset: the servers under test on CPU {pin.server}; wrk, Redis and this "
             f"script on CPU {pin.load}; the {options.workers}-worker rows share CPUs {pin.both}."
         )
-    if report.memory is not None and report.memory.links < FULL_BUCKETS_LINKS:
+    counts = [report.memory.links] if report.memory else []
+    counts += [row.creation.links for row in report.growth]
+    if counts and min(counts) < FULL_BUCKETS_LINKS:
         notes.append(
-            f"Memory with only {report.memory.links:,} links: most bucket hashes hold a few "
-            "links, so per-key overhead dominates; the target is for 1,000,000 links."
+            f"Memory with only {min(counts):,} links: most bucket hashes hold a few links, so "
+            "per-key overhead dominates; the target is for 1,000,000 links."
         )
     report.notes[:0] = notes
+
+
+async def run_rows(bench: Bench, stack: contextlib.AsyncExitStack) -> None:
+    """The pipe row first, in a Redis of its own; then, in one Redis, the links created if
+    any row needs them, and the server rows measured one by one."""
+    options, report, redis_url = bench.options, bench.report, ""
+    codes: list[str] = []
+    if "pipe" in options.only:
+        print(f"inserting {options.links:,} records with redis-cli --pipe ...", flush=True)
+        report.pipe = await pipe_rate(bench, options.links)
+    if needs_redis(options):
+        redis_url = await stack.enter_async_context(fresh_redis(bench, "redis"))
+        codes, creation, memory = await create_links(bench, redis_url, links_needed(options))
+        report.creation = creation if "create" in options.only else None
+        report.memory = memory if "memory" in options.only else None
+    if "nginx" in options.only and not shutil.which("nginx"):
+        why = "nginx is not installed (apt-get install -y nginx-light): no ceiling"
+        report.rows.append(results.LoadRow("nginx", "", skipped=why))
+    (bench.tmp / "hot.paths").write_text("/x\n")  # the reference rows', when no link is tapped
+    for row in reference_rows(bench) + (redirector_rows(bench, codes, redis_url) if codes else []):
+        report.rows.append(await server_row(bench, row))
+
+
+async def run_growth(bench: Bench) -> None:
+    """`--scale`: for each number of links a fresh Redis, the links created, the miss row."""
+    for links in bench.options.scale:
+        async with fresh_redis(bench, f"redis-{links}") as redis_url:
+            codes, creation, memory = await create_links(bench, redis_url, links)
+            [row] = redirector_rows(bench, codes, redis_url)
+            del codes  # the next size's creation has no use for these
+            miss = await server_row(bench, row)
+        bench.report.growth.append(results.Growth(creation, memory, miss))
 
 
 async def run(options: Options, command: str) -> Report:
@@ -119,7 +180,7 @@ async def run(options: Options, command: str) -> Report:
     with tempfile.TemporaryDirectory(prefix="smslinks-bench-") as tmp:
         bench = Bench(options, Path(tmp), pinning, report)
         async with contextlib.AsyncExitStack() as stack:
-            await run_rows(bench, stack)
+            await (run_growth(bench) if options.scale else run_rows(bench, stack))
         add_notes(bench)
     return report
 
@@ -127,9 +188,12 @@ async def run(options: Options, command: str) -> Report:
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
     options = parse_args(arguments)
-    for tool in ("wrk", "redis-server") if needs_redis(options) else ("wrk",):
+    pipe = "pipe" in options.only
+    tools = ["wrk", *(["redis-server"] if pipe or needs_redis(options) else [])]
+    for tool in tools + (["redis-cli"] if pipe else []):
         if shutil.which(tool) is None:
-            sys.exit(f"bench: {tool} is not installed: apt-get install -y {tool}")
+            package = "redis-tools" if tool == "redis-cli" else tool
+            sys.exit(f"bench: {tool} is not installed: apt-get install -y {package}")
     command = shlex.join(["python", "-m", "loadtests.bench", *arguments])
     try:
         report = asyncio.run(run(options, command))
@@ -140,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except TimeoutError:
         sys.exit(f"bench: creating the links took over {options.seed_timeout:.0f} s")
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = options.out_dir / "latest.json", options.out_dir / "latest.md"
+    stem = options.out_dir / ("scale" if options.scale else "latest")
+    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
     json_path.write_bytes(orjson.dumps(report_json(report), option=orjson.OPT_INDENT_2) + b"\n")
     md_path.write_text(render_markdown(report), encoding="utf-8")
     print(f"{render_markdown(report)}\nwrote {json_path} and {md_path}")

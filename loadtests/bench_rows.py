@@ -1,14 +1,11 @@
-"""How each row of the benchmark (`loadtests/bench.py`) is measured: a server started, checked,
-warmed up and loaded with wrk; the links created with the one seeder; the clicks recorded
-counted against the 302s wrk got."""
+"""How each server row of the benchmark (`loadtests/bench.py`) is measured: a server started,
+checked, warmed up and loaded with wrk; the clicks recorded counted against the 302s wrk got."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
-import secrets
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,13 +17,13 @@ from redis.asyncio import Redis
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
-from loadtests.seed import LinkPlan, seed
+from loadtests.seed import LinkPlan
 from redirector.store.keys import BOTS, CLICKS, campaign_stats_key
 
 Value = TypeVar("Value")
 REDIRECTOR_ROWS = ("hot", "hot-notrack", "miss", "hot-2w", "miss-2w")
 STORE_ROWS = ("create", "memory")
-ALL_ROWS = ("nginx", "aiohttp", *REDIRECTOR_ROWS, *STORE_ROWS)
+ALL_ROWS = ("nginx", "aiohttp", *REDIRECTOR_ROWS, "pipe", *STORE_ROWS)
 CAMPAIGN_NAME = "bench"
 # A click-counted run lasts long enough for this many times the requests it needs at the
 # warm-up's rate (throughput varies from run to run), but never longer than the bound.
@@ -54,6 +51,7 @@ class Options:
     concurrency: int
     seed_timeout: float
     click_requests: int  # requests a click-counted run should exceed; 0: just --duration
+    scale: tuple[int, ...] = ()  # `make bench-scale`: the growth rows' numbers of links
 
 
 def needs_redis(options: Options) -> bool:
@@ -167,6 +165,16 @@ async def load(bench: Bench, row: ServerRow, seconds: float) -> procs.WrkResult:
 
 
 async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
+    """The row measured, or skipped (a server that fails to start, a failed wrk run) saying
+    why: the run goes on."""
+    print(f"row {row.key} ...", flush=True)
+    try:
+        return await _measured(bench, row)
+    except (procs.StartError, aiohttp.ClientError, TimeoutError) as exc:
+        return results.LoadRow(row.key, row.setup, skipped=repr(exc))
+
+
+async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
     """Start the server, check its answers, warm it up, load it; count the clicks if asked."""
     options, base_url = bench.options, f"http://127.0.0.1:{row.port}"
     log = bench.tmp / f"{row.key}.log"
@@ -200,7 +208,7 @@ async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
 def reference_rows(bench: Bench) -> list[ServerRow]:
     """nginx and bare aiohttp, answering every path with a 302 to a Location as long as a
     destination; they tap the hot row's paths, for equal work."""
-    location, rows = bench.plan.destination(0), []
+    location, rows = bench.plan.destination, []
     for key in ("nginx", "aiohttp"):
         if key not in bench.options.only or (key == "nginx" and not shutil.which("nginx")):
             continue
@@ -236,7 +244,7 @@ def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[Serv
         env |= {"ACCESS_LOG": "false", "CLICK_TRACKING": str(tracking).lower()}
         cpus = bench.pinning.server if workers == 1 else bench.pinning.both
         command = procs.pinned(procs.python_command("redirector"), cpus)
-        checks = [(f"/{codes[i]}", plan.destination(i)) for i in indices[:5]]
+        checks = [(f"/{codes[i]}", plan.destination) for i in indices[:5]]
         warm = [f"/{codes[i]}" for i in indices] if tapped == "hot" else []
         setup = f"{workers} worker(s), {len(indices):,} codes, cache {cache_size:,}"
         paths = bench.tmp / f"{tapped}.paths"
@@ -244,71 +252,3 @@ def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[Serv
         row = ServerRow(key, setup, command, port, checks, paths, env, workers, warm, counted)
         rows += [row] if key in options.only else []
     return rows
-
-
-async def create_links(bench: Bench, redis_url: str, links: int) -> list[str]:
-    """Create the links through a freshly started admin; fill the creation and memory rows."""
-    options, store, port, key = bench.options, bench.store, procs.free_port(), secrets.token_hex(24)
-    assert store is not None
-    env = {"REDIS_URL": redis_url, "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port)}
-    env |= {"ADMIN_API_KEYS": key, "PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
-    command = procs.pinned(procs.python_command("admin"), bench.pinning.server)
-    with procs.Service("admin", command, bench.tmp / "admin.log", env) as admin:
-        await admin.wait(f"http://127.0.0.1:{port}/healthz")
-        before = int((await store.info("memory"))["used_memory"])
-        print(f"creating {links:,} links through the admin API ...", flush=True)
-        async with asyncio.timeout(options.seed_timeout):
-            seeded = await seed(
-                f"http://127.0.0.1:{port}",
-                key,
-                links,
-                concurrency=options.concurrency,
-                campaign_name=CAMPAIGN_NAME,
-                url_length=options.url_length,
-                out=None,
-            )
-        used = int((await store.info("memory"))["used_memory"]) - before
-    if "create" in options.only:
-        bench.report.creation = results.Creation(links, seeded.seconds, seeded.links_per_second)
-    if "memory" in options.only:
-        records, recipients = await keys_memory(store, "l:*"), await keys_memory(store, "r:*")
-        per_link = (used / links, records / links, recipients / links)
-        bench.report.memory = results.Memory(links, options.url_length, *per_link)
-    bench.campaign_id = seeded.campaign_id
-    return seeded.codes
-
-
-async def keys_memory(redis: Redis, pattern: str) -> int:
-    """MEMORY USAGE of every key matching `pattern`, summed: exact (SAMPLES 0) and cheap, as
-    links are bucketed into at most 65,536 hashes."""
-    async with redis.pipeline(transaction=False) as pipe:
-        async for key in redis.scan_iter(match=pattern, count=10_000):
-            pipe.memory_usage(key, samples=0)
-        return sum(int(size or 0) for size in await pipe.execute())
-
-
-async def run_rows(bench: Bench, stack: contextlib.AsyncExitStack) -> None:
-    """Start Redis and create the links if any row needs them, then measure row by row; a
-    server that fails to start or a failed wrk run skips that row only."""
-    options, codes, redis_url = bench.options, [], ""
-    if needs_redis(options):
-        port = procs.free_port()
-        redis_url = f"redis://127.0.0.1:{port}/0"
-        (bench.tmp / "redis").mkdir()
-        command = procs.pinned(procs.redis_command(port, bench.tmp / "redis"), bench.pinning.load)
-        log = bench.tmp / "redis.log"
-        redis = stack.enter_context(procs.Service("redis", command, log, {}))
-        await redis.wait(redis_url)
-        bench.store = Redis.from_url(redis_url)
-        stack.push_async_callback(bench.store.aclose)
-        codes = await create_links(bench, redis_url, links_needed(options))
-    if "nginx" in options.only and not shutil.which("nginx"):
-        why = "nginx is not installed (apt-get install -y nginx-light): no ceiling"
-        bench.report.rows.append(results.LoadRow("nginx", "", skipped=why))
-    (bench.tmp / "hot.paths").write_text("/x\n")  # the reference rows', when no link is tapped
-    for row in reference_rows(bench) + (redirector_rows(bench, codes, redis_url) if codes else []):
-        print(f"row {row.key} ...", flush=True)
-        try:
-            bench.report.rows.append(await server_row(bench, row))
-        except (procs.StartError, aiohttp.ClientError, TimeoutError) as exc:
-            bench.report.rows.append(results.LoadRow(row.key, row.setup, skipped=repr(exc)))

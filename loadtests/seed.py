@@ -1,6 +1,7 @@
-"""The one seeder: a campaign and N per-recipient links created through the admin batch API,
-for Locust (`python -m loadtests.seed`, which writes the codes file) and for the benchmark
-(`seed()`, which times the creation). Only this machine is a target unless LOCUST_ALLOW_REMOTE=1.
+"""The one seeder: a campaign and N per-recipient links to its one URL, created through the
+admin batch API (the URL given once per batch, as a send does), for Locust
+(`python -m loadtests.seed`, which writes the codes file) and for the benchmark (`seed()`,
+which times the creation). Only this machine is a target unless LOCUST_ALLOW_REMOTE=1.
 
     python -m loadtests.seed --links 100000          # against `make run` on this machine
 """
@@ -42,6 +43,7 @@ _FIRST_MOBILE = 600_000_000
 MAX_RECIPIENTS = 200_000_000
 _URL_PREFIX = "https://shop.example/"
 _PADDING = "abcdefghijklmnopqrstuvwxyz0123456789-"
+_QUERY = "?ref=sms"
 
 
 class SeedError(Exception):
@@ -98,27 +100,35 @@ def recipient(index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class LinkPlan:
-    """Link i goes to `url(i)`, whose destination once tagged is exactly `length` characters
-    (the shortest URL when `length` leaves no room for padding)."""
+    """The one URL every link of the campaign goes to, as a send of one campaign does: once
+    tagged it is exactly `length` characters (the shortest URL when `length` leaves no room
+    for padding)."""
 
     length: int = 90
     campaign: str = DEFAULT_CAMPAIGN_NAME
 
-    def url(self, index: int) -> str:
-        query = f"?r={index}"
-        # The admin's tagging adds as much to any of these URLs (all have a query).
-        padding = self.length - len(self._tagged(_URL_PREFIX + query))
+    @property
+    def url(self) -> str:
+        # The admin's tagging adds as much to any URL of this shape (all have a query).
+        padding = self.length - len(self._tagged(_URL_PREFIX + _QUERY))
         if padding < 1:
-            return f"{_URL_PREFIX}p{query}"
-        return _URL_PREFIX + (_PADDING * (padding // len(_PADDING) + 1))[:padding] + query
+            return f"{_URL_PREFIX}p{_QUERY}"
+        return _URL_PREFIX + (_PADDING * (padding // len(_PADDING) + 1))[:padding] + _QUERY
 
-    def destination(self, index: int) -> str:
-        return self._tagged(self.url(index))
+    @property
+    def destination(self) -> str:
+        return self._tagged(self.url)
 
     def _tagged(self, url: str) -> str:
         """`url` as the admin stores it for this plan's campaign."""
         params = utm_params(source=UTM_SOURCE, medium=UTM_MEDIUM, campaign=self.campaign)
         return tag(url, params).destination
+
+
+def batch_body(campaign_id: int, url: str, indices: range) -> dict[str, Any]:
+    """One batch request: the URL given once, one `{"recipient"}` item per link."""
+    links = [{"recipient": recipient(index)} for index in indices]
+    return {"campaign_id": campaign_id, "url": url, "links": links}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +155,10 @@ async def seed(
     out: Path | None = DEFAULT_CODES_FILE,
     progress: Callable[[int], None] | None = None,  # given the links created so far
 ) -> SeedResult:
-    """Create a campaign and `links` links under it; write their `code<TAB>destination` lines
-    to `out` (None: no file) in link order. Only loopback admin URLs are accepted; the first
-    refused request stops the run with a SeedError naming it and `out` left as it was.
-    Unbounded in time: callers wrap it in `asyncio.timeout`."""
+    """Create a campaign and `links` links under it, recipient(i)'s to the plan's URL; write
+    their `code<TAB>destination` lines to `out` (None: no file) in link order. Only loopback
+    admin URLs are accepted; the first refused request stops the run with a SeedError naming
+    it and `out` left as it was. Unbounded in time: callers wrap it in `asyncio.timeout`."""
     require_loopback(admin_url, what="admin URL")
     counts_ok = 1 <= links <= MAX_RECIPIENTS and 1 <= batch_size <= MAX_BATCH
     if not counts_ok or min(concurrency, url_length) < 1:
@@ -176,10 +186,7 @@ async def seed(
             nonlocal done
             for start in starts:
                 stop = min(start + batch_size, links)
-                items = [
-                    {"url": plan.url(i), "recipient": recipient(i)} for i in range(start, stop)
-                ]
-                body = {"campaign_id": campaign_id, "links": items}
+                body = batch_body(campaign_id, plan.url, range(start, stop))
                 created = (await _post(session, "/api/links/batch", body))["links"]
                 if len(created) != stop - start:
                     raise SeedError(f"a batch of {stop - start} links answered {len(created)}")
