@@ -68,6 +68,10 @@ def _node(port: int) -> Redis:
     )
 
 
+class SlotUnserved(RuntimeError):
+    """No master serves a slot in some node's view (for a moment during a failover)."""
+
+
 class RedisCluster:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -147,8 +151,8 @@ class RedisCluster:
             try:
                 owners.update(self._owner(port, key) for port in self.running())
                 return owners <= set(self.running()) and len(owners) == 1 and self._all_ok()
-            except RedisError:
-                return False
+            except (RedisError, SlotUnserved):
+                return False  # mid-failover a node may briefly list no master for the slot
 
         _poll(promoted, within, f"failover of {key!r}'s slot")
         return owners.pop()
@@ -275,7 +279,7 @@ class RedisCluster:
             for start, end, master, *_replicas in client.execute_command("CLUSTER SLOTS"):
                 if start <= slot <= end:
                     return int(master[1])
-        raise RuntimeError(f"no node serves slot {slot}")
+        raise SlotUnserved(f"no node serves slot {slot}")
 
     @staticmethod
     def _answers(port: int) -> bool:
