@@ -152,15 +152,19 @@ class ClickFlusher:
             return 0
         salt = await self._salt_bytes()
         groups = self._groups(hits)
+        # Each batch counts as unconfirmed until its reply is in: if this flush is cancelled
+        # (shutdown, drain's timeout) after some scripts ran, the next one sends the same hits
+        # under the same numbers, and `f:{C}` skips the batches already applied.
+        for campaign, (number, group) in groups.items():
+            self._failed[campaign] = (number, len(group))
         results = await call_each(
             self._write(campaign, number, [hits[i] for i in group], salt)
             for campaign, (number, group) in groups.items()
         )
         written = [False] * len(hits)
         failure: Exception | None = None
-        for (campaign, (number, group)), result in zip(groups.items(), results, strict=True):
+        for (campaign, (_, group)), result in zip(groups.items(), results, strict=True):
             if isinstance(result, Exception):
-                self._failed[campaign] = (number, len(group))
                 failure = failure or result
                 continue
             self._failed.pop(campaign, None)

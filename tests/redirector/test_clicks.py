@@ -286,6 +286,32 @@ async def test_a_batch_whose_reply_was_lost_is_not_counted_twice(
     assert flusher._buffer.hits == []
 
 
+async def test_a_flush_cancelled_after_some_batches_went_through_counts_none_twice(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown cancels the flusher mid-flush: campaign 7's script ran, 8's never answered."""
+    flusher = _flusher(redis, [*_hits(7, 3), *_hits(8, 2)])
+    flush, seven_done = flusher._flush, asyncio.Event()
+
+    async def cancelled_after_seven(batch: Any, *args: Any) -> bool:
+        if batch.campaign_id == 8:  # cancelled once campaign 7's call has gone through
+            await seven_done.wait()
+            raise asyncio.CancelledError
+        applied = await flush(batch, *args)
+        seven_done.set()
+        return applied
+
+    monkeypatch.setattr(flusher, "_flush", cancelled_after_seven)
+    with pytest.raises(asyncio.CancelledError):
+        await flusher.flush_once()
+    monkeypatch.setattr(flusher, "_flush", flush)
+    while flusher._buffer.hits:  # what drain() does next
+        await flusher.flush_once()
+    assert await _count(redis, campaign_stats_key(7), "clicks") == 3
+    assert await _count(redis, campaign_stats_key(8), "clicks") == 2
+    assert await redis.xlen(click_stream_key(7)) == 3
+
+
 async def test_a_failing_campaign_neither_holds_back_nor_recounts_the_others(
     redis: Redis,
 ) -> None:
