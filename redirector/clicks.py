@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from redis.exceptions import RedisError
 
 from redirector import metrics
-from redirector.store.connection import Store
+from redirector.store.connection import Store, made_once
 from redirector.store.flush import ClickBatch, FlushClicksScript
 from redirector.store.keys import CLICK_SALT_KEY
 from redirector.store.scripts import call_each
@@ -201,13 +201,9 @@ class ClickFlusher:
 
     async def _salt_bytes(self) -> bytes:
         if self._salt is None:
-            # One salt for every process, made by whichever asks first, so that the same
-            # person hashes the same in all of them (and no raw IP is ever stored).
-            await self._redis.set(CLICK_SALT_KEY, secrets.token_hex(16), nx=True)
-            stored = await self._redis.get(CLICK_SALT_KEY)
-            if stored is None:
-                raise RedisError("click salt vanished")
-            self._salt = stored if isinstance(stored, bytes) else stored.encode()
+            # One salt for every process, so that the same person hashes the same in all of
+            # them (and no raw IP is ever stored).
+            self._salt = await made_once(self._redis, CLICK_SALT_KEY, 16)
         return self._salt
 
     async def _write(

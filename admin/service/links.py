@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from pydantic import MISSING
-from redis.exceptions import RedisError
 
 from admin.exceptions import (
     CampaignNotFound,
@@ -37,7 +35,7 @@ from admin.service.plan import (
 from admin.service.store import MAX_ATTEMPTS, LinkStore, Write
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
-from redirector.store.connection import Store
+from redirector.store.connection import Store, made_once
 from redirector.store.keys import CODE_KEY, DESTINATION_HASH_PREFIX, destinations_key, link_key
 from redirector.store.record import (
     Destination,
@@ -110,11 +108,7 @@ class LinkService:
     async def chain(self, campaign: Campaign | None) -> Chain:
         """How the campaign's per-recipient codes are derived; the key is made on first use."""
         if self._code_key is None:
-            await self._redis.set(CODE_KEY, secrets.token_hex(32), nx=True)
-            key = await self._redis.get(CODE_KEY)
-            if key is None:
-                raise RedisError("code key vanished")
-            self._code_key = key if isinstance(key, bytes) else key.encode()
+            self._code_key = await made_once(self._redis, CODE_KEY, 32)
         return Chain(self._code_key, self._code_length(campaign))
 
     def _code_length(self, campaign: Campaign | None) -> int:
