@@ -147,11 +147,11 @@ class ClickFlusher:
     async def flush_once(self) -> int:
         """Send the oldest hits, one batch per campaign; returns how many were written.
         Raises the first error after the others went through; the failed hits stay."""
-        hits = self._buffer.hits[: self._max_batch]
-        if not hits:
+        if not self._buffer.hits:
             return 0
         salt = await self._salt_bytes()
-        groups = self._groups(hits)
+        hits = self._buffer.hits  # only appended to while the scripts run
+        groups, scanned = self._groups(hits)
         # Each batch counts as unconfirmed until its reply is in: if this flush is cancelled
         # (shutdown, drain's timeout) after some scripts ran, the next one sends the same hits
         # under the same numbers, and `f:{C}` skips the batches already applied.
@@ -161,7 +161,7 @@ class ClickFlusher:
             self._write(campaign, number, [hits[i] for i in group], salt)
             for campaign, (number, group) in groups.items()
         )
-        written = [False] * len(hits)
+        written = [False] * scanned
         failure: Exception | None = None
         for (campaign, (_, group)), result in zip(groups.items(), results, strict=True):
             if isinstance(result, Exception):
@@ -171,9 +171,7 @@ class ClickFlusher:
             for i in group:
                 written[i] = True
         # Only now, after Redis took them: hits appended meanwhile stay at the end.
-        self._buffer.hits[: len(hits)] = [
-            h for h, done in zip(hits, written, strict=True) if not done
-        ]
+        hits[:scanned] = [h for h, done in zip(hits[:scanned], written, strict=True) if not done]
         count = sum(written)
         self.flushed += count
         metrics.CLICKS_FLUSHED.inc(count)
@@ -181,19 +179,31 @@ class ClickFlusher:
             raise failure
         return count
 
-    def _groups(self, hits: list[Hit]) -> dict[int | None, tuple[int, list[int]]]:
-        """Campaign -> (batch number, indices of its hits). A campaign whose last batch
-        failed sends that batch again, the same hits under the same number, and nothing
-        newer: its newer hits wait, so that its numbers are applied in order."""
+    def _groups(self, hits: list[Hit]) -> tuple[dict[int | None, tuple[int, list[int]]], int]:
+        """Campaign -> (batch number, indices of its hits), and how many hits were looked at.
+        A campaign whose last batch failed sends that batch again, its oldest hits under the
+        same number, and nothing newer, so that its numbers are applied in order. The others
+        share `max_batch` new hits, looked for past the held-back ones: a failing campaign
+        never holds the others back. The scan stops once both are found."""
         groups: dict[int | None, tuple[int, list[int]]] = {}
-        for index, hit in enumerate(hits):
-            campaign, retry = hit.campaign_id, self._failed.get(hit.campaign_id)
+        retry_left = {campaign: size for campaign, (_, size) in self._failed.items()}
+        retries_missing, new_left, scanned = sum(retry_left.values()), self._max_batch, 0
+        for scanned, hit in enumerate(hits, 1):
+            campaign = hit.campaign_id
+            left = retry_left.get(campaign)
+            if left is None and new_left:
+                new_left -= 1
+            elif left:
+                retry_left[campaign], retries_missing = left - 1, retries_missing - 1
+            else:
+                continue  # a held-back hit, or no room left for new ones
             if campaign not in groups:
+                retry = self._failed.get(campaign)
                 groups[campaign] = (retry[0] if retry else self._next_number()), []
-            members = groups[campaign][1]
-            if retry is None or len(members) < retry[1]:
-                members.append(index)
-        return groups
+            groups[campaign][1].append(scanned - 1)
+            if not new_left and not retries_missing:
+                break
+        return groups, scanned
 
     def _next_number(self) -> int:
         self._number += 1

@@ -251,11 +251,13 @@ async def test_sigterm_flushes_the_buffer_before_exit(own_redis: RedisServer) ->
 # -- one batch per campaign, each applied once ---------------------------------------------
 
 
-def _flusher(redis: Redis, hits: list[Hit]) -> ClickFlusher:
+def _flusher(redis: Redis, hits: list[Hit], max_batch: int = 5_000) -> ClickFlusher:
     buffer = ClickBuffer(max_buffered=1_000, flush_size=1_000)
     for hit in hits:
         buffer.add(hit)
-    return ClickFlusher(redis, buffer, interval=0.1, stream_maxlen=1_000, salt=b"salt")
+    return ClickFlusher(
+        redis, buffer, interval=0.1, stream_maxlen=1_000, salt=b"salt", max_batch=max_batch
+    )
 
 
 def _hits(campaign_id: int, n: int) -> list[Hit]:
@@ -335,3 +337,22 @@ async def test_a_failing_campaign_neither_holds_back_nor_recounts_the_others(
     assert await _count(redis, campaign_stats_key(8), "clicks") == 5
     assert await _count(redis, campaign_stats_key(7), "clicks") == 6
     assert await redis.xlen(click_stream_key(8)) == 5
+
+
+async def test_a_failing_campaign_filling_the_head_of_the_buffer_does_not_block_the_others(
+    redis: Redis,
+) -> None:
+    await redis.set(click_stream_key(8), "not a stream")  # its XADD fails: WRONGTYPE
+    flusher = _flusher(redis, [*_hits(8, 6), *_hits(7, 3)], max_batch=4)
+    with pytest.raises(ResponseError):
+        await flusher.flush_once()  # campaign 8's first 4 hits: failed
+    with pytest.raises(ResponseError):
+        await flusher.flush_once()  # 8's batch again, and 7's hits from behind 8's
+    assert await _count(redis, campaign_stats_key(7), "clicks") == 3
+    assert [h.campaign_id for h in flusher._buffer.hits] == [8] * 6
+
+    await redis.delete(click_stream_key(8))
+    while flusher._buffer.hits:
+        await flusher.flush_once()
+    assert await _count(redis, campaign_stats_key(8), "clicks") == 6
+    assert await redis.xlen(click_stream_key(8)) == 6
