@@ -28,7 +28,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.redis_url, timeout=settings.redis_timeout, cluster=settings.redis_cluster
     )
     # The services hold no resource of their own: they live as long as the client.
-    app[campaigns_key] = campaigns = CampaignService(redis, settings.code_length)
+    app[campaigns_key] = campaigns = CampaignService(
+        redis, settings.code_length, settings.durability
+    )
     app[links_key] = links = LinkService(redis, campaigns, settings)
     app[stats_key] = StatsService(redis, campaigns, links)
     await warn_about_memory_config(redis)

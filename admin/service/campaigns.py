@@ -7,19 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from redis.typing import EncodableT, FieldT
-
 from admin.exceptions import CampaignNotFound
 from admin.models import CampaignIn
 from admin.service import as_text
-from redirector.store.connection import Store
-from redirector.store.keys import (
-    CAMPAIGN_SEQ_KEY,
-    CAMPAIGNS_KEY,
-    LINK_TAGS,
-    campaign_key,
-    link_count_key,
-)
+from redirector.store.connection import NO_WAIT, Durability, Store
+from redirector.store.keys import CAMPAIGNS_KEY, LINK_TAGS, campaign_key, link_count_key
+from redirector.store.scripts import CreateCampaignScript
 
 # The code length of a campaign's per-recipient codes, fixed when it is made: its
 # recipients' codes are derived with it, so they must not change with CODE_LENGTH.
@@ -39,14 +32,17 @@ class Campaign:
 
 
 class CampaignService:
-    def __init__(self, redis: Store, code_length: int = 7) -> None:
+    def __init__(
+        self, redis: Store, code_length: int = 7, durability: Durability = NO_WAIT
+    ) -> None:
         self._redis = redis
         self._code_length = code_length
+        # Acknowledged once on the replicas `durability` asks for, as the links are.
+        self._create = CreateCampaignScript(redis, durability)
 
     async def create_campaign(self, data: CampaignIn) -> Campaign:
-        campaign_id = int(await self._redis.incr(CAMPAIGN_SEQ_KEY))
         now = int(time.time())
-        fields: dict[FieldT, EncodableT] = {
+        fields: dict[str, str | int] = {
             "name": data.name,
             "kind": data.kind,
             "created_at": now,
@@ -56,9 +52,7 @@ class CampaignService:
             fields["utm_source"] = data.utm_source
         if data.utm_medium is not None:
             fields["utm_medium"] = data.utm_medium
-        # Two slots on a cluster, so no MULTI: a campaign is listed once it exists.
-        await self._redis.hset(campaign_key(campaign_id), mapping=fields)
-        await self._redis.zadd(CAMPAIGNS_KEY, {str(campaign_id): now})
+        campaign_id = await self._create(fields, now)
         return Campaign(
             campaign_id,
             data.name,

@@ -1,7 +1,8 @@
 """The Lua scripts that write links, each beside the Python that calls it: the creation,
-change and deletion of links and the making of destinations (run by the admin; the click
-flush, run by the redirector, is in `flush`). Redis runs a script atomically, so no reader
-sees half a write, and a check and the writes it guards are one step.
+change and deletion of links, the making of destinations and of campaigns (run by the
+admin; the click flush, run by the redirector, is in `flush`). Redis runs a script
+atomically, so no reader sees half a write, and a check and the writes it guards are one
+step.
 
 Every key a script touches arrives in KEYS, named by `redirector.store.keys` and listed once
 per call, and all of them carry one hash tag (see keys.py), so each call runs on Redis
@@ -11,15 +12,18 @@ Cluster too; the lines and items in ARGV refer to their keys by index into KEYS.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
 from redirector.store.keys import (
+    CAMPAIGN_SEQ_KEY,
+    CAMPAIGNS_KEY,
     DESTINATION_SEQ,
     INVALIDATION_CHANNEL,
     campaign_key,
@@ -299,3 +303,47 @@ class SwapLinkScript:
         campaign = "" if campaign_id is None else str(campaign_id)
         args: list[bytes | str | int] = [code, read, record, campaign, change, INVALIDATION_CHANNEL]
         return bool(await run_replicated(self._redis, self._script, keys, args, self._durability))
+
+
+# -- CREATE_CAMPAIGN -----------------------------------------------------------------------
+#
+# Writes a campaign's hash only if its id is unused: a failover may lose the INCR that drew
+# an id whose campaign hash survived, and the id is then drawn again.
+#
+#   KEYS[1]  the campaign hash
+#   ARGV     its fields and values
+# Returns 1, or 0 when a campaign has that id (nothing written: draw another).
+CREATE_CAMPAIGN = """
+local campaign = KEYS[1]
+if redis.call('EXISTS', campaign) == 1 then
+  return 0
+end
+redis.call('HSET', campaign, unpack(ARGV))
+return 1
+"""
+
+# One command on one key, as a script so that run_replicated can wait for its replicas.
+ONE_COMMAND = """
+return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
+"""
+
+
+class CreateCampaignScript:
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+        self._redis, self._durability = redis, durability
+        self._create = redis.register_script(CREATE_CAMPAIGN)
+        self._one_command = redis.register_script(ONE_COMMAND)
+
+    async def __call__(self, fields: Mapping[str, str | int], created_at: int) -> int:
+        """Writes a campaign of `fields` under the next unused id, lists it; returns the id."""
+        args = [part for pair in fields.items() for part in pair]
+        while True:
+            campaign_id = int(await self._run(self._one_command, CAMPAIGN_SEQ_KEY, ["INCR"]))
+            if await self._run(self._create, campaign_key(campaign_id), args):
+                break
+        # Another slot on a cluster: a campaign is listed once it exists.
+        await self._run(self._one_command, CAMPAIGNS_KEY, ["ZADD", created_at, campaign_id])
+        return campaign_id
+
+    async def _run(self, script: AsyncScript, key: str, args: Sequence[str | int]) -> Any:
+        return await run_replicated(self._redis, script, [key], args, self._durability)

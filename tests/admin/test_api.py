@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from admin.app import create_app
 from admin.settings import AdminSettings
-from redirector.store.keys import link_key
+from redirector.store.keys import CAMPAIGN_SEQ_KEY, link_key
 from redirector.store.record import RecordError
 from tests.admin.helpers import (
     URL,
@@ -151,6 +151,28 @@ async def test_campaign_create_get_list(admin: Client) -> None:
     assert [c["id"] for c in body["campaigns"]] == [a["id"], b["id"]]
     resp = await admin.get("/api/campaigns?offset=1&limit=1")
     assert [c["id"] for c in (await resp.json())["campaigns"]] == [b["id"]]
+
+
+async def test_a_campaign_id_drawn_again_after_a_failover_overwrites_nothing(
+    admin: Client, redis: Redis
+) -> None:
+    first = await create_campaign(admin, name="First")
+    await redis.set(CAMPAIGN_SEQ_KEY, 0)  # the INCR that drew it lost in a failover
+    second = await create_campaign(admin, name="Second")
+    assert second["id"] == first["id"] + 1
+    assert await (await admin.get(f"/api/campaigns/{first['id']}")).json() == first
+    assert (await (await admin.get("/api/campaigns")).json())["total"] == 2
+
+
+async def test_a_campaign_is_acknowledged_only_once_on_the_replicas_asked_for(
+    aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Redis, store_kind: str
+) -> None:
+    if store_kind == "cluster":
+        pytest.skip("a cluster's masters have replicas; this single Redis has none")
+    waiting = admin_settings.model_copy(update={"redis_wait_replicas": 1, "redis_wait_timeout": 10})
+    client = await aiohttp_client(create_app(waiting), headers=AUTH)
+    resp = await client.post("/api/campaigns", json={"name": "Spring"})
+    await expect_error(resp, 503, "storage_unavailable")
 
 
 @pytest.mark.parametrize("path", ["/api/campaigns/999", "/api/campaigns/abc", "/api/campaigns/0"])
