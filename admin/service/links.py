@@ -100,9 +100,15 @@ class LinkService:
         done, aliases = await self._checked(campaign_id, plan, found, chain, batch)
         ids = await self._destination_ids(campaign_id, plan.destinations, found)
         writes = _writes([p for p in plan.links if p.index not in done], ids, batch)
-        # With their custom links: in one call on one Redis. On a cluster an alias written
-        # without its link (a failure between) points at nothing and is passed over.
-        await self.store.write(campaign_id, writes + aliases, chain)
+        # An alias that finds its recipient's link (given since the check) answers its custom
+        # link as that one, unwritten: in the same call on one Redis. On a cluster the aliases
+        # go first; one written without its link (a failure between) is passed over.
+        if self.store.by_slot:
+            await self.store.write(campaign_id, aliases, chain)
+            _answered_by_aliases(writes, aliases)
+            await self.store.write(campaign_id, [w for w in writes if not w.existing], chain)
+        else:
+            await self.store.write(campaign_id, writes + aliases, chain)
         return await self._results(plan, writes, done)
 
     async def chain(self, campaign: Campaign | None) -> Chain:
@@ -322,6 +328,15 @@ def _alias(planned: PlannedLink, chain_code: tuple[int, str]) -> Write:
     )
     chained = PlannedLink(planned.index, code, "chain", link, planned.destination, position)
     return Write(chained, encode_text(record), counted=False)
+
+
+def _answered_by_aliases(writes: list[Write], aliases: list[Write]) -> None:
+    """The custom links whose alias found their recipient's link: each is that link."""
+    custom = {w.planned.index: w for w in writes}
+    for alias in aliases:
+        item = custom.get(alias.planned.index)
+        if item is not None and alias.existing not in (None, item.code):
+            item.existing = alias.existing
 
 
 async def _pause(attempt: int) -> None:

@@ -189,7 +189,8 @@ class LinkStore:
         aliased = {}
         for item, code in zip(group, written.existing, strict=True):
             item.existing = code
-            if code is not None and code != item.planned.code and item.counted:
+            # A custom link answered as its recipient's link is never moved along a chain.
+            if code not in (None, item.planned.code) and item.counted and item.kind == "chain":
                 aliased[code] = item
         targets = await self.records(aliased)
         stale = []

@@ -72,7 +72,9 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
 #             'random' (the code must be free), 'custom' (free, a custom link's tombstone, or
 #             holding this very record but for its creation time: then it is that link),
 #             'chain' (a recipient's chain position: free, or holding a record of the same
-#             campaign and recipient, a link or an alias, whose code is then returned)
+#             campaign and recipient, a link or an alias, whose code is then returned; an
+#             alias finding one there: the recipient got a link since the request looked, so
+#             the custom item the alias is for is not written but answered as that link)
 #   ARGV[3]   the campaign's id, the field of the link-count hashes ('' for none)
 # One JSON argument decoded by Redis's C cjson costs half the time of splitting per-item
 # strings in Lua. The reply is decoded by `CreateLinksScript`.
@@ -99,26 +101,30 @@ local function undated(record)
   return (string.gsub(record, '^(%w+)|[^|]*', '%1', 1))
 end
 
-local existing, new, collided = {}, {}, {}
+local existing, new, collided, answered = {}, {}, {}, {}
 for i, item in ipairs(items) do
   local links, code, kind, record = KEYS[item[1]], item[2], item[3], item[5]
   local held = redis.call('HGET', links, code)
   existing[i] = ''
   if not held then
-    new[#new + 1] = item
+    new[#new + 1] = i
   elseif kind == 'custom' then
     local flags = owner(held) or 0
     if undated(held) == undated(record) then
       existing[i] = code
     elseif bit.band(flags, DELETED) ~= 0 and bit.band(flags, CUSTOM) ~= 0 then
-      new[#new + 1] = item
+      new[#new + 1] = i
     else
       return {'taken', i}
     end
   elseif kind == 'chain' then
     local flags, who, ref = owner(held)
-    if who == select(2, owner(record)) and bit.band(flags, DELETED) == 0 then
+    local my_flags, me, my_target = owner(record)
+    if who == me and bit.band(flags, DELETED) == 0 then
       existing[i] = bit.band(flags, ALIAS) ~= 0 and ref or code
+      if bit.band(my_flags, ALIAS) ~= 0 and existing[i] ~= my_target then
+        answered[my_target] = existing[i]
+      end
     else
       collided[#collided + 1] = i
     end
@@ -130,10 +136,16 @@ if #collided > 0 then
   return {'collided', collided}
 end
 local codes, counted = {}, {}
-for _, item in ipairs(new) do
-  redis.call('HSET', KEYS[item[1]], item[2], item[5])
-  codes[#codes + 1] = item[2]
-  if item[4] > 0 then counted[item[4]] = (counted[item[4]] or 0) + 1 end
+for _, i in ipairs(new) do
+  local item = items[i]
+  local instead = item[3] == 'custom' and answered[item[2]]
+  if instead then
+    existing[i] = instead
+  else
+    redis.call('HSET', KEYS[item[1]], item[2], item[5])
+    codes[#codes + 1] = item[2]
+    if item[4] > 0 then counted[item[4]] = (counted[item[4]] or 0) + 1 end
+  end
 end
 for index, n in pairs(counted) do redis.call('HINCRBY', KEYS[index], campaign, n) end
 if #codes > 0 then

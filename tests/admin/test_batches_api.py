@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from admin import codes, models
-from admin.appkeys import campaigns_key
+from admin.appkeys import campaigns_key, links_key
 from admin.models import MAX_BATCH
 from admin.service.campaigns import Campaign
 from admin.tagging import normalize_url
@@ -187,6 +187,31 @@ async def test_campaign_gone_before_the_write_is_422_and_writes_nothing(
     message = f"no campaign with id {c['id']}"
     assert error["fields"] == [{"field": "campaign_id", "message": message}]
     assert not [k async for k in redis.scan_iter("l:*")]
+
+
+@pytest.mark.parametrize("by_slot", [False, True])
+async def test_a_recipient_given_a_link_after_a_custom_code_was_checked_keeps_one_link(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch, by_slot: bool
+) -> None:
+    """A: {code, recipient} checks the recipient's chain; B: {recipient} writes there; A writes."""
+    c = await create_campaign(admin)
+    store = admin.app[links_key].store
+    monkeypatch.setattr(store, "by_slot", store.by_slot or by_slot)
+    walk, meanwhile = store.recipient_links, []
+
+    async def walk_then_b(*args: Any) -> dict[str, tuple[str | None, int]]:
+        found = await walk(*args)
+        monkeypatch.setattr(store, "recipient_links", walk)
+        meanwhile.append(await create_link(admin, campaign_id=c["id"], recipient="r1"))
+        return found
+
+    monkeypatch.setattr(store, "recipient_links", walk_then_b)
+    body = {"url": URL, "code": "mine-01", "campaign_id": c["id"], "recipient": "r1"}
+    resp = await admin.post("/api/links", json=body)
+    assert resp.status == 200  # B's link, not a second one
+    assert (await resp.json())["code"] == meanwhile[0]["code"]
+    assert await redis.hget(keys.link_key("mine-01"), "mine-01") is None
+    assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 1
 
 
 async def test_batch_same_custom_code_twice_is_409(admin: Client, redis: Redis) -> None:
