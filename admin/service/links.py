@@ -32,7 +32,7 @@ from admin.service.plan import (
     plan_batch,
     tagged_destination,
 )
-from admin.service.store import MAX_ATTEMPTS, LinkStore, Write
+from admin.service.store import MAX_ATTEMPTS, LinkStore, Write, check_chain
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
 from redirector.store.connection import Store, made_once
@@ -202,6 +202,7 @@ class LinkService:
             if code is not None:
                 done[planned.index] = code  # the recipient has a link: returned unchanged
             else:
+                check_chain(recipient, position)
                 aliases.append(_alias(planned, chain.code(campaign_id, recipient, position)))
         held = await self.store.records(p.code for p in custom if p.index not in done)
         for planned in custom:

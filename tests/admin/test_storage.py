@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from admin.appkeys import links_key
 from admin.appkeys import redis_key as admin_redis_key
 from admin.service import as_text
-from admin.service.store import LinkStore, Write
+from admin.service.store import MAX_CHAIN, LinkStore, Write
 from redirector.appkeys import redis_key as redirector_redis_key
 from redirector.store.connection import run_replicated
 from redirector.store.keys import destinations_key, link_key
@@ -131,6 +131,27 @@ async def test_a_deleted_recipient_link_stays_gone_and_the_recipient_gets_a_new_
     assert (await redirector.get(f"/{first['code']}", allow_redirects=False)).status == 404
     await tap(redirector, second["code"], IPHONE)
     assert len(await _records(redis)) == 2
+
+
+async def test_a_recipient_chain_used_up_is_a_clear_409_and_clickers_still_list_them(
+    admin: Client, redirector: Client
+) -> None:
+    c = await create_campaign(admin)
+    first = await create_link(admin, campaign_id=c["id"], recipient="r1")
+    await tap(redirector, first["code"], IPHONE)
+    await stats_once_flushed(admin, f"/api/campaigns/{c['id']}/stats", clicks=1, bot_hits=0)
+    assert (await admin.delete(f"/api/links/{first['code']}")).status == 204
+    for _ in range(MAX_CHAIN - 1):
+        again = await create_link(admin, campaign_id=c["id"], recipient="r1")
+        assert (await admin.delete(f"/api/links/{again['code']}")).status == 204
+    for extra in ({}, {"code": "mine-r1"}):
+        body = {"url": URL, "campaign_id": c["id"], "recipient": "r1", **extra}
+        resp = await admin.post("/api/links", json=body)
+        error = await expect_error(resp, 409, "conflict")
+        assert f"limit of {MAX_CHAIN} codes" in error["message"]
+    resp = await admin.get(f"/api/campaigns/{c['id']}/clickers")
+    assert resp.status == 200
+    assert [(x["recipient"], x["code"]) for x in (await resp.json())["clickers"]] == [("r1", None)]
 
 
 async def test_a_custom_code_retried_is_the_same_link(admin: Client, redis: Redis) -> None:
