@@ -234,7 +234,7 @@ def _move(item: Write, group: list[Write], chain: Chain) -> None:
     planned = item.planned
     if planned.kind == "random":
         plans = [w.planned for w in group]
-        redraw(plans, [plans.index(planned)], chain.code_length)
+        redraw(plans, [plans.index(planned)], len(planned.code))  # the length it was drawn at
     else:
         next_position(planned, chain)
     check_chain(planned.link.recipient, planned.position)

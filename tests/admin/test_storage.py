@@ -7,17 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from admin.app import create_app as create_admin
 from admin.appkeys import links_key
 from admin.appkeys import redis_key as admin_redis_key
 from admin.service import as_text
 from admin.service.store import MAX_CHAIN, LinkStore, Write
+from admin.settings import AdminSettings
 from redirector.appkeys import redis_key as redirector_redis_key
 from redirector.store.connection import run_replicated
-from redirector.store.keys import destinations_key, link_key
+from redirector.store.keys import campaign_key, destinations_key, link_key
 from redirector.store.record import Record, decode
 from redirector.store.scripts import CreateOutcome
 from tests.admin.helpers import (
@@ -28,7 +31,7 @@ from tests.admin.helpers import (
     stats_once_flushed,
     tap,
 )
-from tests.conftest import Client
+from tests.conftest import AUTH, Client
 from tests.user_agents import IPHONE
 
 
@@ -152,6 +155,26 @@ async def test_a_recipient_chain_used_up_is_a_clear_409_and_clickers_still_list_
     resp = await admin.get(f"/api/campaigns/{c['id']}/clickers")
     assert resp.status == 200
     assert [(x["recipient"], x["code"]) for x in (await resp.json())["clickers"]] == [("r1", None)]
+
+
+async def test_recipients_keep_their_codes_when_code_length_changes(
+    admin: Client, aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Redis
+) -> None:
+    old = await create_campaign(admin)
+    await redis.hdel(campaign_key(old["id"]), "code_length")  # made before lengths were kept
+    before = [
+        await create_link(admin, campaign_id=old["id"], recipient="r1"),
+        await create_link(admin, recipient="r1"),
+    ]
+    longer = admin_settings.model_copy(update={"code_length": 9})
+    admin9 = await aiohttp_client(create_admin(longer), headers=AUTH)
+    for link in before:
+        body = {"url": URL, "campaign_id": link["campaign_id"], "recipient": "r1"}
+        resp = await admin9.post("/api/links", json=body)
+        assert resp.status == 200 and (await resp.json())["code"] == link["code"]
+    fresh = await create_link(admin9, campaign_id=old["id"], recipient="r2")
+    assert len(fresh["code"]) == len(before[0]["code"]) == 7
+    assert await redis.hget(campaign_key(old["id"]), "code_length") == b"7"
 
 
 async def test_a_custom_code_retried_is_the_same_link(admin: Client, redis: Redis) -> None:
