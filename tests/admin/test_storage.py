@@ -267,7 +267,7 @@ async def test_every_script_call_touches_one_slot(
     admin: Client, redirector: Client, by_tag: LinkStore, one_slot_per_call: list[list[bytes]]
 ) -> None:
     c = await create_campaign(admin)
-    items = [{"recipient": f"r{i}"} for i in range(50)] + [{}, {"code": "vanity", "recipient": "v"}]
+    items = [{"recipient": f"r{i}"} for i in range(80)] + [{}, {"code": "vanity", "recipient": "v"}]
     links = await _batch(admin, {"campaign_id": c["id"], "url": URL, "links": items})
     await _batch(admin, {"links": [{"url": URL}, {"url": URL, "recipient": "x"}]})
     await admin.patch(f"/api/links/{links[0]['code']}", json={"url": URL + "/new"})
