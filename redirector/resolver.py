@@ -83,11 +83,17 @@ class LinkResolver:
         # A tombstone or an alias is no link: its code answers 404 like an unknown one.
         records = [None if raw is None else decode(raw) for raw in raws]
         records = [r if r is not None and r.live else None for r in records]
-        await self._load_destinations(records)
+        lost = await self._load_destinations(records)
         # An invalidation that arrived while Redis answered may concern these very records:
         # caching the answers could then pin old versions, so only cache when none did.
         keep = cache.generation == generation
         for (code, future), record in zip(batch.items(), records, strict=True):
+            error = None if record is None else lost.get((record.campaign_id, record.destination))
+            if error is not None:
+                # Only the codes whose destination is gone fail; the rest of the tick resolves.
+                if not future.done():
+                    future.set_exception(error)
+                continue
             link = None if record is None else record.link(self._destination(record))
             if keep:
                 cache.put(code, link, now)
@@ -100,8 +106,11 @@ class LinkResolver:
             return None
         return self._destinations.get(record.campaign_id, target)
 
-    async def _load_destinations(self, records: list[Record | None]) -> None:
-        """Reads the destinations the records refer to that are not cached yet."""
+    async def _load_destinations(
+        self, records: list[Record | None]
+    ) -> dict[tuple[int | None, Destination | str], RecordError]:
+        """Reads the destinations the records refer to that are not cached yet; returns an
+        error for each one Redis does not hold."""
         missing = {
             (r.campaign_id, r.destination)
             for r in records
@@ -109,15 +118,19 @@ class LinkResolver:
             and self._destinations.get(r.campaign_id, r.destination) is None
         }  # fmt: skip
         if not missing:
-            return
+            return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for campaign_id, destination_id in missing:
                 pipe.hget(destinations_key(campaign_id), destination_id)
             raws = await pipe.execute()
+        lost: dict[tuple[int | None, Destination | str], RecordError] = {}
         for (campaign_id, destination_id), raw in zip(missing, raws, strict=True):
             if raw is None:
-                raise RecordError(f"campaign {campaign_id} has no destination {destination_id}")
-            self._destinations.put(campaign_id, destination_id, decode_destination(raw))
+                text = f"campaign {campaign_id} has no destination {destination_id}"
+                lost[campaign_id, destination_id] = RecordError(text)
+            else:
+                self._destinations.put(campaign_id, destination_id, decode_destination(raw))
+        return lost
 
 
 def _consume(task: asyncio.Task[None]) -> None:

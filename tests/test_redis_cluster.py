@@ -26,6 +26,7 @@ from pytest_aiohttp import AiohttpClient
 from redis import Redis as NodeClient
 from redis import exceptions as errors
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from redirector.app import create_app
@@ -246,6 +247,46 @@ async def test_a_replicated_script_follows_its_slot_to_another_master(
     assert await run_replicated(store, script, keys, ["x"], Durability(1, 5000)) == 1
     assert store.get_node_from_key(keys[0]) == owner
     assert replica_value(redis_cluster, client, keys[0]) == "x"
+
+
+async def test_a_replicated_script_losing_its_node_leaves_other_nodes_calls_alone(
+    redis_cluster: RedisCluster,
+    store: Store,
+    client: ClusterClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection error on one master drops only that master's connections: a call waiting
+    on another master (here a WAIT for its frozen replica) still gets its answer."""
+    assert isinstance(store, ClusterClient)
+    script = store.register_script(WRITE)
+    await store.initialize()
+    lost = store.get_node_from_key("{w}:value")
+    assert lost is not None
+    other = next(f"{{w{n}}}" for n in range(20) if serving_port(client, f"{{w{n}}}") != lost.port)
+    waiting_keys, lost_keys = [f"{other}:value", f"{other}:count"], ["{w}:value", "{w}:count"]
+    execute_pipeline = ClusterNode.execute_pipeline
+
+    async def failing_on_lost(node: ClusterNode, commands: list[PipelineCommand]) -> bool:
+        if node.name == lost.name:
+            raise errors.ConnectionError("injected: connection to the master lost")
+        return await execute_pipeline(node, commands)
+
+    with redis_cluster.paused(replica_port(redis_cluster, client, waiting_keys[0])):
+        waiting = asyncio.ensure_future(
+            run_replicated(store, script, waiting_keys, ["x"], Durability(1, 8000))
+        )
+        with NodeClient(port=serving_port(client, waiting_keys[0])) as master:
+            await eventually(lambda: _blocked(master))
+        monkeypatch.setattr(ClusterNode, "execute_pipeline", failing_on_lost)
+        with pytest.raises(errors.ConnectionError, match="injected"):
+            await run_replicated(store, script, lost_keys, ["y"], Durability(1, 8000))
+        monkeypatch.undo()
+    assert await waiting == 1
+    assert await run_replicated(store, script, lost_keys, ["y"], Durability(1, 8000)) == 1
+
+
+async def _blocked(node: NodeClient) -> bool:
+    return int(node.info("clients")["blocked_clients"]) > 0
 
 
 async def test_on_a_single_node_replicas_are_waited_for_only_when_asked(

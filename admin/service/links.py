@@ -22,7 +22,7 @@ from admin.exceptions import (
 )
 from admin.models import BatchItem, LinkPatch
 from admin.service import as_text
-from admin.service.campaigns import Campaign, CampaignService
+from admin.service.campaigns import CODE_LENGTH, Campaign, CampaignService
 from admin.service.plan import (
     Chain,
     Plan,
@@ -32,11 +32,17 @@ from admin.service.plan import (
     plan_batch,
     tagged_destination,
 )
-from admin.service.store import MAX_ATTEMPTS, LinkStore, Write
+from admin.service.store import MAX_ATTEMPTS, LinkStore, Write, check_chain
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
 from redirector.store.connection import Store, made_once
-from redirector.store.keys import CODE_KEY, DESTINATION_HASH_PREFIX, destinations_key, link_key
+from redirector.store.keys import (
+    CODE_KEY,
+    DESTINATION_HASH_PREFIX,
+    campaign_key,
+    destinations_key,
+    link_key,
+)
 from redirector.store.record import (
     Destination,
     Link,
@@ -48,6 +54,10 @@ from redirector.store.record import (
     encoder,
 )
 from redirector.store.scripts import MakeDestinationsScript, SwapLinkScript
+
+# The length of the codes derived for recipients of links without a campaign: fixed, since
+# a change of CODE_LENGTH would move every such recipient's chain (and give them a second link).
+NO_CAMPAIGN_CODE_LENGTH = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,7 @@ class LinkService:
         and so does a custom code that holds this very link. Every conflict is found before
         anything is written; see `admin.service.store` for what a failed write leaves."""
         campaign = await self._campaign_field(campaign_id) if campaign_id is not None else None
+        length = await self._code_length(campaign)
         plan = plan_batch(
             items,
             url=url,
@@ -90,11 +101,11 @@ class LinkService:
             params=self._utm(campaign) if tagged else (),
             tagged=tagged,
             now=int(time.time()),
-            code_length=self._code_length(campaign),
+            code_length=length,
         )
         # Only recipients' codes are derived: without any, the key is neither needed nor made.
         personal = any(p.link.recipient is not None for p in plan.links)
-        chain = await self.chain(campaign) if personal else Chain(b"", self._code_length(campaign))
+        chain = await self.chain(campaign) if personal else Chain(b"", length)
         derive_codes(plan, chain)
         found = await self._find_destinations(campaign_id, plan.destinations)
         done, aliases = await self._checked(campaign_id, plan, found, chain, batch)
@@ -115,11 +126,24 @@ class LinkService:
         """How the campaign's per-recipient codes are derived; the key is made on first use."""
         if self._code_key is None:
             self._code_key = await made_once(self._redis, CODE_KEY, 32)
-        return Chain(self._code_key, self._code_length(campaign))
+        if campaign is None:
+            return Chain(self._code_key, NO_CAMPAIGN_CODE_LENGTH)
+        return Chain(self._code_key, await self._code_length(campaign))
 
-    def _code_length(self, campaign: Campaign | None) -> int:
-        length = campaign.code_length if campaign else None
-        return length or self._settings.code_length
+    async def _code_length(self, campaign: Campaign | None) -> int:
+        """The length of the campaign's codes (today's CODE_LENGTH without campaign)."""
+        if campaign is None:
+            return self._settings.code_length
+        if campaign.code_length is not None:
+            return campaign.code_length
+        # A campaign made before lengths were kept gets today's, stored once (the first admin
+        # to ask wins): a later CODE_LENGTH must not move its recipients' chains.
+        key = campaign_key(campaign.id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(key, CODE_LENGTH, self._settings.code_length)
+            pipe.hget(key, CODE_LENGTH)
+            _, stored = await pipe.execute()
+        return int(stored)
 
     async def get_link(self, code: str) -> Link:
         return (await self._read(code))[2]
@@ -208,6 +232,7 @@ class LinkService:
             if code is not None:
                 done[planned.index] = code  # the recipient has a link: returned unchanged
             else:
+                check_chain(recipient, position)
                 aliases.append(_alias(planned, chain.code(campaign_id, recipient, position)))
         held = await self.store.records(p.code for p in custom if p.index not in done)
         for planned in custom:

@@ -113,7 +113,7 @@ class LinkStore:
         self, campaign_id: int | None, recipients: Iterable[str], chain: Chain
     ) -> dict[str, tuple[str | None, int]]:
         """Each recipient's link: its code (None when it has none), and the first position of
-        its chain that no record holds (where its link would go)."""
+        its chain that no record holds (where its link would go; MAX_CHAIN when all are)."""
         at = {r: chain.code(campaign_id, r, 0) for r in recipients}
         found: dict[str, tuple[str | None, int]] = {}
         for _ in range(MAX_CHAIN):
@@ -136,7 +136,7 @@ class LinkStore:
                 else:
                     later[recipient] = chain.code(campaign_id, recipient, position + 1)
             at = later
-        raise Contention("a recipient's chain of codes is full; try again")
+        return found | {recipient: (None, MAX_CHAIN) for recipient in at}
 
     async def write(self, campaign_id: int | None, writes: list[Write], chain: Chain) -> None:
         """Write every item, in rounds: an item whose code turned out to be held by another
@@ -199,6 +199,7 @@ class LinkStore:
             if not _of(targets[code], campaign_id, link.recipient):
                 item.existing = None
                 next_position(item.planned, chain)
+                check_chain(link.recipient, item.planned.position)
                 stale.append(item)
         return stale
 
@@ -234,8 +235,16 @@ def _move(item: Write, group: list[Write], chain: Chain) -> None:
     planned = item.planned
     if planned.kind == "random":
         plans = [w.planned for w in group]
-        redraw(plans, [plans.index(planned)], chain.code_length)
+        redraw(plans, [plans.index(planned)], len(planned.code))  # the length it was drawn at
     else:
         next_position(planned, chain)
-    if planned.position >= MAX_CHAIN:
-        raise Contention("a recipient's chain of codes is full; try again")
+    check_chain(planned.link.recipient, planned.position)
+
+
+def check_chain(recipient: str | None, position: int) -> None:
+    """A 409 once a recipient's chain is used up: every deleted link of theirs keeps its code."""
+    if position >= MAX_CHAIN:
+        raise Contention(
+            f"recipient {recipient!r} has used up the limit of {MAX_CHAIN} codes per campaign"
+            " (each deleted link keeps one); no more links can be made for them"
+        )

@@ -177,7 +177,8 @@ async def _run_and_wait_on_cluster(
     WAIT go on one connection of the key's master by hand: the cluster pipeline would retry a
     failed part alone on another connection, where a WAIT counts nothing. A MOVED slot is
     looked up and tried again (the script did not run); an error that may mean a failover
-    makes the client read the topology afresh for the next command."""
+    drops that node's connections and makes the client read the topology afresh for the next
+    command, leaving other calls in flight alone."""
     for _ in range(MAX_REDIRECTIONS):
         await store.initialize()  # the slots map, read first or again after a failure
         node = store.nodes_manager.get_node_from_slot(store.keyslot(key))
@@ -194,11 +195,21 @@ async def _run_and_wait_on_cluster(
             await store.nodes_manager.move_slot(moved)
             continue
         except (RedisConnectionError, RedisTimeoutError, ClusterDownError):
-            await store.aclose()
+            await _forget(store, node)
             raise
         confirmed = sent[1].result if wanted else 0
         return sent[0].result, int(confirmed), wanted  # type: ignore[arg-type]  # checked above
     raise NotReplicated(f"the slot kept moving ({MAX_REDIRECTIONS} redirections)")
+
+
+async def _forget(store: RedisCluster, node: ClusterNode) -> None:
+    """What the client itself does when a command fails so: only this node's connections are
+    dropped (those in use once done, as other calls may be using them), it is asked last, and
+    the topology is read again before the next call."""
+    node.update_active_connections_for_reconnect()
+    await node.disconnect_free_connections()
+    store.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
+    store._initialize = True
 
 
 class SettingsError(ValueError):

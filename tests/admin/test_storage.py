@@ -7,17 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from admin.app import create_app as create_admin
 from admin.appkeys import links_key
 from admin.appkeys import redis_key as admin_redis_key
 from admin.service import as_text
-from admin.service.store import LinkStore, Write
+from admin.service.store import MAX_CHAIN, LinkStore, Write
+from admin.settings import AdminSettings
 from redirector.appkeys import redis_key as redirector_redis_key
 from redirector.store.connection import run_replicated
-from redirector.store.keys import destinations_key, link_key
+from redirector.store.keys import campaign_key, destinations_key, link_key
 from redirector.store.record import Record, decode
 from redirector.store.scripts import CreateOutcome
 from tests.admin.helpers import (
@@ -28,7 +31,7 @@ from tests.admin.helpers import (
     stats_once_flushed,
     tap,
 )
-from tests.conftest import Client
+from tests.conftest import AUTH, Client
 from tests.user_agents import IPHONE
 
 
@@ -133,6 +136,47 @@ async def test_a_deleted_recipient_link_stays_gone_and_the_recipient_gets_a_new_
     assert len(await _records(redis)) == 2
 
 
+async def test_a_recipient_chain_used_up_is_a_clear_409_and_clickers_still_list_them(
+    admin: Client, redirector: Client
+) -> None:
+    c = await create_campaign(admin)
+    first = await create_link(admin, campaign_id=c["id"], recipient="r1")
+    await tap(redirector, first["code"], IPHONE)
+    await stats_once_flushed(admin, f"/api/campaigns/{c['id']}/stats", clicks=1, bot_hits=0)
+    assert (await admin.delete(f"/api/links/{first['code']}")).status == 204
+    for _ in range(MAX_CHAIN - 1):
+        again = await create_link(admin, campaign_id=c["id"], recipient="r1")
+        assert (await admin.delete(f"/api/links/{again['code']}")).status == 204
+    for extra in ({}, {"code": "mine-r1"}):
+        body = {"url": URL, "campaign_id": c["id"], "recipient": "r1", **extra}
+        resp = await admin.post("/api/links", json=body)
+        error = await expect_error(resp, 409, "conflict")
+        assert f"limit of {MAX_CHAIN} codes" in error["message"]
+    resp = await admin.get(f"/api/campaigns/{c['id']}/clickers")
+    assert resp.status == 200
+    assert [(x["recipient"], x["code"]) for x in (await resp.json())["clickers"]] == [("r1", None)]
+
+
+async def test_recipients_keep_their_codes_when_code_length_changes(
+    admin: Client, aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Redis
+) -> None:
+    old = await create_campaign(admin)
+    await redis.hdel(campaign_key(old["id"]), "code_length")  # made before lengths were kept
+    before = [
+        await create_link(admin, campaign_id=old["id"], recipient="r1"),
+        await create_link(admin, recipient="r1"),
+    ]
+    longer = admin_settings.model_copy(update={"code_length": 9})
+    admin9 = await aiohttp_client(create_admin(longer), headers=AUTH)
+    for link in before:
+        body = {"url": URL, "campaign_id": link["campaign_id"], "recipient": "r1"}
+        resp = await admin9.post("/api/links", json=body)
+        assert resp.status == 200 and (await resp.json())["code"] == link["code"]
+    fresh = await create_link(admin9, campaign_id=old["id"], recipient="r2")
+    assert len(fresh["code"]) == len(before[0]["code"]) == 7
+    assert await redis.hget(campaign_key(old["id"]), "code_length") == b"7"
+
+
 async def test_a_custom_code_retried_is_the_same_link(admin: Client, redis: Redis) -> None:
     c = await create_campaign(admin)
     for body in (
@@ -223,7 +267,7 @@ async def test_every_script_call_touches_one_slot(
     admin: Client, redirector: Client, by_tag: LinkStore, one_slot_per_call: list[list[bytes]]
 ) -> None:
     c = await create_campaign(admin)
-    items = [{"recipient": f"r{i}"} for i in range(50)] + [{}, {"code": "vanity", "recipient": "v"}]
+    items = [{"recipient": f"r{i}"} for i in range(80)] + [{}, {"code": "vanity", "recipient": "v"}]
     links = await _batch(admin, {"campaign_id": c["id"], "url": URL, "links": items})
     await _batch(admin, {"links": [{"url": URL}, {"url": URL, "recipient": "x"}]})
     await admin.patch(f"/api/links/{links[0]['code']}", json={"url": URL + "/new"})

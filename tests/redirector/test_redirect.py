@@ -14,7 +14,14 @@ from redirector.app import create_app
 from redirector.appkeys import invalidation_ready_key, redis_key, resolver_key
 from redirector.settings import Settings
 from redirector.store.keys import destinations_key, link_key
-from redirector.store.record import Destination, Link, Record, encode, encode_destination
+from redirector.store.record import (
+    Destination,
+    Link,
+    Record,
+    RecordError,
+    encode,
+    encode_destination,
+)
 from tests.conftest import Client
 from tests.redis_server import RedisServer
 from tests.waiting import eventually
@@ -177,6 +184,20 @@ async def test_a_miss_costs_one_round_trip_once_its_destination_is_cached(
     found = await asyncio.gather(resolver.find(third), resolver.find("unknown"))
     assert [link and link.destination for link in found] == [location, None]
     assert round_trips == [1, 1, 1, 2]
+
+
+async def test_a_lost_destination_fails_only_its_own_code(redirector: Client, redis: Redis) -> None:
+    await redis.hset(destinations_key(7), "1", encode_destination(Destination("https://kept/")))
+    await redis.hset(link_key("kept001"), "kept001", encode(Record(1, "1", campaign_id=7)))
+    await redis.hset(link_key("lost001"), "lost001", encode(Record(1, "2", campaign_id=7)))
+    resolver = redirector.app[resolver_key]
+    found = await asyncio.gather(
+        resolver.find("kept001"), resolver.find("lost001"), return_exceptions=True
+    )
+    assert isinstance(found[0], Link) and found[0].destination == "https://kept/"
+    assert isinstance(found[1], RecordError)
+    assert (await redirector.get("/lost001", allow_redirects=False)).status == 500
+    assert await _location(redirector, "kept001") == (302, "https://kept/")
 
 
 async def test_destinations_are_read_again_after_redis_comes_back_empty(
