@@ -60,13 +60,21 @@ async def listen(
                     if message is not None:
                         for code in message["data"].decode().split():
                             cache.discard(code)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            # Any error, not only Redis's: a dead listener would leave the cache serving
+            # changed links until their TTL (redis-py 8.1's cluster client has been seen to
+            # raise AttributeError from a connection closed while it was being opened).
             node_index += 1
             metrics.REDIS_ERRORS_FEED.inc()
             cache.enabled = False
             if subscribed is not None:
                 subscribed.clear()
-            log.warning("invalidation feed lost (%s); cache frozen until it is back", exc)
+            unexpected = not isinstance(exc, RedisError | OSError)
+            log.warning(
+                "invalidation feed lost (%s); cache frozen until it is back",
+                exc,
+                exc_info=unexpected,
+            )
             await asyncio.sleep(RETRY_DELAY)
 
 

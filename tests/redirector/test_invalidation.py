@@ -3,11 +3,14 @@ redirector, and a listener whose node dies subscribes again through another node
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pytest_aiohttp import AiohttpClient
 from redis import Redis as NodeClient
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
+from redirector import invalidation
 from redirector.app import create_app
 from redirector.appkeys import invalidation_ready_key
 from redirector.settings import Settings
@@ -97,3 +100,28 @@ async def test_a_listener_whose_node_dies_listens_again_through_another(
 
 async def _subscribed_again(client: Client, cluster: RedisCluster) -> bool:
     return client.app[invalidation_ready_key].is_set() and _listening_node(cluster) is not None
+
+
+async def test_the_listener_outlives_an_error_that_is_not_redis_s(
+    aiohttp_client: AiohttpClient,
+    redirector_settings: Settings,
+    redis: ClusterClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py's cluster client once raised AttributeError while connecting: the listener must
+    subscribe again, not die and leave the cache unaware of changes."""
+    real = invalidation._pubsub
+    failures = [AttributeError("'NoneType' object has no attribute 'writelines'")]
+
+    async def flaky(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args)
+
+    monkeypatch.setattr(invalidation, "_pubsub", flaky)
+    [client] = await _redirectors(aiohttp_client, redirector_settings, 1)
+    assert not failures
+    await _retarget(redis, "https://shop.example/before")
+    await eventually(lambda: _sees(client, "https://shop.example/before"))
+    await _retarget(redis, "https://shop.example/after")
+    await eventually(lambda: _sees(client, "https://shop.example/after"))
