@@ -30,6 +30,7 @@ from admin.models import (
     UrlRules,
     click_filter,
     parse,
+    parse_batch,
     parse_query,
     stats_window,
 )
@@ -108,7 +109,7 @@ async def create_link(request: web.Request) -> web.StreamResponse:
 
 @Operation("createLinkBatch", "links", responses.LinkBatch, (201,), body=BatchIn, errors=(409, 503))
 async def create_batch(request: web.Request) -> web.StreamResponse:
-    data = parse(BatchIn, await _body(request), _rules(request))
+    data = parse_batch(await _body(request), _rules(request))
     service = request.app[links_key]
     results = await service.create_links(
         data.campaign_id, data.links, url=data.url, tagged=data.tag

@@ -20,7 +20,7 @@ from admin.exceptions import (
     LinkNotFound,
     ValidationFailed,
 )
-from admin.models import BatchItem, LinkPatch
+from admin.models import Item, LinkPatch
 from admin.service import as_text
 from admin.service.campaigns import Campaign, CampaignService
 from admin.service.plan import (
@@ -72,7 +72,7 @@ class LinkService:
     async def create_links(
         self,
         campaign_id: int | None,
-        items: Sequence[BatchItem],
+        items: Sequence[Item],
         *,
         url: str | None = None,
         tagged: bool = True,

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from admin import codes
 from admin.exceptions import CodeTaken, FieldError, ValidationFailed
-from admin.models import BatchItem
+from admin.models import Item
 from admin.tagging import Tagged, tag
 from redirector.store.record import Destination, Link
 from redirector.store.scripts import Kind
@@ -52,7 +52,7 @@ class Chain:
 
 
 def plan_batch(
-    items: Sequence[BatchItem],
+    items: Sequence[Item],
     *,
     url: str | None = None,
     campaign_id: int | None,
