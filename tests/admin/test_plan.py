@@ -139,9 +139,16 @@ def test_a_reserved_word_is_skipped_on_the_chain(monkeypatch: pytest.MonkeyPatch
     real = hmac.digest
     digests = iter([bytes(32), real(b"k", b"m", "sha256")])  # 0 -> "00000": made reserved
     monkeypatch.setattr(codes, "RESERVED_CODES", frozenset({"00000"}))
-    monkeypatch.setattr(hmac, "digest", lambda *_: next(digests))
+    monkeypatch.setattr(codes, "_digest", lambda *_: next(digests))
     position, code = codes.derive(b"k", 1, "r", 0, 5)
     assert position == 1 and code != "00000"
+
+
+def test_a_code_is_the_hmac_of_campaign_recipient_and_position() -> None:
+    for key in (b"k" * 32, b"other"):  # the keyed HMAC is kept per key
+        digest = hmac.digest(key, b"7\x00+34600\x003", "sha256")
+        expected = digest[:9].translate(bytes(ALPHABET[b % 62] for b in range(256))).decode()
+        assert codes.derive(key, 7, "+34600", 3, 9) == (3, expected)
 
 
 def test_a_batch_url_serves_the_items_without_one() -> None:
