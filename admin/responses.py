@@ -8,6 +8,7 @@ class, and the tests validate real responses against that schema.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Literal, NotRequired
@@ -68,6 +69,23 @@ def link(code: str, record: LinkRecord, short_url: str) -> Link:
         "disabled": record.disabled,
         "tag": record.tagged,
     }
+
+
+def link_batch(
+    results: Iterable[tuple[str, LinkRecord, str | None]], short_url: Callable[[str], str]
+) -> LinkBatch:
+    """The answer of (code, the link but for its recipient, recipient) triples. The new links
+    of a batch share one link object: the rest of their answer is made once, and copied."""
+    made: dict[int, Link] = {}  # id of a shared link object -> its answer but code and recipient
+    answers = []
+    for code, shared, recipient in results:
+        answer = made.get(id(shared))
+        if answer is None:
+            answer = made[id(shared)] = link("", shared, "")
+        answer = answer.copy()
+        answer["code"], answer["short_url"], answer["recipient"] = code, short_url(code), recipient
+        answers.append(answer)
+    return {"links": answers}
 
 
 class Campaign(TypedDict):

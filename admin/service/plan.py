@@ -11,7 +11,7 @@ Redis found taken; `next_position` moves a recipient's code along its chain.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from admin import codes
@@ -27,9 +27,18 @@ class PlannedLink:
     index: int  # the item's position in the request
     code: str
     kind: Kind  # "custom" (given), "chain" (a recipient's, derived) or "random" (drawn)
-    link: Link
+    shared: Link  # the link but for its recipient: one object for the alike links of a batch
+    recipient: str | None
     destination: int  # index into the plan's destinations
     position: int = 0  # where `code` is on its recipient's chain, for kind "chain"
+
+    @property
+    def link(self) -> Link:
+        return with_recipient(self.shared, self.recipient)
+
+
+def with_recipient(shared: Link, recipient: str | None) -> Link:
+    return shared if shared.recipient == recipient else replace(shared, recipient=recipient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +75,14 @@ def plan_batch(
     from `derive_codes`, once the plan is known to be valid."""
     places: dict[str, int] = {}
     destinations: list[Destination] = []
+    shared: dict[tuple[int, int | None], Link] = {}  # by destination and expiry
     planned: list[PlannedLink] = []
     first_of: dict[str, int] = {}
     repeats: dict[int, int] = {}
     custom_codes: set[str] = set()
     no_url: list[FieldError] = []
     for index, item in enumerate(items):
-        recipient = item.recipient
+        recipient, code = item.recipient, item.code
         if recipient is not None:
             if recipient in first_of:
                 repeats[index] = first_of[recipient]
@@ -82,45 +92,43 @@ def plan_batch(
         if given is None:
             no_url.append(FieldError(f"links[{index}].url", "required: the batch has none", index))
             continue
-        if item.code is not None:
-            if item.code in custom_codes:
-                raise CodeTaken(item.code, index)
-            custom_codes.add(item.code)
+        if code is not None:
+            if code in custom_codes:
+                raise CodeTaken(code, index)
+            custom_codes.add(code)
         place = places.get(given)
         if place is None:
             place = places[given] = len(destinations)
             destinations.append(_destination(tagged_destination(given, params), tagged))
-        target = destinations[place]
-        link = Link(
-            target.destination,
-            now,
-            expiry(item.expires_at),
-            campaign_id,
-            recipient,
-            False,
-            tagged,
-            target.insert_at,
-            target.inserted,
-        )
-        planned.append(_planned(index, item.code, link, place))
+        alike = (place, expiry(item.expires_at))
+        link = shared.get(alike)
+        if link is None:
+            target = destinations[place]
+            link = shared[alike] = Link(
+                target.destination,
+                now,
+                alike[1],
+                campaign_id,
+                None,
+                False,
+                tagged,
+                target.insert_at,
+                target.inserted,
+            )
+        kind: Kind = "custom" if code is not None else "random" if recipient is None else "chain"
+        planned.append(PlannedLink(index, code or "", kind, link, recipient, place))
     if no_url:
         raise ValidationFailed(no_url)
     redraw(planned, [n for n, p in enumerate(planned) if p.kind == "random"], code_length)
     return Plan(planned, repeats, destinations)
 
 
-def _planned(index: int, code: str | None, link: Link, place: int) -> PlannedLink:
-    if code is not None:
-        return PlannedLink(index, code, "custom", link, place)
-    return PlannedLink(index, "", "chain" if link.recipient is not None else "random", link, place)
-
-
 def derive_codes(plan: Plan, chain: Chain) -> None:
     """Give each recipient's link the first code of its chain."""
     for planned in plan.links:
-        recipient = planned.link.recipient
+        recipient = planned.recipient
         if planned.kind == "chain" and recipient is not None:
-            campaign_id = planned.link.campaign_id
+            campaign_id = planned.shared.campaign_id
             planned.position, planned.code = chain.code(campaign_id, recipient, 0)
 
 
@@ -139,10 +147,10 @@ def redraw(planned: list[PlannedLink], which: Sequence[int], code_length: int) -
 def next_position(planned: PlannedLink, chain: Chain) -> None:
     """Move a recipient's link to the next position of its chain (the code it had is held by
     another link, or by a tombstone)."""
-    link = planned.link
-    assert link.recipient is not None  # only a recipient's links are on a chain
+    recipient = planned.recipient
+    assert recipient is not None  # only a recipient's links are on a chain
     planned.position, planned.code = chain.code(
-        link.campaign_id, link.recipient, planned.position + 1
+        planned.shared.campaign_id, recipient, planned.position + 1
     )
 
 
