@@ -20,7 +20,7 @@ from admin.exceptions import (
     LinkNotFound,
     ValidationFailed,
 )
-from admin.models import Item, LinkPatch
+from admin.models import BatchItem, LinkPatch
 from admin.service import as_text
 from admin.service.campaigns import Campaign, CampaignService
 from admin.service.plan import (
@@ -78,7 +78,7 @@ class LinkService:
     async def create_links(
         self,
         campaign_id: int | None,
-        items: Sequence[Item],
+        items: Sequence[BatchItem | str],
         *,
         url: str | None = None,
         tagged: bool = True,
@@ -233,14 +233,16 @@ class LinkService:
             # Deleted between the write and this read: the caller may simply try again.
             raise Contention("a recipient's link was deleted meanwhile; try again")
         links = dict(zip(records, await self.store.links(list(records.values())), strict=True))
-        results: dict[int, Created] = {}
-        for planned in plan.links:
-            old = done.get(planned.index) or existing.get(planned.index)
-            results[planned.index] = (
-                Created(old, links[old], links[old].recipient, False)
-                if old
-                else Created(planned.code, planned.shared, planned.recipient, True)
-            )
+        old_of = {**existing, **done}  # item -> the code of the link it already is
+        created = [
+            Created(old, links[old], links[old].recipient, False)
+            if old_of and (old := old_of.get(p.index))
+            else Created(p.code, p.shared, p.recipient, True)
+            for p in plan.links
+        ]
+        if not plan.repeats:
+            return created  # plan.links is in request order
+        results = {p.index: result for p, result in zip(plan.links, created, strict=True)}
         for index, first in plan.repeats.items():
             # The first item of a recipient comes before its repeats, so it is filled in.
             results[index] = replace(results[first], created=False)
@@ -311,14 +313,14 @@ def _record(planned: PlannedLink, destination: Destination | str) -> Record:
 def _writes(planned: list[PlannedLink], ids: list[Destination | str], batch: bool) -> list[Write]:
     """The records of the planned links; those alike but for their recipient (the links of
     a batch, mostly) share one encoder."""
-    encoders: dict[tuple[int, int | None, bool], Callable[[str | None], str]] = {}
+    encoders: dict[tuple[int, bool], Callable[[str | None], str]] = {}
     writes = []
     for p in planned:
-        alike = (p.destination, p.shared.expires_at, p.kind == "custom")
+        alike = (id(p.shared), p.kind == "custom")  # p.shared: by destination and expiry
         encode = encoders.get(alike)
         if encode is None:
             encode = encoders[alike] = encoder(_record(p, ids[p.destination]))
-        writes.append(Write(p, encode(p.recipient), batch_index=p.index if batch else None))
+        writes.append(Write(p, encode(p.recipient), True, None, p.index if batch else None))
     return writes
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from admin import codes
 from admin.exceptions import CodeTaken, FieldError, ValidationFailed
-from admin.models import Item
+from admin.models import BatchItem
 from admin.tagging import Tagged, tag
 from redirector.store.record import Destination, Link
 from redirector.store.scripts import Kind
@@ -61,7 +61,7 @@ class Chain:
 
 
 def plan_batch(
-    items: Sequence[Item],
+    items: Sequence[BatchItem | str],
     *,
     url: str | None = None,
     campaign_id: int | None,
@@ -82,13 +82,12 @@ def plan_batch(
     custom_codes: set[str] = set()
     no_url: list[FieldError] = []
     for index, item in enumerate(items):
-        recipient, code = item.recipient, item.code
+        recipient, code, given, expires = _fields(item, url)
         if recipient is not None:
             if recipient in first_of:
                 repeats[index] = first_of[recipient]
                 continue
             first_of[recipient] = index
-        given = item.url or url
         if given is None:
             no_url.append(FieldError(f"links[{index}].url", "required: the batch has none", index))
             continue
@@ -100,7 +99,7 @@ def plan_batch(
         if place is None:
             place = places[given] = len(destinations)
             destinations.append(_destination(tagged_destination(given, params), tagged))
-        alike = (place, expiry(item.expires_at))
+        alike = (place, expires)
         link = shared.get(alike)
         if link is None:
             target = destinations[place]
@@ -121,6 +120,15 @@ def plan_batch(
         raise ValidationFailed(no_url)
     redraw(planned, [n for n, p in enumerate(planned) if p.kind == "random"], code_length)
     return Plan(planned, repeats, destinations)
+
+
+def _fields(
+    item: BatchItem | str, url: str | None
+) -> tuple[str | None, str | None, str | None, int | None]:
+    """An item's recipient, custom code, URL and expiry; a str item gives only its recipient."""
+    if isinstance(item, str):
+        return item, None, url, None
+    return item.recipient, item.code, item.url or url, expiry(item.expires_at)
 
 
 def derive_codes(plan: Plan, chain: Chain) -> None:

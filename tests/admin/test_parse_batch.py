@@ -31,7 +31,10 @@ def outcome(parser: Any, body: Any) -> Any:
         batch = parser(body)
     except ValidationFailed as exc:
         return [(e.field, e.message, e.index) for e in exc.errors]
-    items = [(i.url, i.recipient, i.code, i.expires_at) for i in batch.links]
+    items = [
+        (None, i, None, None) if isinstance(i, str) else (i.url, i.recipient, i.code, i.expires_at)
+        for i in batch.links
+    ]
     return batch.campaign_id, batch.url, batch.tag, items
 
 
