@@ -59,6 +59,10 @@ class Chain:
         """The first position from `position` on with an allowed code, and that code."""
         return codes.derive(self.key, campaign_id, recipient, position, self.code_length)
 
+    def first_codes(self, campaign_id: int | None, recipients: list[str]) -> list[tuple[int, str]]:
+        """`code(campaign_id, recipient, 0)` of each recipient."""
+        return codes.first_codes(self.key, campaign_id, recipients, self.code_length)
+
 
 def plan_batch(
     items: Sequence[BatchItem | str],
@@ -133,15 +137,20 @@ def _fields(
 
 def derive_codes(plan: Plan, chain: Chain) -> None:
     """Give each recipient's link the first code of its chain."""
-    for planned in plan.links:
-        recipient = planned.recipient
-        if planned.kind == "chain" and recipient is not None:
-            campaign_id = planned.shared.campaign_id
-            planned.position, planned.code = chain.code(campaign_id, recipient, 0)
+    chained = [p for p in plan.links if p.kind == "chain"]
+    recipients = [p.recipient for p in chained if p.recipient is not None]
+    if not chained:
+        return
+    campaign_id = chained[0].shared.campaign_id  # the same for every link of a plan
+    found = chain.first_codes(campaign_id, recipients)
+    for planned, (position, code) in zip(chained, found, strict=True):
+        planned.position, planned.code = position, code
 
 
 def redraw(planned: list[PlannedLink], which: Sequence[int], code_length: int) -> None:
     """Give `planned[index]`, for each index in `which`, a drawn code no other link has."""
+    if not which:
+        return  # a campaign's send: no set of its 10,000 codes to build
     used = {p.code for p in planned}
     drawn = iter(codes.draw(len(which), code_length))
     for index in which:
