@@ -117,8 +117,7 @@ async def create_batch(request: web.Request) -> web.StreamResponse:
     LINKS_CREATED.inc(sum(r.created for r in results))
     # Plain dicts, not 10,000 model instances: see admin.responses.
     short_url = request.app[settings_key].short_url
-    triples = ((r.code, r.shared, r.recipient) for r in results)
-    return _json(responses.link_batch(triples, short_url), status=201)
+    return _json(responses.link_batch(results, short_url), status=201)
 
 
 @Operation("getLink", "links", responses.Link, errors=FOUND)
