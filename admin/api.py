@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from admin import responses
 from admin.appkeys import campaigns_key, links_key, openapi_key, redis_key, settings_key, stats_key
+from admin.batch_body import parse_batch
 from admin.exceptions import CampaignNotFound
 from admin.export import clicks_csv
 from admin.metrics import LINKS_CREATED
@@ -30,7 +31,6 @@ from admin.models import (
     UrlRules,
     click_filter,
     parse,
-    parse_batch,
     parse_query,
     stats_window,
 )

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from admin.batch_body import parse_batch
 from admin.exceptions import ValidationFailed
-from admin.models import BatchIn, UrlRules, parse, parse_batch
+from admin.models import BatchIn, UrlRules, parse
 
 RULES = UrlRules(2048, None)
 URL = "https://shop.example/p"
