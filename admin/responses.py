@@ -8,6 +8,7 @@ class, and the tests validate real responses against that schema.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Literal, NotRequired
@@ -17,6 +18,7 @@ from typing_extensions import TypedDict
 
 from admin.exceptions import FieldError as FieldProblem
 from admin.service.campaigns import Campaign as CampaignRecord
+from admin.service.links import Created
 from admin.service.stats import Clicker as ClickerRecord
 from admin.service.stats import Stats as StatsRecord
 from redirector.store.record import Link as LinkRecord
@@ -68,6 +70,24 @@ def link(code: str, record: LinkRecord, short_url: str) -> Link:
         "disabled": record.disabled,
         "tag": record.tagged,
     }
+
+
+def link_batch(results: Sequence[Created], short_url: Callable[[str], str]) -> LinkBatch:
+    """The new links of a batch share one link object but for their recipient: the rest of
+    their answer is made once, and copied."""
+    made: dict[int, Link] = {}  # id of a shared link object -> its answer but code and recipient
+    answers = []
+    for result in results:
+        code, shared = result.code, result.shared
+        answer = made.get(id(shared))
+        if answer is None:
+            answer = made[id(shared)] = link("", shared, "")
+        answer = answer.copy()
+        answer["code"] = code
+        answer["short_url"] = short_url(code)
+        answer["recipient"] = result.recipient
+        answers.append(answer)
+    return {"links": answers}
 
 
 class Campaign(TypedDict):

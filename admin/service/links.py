@@ -31,6 +31,7 @@ from admin.service.plan import (
     expiry,
     plan_batch,
     tagged_destination,
+    with_recipient,
 )
 from admin.service.store import MAX_ATTEMPTS, LinkStore, Write, check_chain
 from admin.settings import AdminSettings
@@ -60,11 +61,16 @@ from redirector.store.scripts import MakeDestinationsScript, SwapLinkScript
 NO_CAMPAIGN_CODE_LENGTH = 7
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Created:
     code: str
-    link: Link
+    shared: Link  # the link but for its recipient, shared by the alike new links of a batch
+    recipient: str | None
     created: bool  # False when the recipient already had a link, returned as it is
+
+    @property
+    def link(self) -> Link:
+        return with_recipient(self.shared, self.recipient)
 
 
 class LinkService:
@@ -82,7 +88,7 @@ class LinkService:
     async def create_links(
         self,
         campaign_id: int | None,
-        items: Sequence[BatchItem],
+        items: Sequence[BatchItem | str],
         *,
         url: str | None = None,
         tagged: bool = True,
@@ -104,7 +110,7 @@ class LinkService:
             code_length=length,
         )
         # Only recipients' codes are derived: without any, the key is neither needed nor made.
-        personal = any(p.link.recipient is not None for p in plan.links)
+        personal = any(p.recipient is not None for p in plan.links)
         chain = await self.chain(campaign) if personal else Chain(b"", length)
         derive_codes(plan, chain)
         found = await self._find_destinations(campaign_id, plan.destinations)
@@ -223,7 +229,7 @@ class LinkService:
         are), and the aliases to write: the chain positions of new custom links with a
         recipient, so that the recipient is found to have that link."""
         custom = [p for p in plan.links if p.kind == "custom"]
-        by_recipient = {p.link.recipient: p for p in custom if p.link.recipient is not None}
+        by_recipient = {p.recipient: p for p in custom if p.recipient is not None}
         walked = await self.store.recipient_links(campaign_id, by_recipient, chain)
         done: dict[int, str] = {}
         aliases: list[Write] = []
@@ -258,11 +264,16 @@ class LinkService:
             # Deleted between the write and this read: the caller may simply try again.
             raise Contention("a recipient's link was deleted meanwhile; try again")
         links = dict(zip(records, await self.store.links(list(records.values())), strict=True))
-        results: dict[int, Created] = {}
-        for planned in plan.links:
-            old = done.get(planned.index) or existing.get(planned.index)
-            mine = Created(planned.code, planned.link, True)
-            results[planned.index] = Created(old, links[old], False) if old else mine
+        old_of = {**existing, **done}  # item -> the code of the link it already is
+        created = [
+            Created(old, links[old], links[old].recipient, False)
+            if old_of and (old := old_of.get(p.index))
+            else Created(p.code, p.shared, p.recipient, True)
+            for p in plan.links
+        ]
+        if not plan.repeats:
+            return created  # plan.links is in request order
+        results = {p.index: result for p, result in zip(plan.links, created, strict=True)}
         for index, first in plan.repeats.items():
             # The first item of a recipient comes before its repeats, so it is filled in.
             results[index] = replace(results[first], created=False)
@@ -319,13 +330,13 @@ def _sha1(text: str) -> str:
 
 
 def _record(planned: PlannedLink, destination: Destination | str) -> Record:
-    link = planned.link
+    link = planned.shared
     return Record(
         link.created_at,
         destination,
         link.expires_at,
         link.campaign_id,
-        link.recipient,
+        planned.recipient,
         custom=planned.kind == "custom",
     )
 
@@ -333,25 +344,25 @@ def _record(planned: PlannedLink, destination: Destination | str) -> Record:
 def _writes(planned: list[PlannedLink], ids: list[Destination | str], batch: bool) -> list[Write]:
     """The records of the planned links; those alike but for their recipient (the links of
     a batch, mostly) share one encoder."""
-    encoders: dict[tuple[int, int | None, bool], Callable[[str | None], str]] = {}
+    encoders: dict[tuple[int, bool], Callable[[str | None], str]] = {}
     writes = []
     for p in planned:
-        alike = (p.destination, p.link.expires_at, p.kind == "custom")
+        alike = (id(p.shared), p.kind == "custom")  # p.shared: by destination and expiry
         encode = encoders.get(alike)
         if encode is None:
             encode = encoders[alike] = encoder(_record(p, ids[p.destination]))
-        writes.append(Write(p, encode(p.link.recipient), batch_index=p.index if batch else None))
+        writes.append(Write(p, encode(p.recipient), True, None, p.index if batch else None))
     return writes
 
 
 def _alias(planned: PlannedLink, chain_code: tuple[int, str]) -> Write:
     """A recipient's chain position that points at the recipient's custom link."""
     position, code = chain_code
-    link = planned.link
-    record = Record(
-        link.created_at, "", None, link.campaign_id, link.recipient, alias_of=planned.code
+    link, recipient = planned.shared, planned.recipient
+    record = Record(link.created_at, "", None, link.campaign_id, recipient, alias_of=planned.code)
+    chained = PlannedLink(
+        planned.index, code, "chain", link, recipient, planned.destination, position
     )
-    chained = PlannedLink(planned.index, code, "chain", link, planned.destination, position)
     return Write(chained, encode_text(record), counted=False)
 
 

@@ -11,7 +11,7 @@ Redis found taken; `next_position` moves a recipient's code along its chain.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from admin import codes
@@ -27,9 +27,18 @@ class PlannedLink:
     index: int  # the item's position in the request
     code: str
     kind: Kind  # "custom" (given), "chain" (a recipient's, derived) or "random" (drawn)
-    link: Link
+    shared: Link  # the link but for its recipient: one object for the alike links of a batch
+    recipient: str | None
     destination: int  # index into the plan's destinations
     position: int = 0  # where `code` is on its recipient's chain, for kind "chain"
+
+    @property
+    def link(self) -> Link:
+        return with_recipient(self.shared, self.recipient)
+
+
+def with_recipient(shared: Link, recipient: str | None) -> Link:
+    return shared if shared.recipient == recipient else replace(shared, recipient=recipient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +59,13 @@ class Chain:
         """The first position from `position` on with an allowed code, and that code."""
         return codes.derive(self.key, campaign_id, recipient, position, self.code_length)
 
+    def first_codes(self, campaign_id: int | None, recipients: list[str]) -> list[tuple[int, str]]:
+        """`code(campaign_id, recipient, 0)` of each recipient."""
+        return codes.first_codes(self.key, campaign_id, recipients, self.code_length)
+
 
 def plan_batch(
-    items: Sequence[BatchItem],
+    items: Sequence[BatchItem | str],
     *,
     url: str | None = None,
     campaign_id: int | None,
@@ -66,66 +79,78 @@ def plan_batch(
     from `derive_codes`, once the plan is known to be valid."""
     places: dict[str, int] = {}
     destinations: list[Destination] = []
+    shared: dict[tuple[int, int | None], Link] = {}  # by destination and expiry
     planned: list[PlannedLink] = []
     first_of: dict[str, int] = {}
     repeats: dict[int, int] = {}
     custom_codes: set[str] = set()
     no_url: list[FieldError] = []
     for index, item in enumerate(items):
-        recipient = item.recipient
+        recipient, code, given, expires = _fields(item, url)
         if recipient is not None:
             if recipient in first_of:
                 repeats[index] = first_of[recipient]
                 continue
             first_of[recipient] = index
-        given = item.url or url
         if given is None:
             no_url.append(FieldError(f"links[{index}].url", "required: the batch has none", index))
             continue
-        if item.code is not None:
-            if item.code in custom_codes:
-                raise CodeTaken(item.code, index)
-            custom_codes.add(item.code)
+        if code is not None:
+            if code in custom_codes:
+                raise CodeTaken(code, index)
+            custom_codes.add(code)
         place = places.get(given)
         if place is None:
             place = places[given] = len(destinations)
             destinations.append(_destination(tagged_destination(given, params), tagged))
-        target = destinations[place]
-        link = Link(
-            target.destination,
-            now,
-            expiry(item.expires_at),
-            campaign_id,
-            recipient,
-            False,
-            tagged,
-            target.insert_at,
-            target.inserted,
-        )
-        planned.append(_planned(index, item.code, link, place))
+        alike = (place, expires)
+        link = shared.get(alike)
+        if link is None:
+            target = destinations[place]
+            link = shared[alike] = Link(
+                target.destination,
+                now,
+                alike[1],
+                campaign_id,
+                None,
+                False,
+                tagged,
+                target.insert_at,
+                target.inserted,
+            )
+        kind: Kind = "custom" if code is not None else "random" if recipient is None else "chain"
+        planned.append(PlannedLink(index, code or "", kind, link, recipient, place))
     if no_url:
         raise ValidationFailed(no_url)
     redraw(planned, [n for n, p in enumerate(planned) if p.kind == "random"], code_length)
     return Plan(planned, repeats, destinations)
 
 
-def _planned(index: int, code: str | None, link: Link, place: int) -> PlannedLink:
-    if code is not None:
-        return PlannedLink(index, code, "custom", link, place)
-    return PlannedLink(index, "", "chain" if link.recipient is not None else "random", link, place)
+def _fields(
+    item: BatchItem | str, url: str | None
+) -> tuple[str | None, str | None, str | None, int | None]:
+    """An item's recipient, custom code, URL and expiry; a str item gives only its recipient."""
+    if isinstance(item, str):
+        return item, None, url, None
+    return item.recipient, item.code, item.url or url, expiry(item.expires_at)
 
 
 def derive_codes(plan: Plan, chain: Chain) -> None:
     """Give each recipient's link the first code of its chain."""
-    for planned in plan.links:
-        recipient = planned.link.recipient
-        if planned.kind == "chain" and recipient is not None:
-            campaign_id = planned.link.campaign_id
-            planned.position, planned.code = chain.code(campaign_id, recipient, 0)
+    chained = [p for p in plan.links if p.kind == "chain"]
+    recipients = [p.recipient for p in chained if p.recipient is not None]
+    if not chained:
+        return
+    campaign_id = chained[0].shared.campaign_id  # the same for every link of a plan
+    found = chain.first_codes(campaign_id, recipients)
+    for planned, (position, code) in zip(chained, found, strict=True):
+        planned.position, planned.code = position, code
 
 
 def redraw(planned: list[PlannedLink], which: Sequence[int], code_length: int) -> None:
     """Give `planned[index]`, for each index in `which`, a drawn code no other link has."""
+    if not which:
+        return  # a campaign's send: no set of its 10,000 codes to build
     used = {p.code for p in planned}
     drawn = iter(codes.draw(len(which), code_length))
     for index in which:
@@ -139,10 +164,10 @@ def redraw(planned: list[PlannedLink], which: Sequence[int], code_length: int) -
 def next_position(planned: PlannedLink, chain: Chain) -> None:
     """Move a recipient's link to the next position of its chain (the code it had is held by
     another link, or by a tombstone)."""
-    link = planned.link
-    assert link.recipient is not None  # only a recipient's links are on a chain
+    recipient = planned.recipient
+    assert recipient is not None  # only a recipient's links are on a chain
     planned.position, planned.code = chain.code(
-        link.campaign_id, link.recipient, planned.position + 1
+        planned.shared.campaign_id, recipient, planned.position + 1
     )
 
 

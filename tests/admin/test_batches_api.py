@@ -151,7 +151,11 @@ async def test_a_recipient_whose_code_is_taken_gets_the_next_of_its_chain(
         taken_first = (recipient, at) == ("r1", 0)
         return (0, "Taken01") if taken_first else real_derive(key, campaign, recipient, at, length)
 
+    def first_codes(key: bytes, campaign: int | None, recipients: list[str], length: int) -> Any:
+        return [derive(key, campaign, recipient, 0, length) for recipient in recipients]
+
     monkeypatch.setattr(codes, "derive", derive)
+    monkeypatch.setattr(codes, "first_codes", first_codes)  # derive at 0, for each recipient
     items = [{"url": URL, "recipient": f"r{i}"} for i in range(3)]
     answers = []
     for _ in range(2):  # and again: the same links, found along the same chains

@@ -139,9 +139,26 @@ def test_a_reserved_word_is_skipped_on_the_chain(monkeypatch: pytest.MonkeyPatch
     real = hmac.digest
     digests = iter([bytes(32), real(b"k", b"m", "sha256")])  # 0 -> "00000": made reserved
     monkeypatch.setattr(codes, "RESERVED_CODES", frozenset({"00000"}))
-    monkeypatch.setattr(hmac, "digest", lambda *_: next(digests))
+    monkeypatch.setattr(codes, "_digest", lambda *_: next(digests))
     position, code = codes.derive(b"k", 1, "r", 0, 5)
     assert position == 1 and code != "00000"
+
+
+def test_first_codes_skip_a_reserved_word_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    reserved = codes.derive(b"k", 1, "r", 0, 5)[1]
+    monkeypatch.setattr(codes, "RESERVED_CODES", frozenset({reserved.lower()}))
+    [(position, code)] = codes.first_codes(b"k", 1, ["r"], 5)
+    assert position == 1 and code == codes.derive(b"k", 1, "r", 1, 5)[1] != reserved
+
+
+def test_a_code_is_the_hmac_of_campaign_recipient_and_position() -> None:
+    for key in (b"k" * 32, b"other"):  # the keyed HMAC is kept per key
+        digest = hmac.digest(key, b"7\x00+34600\x003", "sha256")
+        expected = digest[:9].translate(bytes(ALPHABET[b % 62] for b in range(256))).decode()
+        assert codes.derive(key, 7, "+34600", 3, 9) == (3, expected)
+    recipients = ["+34600", "José", "r3"]
+    expected_first = [codes.derive(b"k", 7, r, 0, 9) for r in recipients]
+    assert codes.first_codes(b"k", 7, recipients, 9) == expected_first
 
 
 def test_a_batch_url_serves_the_items_without_one() -> None:
