@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from admin.models import MAX_BATCH, BatchIn, BatchItem, UrlRules, parse
+from admin.models import MAX_BATCH, TEXT_MAX, BatchIn, BatchItem, UrlRules, parse
 from admin.tagging import CONTROL_CHARACTERS
 
 
@@ -23,7 +23,7 @@ class Batch:
 
 # The rules of `Text` (length, no control character), for `_recipients`; not blank is
 # checked apart, with the same str.strip as `_not_blank`.
-_TEXT = re.compile(f"[^{CONTROL_CHARACTERS}]{{1,128}}")
+_TEXT = re.compile(f"[^{CONTROL_CHARACTERS}]{{1,{TEXT_MAX}}}")
 
 
 def parse_batch(data: Any, rules: UrlRules) -> Batch:

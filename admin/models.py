@@ -105,8 +105,9 @@ def _in_future(value: datetime | None) -> datetime | None:
 Name = Annotated[
     str, Field(min_length=1, max_length=256, pattern=NO_CONTROL), AfterValidator(_not_blank)
 ]
+TEXT_MAX = 128  # also the batch fast path's bound (admin.batch_body)
 Text = Annotated[
-    str, Field(min_length=1, max_length=128, pattern=NO_CONTROL), AfterValidator(_not_blank)
+    str, Field(min_length=1, max_length=TEXT_MAX, pattern=NO_CONTROL), AfterValidator(_not_blank)
 ]
 Code = Annotated[str, Field(pattern=CODE_PATTERN), AfterValidator(_not_reserved)]
 Time = Annotated[datetime | None, BeforeValidator(_rfc3339)]
