@@ -52,17 +52,26 @@ def first_codes(
     key: bytes, campaign_id: int | None, recipients: list[str], length: int
 ) -> list[tuple[int, str]]:
     """`derive(key, campaign_id, recipient, 0, length)` of each recipient, with the work that
-    is the same for all of them done once (10,000 of a batch: 13 -> 8 ms)."""
-    keyed = _keyed(key)
-    prefix = ("-" if campaign_id is None else str(campaign_id)) + "\0"
+    is the same for all of them done once, and the reserved words looked for in one set
+    operation over the batch (10,000 codes: 20 -> 10 ms)."""
+    copy = _keyed(key).copy
+    prefix = ("-" if campaign_id is None else str(campaign_id)).encode() + b"\0"
     found = []
     for recipient in recipients:
-        one = keyed.copy()
-        one.update(f"{prefix}{recipient}\0{0}".encode())
-        code = one.digest()[:length].translate(_TO_BASE62).decode()
-        reserved = code.lower() in RESERVED_CODES
-        found.append(derive(key, campaign_id, recipient, 0, length) if reserved else (0, code))
-    return found
+        one = copy()
+        one.update(prefix + recipient.encode() + b"\x000")  # f"{campaign}\0{recipient}\0{0}"
+        found.append(one.digest()[:length].translate(_TO_BASE62).decode())
+    # Every code has `length` characters, so a word of that length found in the codes
+    # joined by NULs is one of them: one C-level search per word instead of one per code.
+    joined = "\0".join(found).lower()
+    if not any(len(word) == length and word in joined for word in RESERVED_CODES):
+        return [(0, code) for code in found]
+    return [
+        derive(key, campaign_id, recipient, 0, length)
+        if code.lower() in RESERVED_CODES
+        else (0, code)
+        for recipient, code in zip(recipients, found, strict=True)
+    ]
 
 
 def _digest(key: bytes, message: bytes) -> bytes:

@@ -281,7 +281,7 @@ class LinkService:
 
     async def _campaign_field(self, campaign_id: int) -> Campaign:
         try:
-            return await self._campaigns.get_campaign(campaign_id)
+            return await self._campaigns.get_campaign(campaign_id, count_links=False)
         except CampaignNotFound:
             raise _no_campaign(campaign_id) from None
 

@@ -30,9 +30,11 @@ from pydantic_settings import (
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, PipelineCommand
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import ClusterDownError, MovedError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -54,7 +56,25 @@ def connect(url: str, *, timeout: float, cluster: bool = False) -> Store:
         return _Cluster.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, dynamic_startup_nodes=True
         )
-    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        connection_class=HiredisPackedConnection,
+    )
+
+
+class HiredisPackedConnection(Connection):
+    """Commands packed by hiredis, in C, as redis-py's sync client does; its asyncio client
+    packs in a Python loop per argument, 8 ms of a batch's CREATE_LINKS call with ~10,000
+    KEYS against 3.5 ms. (redis-py's asyncio RedisCluster takes no connection class: on a
+    cluster the commands are packed by redis-py.)"""
+
+    _serializer = HiredisRespSerializer()
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        # redis-py annotates `pack(*args: List)`, though it takes the arguments themselves.
+        return self._serializer.pack(*args)  # type: ignore[arg-type, no-any-return]
 
 
 class _Cluster(RedisCluster):

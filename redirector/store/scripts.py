@@ -67,19 +67,24 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
 #
 #   KEYS      the link hashes of the items, and the link-count hashes of their tags
 #   ARGV[1]   the invalidation channel
-#   ARGV[2]   the items, a JSON array of [KEYS index of the link hash, code, kind, KEYS index
-#             of the link-count hash (0: not counted), encoded record], kind one of
+#   ARGV[2]   the items, as a JSON array of five columns: the KEYS index of each item's link
+#             hash, its code, its kind, the KEYS index of its link-count hash (0: not
+#             counted) and its encoded record; kind one of
 #             'random' (the code must be free), 'custom' (free, a custom link's tombstone, or
 #             holding this very record but for its creation time: then it is that link),
 #             'chain' (a recipient's chain position: free, or holding a record of the same
-#             campaign and recipient, a link or an alias, whose code is then returned; an
-#             alias finding one there: the recipient got a link since the request looked, so
-#             the custom item the alias is for is not written but answered as that link)
+#             campaign and recipient, a link or an alias, whose code is then returned),
+#             'alias' (a chain position for a custom link, as 'chain'; finding a link there:
+#             the recipient got one since the request looked, so the custom item the alias is
+#             for is not written but answered as that link)
 #   ARGV[3]   the campaign's id, the field of the link-count hashes ('' for none)
 # One JSON argument decoded by Redis's C cjson costs half the time of splitting per-item
-# strings in Lua. The reply is decoded by `CreateLinksScript`.
+# strings in Lua, and columns a third less than an array per item (no table per item).
+# The reply: {'ok', {i, code, ...}} for the items that were already written (see
+# `Written`), {'taken', i} or {'collided', {i, ...}}; decoded by `CreateLinksScript`.
 CREATE_LINKS = """
 local channel, items, campaign = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
+local hashes, codes, kinds, counts, records = items[1], items[2], items[3], items[4], items[5]
 local INLINE, DELETED, ALIAS, CUSTOM = 4, 8, 16, 32
 
 -- A version 2 record's flags, "campaign|recipient" and destination id (an alias: its code).
@@ -101,58 +106,83 @@ local function undated(record)
   return (string.gsub(record, '^(%w+)|[^|]*', '%1', 1))
 end
 
-local existing, new, collided, answered = {}, {}, {}, {}
-for i, item in ipairs(items) do
-  local links, code, kind, record = KEYS[item[1]], item[2], item[3], item[5]
-  local held = redis.call('HGET', links, code)
-  existing[i] = ''
-  if not held then
-    new[#new + 1] = i
-  elseif kind == 'custom' then
-    local flags = owner(held) or 0
-    if undated(held) == undated(record) then
-      existing[i] = code
-    elseif bit.band(flags, DELETED) ~= 0 and bit.band(flags, CUSTOM) ~= 0 then
-      new[#new + 1] = i
+local existing, wrote, later, collided, answered = {}, {}, {}, {}, {}
+-- Undoes what this call wrote so far: it then writes nothing, as its reply says.
+local function undo()
+  for _, i in ipairs(wrote) do redis.call('HDEL', KEYS[hashes[i]], codes[i]) end
+end
+for i = 1, #codes do
+  local links, code, kind, record = KEYS[hashes[i]], codes[i], kinds[i], records[i]
+  if kind == 'random' or kind == 'chain' then
+    -- Almost always free: written at once (one command, not a read and a write).
+    if redis.call('HSETNX', links, code, record) == 1 then
+      wrote[#wrote + 1] = i
     else
-      return {'taken', i}
-    end
-  elseif kind == 'chain' then
-    local flags, who, ref = owner(held)
-    local my_flags, me, my_target = owner(record)
-    if who == me and bit.band(flags, DELETED) == 0 then
-      existing[i] = bit.band(flags, ALIAS) ~= 0 and ref or code
-      if bit.band(my_flags, ALIAS) ~= 0 and existing[i] ~= my_target then
-        answered[my_target] = existing[i]
+      local flags, who, ref = owner(redis.call('HGET', links, code))
+      if kind == 'chain' and who == select(2, owner(record)) and bit.band(flags, DELETED) == 0 then
+        existing[i] = bit.band(flags, ALIAS) ~= 0 and ref or code
+      else
+        collided[#collided + 1] = i
       end
-    else
-      collided[#collided + 1] = i
     end
   else
-    collided[#collided + 1] = i
+    local held = redis.call('HGET', links, code)
+    if not held then
+      later[#later + 1] = i
+    elseif kind == 'custom' then
+      local flags = owner(held) or 0
+      if undated(held) == undated(record) then
+        existing[i] = code
+      elseif bit.band(flags, DELETED) ~= 0 and bit.band(flags, CUSTOM) ~= 0 then
+        later[#later + 1] = i
+      else
+        undo()
+        return {'taken', i}
+      end
+    else  -- an alias
+      local flags, who, ref = owner(held)
+      local _, me, target = owner(record)
+      if who == me and bit.band(flags, DELETED) == 0 then
+        existing[i] = bit.band(flags, ALIAS) ~= 0 and ref or code
+        if existing[i] ~= target then answered[target] = existing[i] end
+      else
+        collided[#collided + 1] = i
+      end
+    end
   end
 end
 if #collided > 0 then
+  undo()
   return {'collided', collided}
 end
-local codes, counted = {}, {}
-for _, i in ipairs(new) do
-  local item = items[i]
-  local instead = item[3] == 'custom' and answered[item[2]]
+-- Custom links and aliases, checked above, once every alias has had its say.
+for _, i in ipairs(later) do
+  local code = codes[i]
+  local instead = kinds[i] == 'custom' and answered[code]
   if instead then
     existing[i] = instead
   else
-    redis.call('HSET', KEYS[item[1]], item[2], item[5])
-    codes[#codes + 1] = item[2]
-    if item[4] > 0 then counted[item[4]] = (counted[item[4]] or 0) + 1 end
+    redis.call('HSET', KEYS[hashes[i]], code, records[i])
+    wrote[#wrote + 1] = i
   end
 end
-for index, n in pairs(counted) do redis.call('HINCRBY', KEYS[index], campaign, n) end
-if #codes > 0 then
-  -- A code may sit in a redirector's cache as a recent miss: tell them it exists now.
-  redis.call('PUBLISH', channel, table.concat(codes, ' '))
+local written, counted = {}, {}
+for n, i in ipairs(wrote) do
+  written[n] = codes[i]
+  local count = counts[i]
+  if count > 0 then counted[count] = (counted[count] or 0) + 1 end
 end
-return {'ok', existing}
+for index, n in pairs(counted) do redis.call('HINCRBY', KEYS[index], campaign, n) end
+if #written > 0 then
+  -- A code may sit in a redirector's cache as a recent miss: tell them it exists now.
+  redis.call('PUBLISH', channel, table.concat(written, ' '))
+end
+local found = {}
+for i, code in pairs(existing) do
+  found[#found + 1] = i
+  found[#found + 1] = code
+end
+return {'ok', found}
 """
 
 Kind = Literal["random", "custom", "chain"]
@@ -205,22 +235,30 @@ class CreateLinksScript:
             return keys.setdefault(name, len(keys) + 1)
 
         counting = campaign_id is not None
-        items = []
+        hashes, codes, kinds, counts, records = [], [], [], [], []
         for new in links:
             code = new.code
             links_hash, counts_hash = link_keys(code)
-            counted = index(counts_hash) if counting and new.counted else 0
-            items.append((index(links_hash), code, new.kind, counted, new.record))
+            hashes.append(index(links_hash))
+            codes.append(code)
+            kinds.append("alias" if new.kind == "chain" and not new.counted else new.kind)
+            counts.append(index(counts_hash) if counting and new.counted else 0)
+            records.append(new.record)
         campaign = "" if campaign_id is None else str(campaign_id)
-        args: list[str | bytes] = [INVALIDATION_CHANNEL, orjson.dumps(items), campaign]
+        items = orjson.dumps((hashes, codes, kinds, counts, records))
+        args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign]
         reply = await run_replicated(self._redis, self._script, list(keys), args, self._durability)
-        return _create_outcome(reply)
+        return _create_outcome(reply, len(links))
 
 
-def _create_outcome(reply: list[Any]) -> CreateOutcome:
+def _create_outcome(reply: list[Any], items: int) -> CreateOutcome:
     kind = reply[0]
     if kind == b"ok":
-        return Written([code.decode() if code else None for code in reply[1]])
+        existing: list[str | None] = [None] * items
+        found = reply[1]
+        for at in range(0, len(found), 2):
+            existing[int(found[at]) - 1] = found[at + 1].decode()
+        return Written(existing)
     if kind == b"taken":
         return CustomCodeTaken(int(reply[1]) - 1)
     if kind == b"collided":
