@@ -1,4 +1,6 @@
-"""The redirector application factory."""
+"""The redirector's application: its typed state (`appkeys`) and one setup/teardown per resource
+(`cleanup_ctx`). It has no routes: `redirector.server.RedirectorRunner` runs these contexts as
+aiohttp's AppRunner does, and serves `handlers.Handler` through aiohttp's low-level server."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from redirector import handlers
+from redirector import metrics
 from redirector.appkeys import (
     cache_key,
     clicks_key,
@@ -76,7 +78,26 @@ async def clicks_ctx(app: web.Application) -> AsyncIterator[None]:
     await flusher.drain(within=settings.click_drain_timeout)
 
 
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With several workers: this worker's counts folded into the shared files every second,
+    and at the end, so that they outlive it (see redirector/metrics.py)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(_fold_until(stop))
+    yield
+    await _stop(task, stop)
+    metrics.fold()
+
+
+async def _fold_until(stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(metrics.FOLD_INTERVAL):
+                await stop.wait()
+        metrics.fold()
+
+
 def create_app(settings: Settings) -> web.Application:
+    """Serve it with `RedirectorRunner` (web.run_app and AppRunner would find no route)."""
     app = web.Application()
     app[settings_key] = settings
     app[cache_key] = LinkCache(settings.cache_size, settings.cache_ttl, settings.cache_miss_ttl)
@@ -86,7 +107,6 @@ def create_app(settings: Settings) -> web.Application:
     if settings.click_tracking:
         app[clicks_key] = ClickBuffer(settings.click_buffer_max, settings.click_flush_size)
         app.cleanup_ctx.append(clicks_ctx)
-    app.router.add_get("/healthz", handlers.health)
-    app.router.add_get("/metrics", handlers.metrics_text)
-    app.router.add_get("/{code}", handlers.resolve)
+    if settings.metrics_dir is not None:
+        app.cleanup_ctx.append(metrics_ctx)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -16,26 +17,42 @@ from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 
 from redirector.app import create_app
+from redirector.runner import RedirectorRunner
 from redirector.settings import Settings
 
 log = logging.getLogger("redirector")
 
 
 def serve(settings: Settings) -> None:
+    """One process serving until SIGTERM or SIGINT, then stopping as aiohttp's run_app does:
+    no new connections, requests in flight answered, then every resource torn down (what was
+    tapped is recorded)."""
+    loop_factory = None
     try:
         import uvloop
 
-        uvloop.install()
+        loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         pass
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
-        reuse_port=settings.workers > 1,
-        print=None,
-    )
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    access_log = logging.getLogger("aiohttp.access") if settings.access_log else None
+    # run_app's keep-alive (web.Server's own default is an hour).
+    runner = RedirectorRunner(create_app(settings), access_log=access_log, keepalive_timeout=75)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
+        await site.start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def supervise(settings: Settings) -> int:

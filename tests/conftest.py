@@ -13,11 +13,11 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import BaseTestServer, TestClient
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
@@ -28,6 +28,7 @@ from admin.openapi import document
 from admin.settings import AdminSettings
 from redirector.app import create_app as create_redirector
 from redirector.appkeys import invalidation_ready_key
+from redirector.runner import RedirectorRunner
 from redirector.settings import Settings
 from redirector.store.connection import Store
 from tests.redis_cluster import RedisCluster
@@ -155,11 +156,28 @@ async def admin(
     return await aiohttp_client(create_admin(admin_settings), headers=AUTH)
 
 
+class RedirectorServer(BaseTestServer):
+    """The redirector app served as `python -m redirector` serves it (RedirectorRunner: aiohttp's
+    low-level server), on a free port."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        self.app = app
+        super().__init__(**kwargs)
+
+    async def _make_runner(self, **kwargs: Any) -> RedirectorRunner:
+        return RedirectorRunner(self.app, **kwargs)
+
+
+async def redirector_client(aiohttp_client: AiohttpClient, app: web.Application) -> Client:
+    """A client of `app` served over real HTTP (`client.app` is `app`)."""
+    return cast(Client, await aiohttp_client(RedirectorServer(app)))
+
+
 @pytest.fixture
 async def redirector(
     aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Store
 ) -> Client:
     app = create_redirector(redirector_settings)
-    client = await aiohttp_client(app)
+    client = await redirector_client(aiohttp_client, app)
     await app[invalidation_ready_key].wait()
     return client

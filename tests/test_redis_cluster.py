@@ -39,6 +39,7 @@ from redirector.store.connection import (
     run_replicated,
     with_failover,
 )
+from tests.conftest import redirector_client
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer, free_port
 from tests.waiting import eventually
@@ -170,7 +171,7 @@ async def test_no_node_answering_is_a_connection_error_and_a_503(
     with pytest.raises(errors.ConnectionError, match="cannot be connected"):
         await store.ping()
     settings = Settings(redis_url=url, redis_cluster=True, redis_timeout=0.2, click_tracking=False)
-    redirector = await aiohttp_client(create_app(settings))
+    redirector = await redirector_client(aiohttp_client, create_app(settings))
     assert (await redirector.get("/healthz")).status == 503
 
 

@@ -31,7 +31,7 @@ from redirector.store.keys import (
     link_uniques_key,
 )
 from redirector.store.record import Link, encode
-from tests.conftest import Client
+from tests.conftest import Client, redirector_client
 from tests.redis_server import RedisServer, free_port
 from tests.user_agents import ANDROID, IPHONE, WINDOWS
 from tests.waiting import eventually, wait_healthy
@@ -157,7 +157,7 @@ async def test_unknown_and_gone_links_record_nothing(redirector: Client, redis: 
 
 async def _app_on(aiohttp_client: AiohttpClient, server: RedisServer, **settings: Any) -> Client:
     app = create_app(Settings(redis_url=server.url, redis_timeout=0.2, **settings))
-    client = await aiohttp_client(app)
+    client = await redirector_client(aiohttp_client, app)
     await app[invalidation_ready_key].wait()
     return client
 

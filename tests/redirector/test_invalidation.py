@@ -17,7 +17,7 @@ from redirector.settings import Settings
 from redirector.store.connection import with_failover
 from redirector.store.keys import INVALIDATION_CHANNEL, link_key
 from redirector.store.record import Link, encode
-from tests.conftest import Client
+from tests.conftest import Client, redirector_client
 from tests.redis_cluster import RedisCluster
 from tests.waiting import eventually
 
@@ -36,7 +36,7 @@ async def _redirectors(
     clients = []
     for _ in range(count):
         app = create_app(settings)
-        clients.append(await aiohttp_client(app))
+        clients.append(await redirector_client(aiohttp_client, app))
         await app[invalidation_ready_key].wait()
     return clients
 

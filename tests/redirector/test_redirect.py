@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -11,9 +13,11 @@ from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from redirector.app import create_app
-from redirector.appkeys import invalidation_ready_key, redis_key, resolver_key
+from redirector.appkeys import invalidation_ready_key, resolver_key
 from redirector.settings import Settings
+from redirector.store.connection import Store
 from redirector.store.keys import destinations_key, link_key
+from redirector.store.lookup import LinkReader
 from redirector.store.record import (
     Destination,
     Link,
@@ -22,7 +26,7 @@ from redirector.store.record import (
     encode,
     encode_destination,
 )
-from tests.conftest import Client
+from tests.conftest import Client, redirector_client
 from tests.redis_server import RedisServer
 from tests.waiting import eventually
 
@@ -76,7 +80,7 @@ async def two_redirectors(
     clients = []
     for _ in range(2):
         app = create_app(redirector_settings)
-        clients.append(await aiohttp_client(app))
+        clients.append(await redirector_client(aiohttp_client, app))
         await app[invalidation_ready_key].wait()
     return clients
 
@@ -130,7 +134,7 @@ async def test_redis_down_gives_503_and_recovers(
     await _put(redis, "survivor", Link(DEST, created_at=1))
     await redis.aclose()
     app = create_app(Settings(redis_url=own_redis.url, redis_timeout=0.2))
-    client = await aiohttp_client(app)
+    client = await redirector_client(aiohttp_client, app)
     await app[invalidation_ready_key].wait()
     assert (await client.get("/survivor", allow_redirects=False)).status == 302
 
@@ -151,39 +155,90 @@ async def _status_is(client: Client, path: str, status: int) -> bool:
     return (await client.get(path, allow_redirects=False)).status == status
 
 
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The redirector's reads of Redis (each one round trip: one script call or one pipeline):
+    which, and of how many items. The reads themselves go through."""
+    seen: list[tuple[str, int]] = []
+
+    def spy(name: str) -> Callable[..., Awaitable[Any]]:
+        real = getattr(LinkReader, name)
+
+        async def read(self: LinkReader, items: Sequence[Any]) -> Any:
+            seen.append((name, len(items)))
+            return await real(self, items)
+
+        return read
+
+    for name in ("records", "destinations"):
+        monkeypatch.setattr(LinkReader, name, spy(name))
+    return seen
+
+
 async def test_a_miss_costs_one_round_trip_once_its_destination_is_cached(
-    redirector: Client, admin: Client, monkeypatch: pytest.MonkeyPatch
+    redirector: Client, admin: Client, reads: list[tuple[str, int]]
 ) -> None:
     resp = await admin.post("/api/campaigns", json={"name": "Once"})
     campaign_id = (await resp.json())["id"]
     body = {"campaign_id": campaign_id, "url": "https://a.example/", "links": [{}, {}, {}]}
     resp = await admin.post("/api/links/batch", json=body)
     first, second, third = [link["code"] for link in (await resp.json())["links"]]
-    client = redirector.app[redis_key]
-    pipeline, round_trips = client.pipeline, []
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        pipe = pipeline(*args, **kwargs)
-        execute = pipe.execute
-
-        async def once(*args: Any, **kwargs: Any) -> Any:
-            round_trips.append(len(pipe))
-            return await execute(*args, **kwargs)
-
-        monkeypatch.setattr(pipe, "execute", once)
-        return pipe
-
-    monkeypatch.setattr(client, "pipeline", counted)
     location = "https://a.example/?utm_source=instasent&utm_medium=sms&utm_campaign=Once"
     assert await _location(redirector, first) == (302, location)
-    assert round_trips == [1, 1]  # the record, then its campaign's destination
+    assert reads == [("records", 1), ("destinations", 1)]  # then its campaign's destination
     assert await _location(redirector, second) == (302, location)
-    assert round_trips == [1, 1, 1]  # the record alone: the destination is cached
+    assert reads[2:] == [("records", 1)]  # the record alone: the destination is cached
     # Misses of one tick go together, in one round trip.
     resolver = redirector.app[resolver_key]
     found = await asyncio.gather(resolver.find(third), resolver.find("unknown"))
     assert [link and link.destination for link in found] == [location, None]
-    assert round_trips == [1, 1, 1, 2]
+    assert reads[3:] == [("records", 2)]
+
+
+@pytest.fixture
+async def masters(redis: Store) -> AsyncIterator[list[Redis]]:
+    """A client of each master of the store (the store itself on one Redis)."""
+    if isinstance(redis, Redis):
+        yield [redis]
+        return
+    nodes = [Redis(host=node.host, port=int(node.port)) for node in redis.get_primaries()]
+    yield nodes
+    for node in nodes:
+        await node.aclose()
+
+
+async def _command_calls(masters: list[Redis]) -> Counter[str]:
+    """Commands run by the store so far, by name, summed over its masters."""
+    calls: Counter[str] = Counter()
+    for node in masters:
+        for name, stats in (await node.info("commandstats")).items():
+            calls[name.removeprefix("cmdstat_")] += stats["calls"]
+    return calls
+
+
+async def test_the_misses_of_one_tick_are_one_command(
+    redirector: Client,
+    redis: Store,
+    masters: list[Redis],
+    store_kind: str,
+    reads: list[tuple[str, int]],
+) -> None:
+    codes = [f"tick{i:03d}" for i in range(50)]
+    for code in codes:
+        await redis.hset(link_key(code), code, encode(Link(DEST, created_at=1)))
+    resolver = redirector.app[resolver_key]
+    # The script loaded and a connection open to every node, as after the first misses.
+    warm = await asyncio.gather(*(resolver.find(f"warm{i:03d}") for i in range(50)))
+    assert warm == [None] * 50
+    before = await _command_calls(masters)
+    found = await asyncio.gather(*(resolver.find(code) for code in codes))
+    sent = await _command_calls(masters) - before
+    del sent["info"]  # ours
+    assert [link and link.destination for link in found] == [DEST] * 50
+    assert reads[1:] == [("records", 50)]
+    # One script call whose HGETs Redis runs; a cluster gets a pipeline of HGETs (one round
+    # trip per node), as a script call there may only read keys of one slot.
+    assert sent == ({"evalsha": 1, "hget": 50} if store_kind == "single" else {"hget": 50})
 
 
 async def test_a_lost_destination_fails_only_its_own_code(redirector: Client, redis: Redis) -> None:
@@ -208,7 +263,7 @@ async def test_destinations_are_read_again_after_redis_comes_back_empty(
     await redis.hset(destinations_key(1), "1", encode_destination(Destination("https://old/")))
     await redis.hset(link_key("first01"), "first01", encode(Record(1, "1", campaign_id=1)))
     app = create_app(Settings(redis_url=own_redis.url, redis_timeout=0.2))
-    client = await aiohttp_client(app)
+    client = await redirector_client(aiohttp_client, app)
     await app[invalidation_ready_key].wait()
     assert await _location(client, "first01") == (302, "https://old/")
 

@@ -1,0 +1,179 @@
+"""Short, indicative A/B runs of the redirect path (issue 9), pinned as `make bench` pins:
+server on CPU 0, wrk and Redis on CPU 1. Not the benchmark: `make bench` gives the figures.
+
+    .venv/bin/python scripts/redirect_ab.py [--rows aiohttp,hot,hot-notrack,miss]
+        [--seconds 5] [--rounds 2] [--tree DIR ...] [--profile]
+
+Every row runs `--rounds` times, the trees (`--tree`, default this one) interleaved within
+each round. `--profile` adds, per redirector row and tree, one py-spy run (not counted) and
+prints its top functions by own time. Honour /work/wt/QUIET before running it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+from redis.asyncio import Redis  # noqa: E402
+
+from admin.codes import draw  # noqa: E402
+from loadtests import bench_procs as procs  # noqa: E402
+from loadtests.seed import recipient  # noqa: E402
+from redirector.store.keys import destinations_key, link_key  # noqa: E402
+from redirector.store.record import Destination, Record, encode, encode_destination  # noqa: E402
+
+LOCATION = (
+    "https://shop.example/" + "p" * 60 + "?utm_source=instasent&utm_medium=sms&utm_campaign=bench"
+)
+PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
+
+
+async def seed(redis_url: str, links: int) -> list[str]:
+    """`links` per-recipient links of campaign 1, sharing its one destination."""
+    redis, codes = Redis.from_url(redis_url), draw(links, 7)
+    await redis.hset(destinations_key(1), "1", encode_destination(Destination(LOCATION)))
+    created = int(time.time())
+    for start in range(0, links, 10_000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(start, min(start + 10_000, links)):
+                record = Record(created, "1", campaign_id=1, recipient=recipient(i))
+                pipe.hset(link_key(codes[i]), codes[i], encode(record))
+            await pipe.execute()
+    await redis.aclose()
+    return codes
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of the server and its children: per request, steadier than req/s when other
+    processes share the machine."""
+    root = psutil.Process(pid)
+    times = [process.cpu_times() for process in [root, *root.children(recursive=True)]]
+    return sum(t.user + t.system for t in times)
+
+
+def server_command(row: str, tree: Path, port: int) -> list[str]:
+    if row == "aiohttp":
+        command = procs.python_command("loadtests.bare_aiohttp", str(port), LOCATION)
+    else:  # -P: the tree's redirector (PYTHONPATH), not the one installed in this venv
+        command = [sys.executable, "-P", "-m", "redirector"]
+    return procs.pinned(command, "0")
+
+
+def top_lines(raw: Path, count: int = 15) -> list[str]:
+    """py-spy's collapsed stacks summed by the innermost frame (own time), and by any frame."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        frames, weight = stack.split(";"), int(number)
+        samples += weight
+        own[frames[-1]] += weight
+        for frame in set(frames):
+            total[frame] += weight
+    out = [f"{samples} samples; own% total% function"]
+    for frame, weight in own.most_common(count):
+        out.append(f"{100 * weight / samples:5.1f} {100 * total[frame] / samples:5.1f} {frame}")
+    return out
+
+
+async def measure(args: argparse.Namespace, tmp: Path, redis_url: str, codes: list[str]) -> None:
+    paths = {"aiohttp": tmp / "x.paths", "hot": tmp / "hot.paths", "miss": tmp / "miss.paths"}
+    paths["aiohttp"].write_text("/x\n")
+    paths["hot"].write_text("".join(f"/{code}\n" for code in codes[:1000]))
+    paths["miss"].write_text("".join(f"/{code}\n" for code in codes))
+    rates: dict[tuple[str, str], list[tuple[float, float]]] = collections.defaultdict(list)
+    for round_number in range(args.rounds):
+        trees = list(args.tree)
+        random.Random(round_number).shuffle(trees)
+        for row in args.rows:
+            for tree in trees if row != "aiohttp" else trees[:1]:
+                profile = args.profile and round_number == 0 and row != "aiohttp"
+                rate = await one_run(args, tmp, redis_url, codes, row, tree, paths, profile)
+                rates[row, str(tree)].append(rate)
+    for (row, tree), values in rates.items():
+        rate = sorted(value[0] for value in values)[len(values) // 2]
+        cpu = sorted(value[1] for value in values)[len(values) // 2]
+        shown = ", ".join(f"{value[0]:,.0f}/{value[1]:.1f}" for value in values)
+        print(f"{row:12} {tree:24} median {rate:8,.0f} req/s {cpu:5.1f} µs CPU/req  [{shown}]")
+
+
+async def one_run(
+    args: argparse.Namespace,
+    tmp: Path,
+    redis_url: str,
+    codes: list[str],
+    row: str,
+    tree: Path,
+    paths: dict[str, Path],
+    profile: bool,
+) -> tuple[float, float]:
+    port = procs.free_port()
+    cache = {"miss": args.miss_cache}.get(row, 100_000)
+    env = {"PYTHONPATH": str(tree), "REDIS_URL": redis_url, "REDIRECTOR_PORT": str(port)}
+    env |= {"CACHE_SIZE": str(cache), "CLICK_TRACKING": str(row != "hot-notrack").lower()}
+    tapped = paths["hot" if row.startswith("hot") else row]
+    with procs.Service(row, server_command(row, tree, port), tmp / f"{row}.log", env) as server:
+        base = f"http://127.0.0.1:{port}"
+        await server.wait(f"{base}/{codes[0]}" if row != "aiohttp" else f"{base}/x", 302)
+        url = base + "/"
+        warm = procs.wrk_command(url, 2, 64, 1, "1")
+        await procs.run_wrk(warm, tapped, 1)
+        if profile:
+            raw = tmp / f"{row}-{tree.name}.raw"
+            spy = [str(PY_SPY), "record", "--nonblocking", "--function", "-r", "250", "-f", "raw"]
+            spy += ["-d", str(int(args.seconds)), "-o", str(raw), "-p", str(server.pid)]
+            spying = await asyncio.create_subprocess_exec(
+                *spy, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            )
+            command = procs.wrk_command(url, 2, 64, args.seconds, "1")
+            await procs.run_wrk(command, tapped, args.seconds)
+            await spying.wait()
+            print(f"-- py-spy {row} {tree}:", *top_lines(raw), sep="\n", flush=True)
+        command = procs.wrk_command(url, 2, 64, args.seconds, "1")
+        cpu_before = _cpu_seconds(server.pid)
+        result = await procs.run_wrk(command, tapped, args.seconds)
+        cpu = _cpu_seconds(server.pid) - cpu_before
+    errors = f" ({result.errors} errors)" if result.errors else ""
+    print(
+        f"{row:12} {tree!s:24} {result.requests_per_second:9,.0f} req/s "
+        f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
+        f"{cpu / result.requests * 1e6:6.1f} µs CPU/request{errors}",
+        flush=True,
+    )
+    return result.requests_per_second, cpu / result.requests * 1e6
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="aiohttp,hot,hot-notrack,miss")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--links", type=int, default=100_000)
+    parser.add_argument("--miss-cache", type=int, default=2_000)
+    parser.add_argument("--tree", type=Path, action="append", help="source trees to compare")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    args.rows, args.tree = args.rows.split(","), [t.resolve() for t in args.tree or [ROOT]]
+    with tempfile.TemporaryDirectory(prefix="redirect-ab-") as tmp:
+        port = procs.free_port()
+        redis_url = f"redis://127.0.0.1:{port}/0"
+        command = procs.pinned(procs.redis_command(port, Path(tmp)), "1")
+        with procs.Service("redis", command, Path(tmp) / "redis.log", {}) as redis:
+            await redis.wait(redis_url)
+            codes = await seed(redis_url, args.links)
+            await measure(args, Path(tmp), redis_url, codes)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
