@@ -1,12 +1,15 @@
 """Bounded in-process caches: of links, with misses cached briefly, and of destinations.
 
-Eviction is first-in-first-out over dict insertion order: O(1) with no bookkeeping on a hit,
-which keeps the hot path to one dict lookup and one comparison. A hot link that is evicted
-comes back on its next miss; with a cache sized for the working set that is rare.
+Eviction is first-in-first-out over insertion order: O(1) with no bookkeeping on a hit, which
+keeps the hot path to one dict lookup and one comparison. A hot link that is evicted comes
+back on its next miss; with a cache sized for the working set that is rare. The order is an
+OrderedDict's, whose oldest entry is at hand: a plain dict finds its first entry by skipping
+the slots its deletions left, ~44 µs per eviction in a full cache of 100,000 links.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Final
 
 from redirector.store.record import Destination, Link
@@ -29,7 +32,7 @@ class LinkCache:
         # False while the invalidation feed is down: entries are still served but no new ones
         # are added (see redirector/invalidation.py for why).
         self.enabled = False
-        self._entries: dict[str, tuple[float, Link | _Absent]] = {}
+        self._entries: OrderedDict[str, tuple[float, Link | _Absent]] = OrderedDict()
         # Bumped by every invalidation; a reader that saw it change while it asked Redis
         # does not cache what it read (see LinkResolver.find).
         self.generation = 0
@@ -58,7 +61,7 @@ class LinkCache:
             return
         entries = self._entries
         if code not in entries and len(entries) >= self.max_entries:
-            del entries[next(iter(entries))]
+            entries.popitem(last=False)
         entries[code] = (now + ttl, link if link is not None else ABSENT)
 
     def discard(self, code: str) -> None:
@@ -82,7 +85,7 @@ class DestinationCache:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._entries: dict[tuple[int, str], Destination] = {}
+        self._entries: OrderedDict[tuple[int, str], Destination] = OrderedDict()
 
     def get(self, campaign_id: int, destination_id: str) -> Destination | None:
         return self._entries.get((campaign_id, destination_id))
@@ -90,7 +93,7 @@ class DestinationCache:
     def put(self, campaign_id: int, destination_id: str, destination: Destination) -> None:
         entries = self._entries
         if entries and len(entries) >= self.max_entries:
-            del entries[next(iter(entries))]
+            entries.popitem(last=False)
         entries[campaign_id, destination_id] = destination
 
     def clear(self) -> None:

@@ -36,6 +36,7 @@ class LinkResolver:
         self._cache = cache
         self._destinations = cache.destinations
         self._pending: Waiters = {}
+        self._lookups: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
     async def find(self, code: str) -> Link | None:
         """The link of `code`, or None: from the cache, else from Redis with the other misses
@@ -56,7 +57,9 @@ class LinkResolver:
         else:
             if not self._pending:
                 # Its first step runs after the handlers already scheduled: it sees their codes.
-                loop.create_task(self._lookup()).add_done_callback(_consume)
+                lookup = loop.create_task(self._lookup())
+                self._lookups.add(lookup)
+                lookup.add_done_callback(self._done)
             self._pending[code] = [future]
         return await future
 
@@ -103,6 +106,11 @@ class LinkResolver:
                 else:  # only the codes whose destination is gone fail; the rest resolves
                     future.set_exception(error)
 
+    def _done(self, lookup: asyncio.Task[None]) -> None:
+        self._lookups.discard(lookup)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: its requests got it
+
     def _destination(self, record: Record) -> Destination | None:
         target = record.destination
         if isinstance(target, Destination) or record.campaign_id is None:
@@ -130,8 +138,3 @@ class LinkResolver:
             else:
                 self._destinations.put(campaign_id, destination_id, decode_target(raw))
         return lost
-
-
-def _consume(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
