@@ -2,11 +2,11 @@
 server on CPU 0, wrk and Redis on CPU 1. Not the benchmark: `make bench` gives the figures.
 
     .venv/bin/python scripts/redirect_ab.py [--rows aiohttp,hot,hot-notrack,miss]
-        [--seconds 5] [--rounds 2] [--tree DIR ...] [--profile]
+        [--seconds 5] [--rounds 2] [--tree DIR ...] [--profile DIR]
 
 Every row runs `--rounds` times, the trees (`--tree`, default this one) interleaved within
 each round. `--profile` adds, per redirector row and tree, one py-spy run (not counted) and
-prints its top functions by own time. Honour /work/wt/QUIET before running it.
+prints its top functions by own time (the raw stacks are kept in the given directory). Honour /work/wt/QUIET before running it.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ async def measure(args: argparse.Namespace, tmp: Path, redis_url: str, codes: li
         random.Random(round_number).shuffle(trees)
         for row in args.rows:
             for tree in trees if row != "aiohttp" else trees[:1]:
-                profile = args.profile and round_number == 0 and row != "aiohttp"
+                profile = bool(args.profile) and round_number == 0 and row != "aiohttp"
                 rate = await one_run(args, tmp, redis_url, codes, row, tree, paths, profile)
                 rates[row, str(tree)].append(rate)
     for (row, tree), values in rates.items():
@@ -130,7 +130,8 @@ async def one_run(
         warm = procs.wrk_command(url, 2, 64, 1, "1")
         await procs.run_wrk(warm, tapped, 1)
         if profile:
-            raw = tmp / f"{row}-{tree.name}.raw"
+            args.profile.mkdir(parents=True, exist_ok=True)
+            raw = args.profile / f"{row}-{tree.name}.raw"
             spy = [str(PY_SPY), "record", "--nonblocking", "--function", "-r", "250", "-f", "raw"]
             spy += ["-d", str(int(args.seconds)), "-o", str(raw), "-p", str(server.pid)]
             spying = await asyncio.create_subprocess_exec(
@@ -162,7 +163,7 @@ async def main() -> None:
     parser.add_argument("--links", type=int, default=100_000)
     parser.add_argument("--miss-cache", type=int, default=2_000)
     parser.add_argument("--tree", type=Path, action="append", help="source trees to compare")
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", type=Path, help="profile with py-spy; raw stacks go here")
     args = parser.parse_args()
     args.rows, args.tree = args.rows.split(","), [t.resolve() for t in args.tree or [ROOT]]
     with tempfile.TemporaryDirectory(prefix="redirect-ab-") as tmp:

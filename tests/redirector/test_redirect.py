@@ -12,6 +12,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
+from redirector import resolver as resolver_module
 from redirector.app import create_app
 from redirector.appkeys import invalidation_ready_key, resolver_key
 from redirector.settings import Settings
@@ -37,6 +38,26 @@ async def _put(redis: Redis, code: str, link: Link) -> None:
     await redis.hset(link_key(code), code, encode(link))
 
 
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The redirector's reads of Redis (each one round trip: one script call or one pipeline):
+    which, and of how many items. The reads themselves go through."""
+    seen: list[tuple[str, int]] = []
+
+    def spy(name: str) -> Callable[..., Awaitable[Any]]:
+        real = getattr(LinkReader, name)
+
+        async def read(self: LinkReader, items: Sequence[Any]) -> Any:
+            seen.append((name, len(items)))
+            return await real(self, items)
+
+        return read
+
+    for name in ("records", "destinations"):
+        monkeypatch.setattr(LinkReader, name, spy(name))
+    return seen
+
+
 async def test_location_is_the_stored_bytes(redirector: Client, redis: Redis) -> None:
     await _put(redis, "exact01", Link(DEST, created_at=1))
     for method in ("GET", "HEAD"):
@@ -44,13 +65,44 @@ async def test_location_is_the_stored_bytes(redirector: Client, redis: Redis) ->
         assert resp.status == 302
         assert resp.headers["Location"] == DEST
         assert resp.headers["Cache-Control"] == "private, max-age=0"
+        assert await resp.read() == b""
 
 
-@pytest.mark.parametrize("path", ["/unknown1", "/a.b", "/%F0%9F%8E%89", "/" + "x" * 65, "/a/b"])
-async def test_unknown_is_404(redirector: Client, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "read"),
+    [
+        ("/unknown1", True),
+        ("/a.b", False),
+        ("/%F0%9F%8E%89", False),
+        ("/" + "x" * 65, False),
+        ("/a%2Fb", False),
+        ("/a/b", False),
+        ("/", False),
+    ],
+)
+async def test_unknown_is_404(
+    redirector: Client, reads: list[tuple[str, int]], path: str, read: bool
+) -> None:
     resp = await redirector.get(path, allow_redirects=False)
     assert resp.status == 404
     assert resp.content_type == "text/plain"
+    assert reads == ([("records", 1)] if read else [])  # junk never reaches Redis
+
+
+async def test_the_code_is_the_decoded_path_without_query(redirector: Client, redis: Redis) -> None:
+    await _put(redis, "exact01", Link(DEST, created_at=1))
+    for path in ("/exact01?utm_source=x", "/%65xact01"):
+        resp = await redirector.get(path, allow_redirects=False)
+        assert (resp.status, resp.headers["Location"]) == (302, DEST)
+
+
+@pytest.mark.parametrize("path", ["/exact01", "/healthz", "/metrics"])
+async def test_other_methods_are_405(redirector: Client, path: str) -> None:
+    for method in ("POST", "PUT", "DELETE"):
+        resp = await redirector.request(method, path, allow_redirects=False)
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "GET,HEAD"
+    assert (await redirector.post("/a/b")).status == 404  # no such path, whatever the method
 
 
 async def test_disabled_and_expired_are_410(redirector: Client, redis: Redis) -> None:
@@ -155,26 +207,6 @@ async def _status_is(client: Client, path: str, status: int) -> bool:
     return (await client.get(path, allow_redirects=False)).status == status
 
 
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """The redirector's reads of Redis (each one round trip: one script call or one pipeline):
-    which, and of how many items. The reads themselves go through."""
-    seen: list[tuple[str, int]] = []
-
-    def spy(name: str) -> Callable[..., Awaitable[Any]]:
-        real = getattr(LinkReader, name)
-
-        async def read(self: LinkReader, items: Sequence[Any]) -> Any:
-            seen.append((name, len(items)))
-            return await real(self, items)
-
-        return read
-
-    for name in ("records", "destinations"):
-        monkeypatch.setattr(LinkReader, name, spy(name))
-    return seen
-
-
 async def test_a_miss_costs_one_round_trip_once_its_destination_is_cached(
     redirector: Client, admin: Client, reads: list[tuple[str, int]]
 ) -> None:
@@ -239,6 +271,45 @@ async def test_the_misses_of_one_tick_are_one_command(
     # One script call whose HGETs Redis runs; a cluster gets a pipeline of HGETs (one round
     # trip per node), as a script call there may only read keys of one slot.
     assert sent == ({"evalsha": 1, "hget": 50} if store_kind == "single" else {"hget": 50})
+
+
+async def test_misses_that_come_while_a_read_is_out_go_together_into_the_next(
+    redirector: Client,
+    redis: Store,
+    reads: list[tuple[str, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    codes = [f"wait{i:03d}" for i in range(11)]
+    for code in codes:
+        await redis.hset(link_key(code), code, encode(Link(DEST, created_at=1)))
+    answer, read = asyncio.Event(), LinkReader.records
+
+    async def slow(self: LinkReader, codes: Sequence[str]) -> Any:
+        await answer.wait()  # Redis takes its time
+        return await read(self, codes)
+
+    monkeypatch.setattr(LinkReader, "records", slow)
+    resolver = redirector.app[resolver_key]
+    asked = [asyncio.create_task(resolver.find(codes[0]))]
+    await asyncio.sleep(0)  # its request asks: a read starts ...
+    await asyncio.sleep(0)  # ... and waits for Redis
+    for code in codes[1:]:  # requests of later ticks meanwhile
+        asked.append(asyncio.create_task(resolver.find(code)))
+        await asyncio.sleep(0)
+    answer.set()
+    found = await asyncio.gather(*asked)
+    assert [link and link.destination for link in found] == [DEST] * 11
+    assert reads == [("records", 1), ("records", 10)]
+
+
+async def test_a_read_takes_at_most_read_batch_codes(
+    redirector: Client, reads: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resolver_module, "READ_BATCH", 3)
+    resolver = redirector.app[resolver_key]
+    found = await asyncio.gather(*(resolver.find(f"many{i:03d}") for i in range(7)))
+    assert found == [None] * 7
+    assert reads == [("records", 3), ("records", 3), ("records", 1)]
 
 
 async def test_a_lost_destination_fails_only_its_own_code(redirector: Client, redis: Redis) -> None:
