@@ -44,8 +44,11 @@ class Handler:
         self._multiprocess = settings.metrics_dir is not None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        # What the router would match: the path decoded but for %2F and %25.
-        path = request.rel_url.path_safe
+        # What the router matches: the path decoded but for %2F and %25 (yarl's path_safe),
+        # which is the target itself when it has nothing to decode and no query.
+        path = request.raw_path
+        if "%" in path or "?" in path or "#" in path or path[:1] != "/":
+            path = request.rel_url.path_safe
         code = path[1:]
         fixed = path == "/healthz" or path == "/metrics"
         if not fixed and (not code or "/" in code or "{" in code or "}" in code):

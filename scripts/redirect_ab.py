@@ -6,7 +6,8 @@ server on CPU 0, wrk and Redis on CPU 1. Not the benchmark: `make bench` gives t
 
 Every row runs `--rounds` times, the trees (`--tree`, default this one) interleaved within
 each round. `--profile` adds, per redirector row and tree, one py-spy run (not counted) and
-prints its top functions by own time (the raw stacks are kept in the given directory). Honour /work/wt/QUIET before running it.
+prints its top functions by own time (the raw stacks are kept in the given directory).
+Honour /work/wt/QUIET before running it.
 """
 
 from __future__ import annotations
@@ -119,10 +120,10 @@ async def one_run(
     profile: bool,
 ) -> tuple[float, float]:
     port = procs.free_port()
-    cache = {"miss": args.miss_cache}.get(row, 100_000)
+    cache = args.miss_cache if row.startswith("miss") else 100_000
     env = {"PYTHONPATH": str(tree), "REDIS_URL": redis_url, "REDIRECTOR_PORT": str(port)}
-    env |= {"CACHE_SIZE": str(cache), "CLICK_TRACKING": str(row != "hot-notrack").lower()}
-    tapped = paths["hot" if row.startswith("hot") else row]
+    env |= {"CACHE_SIZE": str(cache), "CLICK_TRACKING": str(not row.endswith("-notrack")).lower()}
+    tapped = paths[row.removesuffix("-notrack")]
     with procs.Service(row, server_command(row, tree, port), tmp / f"{row}.log", env) as server:
         base = f"http://127.0.0.1:{port}"
         await server.wait(f"{base}/{codes[0]}" if row != "aiohttp" else f"{base}/x", 302)
@@ -157,7 +158,7 @@ async def one_run(
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="aiohttp,hot,hot-notrack,miss")
+    parser.add_argument("--rows", default="aiohttp,hot,hot-notrack,miss", help="also miss-notrack")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--links", type=int, default=100_000)

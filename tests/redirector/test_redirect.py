@@ -312,6 +312,16 @@ async def test_a_read_takes_at_most_read_batch_codes(
     assert reads == [("records", 3), ("records", 3), ("records", 1)]
 
 
+async def test_a_read_after_redis_forgot_its_scripts_still_answers(
+    redirector: Client, redis: Store
+) -> None:
+    for code in ("forgot1", "forgot2"):
+        await redis.hset(link_key(code), code, encode(Link(DEST, created_at=1)))
+    assert await _location(redirector, "forgot1") == (302, DEST)
+    await redis.script_flush()  # as after a restart or a failover
+    assert await _location(redirector, "forgot2") == (302, DEST)
+
+
 async def test_a_lost_destination_fails_only_its_own_code(redirector: Client, redis: Redis) -> None:
     await redis.hset(destinations_key(7), "1", encode_destination(Destination("https://kept/")))
     await redis.hset(link_key("kept001"), "kept001", encode(Record(1, "1", campaign_id=7)))
