@@ -1,11 +1,11 @@
-"""The click flush script, run by the redirector (`redirector.clicks`): one call per campaign
-present in a batch of hits, since every key a hit touches carries its campaign's hash tag
-(see keys.py). Redis runs a script atomically: no reader sees half a flush.
+"""The click flush script, run by the click worker (`redirector.clickworker`): one call per
+campaign present in a chunk of raw hits, since every key a hit touches carries its campaign's
+hash tag (see keys.py). Redis runs a script atomically: no reader sees half a flush.
 """
 
 from __future__ import annotations
 
-from redirector.store.connection import Store
+from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
 from redirector.store.keys import (
     BOT_DAY_PREFIX,
     BOT_HOUR_PREFIX,
@@ -36,23 +36,26 @@ from redirector.store.keys import (
 #
 # The hits of one campaign (or of the links without one): every key they touch has the
 # campaign's tag. Sending each XADD and HINCRBY through redis-py costs ~30 µs of client CPU per
-# command, more than the redirect itself; instead the flusher sends one tab-separated line per
-# hit and Redis does the fan-out. Counters are summed per key and field inside the script.
+# command; instead the worker sends one tab-separated line per hit and Redis does the
+# fan-out. Counters are summed per key and field inside the script.
 #
 #   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
 #   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[6] == '1')
 #   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its hits' lines give it
 #   ARGV[1]           the hits, one per line: code, l, recipient ('' if none), time (unix ms),
 #                     bot ('1'/'0'), user agent, referer host, visitor hash, device type, OS,
-#                     browser. No field holds a tab or newline (the flusher replaces them in
+#                     browser. No field holds a tab or newline (the worker replaces them in
 #                     user agents; the rest are validated or generated).
 #   ARGV[2]           the stream's approximate MAXLEN
-#   ARGV[3], ARGV[4]  the flusher's id and this batch's number (increasing per flusher)
+#   ARGV[3], ARGV[4]  the flusher's id (a raw-hit queue's) and this batch's number (its
+#                     chunk's, increasing per queue)
 #   ARGV[5]           seconds the flush record is kept after the last flush
 #   ARGV[6]           '1' when the hits are of a campaign's links
 #   ARGV[7..23]       the stats field names and prefixes, then the field names of a stream
 #                     entry, both in the order of `_FLUSH_FIELDS`
-# Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost).
+# Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
+# or a chunk applied again after its worker died). The skip writes too (the record's expiry):
+# WAIT then confirms the write that applied the batch, which precedes it.
 FLUSH_CLICKS = """
 local stream, batches = KEYS[1], KEYS[2]
 local hits, maxlen, flusher, seq, keep = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
@@ -61,6 +64,7 @@ local CLICKS, BOTS, HOUR, BOT_HOUR, DAY, BOT_DAY, DEVICE, OS, BROWSER, REFERER =
   unpack(ARGV, 7, 16)
 local E_CODE, E_RECIPIENT, E_TIME, E_USER_AGENT, E_REFERER, E_HASH, E_BOT = unpack(ARGV, 17, 23)
 if tonumber(redis.call('HGET', batches, flusher) or '0') >= seq then
+  redis.call('EXPIRE', batches, keep)
   return 0
 end
 local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -139,12 +143,12 @@ _FLUSH_FIELDS = (
     EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_USER_AGENT, EVENT_REFERER_HOST,
     EVENT_VISITOR_HASH, EVENT_BOT,
 )  # fmt: skip
-# A flusher retries a batch within seconds; a day covers any outage it waits through.
+# A worker applies a chunk again within a lease; a day covers any outage it waits through.
 FLUSH_RECORD_SECONDS = 86_400
 
 
 class ClickBatch:
-    """The arguments of one FLUSH_CLICKS call: the hits of one campaign. The flusher appends
+    """The arguments of one FLUSH_CLICKS call: the hits of one campaign. The worker appends
     the hit lines, with `link(code)` as l: each link declares its keys on first use."""
 
     def __init__(self, campaign_id: int | None) -> None:
@@ -174,7 +178,12 @@ class ClickBatch:
 
 
 class FlushClicksScript:
-    def __init__(self, redis: Store) -> None:
+    """Run with `durability`: a batch acknowledged is on the replicas asked for, so that the
+    chunk it came from may be trimmed off its queue."""
+
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+        self._redis = redis
+        self._durability = durability
         self._script = redis.register_script(FLUSH_CLICKS)
 
     async def __call__(
@@ -191,4 +200,6 @@ class FlushClicksScript:
             FLUSH_RECORD_SECONDS,
             of_campaign,
         ]
-        return bool(await self._script(keys=batch.keys, args=[*args, *_FLUSH_FIELDS]))
+        args += _FLUSH_FIELDS
+        reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
+        return bool(reply)

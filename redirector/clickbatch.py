@@ -1,0 +1,92 @@
+"""Raw hits to FLUSH_CLICKS batches, in the click worker: the user agent classified, the
+visitor hashed (salted, so that no raw IP address is stored), the hits grouped by campaign.
+No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from redirector.store.flush import ClickBatch
+from redirector.useragents import classify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Batches:
+    """One chunk's hits by campaign, and how many hits and bot hits it held."""
+
+    by_campaign: dict[int | None, ClickBatch] = field(default_factory=dict)
+    hits: int = 0
+    bots: int = 0
+    malformed: int = 0  # queue elements that were not raw hits, dropped (and logged)
+
+
+def batches(elements: list[bytes], salt: bytes) -> Batches:
+    """The FLUSH_CLICKS batches of `elements`, each a flush of raw hits
+    (`redirector.clicks.pack_hits`), in order."""
+    found = Batches()
+    for element in elements:
+        try:
+            rows = orjson.loads(element)
+            lines = [_line(found, row, salt) for row in rows]
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            # Never a flush of ours: dropped, or it would block its queue for good.
+            log.error("dropped a raw-hit queue element that is no flush of hits (%s)", exc)
+            found.malformed += 1
+            continue
+        for campaign_id, line in lines:
+            found.by_campaign[campaign_id].hit_lines.append(line)
+        found.hits += len(lines)
+    return found
+
+
+def _line(found: Batches, row: list[Any], salt: bytes) -> tuple[int | None, str]:
+    """A hit's line for its campaign's batch (the format is FLUSH_CLICKS's, in flush.py).
+    Its campaign's batch is made here, so that the link's keys are declared in it."""
+    code, campaign_id, recipient, at, head, user_agent, referer, ip = row
+    batch = found.by_campaign.get(campaign_id)
+    if batch is None:
+        batch = found.by_campaign[campaign_id] = ClickBatch(campaign_id)
+    agent = classify(user_agent)
+    bot = bool(head) or agent.bot
+    found.bots += bot
+    person = f"{ip}\0{user_agent}".encode()
+    digest = hashlib.blake2b(person, key=salt, digest_size=8).hexdigest()
+    line = "\t".join(
+        (
+            code,
+            batch.link(code),
+            recipient or "",
+            str(int(at * 1000)),
+            "1" if bot else "0",
+            _one_line(user_agent[:512]),
+            referer_host(referer),
+            digest,
+            agent.device,
+            _one_line(agent.os),
+            _one_line(agent.browser),
+        )
+    )
+    return campaign_id, line
+
+
+def referer_host(referer: str) -> str:
+    if not referer:
+        return ""
+    try:
+        host = urlsplit(referer).hostname or ""
+    except ValueError:
+        return ""
+    return host[:253]
+
+
+def _one_line(text: str) -> str:
+    # Header values may hold a tab; the script splits on tabs and newlines.
+    return text.replace("\t", " ").replace("\n", " ") if "\t" in text or "\n" in text else text
