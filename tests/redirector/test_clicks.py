@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import aiohttp
+import ua_parser
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
+import redirector.clickbatch
+import redirector.useragents
 from redirector.app import create_app
 from redirector.appkeys import clicks_key, flusher_key, invalidation_ready_key
 from redirector.clicks import ClickBuffer, Hit
@@ -252,3 +258,57 @@ async def test_sigterm_flushes_the_buffer_before_exit(own_redis: RedisServer) ->
             await proc.wait()
     assert await _count(redis, link_stats_key(None, "term001"), "clicks") == 20
     await redis.aclose()
+
+
+# -- what the redirect process does not do -------------------------------------------------
+
+_CLICK_WORK = (
+    str(Path(redirector.useragents.__file__)),
+    str(Path(redirector.clickbatch.__file__)),
+    str(Path(ua_parser.__file__).parent),
+)
+
+
+@contextmanager
+def _click_work_seen() -> Iterator[set[str]]:
+    """The names of what ran, in this thread, of classifying user agents and hashing
+    visitors: Python functions of their modules, and blake2b digests."""
+    seen: set[str] = set()
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename.startswith(_CLICK_WORK):
+            seen.add(frame.f_code.co_name)
+        elif event == "c_call" and "blake2" in type(getattr(arg, "__self__", None)).__name__:
+            seen.add(arg.__name__)
+
+    sys.setprofile(profile)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(None)
+
+
+async def test_the_redirect_process_neither_classifies_nor_hashes(
+    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Redis
+) -> None:
+    await _put(redis, "prof001", Link("https://a.example/", 1, campaign_id=7))
+    app = create_app(redirector_settings)
+    client = await aiohttp_client(app)
+    await app[invalidation_ready_key].wait()
+    # User agents never seen before in this process: classify's cache cannot answer them.
+    agents = [f"{IPHONE} {secrets.token_hex(8)}" for _ in range(5)] + PREVIEWS
+    with _click_work_seen() as in_redirector:
+        for ua in agents:
+            await _tap(client, "prof001", ua)
+        await eventually(lambda: _true(app[flusher_key].flushed == len(agents)))
+    assert in_redirector == set()
+    # The same watch sees that work where it happens, in a click worker.
+    with _click_work_seen() as in_worker:
+        async with running_click_worker(redirector_settings):
+            await eventually(lambda: _has_count(redis, 7, len(agents)))
+    assert {"classify", "hexdigest"} <= in_worker
+
+
+async def _has_count(redis: Redis, campaign_id: int, n: int) -> bool:
+    values = await redis.hmget(campaign_stats_key(campaign_id), ["clicks", "bots"])
+    return sum(int(value or 0) for value in values) == n
