@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 import aiohttp
 import psutil
@@ -87,7 +88,8 @@ async def test_python_m_redirector_records_clicks_and_restarts_its_click_worker(
 async def _applied_unacked(redis: Redis, campaigns: list[int]) -> int | None:
     """The number of the chunk of queue 0 that is claimed, not trimmed, and applied for at
     least one campaign; else None."""
-    number, size, epoch = await redis.hmget(hit_chunk_key(0), ["number", "size", "epoch"])
+    state: list[Any] = await redis.hmget(hit_chunk_key(0), ["number", "size", "epoch"])
+    number, size, epoch = state
     if not size or int(size) == 0 or epoch is None:
         return None
     async with redis.pipeline(transaction=False) as pipe:
