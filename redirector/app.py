@@ -64,7 +64,7 @@ async def clicks_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(flusher.run(stop))
     yield
     await _stop(task, stop)
-    # Runs on SIGTERM too (aiohttp's graceful exit): what was tapped gets recorded.
+    # Runs on SIGTERM too (aiohttp's graceful exit): what was tapped gets queued.
     await flusher.drain(within=settings.click_drain_timeout)
 
 

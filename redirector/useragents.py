@@ -5,7 +5,8 @@ Messages, Telegram, Slack, Facebook...), and carriers scan links in SMS: those f
 not clicks. ua-parser (a maintained port of the uap-core regexes) recognises most of them as
 device "Spider"; the pattern below adds fetchers and HTTP libraries it does not flag.
 Results are cached per user-agent string: a campaign sees few distinct ones, and parsing
-costs ~10 µs. This runs when clicks are flushed, never on the redirect itself.
+costs ~10 µs. This runs in the click worker (redirector/clickworker.py), never in the
+redirect process.
 """
 
 from __future__ import annotations
