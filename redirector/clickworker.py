@@ -192,12 +192,18 @@ async def work(settings: Settings) -> None:
         await redis.aclose()
 
 
+# Under the supervisor, a click worker shares the machine with the redirect workers: it
+# yields the CPU to them (counting can wait, a redirect cannot) and catches up when idle.
+SUPERVISED_NICENESS = 10
+
+
 def serve_clicks(settings: Settings, *, supervised: bool = False) -> None:
-    """A worker process. Under the supervisor it ignores SIGINT (a Ctrl-C reaches every
-    process of the terminal): it is stopped with SIGTERM once the redirect workers have
-    flushed, so that it records their last hits."""
+    """A worker process. Under the supervisor it runs at a lower priority and ignores SIGINT
+    (a Ctrl-C reaches every process of the terminal): it is stopped with SIGTERM once the
+    redirect workers have flushed, so that it records their last hits."""
     if supervised:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        os.nice(SUPERVISED_NICENESS)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(work(settings))
 
