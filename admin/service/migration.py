@@ -26,8 +26,7 @@ new layout, and the old campaign hashes last.
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis, RedisCluster
@@ -35,30 +34,32 @@ from redis.asyncio import Redis, RedisCluster
 from admin.exceptions import CampaignNotFound, Contention
 from admin.service import as_text
 from admin.service.campaigns import CampaignService
-from admin.service.links import LinkService, destination_finder
+from admin.service.legacy_store import (
+    CHUNK,
+    SCAN_COUNT,
+    Field,
+    LegacyStore,
+    migrated_record,
+    tombstone,
+)
+from admin.service.links import LinkService
 from admin.service.plan import Chain, PlannedLink
 from admin.service.store import Write
 from admin.settings import AdminSettings
 from redirector.store import legacy
 from redirector.store.connection import Store
-from redirector.store.keys import LINK_TAGS, campaign_key, link_count_key, link_tag
+from redirector.store.keys import LINK_TAGS, campaign_key, link_count_key
 from redirector.store.record import (
     Destination,
     Link,
     Record,
     RecordError,
     decode,
-    encode_destination,
     encode_text,
 )
-from redirector.store.scripts import MakeDestinationsScript
 
-# Keys asked for per SCAN call: a chunk of a phase.
-SCAN_COUNT = 256
 # Problems kept word for word for the summary (all are counted).
 PROBLEMS_SHOWN = 20
-# A code that no draw could make (admin/codes.py: 5-32 base62 characters) was chosen.
-_DRAWABLE = re.compile(r"[0-9A-Za-z]{5,32}")
 
 
 @dataclass
@@ -99,9 +100,8 @@ def _quiet(phase: str, tally: Tally, done: bool) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _OldLink:
-    bucket: str
+    old: Field  # its field of an l: bucket
     code: str
-    raw: bytes
     record: Record
 
 
@@ -109,7 +109,7 @@ class _OldLink:
 class _Entry:
     """An entry of the old recipient index whose link is in the new layout."""
 
-    name: str  # the index's field: campaign and recipient
+    old: Field  # its field of an r: bucket
     recipient: str
     code: str
     target: Record  # the link's new record
@@ -135,24 +135,22 @@ class Migration:
         delete_old: bool = False,
         progress: Progress = _quiet,
         scan_count: int = SCAN_COUNT,
+        chunk: int = CHUNK,
     ) -> None:
         self._redis = redis
         self._delete_old = delete_old
         self._progress = progress
-        self._scan_count = scan_count
         self._campaigns = CampaignService(redis, settings.code_length, settings.durability)
         self._links = LinkService(redis, self._campaigns, settings)
         self._store = self._links.store
-        self._make_destinations = MakeDestinationsScript(redis, settings.durability)
-        self._put_records = legacy.PutRecordsScript(redis)
-        self._move_key = legacy.MoveKeyScript(redis)
-        self._drop_migrated = legacy.DropMigratedScript(redis)
+        self._old = LegacyStore(redis, settings.durability, scan_count, chunk)
         self._chains: dict[int | None, Chain | None] = {}
+        self._old_counts: dict[int, int] = {}  # campaign -> its link count in layout 1
         self.tally = Tally()
 
     async def old_layout_present(self) -> bool:
         for match in legacy.ALL_MATCHES:
-            async for names in self._scan(match):
+            async for names in self._old.scan(match):
                 if any(legacy.is_old(name) for name in names):
                     return True
         return False
@@ -172,14 +170,18 @@ class Migration:
     # -- 1. campaigns ----------------------------------------------------------------------
 
     async def _campaigns_phase(self) -> None:
-        async for names in self._scan(legacy.CAMPAIGNS_MATCH):
+        async for names in self._old.scan(legacy.CAMPAIGNS_MATCH):
             ids = {name: i for name in names if (i := legacy.campaign_id_of(name)) is not None}
-            hashes = await self._hgetall(ids)
             spans = []  # how many fields each campaign sets, in order
             async with self._redis.pipeline(transaction=True) as pipe:
-                for campaign_id, fields in zip(ids.values(), hashes, strict=True):
-                    kept = {k: v for k, v in fields.items() if as_text(k) != legacy.CAMPAIGN_LINKS}
-                    for name, value in kept.items():
+                for campaign_id, flat in zip(
+                    ids.values(), await self._old.hashes(list(ids)), strict=True
+                ):
+                    pairs = dict(zip(flat[::2], flat[1::2], strict=True))
+                    links = pairs.pop(legacy.CAMPAIGN_LINKS.encode(), b"0")
+                    self._old_counts[campaign_id] = int(links)
+                    kept = list(pairs.items())
+                    for name, value in kept:
                         pipe.hsetnx(campaign_key(campaign_id), name, value)
                     spans.append(len(kept))
                 replies = await pipe.execute()
@@ -193,108 +195,82 @@ class Migration:
     # -- 2. links ---------------------------------------------------------------------------
 
     async def _links_phase(self) -> None:
-        async for names in self._scan(legacy.LINKS_MATCH):
-            buckets = [name for name in names if legacy.is_link_bucket(name)]
-            olds = self._decoded(buckets, await self._hgetall(buckets))
-            targets = await self._references([old.record for old in olds])
+        async for fields in self._old.old_fields(legacy.LINKS_MATCH, legacy.is_link_bucket):
+            olds = self._decoded(fields)
+            targets = await self._old.references([old.record for old in olds])
             items = [
-                (old.code, old.record.campaign_id, encode_text(_migrated(old, target)))
+                (
+                    old.code,
+                    old.record.campaign_id,
+                    encode_text(migrated_record(old.code, old.record, target)),
+                )
                 for old, target in zip(olds, targets, strict=True)
             ]
-            outcomes = await self._put(items)
+            outcomes = await self._old.put(items)
             done = await self._links_done(olds, outcomes)
-            await self._drop((old.bucket, old.code, old.raw) for old in olds if old.code in done)
+            await self._drop(old.old for old in olds if old.code in done)
             self._progress("links", self.tally, False)
 
-    def _decoded(self, buckets: list[str], contents: list[dict[bytes, bytes]]) -> list[_OldLink]:
+    def _decoded(self, fields: list[Field]) -> list[_OldLink]:
         olds = []
-        for bucket, fields in zip(buckets, contents, strict=True):
-            for raw_code, raw in fields.items():
-                code = as_text(raw_code)
-                self.tally.links += 1
-                try:
-                    record = decode(raw)
-                except RecordError as exc:
-                    self.tally.problem(f"link {code!r} in {bucket}: {exc}")
-                    continue
-                if not isinstance(record.destination, Destination) or not record.live:
-                    self.tally.problem(f"link {code!r} in {bucket}: not a layout-1 record")
-                    continue
-                olds.append(_OldLink(bucket, code, raw, record))
+        self.tally.links += len(fields)
+        for old in fields:
+            bucket, raw_code, raw = old
+            code = as_text(raw_code)
+            try:
+                record = decode(raw)
+            except RecordError as exc:
+                self.tally.problem(f"link {code!r} in {bucket}: {exc}")
+                continue
+            if not isinstance(record.destination, Destination) or not record.live:
+                self.tally.problem(f"link {code!r} in {bucket}: not a layout-1 record")
+                continue
+            olds.append(_OldLink(old, code, record))
         return olds
-
-    async def _references(self, records: list[Record]) -> list[Destination | str]:
-        """Each record's destination as its new record refers to it: the id of the one its
-        campaign stores (made if new), or itself (no campaign, or a campaign that is gone)."""
-        wanted: dict[int, dict[Destination, None]] = {}
-        for record in records:
-            if record.campaign_id is not None and isinstance(record.destination, Destination):
-                wanted.setdefault(record.campaign_id, {})[record.destination] = None
-        ids: dict[tuple[int, Destination], str] = {}
-        for campaign_id, targets in wanted.items():
-            pairs = [(destination_finder(d), encode_destination(d)) for d in targets]
-            made = await self._make_destinations(campaign_id, pairs)
-            if made is not None:
-                ids.update(zip(((campaign_id, d) for d in targets), made, strict=True))
-        return [
-            ids.get((r.campaign_id, r.destination), r.destination)
-            if r.campaign_id is not None and isinstance(r.destination, Destination)
-            else r.destination
-            for r in records
-        ]
 
     async def _links_done(self, olds: list[_OldLink], outcomes: dict[str, int]) -> set[str]:
         """The codes whose link is in the new layout (tallied); a code held by another link
         is a problem, and its old record stays."""
         held = [old for old in olds if outcomes[old.code] == legacy.HELD]
-        found = await self._store.records(old.code for old in held)
+        found = await self._old.records([old.code for old in held])
         done = {old.code for old in olds if outcomes[old.code] != legacy.HELD}
         self.tally.links_written += sum(outcomes[code] == legacy.WRITTEN for code in done)
         self.tally.links_already += sum(outcomes[code] == legacy.ALREADY for code in done)
-        for old in held:
-            now = found[old.code]
+        for old, now in zip(held, found, strict=True):
             if now is not None and _same_link(now, old.record):
                 self.tally.links_changed += 1  # edited or deleted by the admin since
                 done.add(old.code)
             else:
                 self.tally.problem(
                     f"link {old.code!r}: its code holds another link in the new layout;"
-                    f" left in {old.bucket}"
+                    f" left in {old.old[0]}"
                 )
         return done
 
     # -- 3. recipients ----------------------------------------------------------------------
 
     async def _recipients_phase(self) -> None:
-        async for names in self._scan(legacy.RECIPIENTS_MATCH):
-            buckets = [name for name in names if legacy.is_recipient_bucket(name)]
-            entries = [
-                (bucket, as_text(name), as_text(code), name, code)
-                for bucket, fields in zip(buckets, await self._hgetall(buckets), strict=True)
-                for name, code in fields.items()
-            ]
-            self.tally.recipients += len(entries)
-            targets = await self._store.records(code for _, _, code, _, _ in entries)
+        async for fields in self._old.old_fields(
+            legacy.RECIPIENTS_MATCH, legacy.is_recipient_bucket
+        ):
+            self.tally.recipients += len(fields)
+            codes = [as_text(code) for _, _, code in fields]
             by_campaign: dict[int | None, list[_Entry]] = {}
-            done: set[str] = set()  # fields of the index that are in the new layout
-            for _, name, code, _, _ in entries:
-                campaign_id, recipient = legacy.recipient_of(name)
-                target = targets[code]
-                if target is None or not target.live or not _same_owner(target, name):
+            done: list[Field] = []  # the entries that are in the new layout
+            for old, code, target in zip(
+                fields, codes, await self._old.records(codes), strict=True
+            ):
+                campaign_id, recipient = legacy.recipient_of(as_text(old[1]))
+                if target is None or not target.live or not _owned(target, campaign_id, recipient):
                     self.tally.recipients_dangling += 1
-                    done.add(name)
+                    done.append(old)
                 else:
-                    by_campaign.setdefault(campaign_id, []).append(
-                        _Entry(name, recipient, code, target)
-                    )
+                    entry = _Entry(old, recipient, code, target)
+                    by_campaign.setdefault(campaign_id, []).append(entry)
             for campaign_id, found in by_campaign.items():
                 if await self._aliases(campaign_id, found):
-                    done.update(entry.name for entry in found)
-            await self._drop(
-                (bucket, raw_name, raw_code)
-                for bucket, name, _, raw_name, raw_code in entries
-                if name in done
-            )
+                    done += (entry.old for entry in found)
+            await self._drop(done)
             self._progress("recipients", self.tally, False)
 
     async def _aliases(self, campaign_id: int | None, found: list[_Entry]) -> bool:
@@ -340,131 +316,53 @@ class Migration:
     # -- 4. clicks --------------------------------------------------------------------------
 
     async def _clicks_phase(self) -> None:
-        async for names in self._scan(legacy.LINK_CLICKS_MATCH):
+        async for names in self._old.scan(legacy.CLICKS_MATCH):
             codes = {name: code for name in names if (code := legacy.link_clicks_code(name))}
-            records = await self._store.records(codes.values())
+            distinct = list(dict.fromkeys(codes.values()))
+            records = dict(zip(distinct, await self._old.records(distinct), strict=True))
             orphans = [code for code, record in records.items() if record is None]
             if orphans:
-                outcomes = await self._put(
-                    [(code, None, encode_text(_tombstone(code))) for code in orphans]
-                )
+                tombstones = [(code, None, encode_text(tombstone(code))) for code in orphans]
+                outcomes = await self._old.put(tombstones)
                 self.tally.tombstones += sum(o == legacy.WRITTEN for o in outcomes.values())
-                records |= await self._store.records(orphans)
-            await self._move(
+                records.update(zip(orphans, await self._old.records(orphans), strict=True))
+            moves = [
                 (name, legacy.new_link_clicks_key(name, _campaign_of(records[code])))
                 for name, code in codes.items()
-            )
-            self._progress("clicks", self.tally, False)
-        for match in legacy.CAMPAIGN_CLICKS_MATCHES:
-            async for names in self._scan(match):
-                await self._move(
-                    (name, new) for name in names if (new := legacy.new_campaign_clicks_key(name))
-                )
-                self._progress("clicks", self.tally, False)
-
-    async def _move(self, moves: Iterable[tuple[str, str]]) -> None:
-        pending = list(moves)
-        while pending:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for old, new in pending:
-                    await self._move_key.queue(pipe, old, new)
-                replies = await pipe.execute()
-            self.tally.click_keys_moved += sum(reply == legacy.MOVED for reply in replies)
-            pending = [
-                move for move, reply in zip(pending, replies, strict=True) if reply == legacy.MORE
             ]
+            moves += (
+                (name, new) for name in names if (new := legacy.new_campaign_clicks_key(name))
+            )
+            self.tally.click_keys_moved += await self._old.move(moves)
+            self._progress("clicks", self.tally, False)
 
     # -- 5. check ---------------------------------------------------------------------------
 
     async def _check_phase(self) -> None:
-        async for names in self._scan(legacy.CAMPAIGNS_MATCH):
-            ids = {name: i for name in names if (i := legacy.campaign_id_of(name)) is not None}
-            fields = [str(i) for i in ids.values()]
+        """Compares the link counts (read in phase 1) and, with `delete_old`, deletes the old
+        campaign hashes."""
+        ids = list(self._old_counts)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            fields = [str(campaign_id) for campaign_id in chunk]
             async with self._redis.pipeline(transaction=False) as pipe:
-                for name in ids:
-                    pipe.hget(name, legacy.CAMPAIGN_LINKS)
                 for tag in LINK_TAGS:
                     pipe.hmget(link_count_key(tag), fields)
-                replies = await pipe.execute()
-            before, counts = replies[: len(ids)], replies[len(ids) :]
-            for i, (campaign_id, old) in enumerate(zip(ids.values(), before, strict=True)):
-                now = sum(int(row[i] or 0) for row in counts)
-                if int(old or 0) != now:
+                counts = await pipe.execute()
+            for i, campaign_id in enumerate(chunk):
+                before, now = self._old_counts[campaign_id], sum(int(row[i] or 0) for row in counts)
+                if before != now:
                     self.tally.count_differences.append(
-                        f"campaign {campaign_id}: {int(old or 0)} links in layout 1, {now} now"
+                        f"campaign {campaign_id}: {before} links in layout 1, {now} now"
                     )
             if self._delete_old:
-                self.tally.old_deleted += int(await self._redis.delete(*ids)) if ids else 0
+                old_names = [legacy.old_campaign_key(campaign_id) for campaign_id in chunk]
+                self.tally.old_deleted += int(await self._redis.delete(*old_names))
 
-    # -- helpers ----------------------------------------------------------------------------
-
-    async def _scan(self, match: str) -> AsyncIterator[list[str]]:
-        cursor = 0
-        while True:
-            cursor, names = await self._redis.scan(cursor, match=match, count=self._scan_count)
-            if names:
-                yield [as_text(name) for name in names]
-            if cursor == 0:
-                return
-
-    async def _hgetall(self, names: Iterable[str]) -> list[dict[bytes, bytes]]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hgetall(name)
-            replies: list[dict[bytes, bytes]] = await pipe.execute()
-        return replies
-
-    async def _put(self, items: Sequence[tuple[str, int | None, str]]) -> dict[str, int]:
-        """PUT_RECORDS of (code, campaign it counts in, record) items, one call per link tag
-        in one pipeline: each code's outcome."""
-        by_tag: dict[str, list[tuple[str, int | None, str]]] = {}
-        for item in items:
-            by_tag.setdefault(link_tag(item[0]), []).append(item)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for tag, group in by_tag.items():
-                await self._put_records.queue(pipe, tag, group)
-            replies = await pipe.execute()
-        return {
-            code: int(outcome)
-            for group, reply in zip(by_tag.values(), replies, strict=True)
-            for (code, _, _), outcome in zip(group, reply, strict=True)
-        }
-
-    async def _drop(self, migrated: Iterable[tuple[str, bytes | str, bytes]]) -> None:
-        """With `delete_old`, deletes old hash fields (hash, field, value) still as migrated."""
-        if not self._delete_old:
-            return
-        by_hash: dict[str, list[bytes]] = {}
-        for name, old_field, value in migrated:
-            raw_field = old_field.encode() if isinstance(old_field, str) else old_field
-            by_hash.setdefault(name, []).extend((raw_field, value))
-        if not by_hash:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for name, pairs in by_hash.items():
-                await self._drop_migrated.queue(pipe, name, pairs)
-            self.tally.old_deleted += sum(await pipe.execute())
-
-
-def _migrated(old: _OldLink, target: Destination | str) -> Record:
-    """The new record of a layout-1 link: its destination referred to, and whether its code
-    was chosen guessed (layout 1 did not keep it): a code no draw could make was, and may be
-    chosen again once deleted; any other code never serves again once deleted."""
-    record = old.record
-    return Record(
-        record.created_at,
-        target,
-        record.expires_at,
-        record.campaign_id,
-        record.recipient,
-        record.disabled,
-        custom=_DRAWABLE.fullmatch(old.code) is None,
-    )
-
-
-def _tombstone(code: str) -> Record:
-    """For the code of a link that layout 1 deleted: its campaign and times are not known."""
-    return Record(0, "", custom=_DRAWABLE.fullmatch(code) is None, deleted=True)
+    async def _drop(self, migrated: Iterable[Field]) -> None:
+        """With `delete_old`, deletes old entries that still hold what was migrated."""
+        if self._delete_old:
+            self.tally.old_deleted += await self._old.drop(migrated)
 
 
 def _alias(index: int, campaign_id: int | None, entry: _Entry, first: tuple[int, str]) -> Write:
@@ -485,8 +383,8 @@ def _same_link(now: Record, old: Record) -> bool:
     )
 
 
-def _same_owner(record: Record, recipient_field: str) -> bool:
-    return (record.campaign_id, record.recipient) == legacy.recipient_of(recipient_field)
+def _owned(record: Record, campaign_id: int | None, recipient: str) -> bool:
+    return (record.campaign_id, record.recipient) == (campaign_id, recipient)
 
 
 def _campaign_of(record: Record | None) -> int | None:
