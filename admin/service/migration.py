@@ -2,16 +2,16 @@
 redirector/store/legacy.py) into the schema of keys.py; `python -m admin migrate` runs it.
 
 Each phase reads one kind of old key with SCAN, a chunk at a time (memory is bounded by a
-chunk), and writes what it read in pipelines. Every write is one that changes nothing when
-made again: records are written only where their code holds nothing, campaign fields with
-HSETNX, aliases by the admin's own chain writes, and click keys are moved (renamed, or merged
-and removed in one step). So a run stopped anywhere is finished by running it again, and a
-link is served from its old key until its new record is written. The phases, in the order
-they depend on each other:
+chunk), and writes what it read in a few calls (admin/service/legacy_store.py). Every write
+is one that changes nothing when made again: records are written only where their code holds
+nothing, campaign fields with HSETNX, aliases by the admin's own chain writes, and click keys
+are moved (renamed, or merged and removed in one step). So a run stopped anywhere is finished
+by running it again, and a link is served from its old key until its new record is written.
+The phases, in the order they depend on each other:
 
-1. campaigns   each c:{id} -> c:{{id}}, without its link count (counted per link tag now)
+1. campaigns   each c:<id> -> c:{<id>}, without its link count (counted per link tag now)
 2. links       each record of an l: bucket -> its code's field of the new l: hashes, counted
-               in its campaign; a campaign's destinations stored once, in its d:{{id}}
+               in its campaign; a campaign's destinations stored once, in its d:{<id>}
 3. recipients  each entry of the r: index -> an alias at the first free position of the
                recipient's chain, pointing at the old code, so asking for the recipient's
                link again answers that code (as for a recipient's custom link)

@@ -298,7 +298,9 @@ async def test_clicks_recorded_in_the_old_layout_after_a_run_are_added_by_the_ne
     events appended)."""
     old = OldStore(old_redis)
     data = await write_old_data(old, int(time.time()))
-    await run(old_redis, admin_settings)
+    await run(old_redis, admin_settings, delete_old=True)
+    clickers = await get_json(admin, f"/api/campaigns/{data.black_friday}/clickers")
+    first_before = {c["recipient"]: c["first_click_at"] for c in clickers["clickers"]}
     ms = (data.now - 60) * 1000
     async with old_redis.pipeline(transaction=False) as pipe:
         old.hit(pipe, "Ab3dE5f", data.links["Ab3dE5f"], ms, visitor="v3")
@@ -306,7 +308,9 @@ async def test_clicks_recorded_in_the_old_layout_after_a_run_are_added_by_the_ne
         old.hit(pipe, "Rcp0001", data.links["Rcp0001"], ms + 2)
         old.hit(pipe, "Rcp0003", data.links["Rcp0003"], ms + 3)
         await pipe.execute()
-    tally = await run(old_redis, admin_settings)
+    migration = Migration(old_redis, admin_settings, delete_old=True)
+    assert await migration.old_layout_present()  # click keys are all that is old now
+    tally = await migration.run()
     # s/b/u:l and x:- of Ab3dE5f; s/b:l of Rcp0001 and Rcp0003; x, s:c, b:c and k of the campaign
     assert tally.click_keys_moved == 12
     link = await get_json(admin, "/api/links/Ab3dE5f/stats")
@@ -315,7 +319,8 @@ async def test_clicks_recorded_in_the_old_layout_after_a_run_are_added_by_the_ne
     assert (campaign["clicks"], campaign["unique_clicks"]) == (7, 5)
     clickers = await get_json(admin, f"/api/campaigns/{data.black_friday}/clickers")
     first = {c["recipient"]: c["first_click_at"] for c in clickers["clickers"]}
-    assert len(first) == 4 and first["+34600000001"] < first["José Núñez"]
+    assert first == first_before | {"José Núñez": first["José Núñez"]}  # the earlier kept
+    assert first["José Núñez"] > first["+34600000002"]
     resp = await admin.get(f"/api/campaigns/{data.black_friday}/clicks.csv")
     assert [r.split(",")[1] for r in (await resp.text()).splitlines()[-2:]] == [
         "Rcp0001",
@@ -421,4 +426,9 @@ async def snapshot(redis: Redis) -> dict[str, Any]:
 
 
 def _is_old(name: str) -> bool:
-    return "{" not in name and name not in {"campaigns", "seq:campaign", keys.CODE_KEY}
+    return "{" not in name and name not in {
+        keys.CAMPAIGNS_KEY,
+        keys.CAMPAIGN_SEQ_KEY,
+        keys.CODE_KEY,
+        keys.CLICK_SALT_KEY,
+    }
