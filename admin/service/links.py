@@ -197,7 +197,7 @@ class LinkService:
         """The ids the campaign's destinations already have (a read: nothing is made)."""
         if campaign_id is None:
             return [None] * len(destinations)
-        fields = [_finder(d) for d in destinations]
+        fields = [destination_finder(d) for d in destinations]
         ids = await self._redis.hmget(destinations_key(campaign_id), fields)
         return [None if i is None else as_text(i) for i in ids]
 
@@ -210,7 +210,7 @@ class LinkService:
             return list(destinations)
         if all(found):
             return [str(i) for i in found]
-        pairs = [(_finder(d), encode_destination(d)) for d in destinations]
+        pairs = [(destination_finder(d), encode_destination(d)) for d in destinations]
         ids = await self._make_destinations(campaign_id, pairs)
         if ids is None:
             raise _no_campaign(campaign_id)
@@ -320,7 +320,7 @@ class LinkService:
         return record, target
 
 
-def _finder(destination: Destination) -> str:
+def destination_finder(destination: Destination) -> str:
     """The field of a campaign's destinations hash that finds this destination's id."""
     return DESTINATION_HASH_PREFIX + _sha1(encode_destination(destination))
 

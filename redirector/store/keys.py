@@ -79,6 +79,9 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
 A per-recipient link needs no index: its code is derived from (campaign, recipient) with
 `cfg:code_key` (admin/codes.py), k = 0, 1, ... until a free position or the recipient's own
 record, so the record is its own index (31 B/link less than a recipient hash).
+
+The layout of the releases before this schema, and the scripts that move a store of it here
+(`python -m admin migrate`), are in `redirector.store.legacy`.
 """
 
 from __future__ import annotations
