@@ -35,28 +35,31 @@ def batches(elements: list[bytes], salt: bytes) -> Batches:
     for element in elements:
         try:
             rows = orjson.loads(element)
-            lines = [_line(found, row, salt) for row in rows]
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            lines = [_line(found.by_campaign, row, salt) for row in rows]
+        except (TypeError, ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError
             # Never a flush of ours: dropped, or it would block its queue for good.
             log.error("dropped a raw-hit queue element that is no flush of hits (%s)", exc)
             found.malformed += 1
             continue
-        for campaign_id, line in lines:
+        for campaign_id, bot, line in lines:
             found.by_campaign[campaign_id].hit_lines.append(line)
+            found.bots += bot
         found.hits += len(lines)
     return found
 
 
-def _line(found: Batches, row: list[Any], salt: bytes) -> tuple[int | None, str]:
-    """A hit's line for its campaign's batch (the format is FLUSH_CLICKS's, in flush.py).
-    Its campaign's batch is made here, so that the link's keys are declared in it."""
+def _line(
+    by_campaign: dict[int | None, ClickBatch], row: list[Any], salt: bytes
+) -> tuple[int | None, bool, str]:
+    """A hit's campaign, whether it is a bot's, and its line for its campaign's batch (the
+    format is FLUSH_CLICKS's, in flush.py). The batch is made here, if need be, so that the
+    link's keys are declared in it."""
     code, campaign_id, recipient, at, head, user_agent, referer, ip = row
-    batch = found.by_campaign.get(campaign_id)
+    batch = by_campaign.get(campaign_id)
     if batch is None:
-        batch = found.by_campaign[campaign_id] = ClickBatch(campaign_id)
+        batch = by_campaign[campaign_id] = ClickBatch(campaign_id)
     agent = classify(user_agent)
     bot = bool(head) or agent.bot
-    found.bots += bot
     person = f"{ip}\0{user_agent}".encode()
     digest = hashlib.blake2b(person, key=salt, digest_size=8).hexdigest()
     line = "\t".join(
@@ -74,7 +77,7 @@ def _line(found: Batches, row: list[Any], salt: bytes) -> tuple[int | None, str]
             _one_line(agent.browser),
         )
     )
-    return campaign_id, line
+    return campaign_id, bot, line
 
 
 def referer_host(referer: str) -> str:

@@ -118,9 +118,12 @@ class _Pool:
         while self.waiting or self.restart_at:
             now = time.monotonic()
             if now > self.deadline:
-                for worker in self.waiting.values():
-                    log.error("%s did not stop within %.0f s; killing it", worker.name, self.grace)
-                    worker.kill()
+                # Those asked to stop: the redirect workers, then the click workers.
+                asked = self.clickers if self.clickers_stopping else self.redirectors
+                for worker in asked:
+                    if worker.sentinel in self.waiting:
+                        log.error("%s did not stop in %.0f s; killing it", worker.name, self.grace)
+                        worker.kill()
                 self.deadline = float("inf")
             if self.stopping and not self.clickers_stopping and not self._redirectors_alive():
                 self._stop_clickers()
@@ -151,8 +154,8 @@ class _Pool:
 
     def _restart_due(self, now: float) -> None:
         for slot, when in list(self.restart_at.items()):
-            if now >= when:
-                del self.restart_at[slot]
+            # stop() may have emptied restart_at since (a signal handler runs between lines).
+            if now >= when and self.restart_at.pop(slot, None) is not None and not self.stopping:
                 self.clickers[slot] = self._click_worker(slot)
                 self._start(self.clickers[slot])
                 self.started[slot] = now
