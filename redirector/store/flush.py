@@ -5,7 +5,7 @@ present in a batch of hits, since every key a hit touches carries its campaign's
 
 from __future__ import annotations
 
-from redirector.store.connection import Store
+from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
 from redirector.store.keys import (
     BOT_DAY_PREFIX,
     BOT_HOUR_PREFIX,
@@ -61,6 +61,9 @@ local CLICKS, BOTS, HOUR, BOT_HOUR, DAY, BOT_DAY, DEVICE, OS, BROWSER, REFERER =
   unpack(ARGV, 7, 16)
 local E_CODE, E_RECIPIENT, E_TIME, E_USER_AGENT, E_REFERER, E_HASH, E_BOT = unpack(ARGV, 17, 23)
 if tonumber(redis.call('HGET', batches, flusher) or '0') >= seq then
+  -- Still a write: after Redis 7.0 a WAIT covers only what its own connection wrote, and it
+  -- must cover the first attempt's writes, which may not be on a replica (hence the retry).
+  redis.call('EXPIRE', batches, keep)
   return 0
 end
 local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -174,7 +177,10 @@ class ClickBatch:
 
 
 class FlushClicksScript:
-    def __init__(self, redis: Store) -> None:
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+        # A flush is acknowledged (its hits leave the buffer) once on the replicas asked for:
+        # a failover then loses no click that the buffer no longer holds.
+        self._redis, self._durability = redis, durability
         self._script = redis.register_script(FLUSH_CLICKS)
 
     async def __call__(
@@ -191,4 +197,7 @@ class FlushClicksScript:
             FLUSH_RECORD_SECONDS,
             of_campaign,
         ]
-        return bool(await self._script(keys=batch.keys, args=[*args, *_FLUSH_FIELDS]))
+        args += _FLUSH_FIELDS
+        return bool(
+            await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
+        )
