@@ -42,6 +42,8 @@ class Hit(NamedTuple):
     code: str
     campaign_id: int | None
     recipient: str | None
+    # Of the link tapped: tells it from another link given the same (custom) code since.
+    link_created_at: int
     at: float  # unix time
     head: bool
     user_agent: str
@@ -254,6 +256,7 @@ def _batch(campaign_id: int | None, hits: list[Hit], salt: bytes) -> tuple[Click
                     agent.device,
                     _one_line(agent.os),
                     _one_line(agent.browser),
+                    str(hit.link_created_at),
                 )
             )
         )

@@ -37,7 +37,7 @@ async def test_a_click_flush_leaves_the_buffer_only_once_a_replica_has_it(
 ) -> None:
     buffer = ClickBuffer(max_buffered=100, flush_size=100)
     for i in range(5):
-        buffer.add(Hit("c7", 7, None, 1.7e9 + i, False, IPHONE, "", "10.0.0.1"))
+        buffer.add(Hit("c7", 7, None, 1, 1.7e9 + i, False, IPHONE, "", "10.0.0.1"))
     await _idle_connections(redis, click_stream_key(7))
     with unconfirmed(click_stream_key(7)) as durability:
         flusher = ClickFlusher(

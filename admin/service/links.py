@@ -172,6 +172,8 @@ class LinkService:
         may be taken by a new link with that custom code."""
         for attempt in range(MAX_ATTEMPTS):
             raw, record, _ = await self._read(code)
+            if record.custom:
+                await _second_over(record.created_at)
             tombstone = Record(
                 record.created_at,
                 "",
@@ -376,6 +378,14 @@ def _answered_by_aliases(writes: list[Write], aliases: list[Write]) -> None:
         item = custom.get(alias.planned.index)
         if item is not None and alias.existing not in (None, item.code):
             item.existing = alias.existing
+
+
+async def _second_over(created_at: int) -> None:
+    """Returns once the second `created_at` is over: the clicks of two links given one custom
+    code are told apart by their creation times (redirector/store/flush.py)."""
+    left = created_at + 1 - time.time()
+    if left > 0:
+        await asyncio.sleep(left)
 
 
 async def _pause(attempt: int) -> None:

@@ -41,7 +41,12 @@ operation (a script, a MULTI) touches keys of ONE tag. There are two kinds of ta
                              with approximate MAXLEN (CLICK_STREAM_MAXLEN); counters lose nothing.
     s:c:{C}           hash   counters of the campaign; s:l:{C}:<code> of one of its links:
                              clicks, bots, h:{hour} / hb:{hour} (clicks / bot hits in that
-                             hour, hour = unix time // 3600), d:{day} / db:{day} (day roll-up).
+                             hour, hour = unix time // 3600), d:{day} / db:{day} (day roll-up);
+                             a link's also `created`, the creation time of the link counted.
+                             A custom code deleted and created again is another link, made
+                             later: the flush that first counts it drops the old one's
+                             s:/b:/u:l: keys, hits of the old one still in flight count for
+                             the campaign only, and readers ignore another link's counters.
     b:c:{C}           hash   breakdowns of the campaign's clicks, b:l:{C}:<code> of a link's:
                              dev:{type}, os:{family}, br:{browser}, ref:{host}.
     u:c:{C}           HLL    salted IP+UA hashes of clicks on links without recipient;
@@ -177,6 +182,7 @@ def clickers_key(campaign_id: int) -> str:
 # per-hour, per-day and breakdown fields from these prefixes, which it gets as arguments.
 CLICKS = "clicks"
 BOTS = "bots"
+LINK_CREATED = "created"  # of a link's counters: the creation time of the link they count
 HOUR_PREFIX, BOT_HOUR_PREFIX = "h:", "hb:"
 DAY_PREFIX, BOT_DAY_PREFIX = "d:", "db:"
 BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"}
