@@ -24,7 +24,9 @@ operation (a script, a MULTI) touches keys of ONE tag. There are two kinds of ta
                              `hash-max-listpack-entries 512`, `hash-max-listpack-value 1024`):
                              a third of the memory of one key per link. Nothing expires.
     n:{xx}            hash   campaign id -> how many of its links have their record in tag xx.
-                             A campaign's link count is the sum over the 256 tags.
+                             A campaign's link count is the sum over the 256 tags
+                             (read by counts.py: on one Redis by the one script that
+                             reads keys of many tags, never run on a cluster).
 
 - `{C}`, a campaign id in decimal (`{-}` for links without a campaign). A flushed click
   updates its link's and its campaign's counters and stream, and a destination is made only
