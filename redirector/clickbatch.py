@@ -54,7 +54,8 @@ def _line(
     """A hit's campaign, whether it is a bot's, and its line for its campaign's batch (the
     format is FLUSH_CLICKS's, in flush.py). The batch is made here, if need be, so that the
     link's keys are declared in it."""
-    code, campaign_id, recipient, at, head, user_agent, referer, ip = row
+    code, campaign_id, recipient, link_created_at, at, head, user_agent, referer, ip = row
+    created = str(int(link_created_at))  # the script compares it as a number
     batch = by_campaign.get(campaign_id)
     if batch is None:
         batch = by_campaign[campaign_id] = ClickBatch(campaign_id)
@@ -75,6 +76,7 @@ def _line(
             agent.device,
             _one_line(agent.os),
             _one_line(agent.browser),
+            created,
         )
     )
     return campaign_id, bot, line

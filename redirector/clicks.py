@@ -41,6 +41,8 @@ class Hit(NamedTuple):
     code: str
     campaign_id: int | None
     recipient: str | None
+    # Of the link tapped: tells it from another link given the same (custom) code since.
+    link_created_at: int
     at: float  # unix time
     head: bool
     user_agent: str

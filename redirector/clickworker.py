@@ -28,18 +28,12 @@ from redis.exceptions import RedisError
 from redirector import metrics
 from redirector.clickbatch import batches
 from redirector.settings import Settings
-from redirector.store.connection import (
-    NO_WAIT,
-    Durability,
-    SettingsError,
-    Store,
-    connect,
-    made_once,
-)
+from redirector.store.connection import NO_WAIT, Durability, SettingsError, Store, connect
 from redirector.store.flush import FlushClicksScript
 from redirector.store.hitqueue import Chunk, HitQueue
 from redirector.store.keys import CLICK_SALT_KEY, HIT_QUEUES, hit_queue_key
 from redirector.store.scripts import call_each
+from redirector.store.secret import SharedSecret
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +63,9 @@ class ClickWorker:
         self._flush = FlushClicksScript(redis, durability)
         self._stream_maxlen = stream_maxlen
         self._salt = salt
+        # One salt for every process, so that the same person hashes the same in all of them
+        # (and no raw IP is ever stored); made by the first to ask, unless given.
+        self._shared_salt = SharedSecret(redis, CLICK_SALT_KEY, 16, durability)
         self._interval = interval
         self._lease_ms = max(1, int(lease * 1000))
         self._queues = list(queues)
@@ -150,9 +147,7 @@ class ClickWorker:
 
     async def _salt_bytes(self) -> bytes:
         if self._salt is None:
-            # One salt for every process, so that the same person hashes the same in all of
-            # them (and no raw IP is ever stored).
-            self._salt = await made_once(self._redis, CLICK_SALT_KEY, 16)
+            self._salt = await self._shared_salt.value()
         return self._salt
 
     def _failed(self, exc: Exception) -> None:
@@ -162,11 +157,12 @@ class ClickWorker:
 
 
 def worker_for(redis: Store, settings: Settings) -> ClickWorker:
-    """A worker as the settings describe it."""
+    """A worker as the settings describe it, on `redis` connected with WORKER_REDIS_TIMEOUT
+    (its writes wait for replicas as a link write, within that timeout)."""
     return ClickWorker(
         redis,
         stream_maxlen=settings.click_stream_maxlen,
-        durability=settings.durability,
+        durability=settings.durability.within(WORKER_REDIS_TIMEOUT),
         salt=settings.click_salt.encode() if settings.click_salt else None,
         interval=settings.click_flush_interval,
         lease=settings.click_worker_lease,

@@ -45,8 +45,7 @@ class Settings(StoreSettings):
 
     @property
     def flush_durability(self) -> Durability:
-        """How a click flush is made durable: as a link write, but its wait kept within the
-        command timeout (a flush not confirmed in time is sent again, and queued once)."""
-        durability = self.durability
-        within = max(1, min(durability.timeout_ms, int(self.redis_timeout * 500)))
-        return Durability(durability.replicas, within)
+        """How the redirect process's click flushes (queue pushes) are made durable: as a
+        link write, within its REDIS_TIMEOUT (a push not confirmed in time is sent again,
+        and queued once)."""
+        return self.durability.within(self.redis_timeout)

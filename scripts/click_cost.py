@@ -62,6 +62,7 @@ def make_hits(count: int, agents: list[str], links: int) -> list[Hit]:
             f"c{i % links:06d}",
             1 + i % 4,
             None if i % 2 else f"+3460{i:07d}",
+            1_764_000_000,
             1.7645e9 + i / 1000,
             False,
             rnd.choice(agents),

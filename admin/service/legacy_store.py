@@ -15,7 +15,7 @@ from admin.service import as_text
 from admin.service.links import destination_finder
 from redirector.store import legacy
 from redirector.store.connection import NO_WAIT, Durability
-from redirector.store.keys import link_key, link_tag
+from redirector.store.keys import LINK_CREATED, link_key, link_stats_key, link_tag
 from redirector.store.record import Destination, Record, decode, encode_destination
 from redirector.store.scripts import MakeDestinationsScript
 
@@ -128,6 +128,15 @@ class LegacyStore:
             moved += sum(o == legacy.MOVED for o in outcomes)
             pending = [move for move, o in zip(pending, outcomes, strict=True) if o == legacy.MORE]
         return moved
+
+    async def disown(self, codes: Iterable[tuple[str, int | None]]) -> None:
+        """Marks the click counters of deleted links, (code, campaign), as those of a link
+        made at time 0, before any: a custom code made again never shows them (see
+        redirector/store/flush.py). Counters that name their link already keep it."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for code, campaign_id in codes:
+                pipe.hsetnx(link_stats_key(campaign_id, code), LINK_CREATED, 0)
+            await pipe.execute()
 
     async def drop(self, migrated: Iterable[Field]) -> int:
         """Deletes old hash fields that still hold what was migrated; how many."""

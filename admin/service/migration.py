@@ -17,7 +17,7 @@ The phases, in the order they depend on each other:
                link again answers that code (as for a recipient's custom link)
 4. clicks      each click key moved to its tagged name; the counters of a link that layout 1
                deleted (it kept no tombstone) get a tombstone for their code, so that the code
-               is never handed out again
+               is never handed out again, and count no link (a custom code made again: none)
 5. check       each campaign's link count compared with the one layout 1 kept
 
 With `delete_old`, the old entries of links and recipients are deleted once they are in the
@@ -326,6 +326,8 @@ class Migration:
                 outcomes = await self._old.put(tombstones)
                 self.tally.tombstones += sum(o == legacy.WRITTEN for o in outcomes.values())
                 records.update(zip(orphans, await self._old.records(orphans), strict=True))
+                # Before the move, so that a run stopped between the two still does it.
+                await self._old.disown((code, _campaign_of(records[code])) for code in orphans)
             moves = [
                 (name, legacy.new_link_clicks_key(name, _campaign_of(records[code])))
                 for name, code in codes.items()

@@ -24,7 +24,9 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
                              `hash-max-listpack-entries 512`, `hash-max-listpack-value 1024`):
                              a third of the memory of one key per link. Nothing expires.
     n:{xx}            hash   campaign id -> how many of its links have their record in tag xx.
-                             A campaign's link count is the sum over the 256 tags.
+                             A campaign's link count is the sum over the 256 tags
+                             (read by counts.py: on one Redis by the one script that
+                             reads keys of many tags, never run on a cluster).
 
 - `{C}`, a campaign id in decimal (`{-}` for links without a campaign). A flushed click
   updates its link's and its campaign's counters and stream, and a destination is made only
@@ -41,7 +43,12 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
                              with approximate MAXLEN (CLICK_STREAM_MAXLEN); counters lose nothing.
     s:c:{C}           hash   counters of the campaign; s:l:{C}:<code> of one of its links:
                              clicks, bots, h:{hour} / hb:{hour} (clicks / bot hits in that
-                             hour, hour = unix time // 3600), d:{day} / db:{day} (day roll-up).
+                             hour, hour = unix time // 3600), d:{day} / db:{day} (day roll-up);
+                             a link's also `created`, the creation time of the link counted.
+                             A custom code deleted and created again is another link, made
+                             later: the flush that first counts it drops the old one's
+                             s:/b:/u:l: keys, hits of the old one still in flight count for
+                             the campaign only, and readers ignore another link's counters.
     b:c:{C}           hash   breakdowns of the campaign's clicks, b:l:{C}:<code> of a link's:
                              dev:{type}, os:{family}, br:{browser}, ref:{host}.
     u:c:{C}           HLL    salted IP+UA hashes of clicks on links without recipient;
@@ -71,7 +78,7 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
 
     campaigns         zset   campaign id scored by creation time, for listing.
     seq:campaign      string INCR counter that hands out campaign ids.
-    cfg:click_salt    string random salt of the IP+UA hashes, made once (SET NX).
+    cfg:click_salt    string random salt of the IP+UA hashes, made once (secret.py).
     cfg:code_key      string random key of the per-recipient codes (record.py), made once.
     links:invalidate  pub/sub channel: space-separated codes whose record changed; every
                       redirector drops them from its in-process cache.
@@ -218,6 +225,7 @@ def clickers_key(campaign_id: int) -> str:
 # per-hour, per-day and breakdown fields from these prefixes, which it gets as arguments.
 CLICKS = "clicks"
 BOTS = "bots"
+LINK_CREATED = "created"  # of a link's counters: the creation time of the link they count
 HOUR_PREFIX, BOT_HOUR_PREFIX = "h:", "hb:"
 DAY_PREFIX, BOT_DAY_PREFIX = "d:", "db:"
 BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"}

@@ -4,6 +4,7 @@ custom codes retried, version 1 records, and one slot per script call."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from admin.service.store import MAX_CHAIN, LinkStore, Write
 from admin.settings import AdminSettings
 from redirector.appkeys import redis_key as redirector_redis_key
 from redirector.store.connection import run_replicated
+from redirector.store.counts import SUM_LINK_COUNTS
 from redirector.store.keys import campaign_key, destinations_key, link_key
 from redirector.store.record import Record, decode
 from redirector.store.scripts import CreateOutcome
@@ -242,13 +244,16 @@ def one_slot_per_call(
 ) -> list[list[bytes]]:
     """Every script call's keys, checked to hash to one slot as Redis Cluster requires."""
     calls: list[list[bytes]] = []
+    # The one script that reads keys of many tags, only ever run on one Redis.
+    summing = hashlib.sha1(SUM_LINK_COUNTS.encode()).hexdigest()
     for client in (admin.app[admin_redis_key], redirector.app[redirector_redis_key]):
         evalsha = client.evalsha
 
         async def spy(sha: str, numkeys: int, *args: Any, _real: Any = evalsha) -> Any:
             keys = [k if isinstance(k, bytes) else str(k).encode() for k in args[:numkeys]]
-            calls.append(keys)
-            assert len({key_slot(k) for k in keys}) == 1, keys
+            if sha != summing:
+                calls.append(keys)
+                assert len({key_slot(k) for k in keys}) == 1, keys
             return await _real(sha, numkeys, *args)
 
         monkeypatch.setattr(client, "evalsha", spy)

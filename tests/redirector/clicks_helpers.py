@@ -3,10 +3,8 @@ by the click pipeline's tests. Not a test module."""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from redirector.clicks import ClickBuffer, ClickFlusher, Hit
-from redirector.clickworker import ClickWorker
+from redirector.clickworker import WORKER_REDIS_TIMEOUT, ClickWorker
 from redirector.settings import Settings
 from redirector.store.connection import Store
 from redirector.store.hitqueue import HitQueue
@@ -22,6 +20,7 @@ def hits(campaign_id: int | None, n: int, user_agent: str = IPHONE) -> list[Hit]
             f"c{campaign_id}x{i % 3}",
             campaign_id,
             None,
+            1,  # the link's creation time
             1.7e9 + i,
             False,
             user_agent,
@@ -51,19 +50,19 @@ def worker(store: Store, settings: Settings, lease: float = 10.0) -> ClickWorker
     return ClickWorker(
         store,
         stream_maxlen=1_000_000,
-        durability=settings.durability,
+        durability=settings.durability.within(WORKER_REDIS_TIMEOUT),
         salt=SALT,
         interval=0.01,
         lease=lease,
     )
 
 
-async def counted(redis: Redis, campaign_id: int) -> int:
+async def counted(redis: Store, campaign_id: int) -> int:
     """Clicks and bot hits of the campaign."""
     values = await redis.hmget(campaign_stats_key(campaign_id), ["clicks", "bots"])
     return sum(int(value or 0) for value in values)
 
 
-async def queued(redis: Redis) -> int:
+async def queued(redis: Store) -> int:
     """Elements waiting in the raw-hit queues."""
     return sum([await redis.llen(hit_queue_key(queue)) for queue in range(HIT_QUEUES)])

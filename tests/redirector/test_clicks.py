@@ -68,7 +68,7 @@ async def _tap(client: Client, code: str, ua: str, method: str = "GET", **header
 
 def test_buffer_is_bounded_and_counts_drops() -> None:
     buffer = ClickBuffer(max_buffered=3, flush_size=2)
-    hit = Hit("c", None, None, 0.0, False, "ua", "", "1.2.3.4")
+    hit = Hit("c", None, None, 1, 0.0, False, "ua", "", "1.2.3.4")
     buffer.add(hit)
     assert not buffer.ready.is_set()
     buffer.add(hit)

@@ -156,7 +156,7 @@ async def test_headers_that_are_not_utf8_are_recorded_with_replacement_character
 ) -> None:
     # aiohttp hands over header bytes that are not UTF-8 as lone surrogates.
     odd = Hit(
-        "odd0001", 7, None, 1.7e9, False, "Caf\udce9Browser/1.0", "https://\udcff.x/", "1.2.3.4"
+        "odd0001", 7, None, 1, 1.7e9, False, "Caf\udce9Browser/1.0", "https://\udcff.x/", "1.2.3.4"
     )
     await push(flusher(redis, redirector_settings), [odd, *hits(7, 1)])
     assert await worker(redis, redirector_settings).work_once() == 1
