@@ -17,7 +17,8 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
 
     l:{xx}yy          hash   code -> link record (record.py): the personal part of a link,
                              a reference to its campaign's destination, or its destination
-                             inline (links without a campaign), or a tombstone (a deleted
+                             inline (links without a campaign, and a campaign's links to URLs
+                             past its SHARED_DESTINATIONS_MAX), or a tombstone (a deleted
                              link: its code never serves or is handed out again), or an alias
                              (a recipient's chain position taken by a custom code).
                              65,536 small hashes stay listpack-encoded (Redis needs
@@ -37,6 +38,7 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
     d:{C}             hash   the campaign's destinations, each stored once: id (base 36) ->
                              destination record; `#<sha1 of that record>` -> its id (to find
                              it again); `#` -> the last id given. An id never changes meaning.
+                             At most SHARED_DESTINATIONS_MAX (1,000) per campaign.
     x:{C}             stream one entry per hit (clicks and bot hits) of the campaign's links;
                              fields code, r (recipient), t (unix ms), ua, ref (referer host),
                              h (salted IP+UA hash), bot ("1" for a bot or preview hit). Capped
@@ -154,6 +156,11 @@ def destinations_key(campaign_id: int) -> str:
 # field that finds a destination's id from its record's SHA-1.
 DESTINATION_SEQ = "#"
 DESTINATION_HASH_PREFIX = "#"
+# How many destinations a campaign shares at most; its links to any further URL hold it
+# inline. Sharing pays when a URL serves many links; a campaign with a URL per recipient
+# (a personal cart, say) would otherwise grow one hash, on one cluster node, by a record
+# and a finder per link, and churn the redirectors' destination cache.
+SHARED_DESTINATIONS_MAX = 1_000
 
 
 def click_stream_key(campaign_id: int | None) -> str:
