@@ -21,7 +21,9 @@ from admin.tagging import tag, utm_params
 from loadtests import codes as codes_file
 from loadtests import seed as seeder
 from loadtests.codes import CodeLink, CodeMix, CodesFileError, ZipfPicker
+from loadtests.user_agents import UserAgent, format_line, load_user_agents
 from tests.conftest import API_KEY, Client
+from tests.waiting import eventually
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
 needs_locust = pytest.mark.skipif(find_spec("locust") is None, reason="locust is not installed")
@@ -86,6 +88,15 @@ def test_code_mix_shares_its_hot_set_and_mixes_in_unknown_codes() -> None:
     assert {len(code) for code in codes} == {7}
     with pytest.raises(ValueError, match="between 0 and 1"):
         CodeMix(_links(1), unknown_share=1.5)
+
+
+def test_user_agents_file_round_trips_and_names_a_bad_line(tmp_path: Path) -> None:
+    phone = UserAgent("mobile", "Mozilla/5.0 (iPhone; CPU iPhone OS 18_3 like Mac OS X) ...")
+    (path := tmp_path / "agents.txt").write_text(f"# header\n\n{format_line(phone)}")
+    assert load_user_agents(path) == [phone]
+    path.write_text(f"{format_line(phone)}no tab\n")
+    with pytest.raises(ValueError, match=r"agents.txt:2: expected 'device<TAB>User-Agent'"):
+        load_user_agents(path)
 
 
 LOCAL = ["http://127.0.0.1:8080", "http://127.1.2.3", "http://LocalHost", "http://[::1]:8080"]
@@ -235,7 +246,7 @@ async def test_locustfile_taps_seeded_links(
     admin: Client, redirector: Client, tmp_path: Path
 ) -> None:
     codes = tmp_path / "codes.txt"
-    await seeder.seed(str(admin.make_url("")), API_KEY, 50, batch_size=50, out=codes)
+    seeded = await seeder.seed(str(admin.make_url("")), API_KEY, 50, batch_size=50, out=codes)
     host = str(redirector.make_url("")).rstrip("/")
     status, output = await _locust(tmp_path, host, codes, "Tapper", "-u2", "-r2", "-t2s")
     assert status == 0, output[-3000:]
@@ -244,6 +255,20 @@ async def test_locustfile_taps_seeded_links(
     for name in ("/[code]", "/[unknown]"):
         assert int(stats[name]["Request Count"]) > 0, output[-3000:]
         assert stats[name]["Failure Count"] == "0", output[-3000:]
+
+    # Every tap of a known code is a click: the tapper sends phones' User-Agents, not its
+    # library's (Locust's count is a lower bound: it leaves out taps in flight at its end).
+    taps = int(stats["/[code]"]["Request Count"])
+    path = f"/api/campaigns/{seeded.campaign_id}/stats"
+    recorded: dict[str, Any] = {}
+
+    async def flushed() -> bool:
+        recorded.update(await (await admin.get(path)).json())
+        return int(recorded["clicks"]) + int(recorded["bot_hits"]) >= taps
+
+    await eventually(flushed)
+    assert recorded["bot_hits"] == 0, recorded
+    assert len(recorded["breakdowns"]["browser"]) > 1  # the mix, not one string
 
 
 @needs_locust
