@@ -4,7 +4,7 @@ real redirector, in a `locust` subprocess: gevent's monkey-patching stays out of
 from __future__ import annotations
 
 import asyncio
-import csv
+import json
 import os
 import random
 import subprocess
@@ -233,7 +233,9 @@ async def _locust(tmp_path: Path, host: str, codes: Path, *args: str) -> tuple[i
     env = {**os.environ, "LOCUST_CODES_FILE": str(codes), "LOCUST_UNKNOWN_SHARE": "0.2"}
     env["ADMIN_API_KEYS"] = API_KEY
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", *args]
-    command += ["--host", host, "--csv", str(tmp_path / "run")]
+    # The final stats: the CSV files are only rewritten every second, so a short run's may
+    # be stale.
+    command += ["--host", host, "--json-file", str(tmp_path / "run")]
     # In a thread, so that the test servers in this event loop keep answering meanwhile.
     run = await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
@@ -250,15 +252,15 @@ async def test_locustfile_taps_seeded_links(
     host = str(redirector.make_url("")).rstrip("/")
     status, output = await _locust(tmp_path, host, codes, "Tapper", "-u2", "-r2", "-t2s")
     assert status == 0, output[-3000:]
-    rows = csv.DictReader((tmp_path / "run_stats.csv").read_text().splitlines())
-    stats = {row["Name"]: row for row in rows}
+    entries = json.loads((tmp_path / "run.json").read_text())
+    stats = {entry["name"]: entry for entry in entries}
     for name in ("/[code]", "/[unknown]"):
-        assert int(stats[name]["Request Count"]) > 0, output[-3000:]
-        assert stats[name]["Failure Count"] == "0", output[-3000:]
+        assert name in stats and stats[name]["num_requests"] > 0, output[-3000:]
+        assert stats[name]["num_failures"] == 0, output[-3000:]
 
     # Every tap of a known code is a click: the tapper sends phones' User-Agents, not its
-    # library's (Locust's count is a lower bound: it leaves out taps in flight at its end).
-    taps = int(stats["/[code]"]["Request Count"])
+    # library's. Up to one per user may have been served but not counted when Locust stopped.
+    taps = int(stats["/[code]"]["num_requests"])
     path = f"/api/campaigns/{seeded.campaign_id}/stats"
     recorded: dict[str, Any] = {}
 
@@ -267,7 +269,7 @@ async def test_locustfile_taps_seeded_links(
         return int(recorded["clicks"]) + int(recorded["bot_hits"]) >= taps
 
     await eventually(flushed)
-    assert recorded["bot_hits"] == 0, recorded
+    assert recorded["bot_hits"] == 0 and taps <= recorded["clicks"] <= taps + 2, recorded
     assert len(recorded["breakdowns"]["browser"]) > 1  # the mix, not one string
 
 
