@@ -129,8 +129,7 @@ def add_notes(bench: Bench) -> None:
         "Closed-loop p99 (wrk, 64 connections at saturation) is mostly queueing, Little's law: "
         "the latency targets are judged on the open-loop rows, at half the row's maximum."
     )
-    if note := results.workers_note(report, len(os.sched_getaffinity(0))):
-        notes.append(note)
+    notes += [note for note in (results.workers_note(report), results.starved_note(report)) if note]
     counts = [report.memory.links] if report.memory else []
     counts += [row.creation.links for row in report.growth]
     if counts and min(counts) < FULL_BUCKETS_LINKS:

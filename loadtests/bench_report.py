@@ -18,6 +18,7 @@ TRACKING_RATIO_MIN = 0.90  # hot path with click recording / without
 OPEN_P99_MAX_MS = {"hot": 2.0, "miss": 3.0}
 OPEN_RATE_HELD = 0.95
 CLICKS_MIN_REQUESTS = 100_000  # recorded clicks equal clicks sent over at least this many
+STARVED_CORES = 0.8  # a saturated one-process server below this did not have its core
 CREATE_PIPE_RATIO_MIN = 0.17  # batch API / redis-cli --pipe inserting as many records
 CREATE_RATE_MIN = 100_000.0  # links/s through the batch API
 # Bytes per per-recipient link, all sharing one destination of this many bytes.
@@ -216,10 +217,10 @@ def evaluate(report: Report) -> list[Check]:
     ]
 
 
-def workers_note(report: Report, cores: int) -> str | None:
+def workers_note(report: Report) -> str | None:
     """What limits the -2w rows on this machine, from the cores each party kept busy."""
-    row = report.row("hot-2w")
-    if row is None or row.cpu is None or cores > 2:
+    row, cores = report.row("hot-2w"), int(report.machine.get("cores", 0))
+    if row is None or row.cpu is None or cores != 2:
         return None
     cpu, workers = row.cpu, report.settings.get("workers", 2)
     return (
@@ -228,6 +229,22 @@ def workers_note(report: Report, cores: int) -> str | None:
         f"workers, wrk and Redis, so {workers} workers cannot reach {workers} times one here: in "
         f"hot-2w the servers kept {cpu.server:.2f} cores busy, wrk {cpu.load:.2f} and Redis "
         f"{_cores(cpu.redis)}. More workers pay off on a machine with cores to spare for them."
+    )
+
+
+def starved_note(report: Report) -> str | None:
+    """Rows whose one-worker server did not get its core: something else ran on it."""
+    starved = [
+        f"{row.key} {row.cpu.server:.2f}"
+        for row in report.rows
+        if row.cpu is not None and "2w" not in row.key and row.cpu.server < STARVED_CORES
+    ]
+    if not starved:
+        return None
+    return (
+        f"The server under test kept less than {STARVED_CORES} of its core busy ("
+        + ", ".join(starved)
+        + " cores): other work ran on this machine, and these rows are low."
     )
 
 

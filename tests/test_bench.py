@@ -264,9 +264,21 @@ def test_the_report_shows_1_against_2_workers_and_what_limits_them() -> None:
     assert (
         "| hot | 25,000 | 30,000 | 1.20 |" in text and "| miss | 10,000 | 15,000 | 1.50 |" in text
     )
-    note = results.workers_note(report, cores=2)
+    report.machine["cores"] = "2"
+    note = results.workers_note(report)
     assert note is not None and "servers kept 1.30 cores busy, wrk 0.50 and Redis 0.20" in note
-    assert results.workers_note(report, cores=8) is None  # cores to spare: nothing to explain
+    report.machine["cores"] = "8"
+    assert results.workers_note(report) is None  # cores to spare: nothing to explain
+
+
+def test_a_server_that_did_not_get_its_core_is_noted() -> None:
+    report = _report()
+    assert results.starved_note(report) is None  # no CPU measured
+    report.rows[2] = replace(report.rows[2], cpu=Cpu(0.95, 0.4, 0.1))
+    report.rows[3] = replace(report.rows[3], cpu=Cpu(0.45, 0.4, 0.1))
+    report.rows[-1] = replace(report.rows[-1], cpu=Cpu(0.6, 0.4, 0.1))  # 2 workers: not judged
+    note = results.starved_note(report)
+    assert note is not None and "(hot-notrack 0.45 cores)" in note
 
 
 def _growth(links: int, p99: float | None) -> Growth:
