@@ -285,7 +285,8 @@ def _open_loop_table(report: Report) -> list[str]:
             rows[-1] += [f"{run.max_ms:.2f} ms", f"{run.errors:,}"]
         elif row.open_loop_skipped:
             rows.append([row.key, f"skipped: {row.open_loop_skipped}", *[""] * 6])
-    headers = ["open loop", "req/s asked", "req/s sent", "clients", "p50", "p99", "max", "errors"]
+    headers = ["open loop", "req/s asked", "req/s answered", "clients", "p50", "p99", "max"]
+    headers.append("errors")
     return _table(headers, rows) if rows else []
 
 
