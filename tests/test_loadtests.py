@@ -19,10 +19,12 @@ import pytest
 
 from admin.tagging import tag, utm_params
 from loadtests import codes as codes_file
+from loadtests import pick_user_agents
 from loadtests import seed as seeder
 from loadtests.codes import CodeLink, CodeMix, CodesFileError, ZipfPicker
 from loadtests.user_agents import UserAgent, format_line, load_user_agents
 from tests.conftest import API_KEY, Client
+from tests.user_agents import ANDROID, IPHONE
 from tests.waiting import eventually
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
@@ -97,6 +99,33 @@ def test_user_agents_file_round_trips_and_names_a_bad_line(tmp_path: Path) -> No
     path.write_text(f"{format_line(phone)}no tab\n")
     with pytest.raises(ValueError, match=r"agents.txt:2: expected 'device<TAB>User-Agent'"):
         load_user_agents(path)
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "kept"),
+    [
+        (IPHONE, True),
+        (ANDROID, True),  # Chrome's reduced User-Agent: 120.0.0.0
+        (
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/83.0.4103.106 Mobile Safari/537.36",
+            True,
+        ),
+        # A device emulator's: no iOS browser runs Blink, and Chrome 44 was build 2403.
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 11_0 like Mac OS X) AppleWebKit/537.36 "
+            "(KHTML, like Gecko) Chrome/44.0.5213.1363 Mobile Safari/537.36",
+            False,
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 8.0; Pixel 2 Build/OPD3.170816.012) AppleWebKit/537.36 "
+            "(KHTML, like Gecko) Chrome/39.0.5891.1666 Mobile Safari/537.36",
+            False,
+        ),
+    ],
+)
+def test_the_mix_leaves_out_strings_no_real_browser_sends(user_agent: str, kept: bool) -> None:
+    assert pick_user_agents.plausible(user_agent) is kept
 
 
 LOCAL = ["http://127.0.0.1:8080", "http://127.1.2.3", "http://LocalHost", "http://[::1]:8080"]
