@@ -63,6 +63,7 @@ async def clicks_ctx(app: web.Application) -> AsyncIterator[None]:
         interval=settings.click_flush_interval,
         stream_maxlen=settings.click_stream_maxlen,
         salt=settings.click_salt.encode() if settings.click_salt else None,
+        durability=settings.durability,
     )
     app[flusher_key] = flusher
     # ua-parser compiles its regexes on first use (~0.3 s): pay that now, not in the first

@@ -28,10 +28,11 @@ from urllib.parse import urlsplit
 from redis.exceptions import RedisError
 
 from redirector import metrics
-from redirector.store.connection import Store, made_once
+from redirector.store.connection import NO_WAIT, Durability, Store
 from redirector.store.flush import ClickBatch, FlushClicksScript
 from redirector.store.keys import CLICK_SALT_KEY
 from redirector.store.scripts import call_each
+from redirector.store.secret import SharedSecret
 from redirector.useragents import classify
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class Hit(NamedTuple):
     code: str
     campaign_id: int | None
     recipient: str | None
+    # Of the link tapped: tells it from another link given the same (custom) code since.
+    link_created_at: int
     at: float  # unix time
     head: bool
     user_agent: str
@@ -89,14 +92,17 @@ class ClickFlusher:
         stream_maxlen: int,
         salt: bytes | None = None,
         max_batch: int = 5_000,
+        durability: Durability = NO_WAIT,
     ) -> None:
-        self._redis = redis
         self._buffer = buffer
         self._interval = interval
         self._stream_maxlen = stream_maxlen
         self._salt = salt
+        # One salt for every process, so that the same person hashes the same in all of them
+        # (and no raw IP is ever stored); made by the first to ask, unless given.
+        self._shared_salt = SharedSecret(redis, CLICK_SALT_KEY, 16, durability)
         self._max_batch = max_batch
-        self._flush = FlushClicksScript(redis)
+        self._flush = FlushClicksScript(redis, durability)
         # The flush records (f:{C}) keep, per flusher id, the last batch number applied.
         self._id = secrets.token_hex(8)
         self._number = 0
@@ -211,9 +217,7 @@ class ClickFlusher:
 
     async def _salt_bytes(self) -> bytes:
         if self._salt is None:
-            # One salt for every process, so that the same person hashes the same in all of
-            # them (and no raw IP is ever stored).
-            self._salt = await made_once(self._redis, CLICK_SALT_KEY, 16)
+            self._salt = await self._shared_salt.value()
         return self._salt
 
     async def _write(
@@ -252,6 +256,7 @@ def _batch(campaign_id: int | None, hits: list[Hit], salt: bytes) -> tuple[Click
                     agent.device,
                     _one_line(agent.os),
                     _one_line(agent.browser),
+                    str(hit.link_created_at),
                 )
             )
         )

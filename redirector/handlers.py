@@ -55,6 +55,7 @@ async def _answer(request: web.Request) -> web.StreamResponse:
                 code,
                 link.campaign_id,
                 link.recipient,
+                link.created_at,
                 now,
                 request.method == "HEAD",
                 headers.get("User-Agent", ""),

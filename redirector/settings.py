@@ -3,11 +3,12 @@ setting is read and checked is `StoreSettings` in `redirector.store.connection`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from pydantic import Field
 
-from redirector.store.connection import StoreSettings
+from redirector.store.connection import Durability, StoreSettings
 
 
 class Settings(StoreSettings):
@@ -36,3 +37,11 @@ class Settings(StoreSettings):
     # Where worker processes share their metrics (prometheus-client's multiprocess mode);
     # set by the supervisor when REDIRECTOR_WORKERS > 1.
     metrics_dir: Annotated[str | None, Field(validation_alias="PROMETHEUS_MULTIPROC_DIR")] = None
+
+    @property
+    def durability(self) -> Durability:
+        """As the admin's, but a click flush waits for its replicas at most half of
+        `redis_timeout`: a longer WAIT would end as a timeout error, which drops the
+        connections that the redirects share."""
+        asked = super().durability
+        return replace(asked, timeout_ms=min(asked.timeout_ms, int(self.redis_timeout * 500)))

@@ -8,9 +8,11 @@ single redis-server, and against the local cluster with both apps in REDIS_CLUST
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from admin.settings import AdminSettings
 from redirector.app import create_app as create_redirector
 from redirector.appkeys import invalidation_ready_key
 from redirector.settings import Settings
-from redirector.store.connection import Store
+from redirector.store.connection import Durability, Store
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 
@@ -106,6 +108,27 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+Unconfirmed = Callable[[str], AbstractContextManager[Durability]]
+
+
+@pytest.fixture
+def unconfirmed(store_kind: str, request: pytest.FixtureRequest) -> Unconfirmed:
+    """`with unconfirmed(key) as durability:` no replica confirms a write of `key` meanwhile,
+    and `durability` asks for one: the redis-server has none; on the cluster the replica of
+    the key's master is frozen."""
+
+    @contextlib.contextmanager
+    def stalled(key: str) -> Iterator[Durability]:
+        if store_kind != "cluster":
+            yield Durability(1, 50)
+            return
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        with cluster.paused(cluster.replica_of(key)):
+            yield Durability(1, 200)
+
+    return stalled
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ is "not set". Validation errors become one `SettingsError` line that names each 
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,16 +112,6 @@ async def with_failover(operation: Callable[[], Awaitable[T]]) -> T:
     reads and for writes that are safe to apply twice: a write whose reply was lost may have
     been applied. On a single node it only delays the error while Redis is down."""
     return await RIDES_OUT_FAILOVER.call_with_retry(operation, _ignore)
-
-
-async def made_once(store: Store, key: str, size: int) -> bytes:
-    """The random secret under `key` (`size` random bytes, hex), made by whichever process
-    asks first (SET NX) so that every process of both apps uses the same one."""
-    await store.set(key, secrets.token_hex(size), nx=True)
-    value = await store.get(key)
-    if value is None:
-        raise RedisError(f"{key} vanished")
-    return value if isinstance(value, bytes) else value.encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,7 @@ async def _tap(client: Client, code: str, ua: str, method: str = "GET", **header
 
 def test_buffer_is_bounded_and_counts_drops() -> None:
     buffer = ClickBuffer(max_buffered=3, flush_size=2)
-    hit = Hit("c", None, None, 0.0, False, "ua", "", "1.2.3.4")
+    hit = Hit("c", None, None, 1, 0.0, False, "ua", "", "1.2.3.4")
     buffer.add(hit)
     assert not buffer.ready.is_set()
     buffer.add(hit)
@@ -262,7 +262,7 @@ def _flusher(redis: Redis, hits: list[Hit], max_batch: int = 5_000) -> ClickFlus
 
 def _hits(campaign_id: int, n: int) -> list[Hit]:
     return [
-        Hit(f"c{campaign_id}", campaign_id, None, 1.7e9 + i, False, IPHONE, "", "10.0.0.1")
+        Hit(f"c{campaign_id}", campaign_id, None, 1, 1.7e9 + i, False, IPHONE, "", "10.0.0.1")
         for i in range(n)
     ]
 
