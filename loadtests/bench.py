@@ -13,8 +13,8 @@
 
 Every request carries a User-Agent drawn from `loadtests/user_agents.txt` (500 real-world
 browsers, 80% phones). For `hot` and `hot-2w` the clicks recorded in Redis are checked against
-the 302s wrk got. `hot` and `miss` are then loaded again at a fixed rate, half what wrk
-reached, by h2load (`bench_open.py`): their latency, open loop.
+the 302s wrk got. `aiohttp`, `hot` and `miss` are then loaded again at a fixed rate, half
+what wrk reached, by h2load (`bench_open.py`): their latency, open loop.
 
 `--scale 10000,10000000` (`make bench-scale`) measures growth instead: for each number of
 links, a fresh Redis, the links created, their memory, and the miss path tapping a sample of

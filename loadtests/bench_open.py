@@ -107,7 +107,8 @@ async def run_open_loop(
     try:
         for client in range(clients):
             uris, log = tmp / f"open-{client}.uris", tmp / f"open-{client}.log"
-            uris.write_text("".join(f"{base_url}{path}\n" for path in paths[client::clients]))
+            share = paths[client::clients] or [paths[client % len(paths)]]  # fewer paths
+            uris.write_text("".join(f"{base_url}{path}\n" for path in share))
             log.unlink(missing_ok=True)  # h2load appends
             user_agent = user_agents[client * len(user_agents) // clients]
             command = h2load_command(uris, rps, seconds, user_agent, log, cpus)

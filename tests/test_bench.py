@@ -165,6 +165,9 @@ async def test_open_loop_sends_the_rate_each_client_its_codes_and_user_agent(
     by_agent = {agent: {int(path[2:]) % 2 for path, ua in seen if ua == agent} for agent in agents}
     assert by_agent == {IPHONE: {0}, ANDROID: {1}, WINDOWS: set()}
     assert len({path for path, _ in seen}) == len(seen)  # each code once: misses stay misses
+    seen.clear()  # fewer paths than clients (the reference rows' one path): each taps one
+    await bench_open.run_open_loop(base_url, ["/x"], agents, 150.0, 1.0, tmp_path, None)
+    assert {path for path, _ in seen} == {"/x"} and {ua for _, ua in seen} == {IPHONE, ANDROID}
 
 
 def _result(rps: float, p99: float = 1.0, bad_status: int = 0) -> WrkResult:
