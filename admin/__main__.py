@@ -1,4 +1,5 @@
-"""`python -m admin`: the only place that reads the environment and runs the admin API."""
+"""`python -m admin`: the only place that reads the environment and runs the admin API;
+`python -m admin migrate` moves the data of an older release (admin/migrate.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from redirector.store.connection import SettingsError
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["migrate"]:
+        from admin.migrate import main as migrate
+
+        sys.exit(migrate(sys.argv[2:], os.environ))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         settings = AdminSettings.from_env(os.environ)

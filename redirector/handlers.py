@@ -90,6 +90,7 @@ class Handler:
                     code,
                     link.campaign_id,
                     link.recipient,
+                    link.created_at,
                     now,
                     request.method == hdrs.METH_HEAD,
                     headers.get(hdrs.USER_AGENT, ""),

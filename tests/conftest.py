@@ -1,6 +1,6 @@
 """Fixtures: a real redis-server started for the test session (or TEST_REDIS_URL), emptied
 before every test, a local Redis Cluster for the cluster tests, and both apps built through
-their factories.
+their factories, with a click worker beside the redirector.
 
 Every test that uses the store through these fixtures runs once per store kind named in
 TEST_STORE (comma-separated, `single` and/or `cluster`; default `single`): against the
@@ -8,9 +8,12 @@ single redis-server, and against the local cluster with both apps in REDIS_CLUST
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -28,9 +31,10 @@ from admin.openapi import document
 from admin.settings import AdminSettings
 from redirector.app import create_app as create_redirector
 from redirector.appkeys import invalidation_ready_key
+from redirector.clickworker import WORKER_REDIS_TIMEOUT, ClickWorker, worker_for
 from redirector.runner import RedirectorRunner
 from redirector.settings import Settings
-from redirector.store.connection import Store
+from redirector.store.connection import Durability, Store, connect
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 
@@ -109,6 +113,27 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.stop()
 
 
+Unconfirmed = Callable[[str], AbstractContextManager[Durability]]
+
+
+@pytest.fixture
+def unconfirmed(store_kind: str, request: pytest.FixtureRequest) -> Unconfirmed:
+    """`with unconfirmed(key) as durability:` no replica confirms a write of `key` meanwhile,
+    and `durability` asks for one: the redis-server has none; on the cluster the replica of
+    the key's master is frozen."""
+
+    @contextlib.contextmanager
+    def stalled(key: str) -> Iterator[Durability]:
+        if store_kind != "cluster":
+            yield Durability(1, 50)
+            return
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        with cluster.paused(cluster.replica_of(key)):
+            yield Durability(1, 200)
+
+    return stalled
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, which the test may stop and start again."""
@@ -156,6 +181,32 @@ async def admin(
     return await aiohttp_client(create_admin(admin_settings), headers=AUTH)
 
 
+@asynccontextmanager
+async def running_click_worker(settings: Settings) -> AsyncIterator[ClickWorker]:
+    """A click worker on the settings' store, in this event loop, as `python -m redirector`
+    runs one beside its redirect workers (it looks at idle queues more often here)."""
+    store = connect(
+        settings.redis_url, timeout=WORKER_REDIS_TIMEOUT, cluster=settings.redis_cluster
+    )
+    worker = worker_for(store, settings.model_copy(update={"click_flush_interval": 0.02}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.aclose()
+
+
+@pytest.fixture
+async def click_worker(redirector_settings: Settings, redis: Store) -> AsyncIterator[ClickWorker]:
+    async with running_click_worker(redirector_settings) as worker:
+        yield worker
+
+
 class RedirectorServer(BaseTestServer):
     """The redirector app served as `python -m redirector` serves it (RedirectorRunner: aiohttp's
     low-level server), on a free port."""
@@ -175,7 +226,10 @@ async def redirector_client(aiohttp_client: AiohttpClient, app: web.Application)
 
 @pytest.fixture
 async def redirector(
-    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Store
+    aiohttp_client: AiohttpClient,
+    redirector_settings: Settings,
+    redis: Store,
+    click_worker: ClickWorker,
 ) -> Client:
     app = create_redirector(redirector_settings)
     client = await redirector_client(aiohttp_client, app)

@@ -130,6 +130,11 @@ class RedisCluster:
             with _node(port) as client:
                 client.flushall()
 
+    def replica_of(self, key: str) -> int:
+        """The port of a replica of the master that serves `key`'s slot."""
+        master = self._owner(self.running()[0], key)
+        return next(port for port in self.running() if self.master_of(port) == master)
+
     def kill_master(self, key: str) -> int:
         """SIGKILL the master that serves `key`'s slot, as a crash would; return its port."""
         return self.kill(self._owner(self.running()[0], key))

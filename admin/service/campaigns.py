@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from admin.exceptions import CampaignNotFound
 from admin.models import CampaignIn
 from admin.service import as_text
 from redirector.store.connection import NO_WAIT, Durability, Store
-from redirector.store.keys import CAMPAIGNS_KEY, LINK_TAGS, campaign_key, link_count_key
+from redirector.store.counts import LinkCounts
+from redirector.store.keys import CAMPAIGNS_KEY, campaign_key
 from redirector.store.scripts import CreateCampaignScript
 
 # The code length of a campaign's per-recipient codes, fixed when it is made: its
@@ -39,6 +41,7 @@ class CampaignService:
         self._code_length = code_length
         # Acknowledged once on the replicas `durability` asks for, as the links are.
         self._create = CreateCampaignScript(redis, durability)
+        self._link_counts = LinkCounts(redis)
 
     async def create_campaign(self, data: CampaignIn) -> Campaign:
         now = int(time.time())
@@ -89,20 +92,18 @@ class CampaignService:
         tag counts the links whose record it holds (redirector/store/keys.py)."""
         if not ids:
             return []
-        fields = [str(i) for i in ids]
+        hashes, counts = await asyncio.gather(self._hashes(ids), self._link_counts(ids))
+        return [
+            _campaign(campaign_id, found, links) if found else None
+            for campaign_id, found, links in zip(ids, hashes, counts, strict=True)
+        ]
+
+    async def _hashes(self, ids: list[int]) -> list[Mapping[bytes | str, bytes | str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for campaign_id in ids:
                 pipe.hgetall(campaign_key(campaign_id))
-            for tag in LINK_TAGS:
-                pipe.hmget(link_count_key(tag), fields)
-            rows = await pipe.execute()
-        hashes, counts = rows[: len(ids)], rows[len(ids) :]
-        return [
-            _campaign(campaign_id, found, sum(int(row[i] or 0) for row in counts))
-            if found
-            else None
-            for i, (campaign_id, found) in enumerate(zip(ids, hashes, strict=True))
-        ]
+            hashes: list[Mapping[bytes | str, bytes | str]] = await pipe.execute()
+        return hashes
 
 
 def _campaign(campaign_id: int, fields: Mapping[bytes | str, bytes | str], links: int) -> Campaign:

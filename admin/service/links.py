@@ -36,7 +36,7 @@ from admin.service.plan import (
 from admin.service.store import MAX_ATTEMPTS, LinkStore, Write, check_chain
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
-from redirector.store.connection import Store, made_once
+from redirector.store.connection import Store
 from redirector.store.keys import (
     CODE_KEY,
     DESTINATION_HASH_PREFIX,
@@ -55,10 +55,14 @@ from redirector.store.record import (
     encoder,
 )
 from redirector.store.scripts import MakeDestinationsScript, SwapLinkScript
+from redirector.store.secret import SharedSecret
 
 # The length of the codes derived for recipients of links without a campaign: fixed, since
 # a change of CODE_LENGTH would move every such recipient's chain (and give them a second link).
 NO_CAMPAIGN_CODE_LENGTH = 7
+# Seconds between re-reads of the code key: one lost in a failover is written back, and one
+# made again by another process meanwhile is refused, never used silently (store/secret.py).
+CODE_KEY_RECHECK = 1.0
 
 
 @dataclass(slots=True)
@@ -83,7 +87,7 @@ class LinkService:
         self.store = LinkStore(redis, durability)
         self._make_destinations = MakeDestinationsScript(redis, durability)
         self._swap = SwapLinkScript(redis, durability)
-        self._code_key: bytes | None = None
+        self.code_key = SharedSecret(redis, CODE_KEY, 32, durability, recheck=CODE_KEY_RECHECK)
 
     async def create_links(
         self,
@@ -130,11 +134,10 @@ class LinkService:
 
     async def chain(self, campaign: Campaign | None) -> Chain:
         """How the campaign's per-recipient codes are derived; the key is made on first use."""
-        if self._code_key is None:
-            self._code_key = await made_once(self._redis, CODE_KEY, 32)
+        code_key = await self.code_key.value()
         if campaign is None:
-            return Chain(self._code_key, NO_CAMPAIGN_CODE_LENGTH)
-        return Chain(self._code_key, await self._code_length(campaign))
+            return Chain(code_key, NO_CAMPAIGN_CODE_LENGTH)
+        return Chain(code_key, await self._code_length(campaign))
 
     async def _code_length(self, campaign: Campaign | None) -> int:
         """The length of the campaign's codes (today's CODE_LENGTH without campaign)."""
@@ -169,6 +172,8 @@ class LinkService:
         may be taken by a new link with that custom code."""
         for attempt in range(MAX_ATTEMPTS):
             raw, record, _ = await self._read(code)
+            if record.custom:
+                await _second_over(record.created_at)
             tombstone = Record(
                 record.created_at,
                 "",
@@ -197,7 +202,7 @@ class LinkService:
         """The ids the campaign's destinations already have (a read: nothing is made)."""
         if campaign_id is None:
             return [None] * len(destinations)
-        fields = [_finder(d) for d in destinations]
+        fields = [destination_finder(d) for d in destinations]
         ids = await self._redis.hmget(destinations_key(campaign_id), fields)
         return [None if i is None else as_text(i) for i in ids]
 
@@ -205,16 +210,17 @@ class LinkService:
         self, campaign_id: int | None, destinations: list[Destination], found: list[str | None]
     ) -> list[Destination | str]:
         """Each destination as a record refers to it: its id in the campaign, made if new;
-        itself, for links without a campaign."""
+        itself, for links without a campaign and once the campaign shares as many as it may
+        (SHARED_DESTINATIONS_MAX)."""
         if campaign_id is None:
             return list(destinations)
         if all(found):
             return [str(i) for i in found]
-        pairs = [(_finder(d), encode_destination(d)) for d in destinations]
+        pairs = [(destination_finder(d), encode_destination(d)) for d in destinations]
         ids = await self._make_destinations(campaign_id, pairs)
         if ids is None:
             raise _no_campaign(campaign_id)
-        return list(ids)
+        return [d if i is None else i for i, d in zip(ids, destinations, strict=True)]
 
     async def _checked(
         self,
@@ -320,7 +326,7 @@ class LinkService:
         return record, target
 
 
-def _finder(destination: Destination) -> str:
+def destination_finder(destination: Destination) -> str:
     """The field of a campaign's destinations hash that finds this destination's id."""
     return DESTINATION_HASH_PREFIX + _sha1(encode_destination(destination))
 
@@ -373,6 +379,14 @@ def _answered_by_aliases(writes: list[Write], aliases: list[Write]) -> None:
         item = custom.get(alias.planned.index)
         if item is not None and alias.existing not in (None, item.code):
             item.existing = alias.existing
+
+
+async def _second_over(created_at: int) -> None:
+    """Returns once the second `created_at` is over: the clicks of two links given one custom
+    code are told apart by their creation times (redirector/store/flush.py)."""
+    left = created_at + 1 - time.time()
+    if left > 0:
+        await asyncio.sleep(left)
 
 
 async def _pause(attempt: int) -> None:

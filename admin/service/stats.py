@@ -1,4 +1,4 @@
-"""Click analytics over what the redirector records (`redirector.clicks`); no HTTP here.
+"""Click analytics over what the click workers record (`redirector.clickworker`); no HTTP.
 
 A stats query never walks the click events: it reads the all-time totals and one pair of
 counters per bucket of the window (one HMGET), the breakdown fields and the unique counts,
@@ -28,6 +28,7 @@ from redirector.store.keys import (
     EVENT_TIME,
     EVENT_USER_AGENT,
     EVENT_VISITOR_HASH,
+    LINK_CREATED,
     campaign_breakdowns_key,
     campaign_stats_key,
     campaign_uniques_key,
@@ -96,9 +97,14 @@ class StatsService:
         breakdowns = link_breakdowns_key(campaign_id, code)
         async with self._redis.pipeline(transaction=True) as pipe:
             _queue_counters(pipe, stats, breakdowns, window)
+            pipe.hget(stats, LINK_CREATED)
             if link.recipient is None:
                 _queue_pfcount(pipe, link_uniques_key(campaign_id, code))
-            counts, fields, *uniques = await pipe.execute()
+            counts, fields, counted, *uniques = await pipe.execute()
+        if counted is not None and int(counted) != link.created_at:
+            # Another link's, given this custom code before: this one has no clicks yet (its
+            # first flush drops them, redirector/store/flush.py).
+            counts, fields, uniques = [None] * len(counts), {}, [0] * len(uniques)
         clicks, bots, series = _counters(counts, window)
         # A link with a recipient has one person behind it: unique is whether they clicked.
         unique = int(uniques[0]) if link.recipient is None else int(clicks > 0)

@@ -11,7 +11,6 @@ is "not set". Validation errors become one `SettingsError` line that names each 
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,22 +114,18 @@ async def with_failover(operation: Callable[[], Awaitable[T]]) -> T:
     return await RIDES_OUT_FAILOVER.call_with_retry(operation, _ignore)
 
 
-async def made_once(store: Store, key: str, size: int) -> bytes:
-    """The random secret under `key` (`size` random bytes, hex), made by whichever process
-    asks first (SET NX) so that every process of both apps uses the same one."""
-    await store.set(key, secrets.token_hex(size), nx=True)
-    value = await store.get(key)
-    if value is None:
-        raise RedisError(f"{key} vanished")
-    return value if isinstance(value, bytes) else value.encode()
-
-
 @dataclass(frozen=True, slots=True)
 class Durability:
     """How many replicas must hold a write before it is acknowledged, and how long to wait."""
 
     replicas: int
     timeout_ms: int
+
+    def within(self, command_timeout: float) -> Durability:
+        """The same, but waiting at most half of `command_timeout` (seconds), the timeout of
+        the client that sends the WAIT: a longer wait would end as that client's timeout
+        error, which drops the connection (in the redirector, one the redirects share)."""
+        return Durability(self.replicas, max(1, min(self.timeout_ms, int(command_timeout * 500))))
 
 
 # Acknowledge once the master has it (one Redis, or when no replica is asked for).
