@@ -55,11 +55,18 @@ async def seed(redis_url: str, links: int) -> list[str]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """CPU time of the server and its children: per request, steadier than req/s when other
-    processes share the machine."""
+    """CPU time of the server and its redirect workers (not its click workers, which run at a
+    lower priority): per request, steadier than req/s when other processes share the machine."""
     root = psutil.Process(pid)
-    times = [process.cpu_times() for process in [root, *root.children(recursive=True)]]
-    return sum(t.user + t.system for t in times)
+    processes = [root, *(p for p in root.children(recursive=True) if p.nice() <= root.nice())]
+    return sum(t.user + t.system for t in (p.cpu_times() for p in processes))
+
+
+def _redirecting(pid: int) -> int:
+    """The process that serves: a supervised redirect worker, or the server itself."""
+    root = psutil.Process(pid)
+    workers = [p for p in root.children(recursive=True) if p.nice() <= root.nice()]
+    return workers[0].pid if workers else pid
 
 
 def server_command(row: str, tree: Path, port: int) -> list[str]:
@@ -134,7 +141,8 @@ async def one_run(
             args.profile.mkdir(parents=True, exist_ok=True)
             raw = args.profile / f"{row}-{tree.name}.raw"
             spy = [str(PY_SPY), "record", "--nonblocking", "--function", "-r", "250", "-f", "raw"]
-            spy += ["-d", str(int(args.seconds)), "-o", str(raw), "-p", str(server.pid)]
+            target = str(_redirecting(server.pid))
+            spy += ["-d", str(int(args.seconds)), "-o", str(raw), "-p", target]
             spying = await asyncio.create_subprocess_exec(
                 *spy, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
             )
