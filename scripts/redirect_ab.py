@@ -30,6 +30,7 @@ from redis.asyncio import Redis  # noqa: E402
 from admin.codes import draw  # noqa: E402
 from loadtests import bench_procs as procs  # noqa: E402
 from loadtests.seed import recipient  # noqa: E402
+from loadtests.user_agents import load_user_agents  # noqa: E402
 from redirector.store.keys import destinations_key, link_key  # noqa: E402
 from redirector.store.record import Destination, Record, encode, encode_destination  # noqa: E402
 
@@ -98,6 +99,9 @@ def top_lines(raw: Path, count: int = 15) -> list[str]:
 async def measure(args: argparse.Namespace, tmp: Path, redis_url: str, codes: list[str]) -> None:
     paths = {"aiohttp": tmp / "x.paths", "hot": tmp / "hot.paths", "miss": tmp / "miss.paths"}
     paths["aiohttp"].write_text("/x\n")
+    # The bench's mix of real-world User-Agents, one a line, as bench.lua takes them.
+    agents = tmp / "user-agents"
+    agents.write_text("".join(f"{agent.string}\n" for agent in load_user_agents()))
     paths["hot"].write_text("".join(f"/{code}\n" for code in codes[:1000]))
     paths["miss"].write_text("".join(f"/{code}\n" for code in codes))
     rates: dict[tuple[str, str], list[tuple[float, float]]] = collections.defaultdict(list)
@@ -136,7 +140,7 @@ async def one_run(
         await server.wait(f"{base}/{codes[0]}" if row != "aiohttp" else f"{base}/x", 302)
         url = base + "/"
         warm = procs.wrk_command(url, 2, 64, 1, "1")
-        await procs.run_wrk(warm, tapped, 1)
+        await procs.run_wrk(warm, tapped, tmp / "user-agents", 1)
         if profile:
             args.profile.mkdir(parents=True, exist_ok=True)
             raw = args.profile / f"{row}-{tree.name}.raw"
@@ -147,12 +151,12 @@ async def one_run(
                 *spy, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
             )
             command = procs.wrk_command(url, 2, 64, args.seconds, "1")
-            await procs.run_wrk(command, tapped, args.seconds)
+            await procs.run_wrk(command, tapped, tmp / "user-agents", args.seconds)
             await spying.wait()
             print(f"-- py-spy {row} {tree}:", *top_lines(raw), sep="\n", flush=True)
         command = procs.wrk_command(url, 2, 64, args.seconds, "1")
         cpu_before = _cpu_seconds(server.pid)
-        result = await procs.run_wrk(command, tapped, args.seconds)
+        result = await procs.run_wrk(command, tapped, tmp / "user-agents", args.seconds)
         cpu = _cpu_seconds(server.pid) - cpu_before
     errors = f" ({result.errors} errors)" if result.errors else ""
     print(

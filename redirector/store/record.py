@@ -18,6 +18,9 @@ class RecordError(ValueError):
 
 
 _V1, _V2 = "1", "2"
+# A version 2 record without flags: a link referring to its campaign's destination, neither
+# disabled nor custom, no tombstone, no alias.
+_PLAIN_V2 = "20|"
 # Flag bits of a record (the tag bit is also a destination's).
 _DISABLED, _UNTAGGED, _INLINE, _DELETED, _ALIAS, _CUSTOM = 1, 2, 4, 8, 16, 32
 
@@ -185,6 +188,15 @@ def decode(raw: bytes | str) -> Record:
     made with decode_responses=True."""
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
+        if text[:3] == _PLAIN_V2:  # most records (a campaign's links): read the short way
+            _, created, expires, campaign, target, rlen, tail = text.split("|", 6)
+            return Record(
+                int(created, 36),
+                target,
+                int(expires, 36) if expires else None,
+                int(campaign, 36) if campaign else None,
+                _split(tail, int(rlen, 36), True)[0] if rlen else None,
+            )
         head, _, rest = text.partition("|")
         flags = int(head[1:], 36 if head[:1] == _V2 else 10)
         if head[:1] == _V1:
