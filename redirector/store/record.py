@@ -189,10 +189,10 @@ def decode(raw: bytes | str) -> Record:
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
         if text[:3] == _PLAIN_V2:  # most records (a campaign's links): read the short way
-            _, created, expires, campaign, target, rlen, tail = text.split("|", 6)
+            _, created, expires, campaign, reference, rlen, tail = text.split("|", 6)
             return Record(
                 int(created, 36),
-                target,
+                reference,
                 int(expires, 36) if expires else None,
                 int(campaign, 36) if campaign else None,
                 _split(tail, int(rlen, 36), True)[0] if rlen else None,
