@@ -64,10 +64,11 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _redirecting(pid: int) -> int:
-    """The process that serves: a supervised redirect worker, or the server itself."""
+    """The process that serves: the busiest of the server and its processes at its priority
+    (a supervisor's redirect worker, not its click worker nor resource tracker)."""
     root = psutil.Process(pid)
-    workers = [p for p in root.children(recursive=True) if p.nice() <= root.nice()]
-    return workers[0].pid if workers else pid
+    candidates = [root, *(p for p in root.children(recursive=True) if p.nice() <= root.nice())]
+    return max(candidates, key=lambda p: sum(p.cpu_times()[:2])).pid
 
 
 def server_command(row: str, tree: Path, port: int) -> list[str]:
