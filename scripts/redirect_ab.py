@@ -98,8 +98,8 @@ def top_lines(raw: Path, count: int = 15) -> list[str]:
 
 
 async def measure(args: argparse.Namespace, tmp: Path, redis_url: str, codes: list[str]) -> None:
-    paths = {"aiohttp": tmp / "x.paths", "hot": tmp / "hot.paths", "miss": tmp / "miss.paths"}
-    paths["aiohttp"].write_text("/x\n")
+    # The bare app taps the hot row's paths, as in the bench: equal work.
+    paths = {"aiohttp": tmp / "hot.paths", "hot": tmp / "hot.paths", "miss": tmp / "miss.paths"}
     # The bench's mix of real-world User-Agents, one a line, as bench.lua takes them.
     agents = tmp / "user-agents"
     agents.write_text("".join(f"{agent.string}\n" for agent in load_user_agents()))
