@@ -24,6 +24,9 @@ from redirector.store.scripts import Kind
 
 @dataclass(slots=True)
 class PlannedLink:
+    """One record to write (a `NewLink` of the store's script): a new link, whose code may
+    still change, or an alias; and, once written, what it turned out to be."""
+
     index: int  # the item's position in the request
     code: str
     kind: Kind  # "custom" (given), "chain" (a recipient's, derived) or "random" (drawn)
@@ -31,6 +34,9 @@ class PlannedLink:
     recipient: str | None
     destination: int  # index into the plan's destinations
     position: int = 0  # where `code` is on its recipient's chain, for kind "chain"
+    record: str = ""  # encoded, once the destination's id is known
+    counted: bool = True  # an alias is no link: not counted in its campaign
+    existing: str | None = None  # the code of the link this item turned out to be already
 
     @property
     def link(self) -> Link:

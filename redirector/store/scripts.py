@@ -206,10 +206,11 @@ class NewLink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """Every new link was written. `existing[i]` is the code of the link that item i already
-    was (the same custom link, or its recipient's link or alias target), None if written."""
+    """Every new link was written. `existing` maps the items that were not, because they
+    already were a link, to the code of that link (the same custom link, or its recipient's
+    link or alias target)."""
 
-    existing: list[str | None]
+    existing: dict[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,17 +243,16 @@ class CreateLinksScript:
         items = orjson.dumps((codes, kinds, counts, [new.record for new in links]))
         args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign]
         reply = await run_replicated(self._redis, self._script, keys, args, self._durability)
-        return _create_outcome(reply, len(links))
+        return _create_outcome(reply)
 
 
-def _create_outcome(reply: list[Any], items: int) -> CreateOutcome:
+def _create_outcome(reply: list[Any]) -> CreateOutcome:
     kind = reply[0]
     if kind == b"ok":
-        existing: list[str | None] = [None] * items
         found = reply[1]
-        for at in range(0, len(found), 2):
-            existing[int(found[at]) - 1] = found[at + 1].decode()
-        return Written(existing)
+        return Written(
+            {int(found[at]) - 1: found[at + 1].decode() for at in range(0, len(found), 2)}
+        )
     if kind == b"taken":
         return CustomCodeTaken(int(reply[1]) - 1)
     if kind == b"collided":
