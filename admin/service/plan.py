@@ -92,7 +92,10 @@ def plan_batch(
     custom_codes: set[str] = set()
     no_url: list[FieldError] = []
     for index, item in enumerate(items):
-        recipient, code, given, expires = _fields(item, url)
+        if not isinstance(item, str):
+            recipient, code, given, expires = _fields(item, url)
+        else:  # only a recipient: most items of a campaign's send, made without a call
+            recipient, code, given, expires = item, None, url, None
         if recipient is not None:
             if recipient in first_of:
                 repeats[index] = first_of[recipient]
@@ -102,9 +105,7 @@ def plan_batch(
             no_url.append(FieldError(f"links[{index}].url", "required: the batch has none", index))
             continue
         if code is not None:
-            if code in custom_codes:
-                raise CodeTaken(code, index)
-            custom_codes.add(code)
+            _claim(custom_codes, code, index)
         place = places.get(given)
         if place is None:
             place = places[given] = len(destinations)
@@ -132,12 +133,17 @@ def plan_batch(
     return Plan(planned, repeats, destinations)
 
 
+def _claim(custom_codes: set[str], code: str, index: int) -> None:
+    """A custom code given twice in one request is taken by its first item."""
+    if code in custom_codes:
+        raise CodeTaken(code, index)
+    custom_codes.add(code)
+
+
 def _fields(
-    item: BatchItem | str, url: str | None
+    item: BatchItem, url: str | None
 ) -> tuple[str | None, str | None, str | None, int | None]:
-    """An item's recipient, custom code, URL and expiry; a str item gives only its recipient."""
-    if isinstance(item, str):
-        return item, None, url, None
+    """An item's recipient, custom code, URL and expiry."""
     return item.recipient, item.code, item.url or url, expiry(item.expires_at)
 
 
