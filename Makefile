@@ -41,12 +41,17 @@ unit: $(VENV)/.test-installed
 
 test: lint typecheck unit
 
+# The load generators: wrk (closed loop) and h2load (open loop, nghttp2-client).
+BENCH_TOOLS := wrk:wrk h2load:nghttp2-client
+
 bench: $(VENV)/.test-installed
+	@PYTHON=$(PYTHON) scripts/need.sh $(SYSTEM) $(BENCH_TOOLS)
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
 # Growth rows, each in a fresh Redis: memory per link, creation rate and miss-path p99 at
 # 10,000 and 10,000,000 links (~1 GB of Redis, under 20 minutes); loadtests/results/scale.*
 bench-scale: $(VENV)/.test-installed
+	@PYTHON=$(PYTHON) scripts/need.sh $(SYSTEM) $(BENCH_TOOLS)
 	$(BIN)/python -m loadtests.bench --scale 10000,10000000 $(BENCH_ARGS)
 
 clean:

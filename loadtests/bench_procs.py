@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -29,14 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = ROOT / "loadtests" / "bench.lua"
 _STOP_SECONDS = 10.0
 _START_SECONDS = 30.0
-# A wrk run that has not finished this long after its planned duration is killed.
-_WRK_GRACE_SECONDS = 30.0
-# Every request looks like a person tapping the link on an iPhone: the redirector records it
-# as a click, its realistic and dearer path, where wrk's own User-Agent would be a bot hit.
-PHONE_USER_AGENT = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-)
+# A load generator's run that has not finished this long after its planned duration is killed.
+GRACE_SECONDS = 30.0
 
 
 class StartError(RuntimeError):
@@ -198,23 +193,21 @@ class WrkResult:
 def wrk_command(
     url: str, threads: int, connections: int, seconds: float, cpus: str | None
 ) -> list[str]:
-    """wrk with bench.lua and the phone's User-Agent on every request (wrk wants exactly one
-    space after the header's colon)."""
+    """wrk with bench.lua, which is told the number of threads (to spread their walks)."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
-    command += ["-H", f"User-Agent: {PHONE_USER_AGENT}", "-s", str(WRK_SCRIPT), url]
+    command += ["-s", str(WRK_SCRIPT), url, "--", str(threads)]
     return pinned(command, cpus)
 
 
-async def run_wrk(command: list[str], paths: Path, seconds: float) -> WrkResult:
-    """One wrk run tapping random lines of `paths`, killed if it overruns its duration."""
+async def run_wrk(command: list[str], paths: Path, user_agents: Path, seconds: float) -> WrkResult:
+    """One wrk run tapping the lines of `paths` in turn, each request with a random line of
+    `user_agents` as its User-Agent; killed if it overruns its duration."""
+    env = {**os.environ, "BENCH_PATHS": str(paths), "BENCH_USER_AGENTS": str(user_agents)}
     process = await asyncio.create_subprocess_exec(
-        *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "BENCH_PATHS": str(paths)},
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
     )
     try:
-        async with asyncio.timeout(seconds + _WRK_GRACE_SECONDS):
+        async with asyncio.timeout(seconds + GRACE_SECONDS):
             output, _ = await process.communicate()
     finally:
         if process.returncode is None:
@@ -225,6 +218,27 @@ async def run_wrk(command: list[str], paths: Path, seconds: float) -> WrkResult:
     if process.returncode != 0 or not results:
         raise StartError(f"wrk exited with {process.returncode} and no result:\n{text.strip()}")
     return WrkResult.from_json(results[-1])
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (a server and its workers)."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have exited (wrk, once a run is over)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _version(command: list[str]) -> str:
@@ -244,6 +258,7 @@ def machine_info() -> dict[str, str]:
         "redis-server": _version(["redis-server", "--version"]),
         "nginx": _version(["nginx", "-v"]),
         "wrk": _version(["wrk", "--version"]),
+        "h2load": _version(["h2load", "--version"]),
         # How busy all cores were before the run started anything: others' work competes.
         "busy before start": f"{psutil.cpu_percent(interval=1.0):.0f}%",
     }

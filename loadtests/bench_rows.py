@@ -8,7 +8,7 @@ import math
 import random
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
+from loadtests.bench_open import run_open_loop
 from loadtests.seed import LinkPlan
 from redirector.store.keys import BOTS, CLICKS, campaign_stats_key
 
@@ -114,6 +115,7 @@ class ServerRow:
     workers: int = 1
     warm: list[str] = field(default_factory=list)  # paths fetched once (hot codes cached)
     count_clicks: bool = False  # compare the 302s wrk got with the clicks recorded
+    open_loop: bool = False  # then h2load at half wrk's rate, for latency
 
 
 @dataclass(slots=True)
@@ -124,6 +126,7 @@ class Bench:
     tmp: Path
     pinning: procs.Pinning
     report: results.Report
+    user_agents: list[str] = field(default_factory=list)  # what the requests carry
     store: Redis | None = None  # a client of that Redis
     campaign_id: int = 0  # the seeded links' campaign, whose clicks are counted
     hot_seconds: float | None = None  # the hot row's measured run, which hot-notrack repeats
@@ -131,6 +134,11 @@ class Bench:
     @property
     def plan(self) -> LinkPlan:
         return LinkPlan(self.options.url_length, CAMPAIGN_NAME)
+
+    @property
+    def user_agents_file(self) -> Path:
+        """The mix's strings, one a line, for bench.lua."""
+        return self.tmp / "user-agents"
 
 
 def measured_seconds(bench: Bench, row: ServerRow, warmup: procs.WrkResult | None) -> float:
@@ -161,7 +169,31 @@ async def load(bench: Bench, row: ServerRow, seconds: float) -> procs.WrkResult:
     cpus = bench.pinning.load if row.workers == 1 else bench.pinning.both
     url = f"http://127.0.0.1:{row.port}/"
     command = procs.wrk_command(url, options.threads, options.connections, seconds, cpus)
-    return await procs.run_wrk(command, row.paths, seconds)
+    return await procs.run_wrk(command, row.paths, bench.user_agents_file, seconds)
+
+
+async def redis_cpu_seconds(bench: Bench) -> float | None:
+    if bench.store is None:
+        return None
+    info = await bench.store.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def measured_load(
+    bench: Bench, row: ServerRow, server: procs.Service, seconds: float
+) -> tuple[procs.WrkResult, results.Cpu]:
+    """The measured wrk run, and the cores that the server, wrk and Redis kept busy."""
+    redis_before = await redis_cpu_seconds(bench)
+    server_before, load_before = procs.tree_cpu_seconds(server.pid), procs.children_cpu_seconds()
+    result = await load(bench, row, seconds)
+    load_used = procs.children_cpu_seconds() - load_before
+    server_used = procs.tree_cpu_seconds(server.pid) - server_before
+    redis_after = await redis_cpu_seconds(bench)
+    redis_used = None if redis_before is None or redis_after is None else redis_after - redis_before
+    wall = result.seconds or seconds
+    redis_cores = None if redis_used is None else redis_used / wall
+    cores = results.Cpu(server_used / wall, load_used / wall, redis_cores)
+    return result, cores
 
 
 async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
@@ -194,15 +226,34 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
         # Read once the warm-up's hits are flushed and once the run's are: the difference is
         # what the measured run recorded, nothing else.
         before = await recorded(bench) if row.count_clicks else None
-        result = await load(bench, row, seconds)
+        result, cpu = await measured_load(bench, row, server, seconds)
         after = await recorded(bench) if row.count_clicks else None
+        measured = results.LoadRow(row.key, row.setup, result, cpu=cpu)
+        if row.open_loop:
+            measured = await open_loop(bench, row, measured)
     if row.key == "hot":
         bench.hot_seconds = seconds
-    clicks = None
     if before is not None and after is not None:
         clicks = results.ClickCount.over(result, before, after, options.connections)
+        measured = replace(measured, clicks=clicks)
     setup = row.setup + (f"; {seconds:.0f} s run" if seconds != options.duration else "")
-    return results.LoadRow(row.key, setup, result, clicks=clicks)
+    return replace(measured, setup=setup)
+
+
+async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> results.LoadRow:
+    """The row again at half the rate wrk reached, from h2load at a fixed rate; a failure
+    there is noted and leaves the closed-loop result standing."""
+    assert measured.result is not None
+    rate = measured.result.requests_per_second / 2
+    paths = row.paths.read_text().split()
+    base_url, cpus = f"http://127.0.0.1:{row.port}", bench.pinning.load
+    try:
+        run = await run_open_loop(
+            base_url, paths, bench.user_agents, rate, bench.options.duration, bench.tmp, cpus
+        )
+    except (procs.StartError, TimeoutError) as exc:
+        return replace(measured, open_loop_skipped=str(exc) or repr(exc))
+    return replace(measured, open_loop=run)
 
 
 def reference_rows(bench: Bench) -> list[ServerRow]:
@@ -220,14 +271,17 @@ def reference_rows(bench: Bench) -> list[ServerRow]:
             command = procs.python_command("loadtests.bare_aiohttp", str(port), location)
         command = procs.pinned(command, bench.pinning.server)
         setup, paths = f"Location {len(location)} B", bench.tmp / "hot.paths"
-        rows.append(ServerRow(key, setup, command, port, [("/x", location)], paths))
+        row = ServerRow(key, setup, command, port, [("/x", location)], paths)
+        # The framework's own open-loop latency: what the hot path's is measured against.
+        rows.append(replace(row, open_loop=key == "aiohttp"))
     return rows
 
 
 def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[ServerRow]:
     options, plan, rows = bench.options, bench.plan, []
     hot = list(range(min(options.hot_links, len(codes))))
-    miss = sorted(random.Random(0).sample(range(len(codes)), min(options.miss_links, len(codes))))
+    # Per-recipient links tapped in turn (bench.lua walks them), far more than the cache holds.
+    miss = random.Random(0).sample(range(len(codes)), min(options.miss_links, len(codes)))
     for name, indices in (("hot", hot), ("miss", miss)):
         (bench.tmp / f"{name}.paths").write_text("".join(f"/{codes[i]}\n" for i in indices))
     specs = [  # key, workers, codes tapped, cache size, click recording
@@ -248,7 +302,7 @@ def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[Serv
         warm = [f"/{codes[i]}" for i in indices] if tapped == "hot" else []
         setup = f"{workers} worker(s), {len(indices):,} codes, cache {cache_size:,}"
         paths = bench.tmp / f"{tapped}.paths"
-        counted = key in ("hot", "hot-2w")
+        counted, open_loop = key in ("hot", "hot-2w"), key in ("hot", "miss")
         row = ServerRow(key, setup, command, port, checks, paths, env, workers, warm, counted)
-        rows += [row] if key in options.only else []
+        rows += [replace(row, open_loop=open_loop)] if key in options.only else []
     return rows

@@ -1,9 +1,11 @@
 """Locust: people tapping short links, and now and then an operator creating links.
 
-`Tapper` taps the seeder's codes in a Zipf mix plus a share of unknown codes and fails any answer
-but the 302 to the expected destination (or the 404); `AdminUser` creates links on the admin API
-at a low rate, so the redirector is measured while its cache is invalidated. Usage and the
-LOCUST_* variables (read once, at import): README, "Load tests (Locust)".
+`Tapper` taps the seeder's codes in a Zipf mix plus a share of unknown codes, each tap with a
+real-world browser's User-Agent (`loadtests/user_agents.txt`, mostly phones: Locust's own is an
+HTTP library's, a bot hit), and fails any answer but the 302 to the expected destination (or the
+404); `AdminUser` creates links on the admin API at a low rate, so the redirector is measured
+while its cache is invalidated. Usage and the LOCUST_* variables (read once, at import): README,
+"Load tests (Locust)".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from locust.runners import MasterRunner
 
 from loadtests import seed as seeder
 from loadtests.codes import CodeMix, CodesFileError, load_codes
+from loadtests.user_agents import load_user_agents
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,11 @@ ADMIN_BATCH = 100  # links per admin batch request: an automation's burst, not a
 def code_mix() -> CodeMix:
     """Loaded once per Locust process, on first use (the module imports without the file)."""
     return CodeMix(load_codes(CODES_FILE), exponent=ZIPF_S, unknown_share=UNKNOWN_SHARE)
+
+
+@cache
+def user_agent_mix() -> list[str]:
+    return [user_agent.string for user_agent in load_user_agents()]
 
 
 @cache
@@ -77,6 +85,7 @@ class Tapper(FastHttpUser):
 
     def on_start(self) -> None:
         self.mix = code_mix()
+        self.user_agents = user_agent_mix()
         self.rng = random.Random()
 
     @task
@@ -88,7 +97,10 @@ class Tapper(FastHttpUser):
             self.expect(f"/{link.code}", "/[code]", 302, link.destination)
 
     def expect(self, path: str, name: str, status: int, location: str | None) -> None:
-        with self.client.get(path, name=name, allow_redirects=False, catch_response=True) as resp:
+        # Each tap is another recipient's, on a phone of the mix.
+        headers = {"User-Agent": self.rng.choice(self.user_agents)}
+        options: dict[str, Any] = {"allow_redirects": False, "catch_response": True}
+        with self.client.get(path, name=name, headers=headers, **options) as resp:
             if resp.status_code != status:
                 resp.failure(f"expected {status}, got {resp.status_code}")
             elif location is not None and resp.headers.get("Location") != location:

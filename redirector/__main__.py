@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from redirector.server import serve, supervise
+from redirector.server import click_workers, serve, supervise
 from redirector.settings import Settings
 from redirector.store.connection import SettingsError
 
@@ -23,9 +23,13 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.from_env(os.environ | flags)
     except SettingsError as exc:
         sys.exit(f"redirector: {exc}")
-    where = f"http://{settings.host}:{settings.port}"
-    print(f"redirector listening on {where} ({settings.workers} worker(s))", flush=True)
-    if settings.workers == 1:
+    where, clickers = f"http://{settings.host}:{settings.port}", click_workers(settings)
+    print(
+        f"redirector listening on {where} ({settings.workers} worker(s), "
+        f"{clickers} click worker(s))",
+        flush=True,
+    )
+    if settings.workers == 1 and clickers == 0:
         serve(settings)
     else:
         sys.exit(supervise(settings))

@@ -24,7 +24,7 @@ from redirector.invalidation import listen
 from redirector.resolver import LinkResolver
 from redirector.settings import Settings
 from redirector.store.connection import connect
-from redirector.useragents import classify
+from redirector.store.hitqueue import HitQueue
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -57,23 +57,14 @@ async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 async def clicks_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    flusher = ClickFlusher(
-        app[redis_key],
-        app[clicks_key],
-        interval=settings.click_flush_interval,
-        stream_maxlen=settings.click_stream_maxlen,
-        salt=settings.click_salt.encode() if settings.click_salt else None,
-        durability=settings.durability,
-    )
+    queue = HitQueue(app[redis_key], settings.flush_durability)
+    flusher = ClickFlusher(queue, app[clicks_key], interval=settings.click_flush_interval)
     app[flusher_key] = flusher
-    # ua-parser compiles its regexes on first use (~0.3 s): pay that now, not in the first
-    # flush under load.
-    classify("Mozilla/5.0 (warm-up)")
     stop = asyncio.Event()
     task = asyncio.create_task(flusher.run(stop))
     yield
     await _stop(task, stop)
-    # Runs on SIGTERM too (aiohttp's graceful exit): what was tapped gets recorded.
+    # Runs on SIGTERM too (aiohttp's graceful exit): what was tapped gets queued.
     await flusher.drain(within=settings.click_drain_timeout)
 
 

@@ -1,44 +1,43 @@
-"""Click recording that costs the redirect nothing and loses nothing.
+"""Click recording in the redirect process: an append per hit, one Redis command per flush.
 
-The redirect handler only appends a tuple to `ClickBuffer` (no I/O, no parsing). A
-`ClickFlusher` task writes the buffer to Redis every `interval` seconds, or as soon as
-`flush_size` hits are waiting: one call per campaign of a Lua script
-(redirector/store/flush.py) that appends each hit to its campaign's click stream and adds
-the counters (summed per key and field), HyperLogLogs and first clicks. The calls of one
-flush go out together; each touches the keys of one campaign (one slot on a cluster).
+The redirect handler only appends a `Hit` to `ClickBuffer` (no I/O, no parsing). A
+`ClickFlusher` task ships the buffer every `interval` seconds, or as soon as `flush_size`
+hits are waiting: the oldest hits (up to `max_batch`) packed as one JSON array by orjson
+(~0.2 µs a hit) and pushed as one element to this process's raw-hit queue
+(redirector/store/hitqueue.py). Nothing else happens here: the click worker
+(redirector/clickworker.py) classifies user agents, hashes visitors and updates the
+counters, in another process.
 
 If Redis is unreachable, hits stay buffered, up to `max_buffered`; beyond that new hits are
 dropped and counted (`dropped`). On shutdown the buffer is flushed before the process exits.
-A campaign's batch that fails stays buffered and is sent again with its number, and the
-script skips a number it has applied: so a batch whose reply was lost is not counted twice,
-and one failing campaign neither loses nor recounts the others' hits.
+A flush stays in the buffer until Redis took it; a flush that failed is sent again, the same
+hits under the same number, and the queue takes a number once: so a flush whose reply was
+lost is not queued twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
+import random
 import secrets
 import time
-from typing import NamedTuple
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
+import orjson
 from redis.exceptions import RedisError
 
 from redirector import metrics
-from redirector.store.connection import NO_WAIT, Durability, Store
-from redirector.store.flush import ClickBatch, FlushClicksScript
-from redirector.store.keys import CLICK_SALT_KEY
-from redirector.store.scripts import call_each
-from redirector.store.secret import SharedSecret
-from redirector.useragents import classify
+from redirector.store.hitqueue import HitQueue
+from redirector.store.keys import HIT_QUEUES
 
 log = logging.getLogger(__name__)
 
 
 class Hit(NamedTuple):
+    """One redirect to record. Its fields, in this order, are the raw-hit queue's format."""
+
     code: str
     campaign_id: int | None
     recipient: str | None
@@ -72,44 +71,45 @@ class ClickBuffer:
             self.ready.set()
 
 
-def referer_host(referer: str) -> str:
-    if not referer:
-        return ""
+def pack_hits(hits: list[Hit]) -> bytes:
+    """The queue's element for `hits`: a JSON array of their fields (orjson, in C; a
+    NamedTuple goes through `default`, which makes it a plain tuple)."""
     try:
-        host = urlsplit(referer).hostname or ""
-    except ValueError:
-        return ""
-    return host[:253]
+        return orjson.dumps(hits, default=tuple)
+    except orjson.JSONEncodeError:
+        # A header with bytes that are not UTF-8 reaches us as lone surrogates, which JSON
+        # cannot carry: those become U+FFFD (rare, so the common case pays nothing).
+        return orjson.dumps([tuple(_utf8(field) for field in hit) for hit in hits])
+
+
+def _utf8(field: Any) -> Any:
+    if isinstance(field, str):
+        return field.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return field
 
 
 class ClickFlusher:
     def __init__(
         self,
-        redis: Store,
+        queue: HitQueue,
         buffer: ClickBuffer,
         *,
         interval: float,
-        stream_maxlen: int,
-        salt: bytes | None = None,
         max_batch: int = 5_000,
-        durability: Durability = NO_WAIT,
+        queue_index: int | None = None,
     ) -> None:
+        self._queue = queue
         self._buffer = buffer
         self._interval = interval
-        self._stream_maxlen = stream_maxlen
-        self._salt = salt
-        # One salt for every process, so that the same person hashes the same in all of them
-        # (and no raw IP is ever stored); made by the first to ask, unless given.
-        self._shared_salt = SharedSecret(redis, CLICK_SALT_KEY, 16, durability)
         self._max_batch = max_batch
-        self._flush = FlushClicksScript(redis, durability)
-        # The flush records (f:{C}) keep, per flusher id, the last batch number applied.
+        # One queue per process, so that its flushes are taken in the order they were sent;
+        # processes pick theirs at random, which spreads them over a cluster's nodes.
+        self.queue_index = random.randrange(HIT_QUEUES) if queue_index is None else queue_index
         self._id = secrets.token_hex(8)
         self._number = 0
-        # Campaign -> (number, hits) of its batch that failed, sent again as it was.
-        self._failed: dict[int | None, tuple[int, int]] = {}
+        # The flush being sent, kept until Redis took it: (number, hits, packed hits).
+        self._sending: tuple[int, int, bytes] | None = None
         self.flushed = 0
-        self.bot_hits = 0
         self.errors = 0
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -151,118 +151,20 @@ class ClickFlusher:
             log.error("shutting down with %d clicks not recorded", len(self._buffer.hits))
 
     async def flush_once(self) -> int:
-        """Send the oldest hits, one batch per campaign; returns how many were written.
-        Raises the first error after the others went through; the failed hits stay."""
-        if not self._buffer.hits:
-            return 0
-        salt = await self._salt_bytes()
-        hits = self._buffer.hits  # only appended to while the scripts run
-        groups, scanned = self._groups(hits)
-        # Each batch counts as unconfirmed until its reply is in: if this flush is cancelled
-        # (shutdown, drain's timeout) after some scripts ran, the next one sends the same hits
-        # under the same numbers, and `f:{C}` skips the batches already applied.
-        for campaign, (number, group) in groups.items():
-            self._failed[campaign] = (number, len(group))
-        results = await call_each(
-            self._write(campaign, number, [hits[i] for i in group], salt)
-            for campaign, (number, group) in groups.items()
-        )
-        written = [False] * scanned
-        failure: Exception | None = None
-        for (campaign, (_, group)), result in zip(groups.items(), results, strict=True):
-            if isinstance(result, Exception):
-                failure = failure or result
-                continue
-            self._failed.pop(campaign, None)
-            for i in group:
-                written[i] = True
-        # Only now, after Redis took them: hits appended meanwhile stay at the end.
-        hits[:scanned] = [h for h, done in zip(hits[:scanned], written, strict=True) if not done]
-        count = sum(written)
+        """Push the oldest hits as one element; returns how many. On an error (or a
+        cancellation) they stay first in the buffer and are sent again as they were."""
+        hits = self._buffer.hits
+        if self._sending is None:
+            if not hits:
+                return 0
+            count = min(len(hits), self._max_batch)
+            self._number += 1
+            self._sending = (self._number, count, pack_hits(hits[:count]))
+        number, count, packed = self._sending
+        await self._queue.push(self.queue_index, self._id, number, packed)
+        # Only now, after Redis took them: hits appended meanwhile stay.
+        del hits[:count]
+        self._sending = None
         self.flushed += count
         metrics.CLICKS_FLUSHED.inc(count)
-        if failure is not None:
-            raise failure
         return count
-
-    def _groups(self, hits: list[Hit]) -> tuple[dict[int | None, tuple[int, list[int]]], int]:
-        """Campaign -> (batch number, indices of its hits), and how many hits were looked at.
-        A campaign whose last batch failed sends that batch again, its oldest hits under the
-        same number, and nothing newer, so that its numbers are applied in order. The others
-        share `max_batch` new hits, looked for past the held-back ones: a failing campaign
-        never holds the others back. The scan stops once both are found."""
-        groups: dict[int | None, tuple[int, list[int]]] = {}
-        retry_left = {campaign: size for campaign, (_, size) in self._failed.items()}
-        retries_missing, new_left, scanned = sum(retry_left.values()), self._max_batch, 0
-        for scanned, hit in enumerate(hits, 1):
-            campaign = hit.campaign_id
-            left = retry_left.get(campaign)
-            if left is None and new_left:
-                new_left -= 1
-            elif left:
-                retry_left[campaign], retries_missing = left - 1, retries_missing - 1
-            else:
-                continue  # a held-back hit, or no room left for new ones
-            if campaign not in groups:
-                retry = self._failed.get(campaign)
-                groups[campaign] = (retry[0] if retry else self._next_number()), []
-            groups[campaign][1].append(scanned - 1)
-            if not new_left and not retries_missing:
-                break
-        return groups, scanned
-
-    def _next_number(self) -> int:
-        self._number += 1
-        return self._number
-
-    async def _salt_bytes(self) -> bytes:
-        if self._salt is None:
-            self._salt = await self._shared_salt.value()
-        return self._salt
-
-    async def _write(
-        self, campaign_id: int | None, number: int, hits: list[Hit], salt: bytes
-    ) -> None:
-        batch, bots = _batch(campaign_id, hits, salt)
-        await self._flush(batch, self._stream_maxlen, self._id, number)
-        self.bot_hits += bots
-        metrics.BOT_HITS.inc(bots)
-
-
-def _batch(campaign_id: int | None, hits: list[Hit], salt: bytes) -> tuple[ClickBatch, int]:
-    """The script's input for one campaign's hits (redirector/store/flush.py), and how many
-    of them are bots."""
-    batch = ClickBatch(campaign_id)
-    out = batch.hit_lines
-    bots = 0
-    blake2b = hashlib.blake2b
-    for hit in hits:
-        agent = classify(hit.user_agent)
-        bot = hit.head or agent.bot
-        bots += bot
-        person = f"{hit.ip}\0{hit.user_agent}".encode()
-        digest = blake2b(person, key=salt, digest_size=8).hexdigest()
-        out.append(
-            "\t".join(
-                (
-                    hit.code,
-                    batch.link(hit.code),
-                    hit.recipient or "",
-                    str(int(hit.at * 1000)),
-                    "1" if bot else "0",
-                    _one_line(hit.user_agent[:512]),
-                    referer_host(hit.referer),
-                    digest,
-                    agent.device,
-                    _one_line(agent.os),
-                    _one_line(agent.browser),
-                    str(hit.link_created_at),
-                )
-            )
-        )
-    return batch, bots
-
-
-def _one_line(text: str) -> str:
-    # Header values may hold a tab; the script splits on tabs and newlines.
-    return text.replace("\t", " ").replace("\n", " ") if "\t" in text or "\n" in text else text

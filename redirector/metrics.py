@@ -40,11 +40,14 @@ CLICKS_BUFFERED = Gauge(
 )
 CLICKS_FLUSHED = Counter("smslinks_clicks_flushed", "Hits (clicks and bot hits) written to Redis")
 CLICKS_DROPPED = Counter("smslinks_clicks_dropped", "Hits dropped because the buffer was full")
+# Counted by the click workers (redirector/clickworker.py), summed in with the redirectors'.
+CLICKS_RECORDED = Counter("smslinks_clicks_recorded", "Hits added to the counters")
 BOT_HITS = Counter("smslinks_bot_hits", "Hits by bots, link previews and HEAD requests")
 REDIS_ERRORS = Counter("smslinks_redis_errors", "Redis commands that failed", ["where"])
 REDIS_ERRORS_LOOKUP = REDIS_ERRORS.labels("lookup")
 REDIS_ERRORS_CLICKS = REDIS_ERRORS.labels("clicks")
 REDIS_ERRORS_FEED = REDIS_ERRORS.labels("invalidation")
+REDIS_ERRORS_CLICK_WORKER = REDIS_ERRORS.labels("clickworker")
 
 
 def exposition(multiprocess: bool) -> tuple[bytes, str]:

@@ -1,4 +1,5 @@
-"""Running the redirector: one process, or N that share the port (SO_REUSEPORT)."""
+"""Running the redirector: one process, or N that share the port (SO_REUSEPORT), with the
+click workers that turn their raw hits into counters (redirector/clickworker.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 
 from redirector.app import create_app
+from redirector.clickworker import serve_clicks
 from redirector.settings import Settings
 
 log = logging.getLogger("redirector")
@@ -39,8 +41,9 @@ def serve(settings: Settings) -> None:
 
 
 def supervise(settings: Settings) -> int:
-    """Run `settings.workers` processes; stop them all on SIGTERM/SIGINT, or when one dies
-    (a half-dead pool would silently serve with less capacity)."""
+    """Run `settings.workers` redirect processes and `click_workers(settings)` click workers;
+    stop them all on SIGTERM/SIGINT, or when a redirect worker dies (a half-dead pool would
+    silently serve with less capacity). A click worker that dies is started again."""
     if settings.metrics_dir is not None:
         return _Pool(settings).run()
     # Workers add their metrics up through files in a shared directory; prometheus-client
@@ -51,52 +54,132 @@ def supervise(settings: Settings) -> int:
         return _Pool(settings.model_copy(update={"metrics_dir": directory})).run()
 
 
+def click_workers(settings: Settings) -> int:
+    """Click worker processes to run beside the redirect workers (none without recording)."""
+    return settings.click_workers if settings.click_tracking else 0
+
+
+# A click worker that died is started again after RESTART_DELAY seconds, twice that if it
+# had lived less than STEADY seconds, and so on up to RESTART_DELAY_MAX: a worker that
+# cannot start (Redis away) is retried without spinning.
+RESTART_DELAY, RESTART_DELAY_MAX, STEADY = 1.0, 30.0, 10.0
+
+
 class _Pool:
-    """N spawned workers: started together, stopped together."""
+    """N redirect workers, started together and stopped together, and the click workers,
+    each restarted when it dies and stopped last, once the redirect workers have flushed."""
 
     def __init__(self, settings: Settings) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.workers = [
-            ctx.Process(target=serve, args=(settings,), name=f"redirector-{i}")
+        self.settings = settings
+        self.ctx = multiprocessing.get_context("spawn")
+        self.redirectors = [
+            self.ctx.Process(target=serve, args=(settings,), name=f"redirector-{i}")
             for i in range(settings.workers)
         ]
+        self.clickers: list[BaseProcess] = [
+            self._click_worker(slot) for slot in range(click_workers(settings))
+        ]
+        self.started = [0.0] * len(self.clickers)
+        self.delays = [RESTART_DELAY] * len(self.clickers)
+        self.restart_at: dict[int, float] = {}
+        self.waiting: dict[int, BaseProcess] = {}
         self.stopping = False
-        # A worker gets this long to finish its requests and flush its clicks before SIGKILL.
+        self.clickers_stopping = False
+        # A worker gets this long to finish its requests and flush its clicks (a click worker:
+        # to drain the queues) before SIGKILL.
         self.grace = settings.click_drain_timeout + 10.0
         self.deadline = float("inf")
+
+    def _click_worker(self, slot: int) -> BaseProcess:
+        return self.ctx.Process(
+            target=serve_clicks,
+            args=(self.settings,),
+            kwargs={"supervised": True},
+            name=f"clickworker-{slot}",
+        )
 
     def stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
         if not self.stopping:
             self.deadline = time.monotonic() + self.grace
         self.stopping = True
-        for w in self.workers:
+        self.restart_at.clear()
+        for w in self.redirectors:
             if w.is_alive():
                 w.terminate()  # SIGTERM
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        for w in self.workers:
-            w.start()
-        waiting = {w.sentinel: w for w in self.workers}
-        while waiting:
-            if time.monotonic() > self.deadline:
-                for worker in waiting.values():
-                    log.error("%s did not stop within %.0f s; killing it", worker.name, self.grace)
-                    worker.kill()
+        for w in self.redirectors:
+            self._start(w)
+        for slot, clicker in enumerate(self.clickers):
+            self._start(clicker)
+            self.started[slot] = time.monotonic()
+        while self.waiting or self.restart_at:
+            now = time.monotonic()
+            if now > self.deadline:
+                # Those asked to stop: the redirect workers, then the click workers.
+                asked = self.clickers if self.clickers_stopping else self.redirectors
+                for worker in asked:
+                    if worker.sentinel in self.waiting:
+                        log.error("%s did not stop in %.0f s; killing it", worker.name, self.grace)
+                        worker.kill()
                 self.deadline = float("inf")
-            for ready in multiprocessing.connection.wait(list(waiting), timeout=1.0):
-                self._reap(waiting.pop(ready))  # type: ignore[arg-type]  # sentinels are ints
+            if self.stopping and not self.clickers_stopping and not self._redirectors_alive():
+                self._stop_clickers()
+            self._restart_due(now)
+            pause = min([1.0, *(when - now for when in self.restart_at.values())])
+            for ready in multiprocessing.connection.wait(list(self.waiting), timeout=pause):
+                self._reap(self.waiting.pop(ready))  # type: ignore[arg-type]  # ints
         # A worker still starting when asked to stop dies of the SIGTERM itself: that is a
         # clean stop too, as we sent it.
         clean = {0, -signal.SIGTERM} if self.stopping else {0}
-        log.info("workers exited: %s", [w.exitcode for w in self.workers])
-        return 0 if all(w.exitcode in clean for w in self.workers) else 1
+        processes = self.redirectors + self.clickers
+        log.info("workers exited: %s", [w.exitcode for w in processes])
+        return 0 if all(w.exitcode in clean for w in processes) else 1
+
+    def _start(self, worker: BaseProcess) -> None:
+        worker.start()
+        self.waiting[worker.sentinel] = worker
+
+    def _redirectors_alive(self) -> bool:
+        return any(w.sentinel in self.waiting for w in self.redirectors)
+
+    def _stop_clickers(self) -> None:
+        self.clickers_stopping = True
+        self.deadline = time.monotonic() + self.grace
+        for w in self.clickers:
+            if w.is_alive():
+                w.terminate()
+
+    def _restart_due(self, now: float) -> None:
+        for slot, when in list(self.restart_at.items()):
+            # stop() may have emptied restart_at since (a signal handler runs between lines).
+            if now >= when and self.restart_at.pop(slot, None) is not None and not self.stopping:
+                self.clickers[slot] = self._click_worker(slot)
+                self._start(self.clickers[slot])
+                self.started[slot] = now
 
     def _reap(self, worker: BaseProcess) -> None:
         worker.join()  # the sentinel can fire a moment before the exit code is known
         if worker.pid is not None:
             mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-        if not self.stopping:
-            log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
-            self.stop()
+        if self.stopping:
+            return
+        if worker in self.clickers:
+            slot = self.clickers.index(worker)
+            lived = time.monotonic() - self.started[slot]
+            delay = (
+                RESTART_DELAY if lived > STEADY else min(self.delays[slot] * 2, RESTART_DELAY_MAX)
+            )
+            self.delays[slot] = delay
+            log.error(
+                "%s exited with %s; starting it again in %.0f s",
+                worker.name,
+                worker.exitcode,
+                delay,
+            )
+            self.restart_at[slot] = time.monotonic() + delay
+            return
+        log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
+        self.stop()

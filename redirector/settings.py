@@ -3,7 +3,6 @@ setting is read and checked is `StoreSettings` in `redirector.store.connection`.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated
 
 from pydantic import Field
@@ -25,6 +24,7 @@ class Settings(StoreSettings):
     access_log: bool = False
     # Click recording (see redirector/clicks.py): flushed every interval or every flush_size
     # hits; up to buffer_max hits are kept while Redis is away, then new ones are dropped.
+    # The click workers look at idle queues every interval too.
     click_tracking: bool = True
     click_flush_interval: Annotated[float, Field(ge=0.001, le=10.0)] = 0.1
     click_flush_size: Annotated[int, Field(ge=1, le=1_000)] = 1_000
@@ -32,6 +32,11 @@ class Settings(StoreSettings):
     click_stream_maxlen: Annotated[int, Field(ge=1_000, le=10**10)] = 1_000_000
     click_drain_timeout: Annotated[float, Field(ge=0.0, le=600.0)] = 5.0
     click_salt: str | None = None
+    # Click worker processes `python -m redirector` runs and restarts (0: none; then run
+    # `python -m redirector.clickworker` elsewhere), and how long a chunk of raw hits a worker
+    # claimed stays its own: after a worker died, its chunk waits that long for another.
+    click_workers: Annotated[int, Field(ge=0, le=16)] = 1
+    click_worker_lease: Annotated[float, Field(ge=0.1, le=3600.0)] = 10.0
     # Take the client address from X-Forwarded-For (only behind a proxy that sets it).
     trust_forwarded_for: bool = False
     # Where worker processes share their metrics (prometheus-client's multiprocess mode);
@@ -39,9 +44,8 @@ class Settings(StoreSettings):
     metrics_dir: Annotated[str | None, Field(validation_alias="PROMETHEUS_MULTIPROC_DIR")] = None
 
     @property
-    def durability(self) -> Durability:
-        """As the admin's, but a click flush waits for its replicas at most half of
-        `redis_timeout`: a longer WAIT would end as a timeout error, which drops the
-        connections that the redirects share."""
-        asked = super().durability
-        return replace(asked, timeout_ms=min(asked.timeout_ms, int(self.redis_timeout * 500)))
+    def flush_durability(self) -> Durability:
+        """How the redirect process's click flushes (queue pushes) are made durable: as a
+        link write, within its REDIS_TIMEOUT (a push not confirmed in time is sent again,
+        and queued once)."""
+        return self.durability.within(self.redis_timeout)

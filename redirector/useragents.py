@@ -3,9 +3,12 @@
 Messaging apps fetch every link they display to draw a preview (iMessage, WhatsApp, Android
 Messages, Telegram, Slack, Facebook...), and carriers scan links in SMS: those fetches are
 not clicks. ua-parser (a maintained port of the uap-core regexes) recognises most of them as
-device "Spider"; the pattern below adds fetchers and HTTP libraries it does not flag.
+device "Spider"; the pattern below adds fetchers, HTTP libraries and load generators it does
+not flag (Locust's own User-Agent, say): a program is not a person tapping a link, so its hits
+are bot hits, and the load tests send real phones' User-Agents instead.
 Results are cached per user-agent string: a campaign sees few distinct ones, and parsing
-costs ~10 µs. This runs when clicks are flushed, never on the redirect itself.
+costs ~10 µs. This runs in the click worker (redirector/clickworker.py), never in the
+redirect process.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ _PREVIEW_OR_TOOL = re.compile(
     r"|slack|discord|skypeuripreview|embedly|iframely|vkshare|pinterest|redditbot|linkedin"
     r"|google-pagerenderer|googleimageproxy|google-read-aloud|headlesschrome|phantomjs"
     r"|^curl/|^wget/|python-requests|python-urllib|aiohttp|httpx|go-http-client|^java/"
-    r"|okhttp|libwww|apache-httpclient|node-fetch|axios",
+    r"|okhttp|libwww|apache-httpclient|node-fetch|axios|undici|^got\b|libcurl|^dart/"
+    r"|postmanruntime|gevent-http-client|^locust|h2load|nghttp2|^wrk\b|apachebench|^hey/|^k6/",
     re.IGNORECASE,
 )
 _MOBILE_OS = {"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "HarmonyOS"}

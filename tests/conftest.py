@@ -1,6 +1,6 @@
 """Fixtures: a real redis-server started for the test session (or TEST_REDIS_URL), emptied
 before every test, a local Redis Cluster for the cluster tests, and both apps built through
-their factories.
+their factories, with a click worker beside the redirector.
 
 Every test that uses the store through these fixtures runs once per store kind named in
 TEST_STORE (comma-separated, `single` and/or `cluster`; default `single`): against the
@@ -8,11 +8,12 @@ single redis-server, and against the local cluster with both apps in REDIS_CLUST
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, asynccontextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from admin.openapi import document
 from admin.settings import AdminSettings
 from redirector.app import create_app as create_redirector
 from redirector.appkeys import invalidation_ready_key
+from redirector.clickworker import WORKER_REDIS_TIMEOUT, ClickWorker, worker_for
 from redirector.settings import Settings
-from redirector.store.connection import Durability, Store
+from redirector.store.connection import Durability, Store, connect
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 
@@ -178,9 +180,38 @@ async def admin(
     return await aiohttp_client(create_admin(admin_settings), headers=AUTH)
 
 
+@asynccontextmanager
+async def running_click_worker(settings: Settings) -> AsyncIterator[ClickWorker]:
+    """A click worker on the settings' store, in this event loop, as `python -m redirector`
+    runs one beside its redirect workers (it looks at idle queues more often here)."""
+    store = connect(
+        settings.redis_url, timeout=WORKER_REDIS_TIMEOUT, cluster=settings.redis_cluster
+    )
+    worker = worker_for(store, settings.model_copy(update={"click_flush_interval": 0.02}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.aclose()
+
+
+@pytest.fixture
+async def click_worker(redirector_settings: Settings, redis: Store) -> AsyncIterator[ClickWorker]:
+    async with running_click_worker(redirector_settings) as worker:
+        yield worker
+
+
 @pytest.fixture
 async def redirector(
-    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Store
+    aiohttp_client: AiohttpClient,
+    redirector_settings: Settings,
+    redis: Store,
+    click_worker: ClickWorker,
 ) -> Client:
     app = create_redirector(redirector_settings)
     client = await aiohttp_client(app)

@@ -1,5 +1,6 @@
 """Writes besides the links' that are acknowledged only once a replica has them: the click
-flushes, and the secrets shared by every process (the code key above all: made again after a
+path's (a redirector's flush pushed to its raw-hit queue, a click worker's counts of a chunk),
+and the secrets shared by every process (the code key above all: made again after a
 failover, it would change every recipient's code). On one redis-server, which has no replica,
 a wait for one is never met; on the cluster, the replica of the key's master is frozen."""
 
@@ -16,42 +17,78 @@ from admin.appkeys import links_key
 from admin.service.campaigns import CampaignService
 from admin.service.links import LinkService
 from admin.settings import AdminSettings
-from redirector.clicks import ClickBuffer, ClickFlusher, Hit
-from redirector.store.connection import NotReplicated, Store
-from redirector.store.keys import CODE_KEY, campaign_stats_key, click_stream_key
+from redirector.clicks import ClickBuffer, ClickFlusher
+from redirector.clickworker import ClickWorker
+from redirector.settings import Settings
+from redirector.store.connection import NO_WAIT, NotReplicated, Store
+from redirector.store.hitqueue import HitQueue
+from redirector.store.keys import CODE_KEY, click_stream_key, hit_queue_key
 from tests.admin.helpers import URL, create_campaign, create_link, expect_error
 from tests.conftest import AUTH, Client, Unconfirmed
-from tests.user_agents import IPHONE
+from tests.redirector.clicks_helpers import SALT, counted, flusher, hits, push, queued, worker
+from tests.waiting import eventually
 
 
 async def _idle_connections(redis: Store, key: str) -> None:
     """Several idle connections to `key`'s master, each of whose writes its replicas have
-    confirmed: a flush sent again may go on another connection than the first attempt."""
+    confirmed: a write sent again may go on another connection than the first attempt."""
     await asyncio.gather(*(redis.exists(key) for _ in range(4)))
     if isinstance(redis, ClusterClient):
         await redis.execute_command("WAIT", 1, 5000, target_nodes=redis.get_node_from_key(key))
 
 
 async def test_a_click_flush_leaves_the_buffer_only_once_a_replica_has_it(
-    redis: Store, unconfirmed: Unconfirmed
+    redis: Store, redirector_settings: Settings, unconfirmed: Unconfirmed
 ) -> None:
+    """The redirect process's side: its flush, pushed to its raw-hit queue."""
     buffer = ClickBuffer(max_buffered=100, flush_size=100)
-    for i in range(5):
-        buffer.add(Hit("c7", 7, None, 1, 1.7e9 + i, False, IPHONE, "", "10.0.0.1"))
+    for hit in hits(7, 5):
+        buffer.add(hit)
+    await _idle_connections(redis, hit_queue_key(0))
+    with unconfirmed(hit_queue_key(0)) as durability:
+        flush = ClickFlusher(HitQueue(redis, durability), buffer, interval=0.1, queue_index=0)
+        with pytest.raises(NotReplicated):
+            await flush.flush_once()
+        assert len(buffer.hits) == 5  # pushed on the master, not acknowledged
+        # Sent again (on another connection), the flush is found pushed, and still not
+        # acknowledged: the WAIT behind it must cover the first attempt's push.
+        with pytest.raises(NotReplicated):
+            await flush.flush_once()
+        assert len(buffer.hits) == 5
+    assert await queued(redis) == 1  # pushed once
+    assert await worker(redis, redirector_settings).work_once() == 1
+    assert await counted(redis, 7) == 5
+
+
+async def test_a_chunk_leaves_its_queue_only_once_a_replica_has_its_counts(
+    redis: Store, redirector_settings: Settings, unconfirmed: Unconfirmed
+) -> None:
+    """The click worker's side: the counts (FLUSH_CLICKS) of the chunk it claimed."""
+    await push(flusher(redis, redirector_settings), hits(7, 5))
     await _idle_connections(redis, click_stream_key(7))
     with unconfirmed(click_stream_key(7)) as durability:
-        flusher = ClickFlusher(
-            redis, buffer, interval=0.1, stream_maxlen=1_000, salt=b"s", durability=durability
+        applying = ClickWorker(
+            redis, stream_maxlen=1_000, durability=durability, salt=SALT, lease=0.2
         )
+        # Its claims acknowledged at once (one redis-server never confirms a write): only
+        # the counts wait here; the queue's own writes are the test above's.
+        applying._queue = HitQueue(redis, NO_WAIT)
         with pytest.raises(NotReplicated):
-            await flusher.flush_once()
-        assert len(buffer.hits) == 5  # written on the master, not acknowledged
-        # Sent again (on another connection), the batch is found applied, and still not
-        # acknowledged: the WAIT behind it must cover the first attempt's writes.
+            await applying.work_once()
+        # Applied again (the same chunk, on another connection), the batch is found
+        # applied, and still not acknowledged, for the same reason as above.
         with pytest.raises(NotReplicated):
-            await flusher.flush_once()
-        assert len(buffer.hits) == 5
-    assert await redis.hget(campaign_stats_key(7), "clicks") == b"5"  # applied once
+            await applying.work_once()
+    assert await counted(redis, 7) == 5  # applied once
+    assert await queued(redis) == 1  # and not trimmed
+    # Once its lease is over another worker takes the chunk over: it counts nothing twice.
+    other = worker(redis, redirector_settings)
+
+    async def taken_over() -> bool:
+        return await other.work_once() == 1
+
+    await eventually(taken_over)
+    assert (await counted(redis, 7), await queued(redis)) == (5, 0)
 
 
 async def test_the_code_key_is_used_only_once_a_replica_has_it(

@@ -4,7 +4,7 @@ real redirector, in a `locust` subprocess: gevent's monkey-patching stays out of
 from __future__ import annotations
 
 import asyncio
-import csv
+import json
 import os
 import random
 import subprocess
@@ -19,9 +19,13 @@ import pytest
 
 from admin.tagging import tag, utm_params
 from loadtests import codes as codes_file
+from loadtests import pick_user_agents
 from loadtests import seed as seeder
 from loadtests.codes import CodeLink, CodeMix, CodesFileError, ZipfPicker
+from loadtests.user_agents import UserAgent, format_line, load_user_agents
 from tests.conftest import API_KEY, Client
+from tests.user_agents import ANDROID, IPHONE
+from tests.waiting import eventually
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
 needs_locust = pytest.mark.skipif(find_spec("locust") is None, reason="locust is not installed")
@@ -86,6 +90,42 @@ def test_code_mix_shares_its_hot_set_and_mixes_in_unknown_codes() -> None:
     assert {len(code) for code in codes} == {7}
     with pytest.raises(ValueError, match="between 0 and 1"):
         CodeMix(_links(1), unknown_share=1.5)
+
+
+def test_user_agents_file_round_trips_and_names_a_bad_line(tmp_path: Path) -> None:
+    phone = UserAgent("mobile", "Mozilla/5.0 (iPhone; CPU iPhone OS 18_3 like Mac OS X) ...")
+    (path := tmp_path / "agents.txt").write_text(f"# header\n\n{format_line(phone)}")
+    assert load_user_agents(path) == [phone]
+    path.write_text(f"{format_line(phone)}no tab\n")
+    with pytest.raises(ValueError, match=r"agents.txt:2: expected 'device<TAB>User-Agent'"):
+        load_user_agents(path)
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "kept"),
+    [
+        (IPHONE, True),
+        (ANDROID, True),  # Chrome's reduced User-Agent: 120.0.0.0
+        (
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/83.0.4103.106 Mobile Safari/537.36",
+            True,
+        ),
+        # A device emulator's: no iOS browser runs Blink, and Chrome 44 was build 2403.
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 11_0 like Mac OS X) AppleWebKit/537.36 "
+            "(KHTML, like Gecko) Chrome/44.0.5213.1363 Mobile Safari/537.36",
+            False,
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 8.0; Pixel 2 Build/OPD3.170816.012) AppleWebKit/537.36 "
+            "(KHTML, like Gecko) Chrome/39.0.5891.1666 Mobile Safari/537.36",
+            False,
+        ),
+    ],
+)
+def test_the_mix_leaves_out_strings_no_real_browser_sends(user_agent: str, kept: bool) -> None:
+    assert pick_user_agents.plausible(user_agent) is kept
 
 
 LOCAL = ["http://127.0.0.1:8080", "http://127.1.2.3", "http://LocalHost", "http://[::1]:8080"]
@@ -222,7 +262,9 @@ async def _locust(tmp_path: Path, host: str, codes: Path, *args: str) -> tuple[i
     env = {**os.environ, "LOCUST_CODES_FILE": str(codes), "LOCUST_UNKNOWN_SHARE": "0.2"}
     env["ADMIN_API_KEYS"] = API_KEY
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", *args]
-    command += ["--host", host, "--csv", str(tmp_path / "run")]
+    # The final stats: the CSV files are only rewritten every second, so a short run's may
+    # be stale.
+    command += ["--host", host, "--json-file", str(tmp_path / "run")]
     # In a thread, so that the test servers in this event loop keep answering meanwhile.
     run = await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
@@ -235,15 +277,29 @@ async def test_locustfile_taps_seeded_links(
     admin: Client, redirector: Client, tmp_path: Path
 ) -> None:
     codes = tmp_path / "codes.txt"
-    await seeder.seed(str(admin.make_url("")), API_KEY, 50, batch_size=50, out=codes)
+    seeded = await seeder.seed(str(admin.make_url("")), API_KEY, 50, batch_size=50, out=codes)
     host = str(redirector.make_url("")).rstrip("/")
     status, output = await _locust(tmp_path, host, codes, "Tapper", "-u2", "-r2", "-t2s")
     assert status == 0, output[-3000:]
-    rows = csv.DictReader((tmp_path / "run_stats.csv").read_text().splitlines())
-    stats = {row["Name"]: row for row in rows}
+    entries = json.loads((tmp_path / "run.json").read_text())
+    stats = {entry["name"]: entry for entry in entries}
     for name in ("/[code]", "/[unknown]"):
-        assert int(stats[name]["Request Count"]) > 0, output[-3000:]
-        assert stats[name]["Failure Count"] == "0", output[-3000:]
+        assert name in stats and stats[name]["num_requests"] > 0, output[-3000:]
+        assert stats[name]["num_failures"] == 0, output[-3000:]
+
+    # Every tap of a known code is a click: the tapper sends phones' User-Agents, not its
+    # library's. Up to one per user may have been served but not counted when Locust stopped.
+    taps = int(stats["/[code]"]["num_requests"])
+    path = f"/api/campaigns/{seeded.campaign_id}/stats"
+    recorded: dict[str, Any] = {}
+
+    async def flushed() -> bool:
+        recorded.update(await (await admin.get(path)).json())
+        return int(recorded["clicks"]) + int(recorded["bot_hits"]) >= taps
+
+    await eventually(flushed)
+    assert recorded["bot_hits"] == 0 and taps <= recorded["clicks"] <= taps + 2, recorded
+    assert len(recorded["breakdowns"]["browser"]) > 1  # the mix, not one string
 
 
 @needs_locust

@@ -1,17 +1,22 @@
 """A custom code deleted and created again is a new link: it never shows the old link's clicks,
-not even those of a flush that was still on its way, while the campaign keeps counting both."""
+not even those of a flush that was still on its way, while the campaign keeps counting both.
+Each hit carries its link's creation time from the redirect, through the raw-hit queue, to the
+click worker's counts."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
 
-from redirector.clicks import ClickBuffer, ClickFlusher, Hit
+from redirector.clicks import Hit
+from redirector.settings import Settings
 from redirector.store.connection import Store
 from redirector.store.keys import campaign_stats_key, link_stats_key, link_uniques_key
 from tests.admin.helpers import create_campaign, create_link, stats_once_flushed, tap
 from tests.conftest import Client
+from tests.redirector.clicks_helpers import flusher, push, worker
 from tests.user_agents import ANDROID, IPHONE
 
 PREVIEW = "WhatsApp/2.23.20.0 A"
@@ -52,12 +57,10 @@ def _hits(link_created_at: int, visitors: range) -> list[Hit]:
     ]
 
 
-async def _flush(redis: Store, hits: list[Hit]) -> None:
-    buffer = ClickBuffer(max_buffered=100, flush_size=100)
-    for hit in hits:
-        buffer.add(hit)
-    flusher = ClickFlusher(redis, buffer, interval=0.1, stream_maxlen=1_000, salt=b"s")
-    assert await flusher.flush_once() == len(hits)
+async def _flush(redis: Store, settings: Settings, hits: list[Hit]) -> None:
+    """`hits` as one flush of a redirector, counted by a click worker (one chunk)."""
+    await push(flusher(redis, settings), hits)
+    assert await worker(redis, settings).work_once() == 1
 
 
 async def _clicks(redis: Store, key: str) -> int:
@@ -65,18 +68,19 @@ async def _clicks(redis: Store, key: str) -> int:
 
 
 async def test_hits_of_a_deleted_link_flushed_late_never_count_for_the_new_one(
-    redis: Store,
+    redis: Store, redirector_settings: Settings
 ) -> None:
     link, campaign = link_stats_key(7, "promo-2"), campaign_stats_key(7)
-    await _flush(redis, _hits(100, range(3)))  # the first link with this code, created at 100
+    flush = partial(_flush, redis, redirector_settings)
+    await flush(_hits(100, range(3)))  # the first link with this code, created at 100
     assert await _clicks(redis, link) == 3
     # The new link's first hit, flushed together with the old one's last: the new one
     # takes the code's counters over.
-    await _flush(redis, _hits(200, range(10, 11)) + _hits(100, range(3, 5)))
+    await flush(_hits(200, range(10, 11)) + _hits(100, range(3, 5)))
     assert await _clicks(redis, link) == 1
     assert await redis.pfcount(link_uniques_key(7, "promo-2")) == 1
-    await _flush(redis, _hits(100, range(5, 6)))  # a flush of the old link, late
-    await _flush(redis, _hits(200, range(11, 12)))
+    await flush(_hits(100, range(5, 6)))  # a flush of the old link, late
+    await flush(_hits(200, range(11, 12)))
     assert await _clicks(redis, link) == 2
     assert await redis.pfcount(link_uniques_key(7, "promo-2")) == 2
     assert await _clicks(redis, campaign) == 8

@@ -156,8 +156,11 @@ def test_the_settings_choose_the_cluster_client_and_replicated_writes() -> None:
     cluster = Settings.from_env({"REDIS_CLUSTER": "true", "REDIS_URL": "redis://node-1:6379"})
     assert isinstance(connect(single.redis_url, timeout=1), Redis)
     assert isinstance(connect(cluster.redis_url, timeout=1, cluster=True), ClusterClient)
-    # The redirector's flushes wait at most half its REDIS_TIMEOUT (0.5 s).
-    assert (single.durability, cluster.durability) == (Durability(0, 250), Durability(1, 250))
+    # The redirect process's flushes wait at most half its REDIS_TIMEOUT (0.5 s).
+    assert (single.flush_durability, cluster.flush_durability) == (
+        Durability(0, 250),
+        Durability(1, 250),
+    )
     assert Settings(redis_wait_replicas=2, redis_wait_timeout=50).durability == Durability(2, 50)
     with pytest.raises(ValueError, match="REDIS_CLUSTER needs a redis://"):
         Settings.from_env({"REDIS_CLUSTER": "1", "REDIS_URL": "redis://node-1:6379/3"})

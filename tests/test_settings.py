@@ -11,8 +11,9 @@ import pytest
 from pydantic import Field
 
 from admin.settings import AdminSettings
+from redirector.clickworker import WORKER_REDIS_TIMEOUT
 from redirector.settings import Settings
-from redirector.store.connection import SettingsError, StoreSettings
+from redirector.store.connection import Durability, SettingsError, StoreSettings
 
 KEY = "k" * 16
 REDIRECTOR_VARIABLES = [
@@ -33,6 +34,18 @@ def test_redirector_defaults() -> None:
         8080,
         1,
     )
+
+
+def test_a_click_write_waits_for_replicas_as_a_link_write_within_its_command_timeout() -> None:
+    on_cluster = Settings.from_env(
+        {"REDIS_CLUSTER": "true", "REDIS_TIMEOUT": "0.5", "REDIS_WAIT_TIMEOUT": "4000"}
+    )
+    assert on_cluster.durability == Durability(1, 4000)
+    assert on_cluster.flush_durability == Durability(1, 250)  # the redirect process's push
+    # A click worker's claims and counts, on its own connection's timeout (5 s).
+    assert on_cluster.durability.within(WORKER_REDIS_TIMEOUT) == Durability(1, 2500)
+    assert Settings.from_env({}).flush_durability.replicas == 0
+    assert Settings.from_env({}).click_workers == 1
 
 
 def test_admin_defaults() -> None:
@@ -93,6 +106,8 @@ def test_admin_reads_every_variable() -> None:
         (Settings, {"CACHE_TTL": "-5"}, "CACHE_TTL must be between 0.0 and 86400.0, got -5"),
         (Settings, {"CACHE_TTL": "soon"}, "CACHE_TTL must be a number, got 'soon'"),
         (Settings, {"CLICK_DRAIN_TIMEOUT": "601"}, "CLICK_DRAIN_TIMEOUT must be between 0.0 and"),
+        (Settings, {"CLICK_WORKERS": "17"}, "CLICK_WORKERS must be between 0 and 16, got 17"),
+        (Settings, {"CLICK_WORKER_LEASE": "0"}, "CLICK_WORKER_LEASE must be between 0.1 and"),
         (Settings, {"ACCESS_LOG": "maybe"}, "ACCESS_LOG must be true or false, got 'maybe'"),
         (Settings, {"REDIS_URL": "http://x"}, "REDIS_URL must be a redis://, rediss:// or unix://"),
         (

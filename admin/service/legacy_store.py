@@ -91,8 +91,9 @@ class LegacyStore:
         for campaign_id, targets in wanted.items():
             pairs = [(destination_finder(d), encode_destination(d)) for d in targets]
             made = await self._make_destinations(campaign_id, pairs)
-            if made is not None:
-                ids.update(zip(((campaign_id, d) for d in targets), made, strict=True))
+            if made is not None:  # a destination past the campaign's limit stays inline
+                pairs_made = zip(((campaign_id, d) for d in targets), made, strict=True)
+                ids.update((pair, i) for pair, i in pairs_made if i is not None)
         return [
             ids.get((r.campaign_id, r.destination), r.destination)
             if r.campaign_id is not None and isinstance(r.destination, Destination)

@@ -225,7 +225,8 @@ class LinkService:
         self, campaign_id: int | None, destinations: list[Destination], found: list[str | None]
     ) -> list[Destination | str]:
         """Each destination as a record refers to it: its id in the campaign, made if new;
-        itself, for links without a campaign."""
+        itself, for links without a campaign and once the campaign shares as many as it may
+        (SHARED_DESTINATIONS_MAX)."""
         if campaign_id is None:
             return list(destinations)
         if all(found):
@@ -234,7 +235,7 @@ class LinkService:
         ids = await self._make_destinations(campaign_id, pairs)
         if ids is None:
             raise _no_campaign(campaign_id)
-        return list(ids)
+        return [d if i is None else i for i, d in zip(ids, destinations, strict=True)]
 
     async def _checked(
         self,

@@ -1,4 +1,4 @@
-"""Click analytics over what the redirector records (`redirector.clicks`); no HTTP here.
+"""Click analytics over what the click workers record (`redirector.clickworker`); no HTTP.
 
 A stats query never walks the click events: it reads the all-time totals and one pair of
 counters per bucket of the window (one HMGET), the breakdown fields and the unique counts,

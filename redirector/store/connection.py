@@ -121,6 +121,12 @@ class Durability:
     replicas: int
     timeout_ms: int
 
+    def within(self, command_timeout: float) -> Durability:
+        """The same, but waiting at most half of `command_timeout` (seconds), the timeout of
+        the client that sends the WAIT: a longer wait would end as that client's timeout
+        error, which drops the connection (in the redirector, one the redirects share)."""
+        return Durability(self.replicas, max(1, min(self.timeout_ms, int(command_timeout * 500))))
+
 
 # Acknowledge once the master has it (one Redis, or when no replica is asked for).
 NO_WAIT = Durability(0, 0)

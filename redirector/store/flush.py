@@ -1,6 +1,6 @@
-"""The click flush script, run by the redirector (`redirector.clicks`): one call per campaign
-present in a batch of hits, since every key a hit touches carries its campaign's hash tag
-(see keys.py). Redis runs a script atomically: no reader sees half a flush.
+"""The click flush script, run by the click worker (`redirector.clickworker`): one call per
+campaign present in a chunk of raw hits, since every key a hit touches carries its campaign's
+hash tag (see keys.py). Redis runs a script atomically: no reader sees half a flush.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from redirector.store.keys import (
 #
 # The hits of one campaign (or of the links without one): every key they touch has the
 # campaign's tag. Sending each XADD and HINCRBY through redis-py costs ~30 µs of client CPU per
-# command, more than the redirect itself; instead the flusher sends one tab-separated line per
-# hit and Redis does the fan-out. Counters are summed per key and field inside the script.
+# command; instead the worker sends one tab-separated line per hit and Redis does the
+# fan-out. Counters are summed per key and field inside the script.
 #
 #   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
 #   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[6] == '1')
@@ -46,15 +46,17 @@ from redirector.store.keys import (
 #   ARGV[1]           the hits, one per line: code, l, recipient ('' if none), time (unix ms),
 #                     bot ('1'/'0'), user agent, referer host, visitor hash, device type, OS,
 #                     browser, the link's creation time (unix s). No field holds a tab or
-#                     newline (the flusher replaces them in user agents; the rest are validated
+#                     newline (the worker replaces them in user agents; the rest are validated
 #                     or generated).
 #   ARGV[2]           the stream's approximate MAXLEN
-#   ARGV[3], ARGV[4]  the flusher's id and this batch's number (increasing per flusher)
+#   ARGV[3], ARGV[4]  the flusher's id (a raw-hit queue's) and this batch's number (its
+#                     chunk's, increasing per queue)
 #   ARGV[5]           seconds the flush record is kept after the last flush
 #   ARGV[6]           '1' when the hits are of a campaign's links
 #   ARGV[7..24]       the stats field names and prefixes, then the field names of a stream
 #                     entry, both in the order of `_FLUSH_FIELDS`
-# Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost).
+# Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
+# or a chunk applied again after its worker died).
 #
 # A code's counters are those of one link, named by its creation time in the link's stats
 # hash: a custom code can be deleted and created again, and the new link must not show the old
@@ -176,12 +178,12 @@ _FLUSH_FIELDS = (
     EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_USER_AGENT, EVENT_REFERER_HOST,
     EVENT_VISITOR_HASH, EVENT_BOT,
 )  # fmt: skip
-# A flusher retries a batch within seconds; a day covers any outage it waits through.
+# A worker applies a chunk again within a lease; a day covers any outage it waits through.
 FLUSH_RECORD_SECONDS = 86_400
 
 
 class ClickBatch:
-    """The arguments of one FLUSH_CLICKS call: the hits of one campaign. The flusher appends
+    """The arguments of one FLUSH_CLICKS call: the hits of one campaign. The worker appends
     the hit lines, with `link(code)` as l: each link declares its keys on first use."""
 
     def __init__(self, campaign_id: int | None) -> None:
@@ -211,9 +213,10 @@ class ClickBatch:
 
 
 class FlushClicksScript:
+    """Run with `durability`: a batch acknowledged is on the replicas asked for, so that the
+    chunk it came from may be trimmed off its queue (a failover then loses no hit)."""
+
     def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
-        # A flush is acknowledged (its hits leave the buffer) once on the replicas asked for:
-        # a failover then loses no click that the buffer no longer holds.
         self._redis, self._durability = redis, durability
         self._script = redis.register_script(FLUSH_CLICKS)
 
@@ -232,6 +235,5 @@ class FlushClicksScript:
             of_campaign,
         ]
         args += _FLUSH_FIELDS
-        return bool(
-            await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
-        )
+        reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
+        return bool(reply)

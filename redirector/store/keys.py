@@ -8,7 +8,7 @@ in KEYS, and the field names they write in ARGV.
 
 The schema runs unchanged on one Redis and on Redis Cluster. The part of a name between
 braces is its hash tag: keys with the same tag live in the same slot, and every multi-key
-operation (a script, a MULTI) touches keys of ONE tag. There are two kinds of tag:
+operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of tag:
 
 - `{xx}`, two hex digits: one of 256 tags of link records. A code's bucket is
   crc32(code) mod 2**16; its high byte is the tag, its low byte the rest of the name.
@@ -17,7 +17,8 @@ operation (a script, a MULTI) touches keys of ONE tag. There are two kinds of ta
 
     l:{xx}yy          hash   code -> link record (record.py): the personal part of a link,
                              a reference to its campaign's destination, or its destination
-                             inline (links without a campaign), or a tombstone (a deleted
+                             inline (links without a campaign, and a campaign's links to URLs
+                             past its SHARED_DESTINATIONS_MAX), or a tombstone (a deleted
                              link: its code never serves or is handed out again), or an alias
                              (a recipient's chain position taken by a custom code).
                              65,536 small hashes stay listpack-encoded (Redis needs
@@ -37,6 +38,7 @@ operation (a script, a MULTI) touches keys of ONE tag. There are two kinds of ta
     d:{C}             hash   the campaign's destinations, each stored once: id (base 36) ->
                              destination record; `#<sha1 of that record>` -> its id (to find
                              it again); `#` -> the last id given. An id never changes meaning.
+                             At most SHARED_DESTINATIONS_MAX (1,000) per campaign.
     x:{C}             stream one entry per hit (clicks and bot hits) of the campaign's links;
                              fields code, r (recipient), t (unix ms), ua, ref (referer host),
                              h (salted IP+UA hash), bot ("1" for a bot or preview hit). Capped
@@ -54,14 +56,31 @@ operation (a script, a MULTI) touches keys of ONE tag. There are two kinds of ta
     u:c:{C}           HLL    salted IP+UA hashes of clicks on links without recipient;
                              u:l:{C}:<code> of one such link.
     k:{C}             zset   recipients who clicked, scored by their first click (unix ms).
-    f:{C}             hash   click flusher id -> last flush batch applied: a retried flush of
-                             a batch already counted is skipped. Expires when idle.
+    f:{C}             hash   raw-hit queue (`hN:<epoch>`) -> number of the last chunk of it
+                             applied: a chunk applied again (its worker died before acking
+                             it) is skipped. Expires when idle.
+
+- `{hN}`, N from 0 to HIT_QUEUES - 1: a raw-hit queue. Each redirector process pushes every
+  click flush to one queue, picked at start (so a cluster spreads them); click workers
+  aggregate them into the keys above (redirector/clicks.py, redirector/clickworker.py).
+
+    hq:{hN}           list   raw hits, one element per flush: a JSON array of hits, each an
+                             array of `redirector.clicks.Hit`'s fields in order. Oldest first.
+    hs:{hN}           hash   the queue's chunk state: epoch (random, made with the hash: if
+                             it is ever lost, chunk numbers start afresh under a new name),
+                             number (of the last chunk claimed), size (elements at the head
+                             that make the claimed chunk; 0 once it is applied and trimmed).
+    hl:{hN}           string id of the click worker holding the claimed chunk; expires (the
+                             lease), and then another worker may take the chunk over.
+    hp:{hN}:<sender>  string the last flush number a redirector process (a random id) pushed
+                             here: a flush sent again, its first reply lost, is pushed once.
+                             Expires a day after the last push.
 
 - No tag (single keys, never in a multi-key operation):
 
     campaigns         zset   campaign id scored by creation time, for listing.
     seq:campaign      string INCR counter that hands out campaign ids.
-    cfg:click_salt    string random salt of the IP+UA hashes, made once (SET NX).
+    cfg:click_salt    string random salt of the IP+UA hashes, made once (secret.py).
     cfg:code_key      string random key of the per-recipient codes (record.py), made once.
     links:invalidate  pub/sub channel: space-separated codes whose record changed; every
                       redirector drops them from its in-process cache.
@@ -155,6 +174,11 @@ def destinations_key(campaign_id: int) -> str:
 # field that finds a destination's id from its record's SHA-1.
 DESTINATION_SEQ = "#"
 DESTINATION_HASH_PREFIX = "#"
+# How many destinations a campaign shares at most; its links to any further URL hold it
+# inline. Sharing pays when a URL serves many links; a campaign with a URL per recipient
+# (a personal cart, say) would otherwise grow one hash, on one cluster node, by a record
+# and a finder per link, and churn the redirectors' destination cache.
+SHARED_DESTINATIONS_MAX = 1_000
 
 
 def click_stream_key(campaign_id: int | None) -> str:
@@ -168,6 +192,30 @@ def flush_key(campaign_id: int | None) -> str:
 # Fields of a click stream entry (see the module docstring); FLUSH_CLICKS gets them as arguments.
 EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_BOT = "code", "r", "t", "bot"
 EVENT_USER_AGENT, EVENT_REFERER_HOST, EVENT_VISITOR_HASH = "ua", "ref", "h"
+
+
+# Raw-hit queues: enough tags to spread over a cluster's masters, few enough to poll.
+HIT_QUEUES = 16
+
+
+def _queue_tag(queue: int) -> str:
+    return f"{{h{queue}}}"
+
+
+def hit_queue_key(queue: int) -> str:
+    return "hq:" + _queue_tag(queue)
+
+
+def hit_chunk_key(queue: int) -> str:
+    return "hs:" + _queue_tag(queue)
+
+
+def hit_lease_key(queue: int) -> str:
+    return "hl:" + _queue_tag(queue)
+
+
+def hit_pushed_key(queue: int, sender: str) -> str:
+    return f"hp:{_queue_tag(queue)}:{sender}"
 
 
 def link_stats_key(campaign_id: int | None, code: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.typing import EncodableT
 
 from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
 from redirector.store.keys import (
@@ -26,6 +27,7 @@ from redirector.store.keys import (
     CAMPAIGNS_KEY,
     DESTINATION_SEQ,
     INVALIDATION_CHANNEL,
+    SHARED_DESTINATIONS_MAX,
     campaign_key,
     destinations_key,
     link_keys,
@@ -267,18 +269,22 @@ def _create_outcome(reply: list[Any]) -> CreateOutcome:
 #
 #   KEYS[1], KEYS[2]  the campaign hash and its destinations hash
 #   ARGV[1]           the field of the destinations hash that counts ids
-#   ARGV[2..]         pairs: the field that finds a destination, and its encoded record
-# Returns {'ok', ids} (base 36, in order), or {'no_campaign'}.
+#   ARGV[2]           how many destinations the campaign may have (SHARED_DESTINATIONS_MAX)
+#   ARGV[3..]         pairs: the field that finds a destination, and its encoded record
+# Returns {'ok', ids} (base 36, in order; '' for a new one past the limit: its links hold
+# it inline), or {'no_campaign'}.
 MAKE_DESTINATIONS = """
-local campaign, destinations, seq = KEYS[1], KEYS[2], ARGV[1]
+local campaign, destinations, seq, limit = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
 if redis.call('EXISTS', campaign) == 0 then
   return {'no_campaign'}
 end
 local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
 local ids = {}
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local id = redis.call('HGET', destinations, ARGV[i])
-  if not id then
+  if not id and tonumber(redis.call('HGET', destinations, seq) or '0') >= limit then
+    id = ''
+  elseif not id then
     local n = redis.call('HINCRBY', destinations, seq, 1)
     id = ''
     repeat
@@ -301,15 +307,17 @@ class MakeDestinationsScript:
 
     async def __call__(
         self, campaign_id: int, destinations: Sequence[tuple[str, str]]
-    ) -> list[str] | None:
-        """The ids of `destinations` (pairs of finding field and record), None when the
-        campaign does not exist (then nothing was written)."""
+    ) -> list[str | None] | None:
+        """The ids of `destinations` (pairs of finding field and record), None for each
+        that is to be held inline (the campaign has SHARED_DESTINATIONS_MAX already), or None
+        when the campaign does not exist (then nothing was written)."""
         keys = [campaign_key(campaign_id), destinations_key(campaign_id)]
-        args = [DESTINATION_SEQ, *(part for pair in destinations for part in pair)]
+        fields = (part for pair in destinations for part in pair)
+        args: list[EncodableT] = [DESTINATION_SEQ, SHARED_DESTINATIONS_MAX, *fields]
         reply = await run_replicated(self._redis, self._script, keys, args, self._durability)
         if reply[0] == b"no_campaign":
             return None
-        return [raw.decode() for raw in reply[1]]
+        return [raw.decode() or None for raw in reply[1]]
 
 
 # -- SWAP_LINK -----------------------------------------------------------------------------

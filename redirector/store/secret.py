@@ -1,5 +1,5 @@
 """The random secrets that every process of both apps must share: the salt of the visitor
-hashes (`cfg:click_salt`, made by the redirector) and the key of the per-recipient codes
+hashes (`cfg:click_salt`, made by the click workers) and the key of the per-recipient codes
 (`cfg:code_key`, made by the admin). Whichever process asks first makes one; nobody uses it
 before it is on the replicas that `Durability` asks for, as a link is acknowledged only then:
 a secret lost in a failover would be made again, different, and every recipient's code (or

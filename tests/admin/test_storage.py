@@ -21,6 +21,7 @@ from admin.service.plan import PlannedLink
 from admin.service.store import MAX_CHAIN, LinkStore
 from admin.settings import AdminSettings
 from redirector.appkeys import redis_key as redirector_redis_key
+from redirector.store import scripts
 from redirector.store.connection import run_replicated
 from redirector.store.counts import SUM_LINK_COUNTS
 from redirector.store.keys import campaign_key, destinations_key, link_key
@@ -67,6 +68,36 @@ async def test_a_destination_is_stored_once_per_campaign(admin: Client, redis: R
     await _batch(admin, {"campaign_id": c["id"], "links": [{"url": URL + "/other"}]})
     assert await redis.hget(destinations_key(c["id"]), "2") is not None
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 1_003
+
+
+async def test_past_its_limit_a_campaign_holds_new_urls_inline(
+    admin: Client, redirector: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL per recipient (a personal cart) must not grow one shared hash by a destination
+    per link: past SHARED_DESTINATIONS_MAX a new URL is held in its link's own record."""
+    monkeypatch.setattr(scripts, "SHARED_DESTINATIONS_MAX", 2)
+    c = await create_campaign(admin)
+    urls = [f"{URL}/cart/{i}" for i in range(4)]
+    body = {
+        "campaign_id": c["id"],
+        "links": [{"url": u, "recipient": f"r{i}"} for i, u in enumerate(urls)],
+    }
+    links = await _batch(admin, body)
+    stored = await redis.hgetall(destinations_key(c["id"]))
+    assert sorted(as_text(f) for f in stored if not as_text(f).startswith("#")) == ["1", "2"]
+    records = await _records(redis)
+    shared = [isinstance(records[x["code"]].destination, str) for x in links]
+    assert shared == [True, True, False, False]
+    # A shared URL stays shared; another new one is inline too; each link serves its own URL.
+    more = await _batch(admin, {"campaign_id": c["id"], "links": [{"url": urls[0]}, {"url": URL}]})
+    records = await _records(redis)
+    assert [isinstance(records[x["code"]].destination, str) for x in more] == [True, False]
+    for link in links + more:
+        resp = await redirector.get(f"/{link['code']}", allow_redirects=False)
+        assert resp.headers["Location"] == link["destination"]
+        assert (await (await admin.get(f"/api/links/{link['code']}")).json()) == link
+    # Sent again, the batch answers the same links (the recipients' own, inline or not).
+    assert await _batch(admin, body, status=201) == [dict(x) for x in links]
 
 
 @pytest.fixture

@@ -1,24 +1,30 @@
-"""Click recording against a real Redis: exact counts, outages, the cap, and SIGTERM."""
+"""Click recording against a real Redis, through the redirector app and a click worker: exact
+counts, outages, the cap, SIGTERM, and no classification in the redirect process."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import aiohttp
-import pytest
+import ua_parser
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
+import redirector.clickbatch
+import redirector.useragents
 from redirector.app import create_app
 from redirector.appkeys import clicks_key, flusher_key, invalidation_ready_key
-from redirector.clicks import ClickBuffer, ClickFlusher, Hit
+from redirector.clicks import ClickBuffer, Hit
 from redirector.settings import Settings
 from redirector.store.keys import (
     campaign_breakdowns_key,
@@ -31,7 +37,7 @@ from redirector.store.keys import (
     link_uniques_key,
 )
 from redirector.store.record import Link, encode
-from tests.conftest import Client
+from tests.conftest import Client, running_click_worker
 from tests.redis_server import RedisServer, free_port
 from tests.user_agents import ANDROID, IPHONE, WINDOWS
 from tests.waiting import eventually, wait_healthy
@@ -155,11 +161,17 @@ async def test_unknown_and_gone_links_record_nothing(redirector: Client, redis: 
 # -- Redis outages -------------------------------------------------------------------------
 
 
-async def _app_on(aiohttp_client: AiohttpClient, server: RedisServer, **settings: Any) -> Client:
-    app = create_app(Settings(redis_url=server.url, redis_timeout=0.2, **settings))
+@asynccontextmanager
+async def _app_on(
+    aiohttp_client: AiohttpClient, server: RedisServer, **settings: Any
+) -> AsyncIterator[Client]:
+    """A redirector on `server`, and a click worker beside it."""
+    config = Settings(redis_url=server.url, redis_timeout=0.2, **settings)
+    app = create_app(config)
     client = await aiohttp_client(app)
     await app[invalidation_ready_key].wait()
-    return client
+    async with running_click_worker(config):
+        yield client
 
 
 async def test_clicks_wait_for_redis_and_are_flushed_when_it_is_back(
@@ -167,23 +179,23 @@ async def test_clicks_wait_for_redis_and_are_flushed_when_it_is_back(
 ) -> None:
     redis = Redis.from_url(own_redis.url)
     await _put(redis, "hot0001", Link("https://a.example/", 1))
-    client = await _app_on(aiohttp_client, own_redis, click_salt="fixed")
-    await _tap(client, "hot0001", IPHONE)  # now cached
-    await eventually(lambda: _has_clicks(redis, "hot0001", 1))
+    async with _app_on(aiohttp_client, own_redis, click_salt="fixed") as client:
+        await _tap(client, "hot0001", IPHONE)  # now cached
+        await eventually(lambda: _has_clicks(redis, "hot0001", 1))
 
-    own_redis.stop()
-    for _ in range(50):
-        await _tap(client, "hot0001", IPHONE)  # served from the cache meanwhile
-    flusher = client.app[flusher_key]
-    errors = flusher.errors
-    await eventually(lambda: _true(flusher.errors > errors))
-    assert len(client.app[clicks_key].hits) == 50
+        own_redis.stop()
+        for _ in range(50):
+            await _tap(client, "hot0001", IPHONE)  # served from the cache meanwhile
+        flusher = client.app[flusher_key]
+        errors = flusher.errors
+        await eventually(lambda: _true(flusher.errors > errors))
+        assert len(client.app[clicks_key].hits) == 50
 
-    own_redis.start()  # a fresh, empty server on the same port
-    await redis.aclose()
-    redis = Redis.from_url(own_redis.url)
-    await eventually(lambda: _has_clicks(redis, "hot0001", 50))
-    assert client.app[clicks_key].dropped == 0
+        own_redis.start()  # a fresh, empty server on the same port
+        await redis.aclose()
+        redis = Redis.from_url(own_redis.url)
+        await eventually(lambda: _has_clicks(redis, "hot0001", 50))
+        assert client.app[clicks_key].dropped == 0
     await redis.aclose()
 
 
@@ -192,17 +204,17 @@ async def test_beyond_the_cap_clicks_are_dropped_and_counted(
 ) -> None:
     redis = Redis.from_url(own_redis.url)
     await _put(redis, "hot0002", Link("https://a.example/", 1))
-    client = await _app_on(aiohttp_client, own_redis, click_buffer_max=10, click_salt="x")
-    await _tap(client, "hot0002", IPHONE)
-    await eventually(lambda: _has_clicks(redis, "hot0002", 1))
-    own_redis.stop()
-    for _ in range(25):
+    async with _app_on(aiohttp_client, own_redis, click_buffer_max=10, click_salt="x") as client:
         await _tap(client, "hot0002", IPHONE)
-    assert client.app[clicks_key].dropped == 15
-    own_redis.start()
-    await redis.aclose()
-    redis = Redis.from_url(own_redis.url)
-    await eventually(lambda: _has_clicks(redis, "hot0002", 10))
+        await eventually(lambda: _has_clicks(redis, "hot0002", 1))
+        own_redis.stop()
+        for _ in range(25):
+            await _tap(client, "hot0002", IPHONE)
+        assert client.app[clicks_key].dropped == 15
+        own_redis.start()
+        await redis.aclose()
+        redis = Redis.from_url(own_redis.url)
+        await eventually(lambda: _has_clicks(redis, "hot0002", 10))
     await redis.aclose()
 
 
@@ -248,111 +260,55 @@ async def test_sigterm_flushes_the_buffer_before_exit(own_redis: RedisServer) ->
     await redis.aclose()
 
 
-# -- one batch per campaign, each applied once ---------------------------------------------
+# -- what the redirect process does not do -------------------------------------------------
+
+_CLICK_WORK = (
+    str(Path(redirector.useragents.__file__)),
+    str(Path(redirector.clickbatch.__file__)),
+    str(Path(ua_parser.__file__).parent),
+)
 
 
-def _flusher(redis: Redis, hits: list[Hit], max_batch: int = 5_000) -> ClickFlusher:
-    buffer = ClickBuffer(max_buffered=1_000, flush_size=1_000)
-    for hit in hits:
-        buffer.add(hit)
-    return ClickFlusher(
-        redis, buffer, interval=0.1, stream_maxlen=1_000, salt=b"salt", max_batch=max_batch
-    )
+@contextmanager
+def _click_work_seen() -> Iterator[set[str]]:
+    """The names of what ran, in this thread, of classifying user agents and hashing
+    visitors: Python functions of their modules, and blake2b digests."""
+    seen: set[str] = set()
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename.startswith(_CLICK_WORK):
+            seen.add(frame.f_code.co_name)
+        elif event == "c_call" and "blake2" in type(getattr(arg, "__self__", None)).__name__:
+            seen.add(arg.__name__)
+
+    sys.setprofile(profile)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(None)
 
 
-def _hits(campaign_id: int, n: int) -> list[Hit]:
-    return [
-        Hit(f"c{campaign_id}", campaign_id, None, 1, 1.7e9 + i, False, IPHONE, "", "10.0.0.1")
-        for i in range(n)
-    ]
-
-
-async def test_a_batch_whose_reply_was_lost_is_not_counted_twice(
-    redis: Redis, monkeypatch: pytest.MonkeyPatch
+async def test_the_redirect_process_neither_classifies_nor_hashes(
+    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Redis
 ) -> None:
-    flusher = _flusher(redis, _hits(7, 5))
-    flush = flusher._flush  # the script call: applied, then its reply lost
-
-    async def reply_lost(*args: Any) -> bool:
-        assert await flush(*args)
-        raise RedisConnectionError("reply lost")
-
-    monkeypatch.setattr(flusher, "_flush", reply_lost)
-    with pytest.raises(RedisConnectionError):
-        await flusher.flush_once()
-    assert await _count(redis, campaign_stats_key(7), "clicks") == 5
-    monkeypatch.setattr(flusher, "_flush", flush)
-    assert await flusher.flush_once() == 5  # sent again with its number: skipped by Redis
-    assert await _count(redis, campaign_stats_key(7), "clicks") == 5
-    assert await redis.xlen(click_stream_key(7)) == 5
-    assert flusher._buffer.hits == []
-
-
-async def test_a_flush_cancelled_after_some_batches_went_through_counts_none_twice(
-    redis: Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Shutdown cancels the flusher mid-flush: campaign 7's script ran, 8's never answered."""
-    flusher = _flusher(redis, [*_hits(7, 3), *_hits(8, 2)])
-    flush, seven_done = flusher._flush, asyncio.Event()
-
-    async def cancelled_after_seven(batch: Any, *args: Any) -> bool:
-        if batch.campaign_id == 8:  # cancelled once campaign 7's call has gone through
-            await seven_done.wait()
-            raise asyncio.CancelledError
-        applied = await flush(batch, *args)
-        seven_done.set()
-        return applied
-
-    monkeypatch.setattr(flusher, "_flush", cancelled_after_seven)
-    with pytest.raises(asyncio.CancelledError):
-        await flusher.flush_once()
-    monkeypatch.setattr(flusher, "_flush", flush)
-    while flusher._buffer.hits:  # what drain() does next
-        await flusher.flush_once()
-    assert await _count(redis, campaign_stats_key(7), "clicks") == 3
-    assert await _count(redis, campaign_stats_key(8), "clicks") == 2
-    assert await redis.xlen(click_stream_key(7)) == 3
+    await _put(redis, "prof001", Link("https://a.example/", 1, campaign_id=7))
+    app = create_app(redirector_settings)
+    client = await aiohttp_client(app)
+    await app[invalidation_ready_key].wait()
+    # User agents never seen before in this process: classify's cache cannot answer them.
+    agents = [f"{IPHONE} {secrets.token_hex(8)}" for _ in range(5)] + PREVIEWS
+    with _click_work_seen() as in_redirector:
+        for ua in agents:
+            await _tap(client, "prof001", ua)
+        await eventually(lambda: _true(app[flusher_key].flushed == len(agents)))
+    assert in_redirector == set()
+    # The same watch sees that work where it happens, in a click worker.
+    with _click_work_seen() as in_worker:
+        async with running_click_worker(redirector_settings):
+            await eventually(lambda: _has_count(redis, 7, len(agents)))
+    assert {"classify", "hexdigest"} <= in_worker
 
 
-async def test_a_failing_campaign_neither_holds_back_nor_recounts_the_others(
-    redis: Redis,
-) -> None:
-    await redis.set(click_stream_key(8), "not a stream")  # its XADD fails: WRONGTYPE
-    interleaved = [hit for pair in zip(_hits(7, 3), _hits(8, 3), strict=True) for hit in pair]
-    flusher = _flusher(redis, [*interleaved, *_hits(7, 1)])
-    with pytest.raises(ResponseError):
-        await flusher.flush_once()
-    assert await _count(redis, campaign_stats_key(7), "clicks") == 4
-    assert [h.campaign_id for h in flusher._buffer.hits] == [8, 8, 8]  # kept, in order
-    for hit in _hits(7, 2) + _hits(8, 2):
-        flusher._buffer.add(hit)
-    with pytest.raises(ResponseError):
-        await flusher.flush_once()
-    assert await _count(redis, campaign_stats_key(7), "clicks") == 6
-    assert len(flusher._buffer.hits) == 5
-
-    await redis.delete(click_stream_key(8))
-    while flusher._buffer.hits:
-        await flusher.flush_once()
-    assert await _count(redis, campaign_stats_key(8), "clicks") == 5
-    assert await _count(redis, campaign_stats_key(7), "clicks") == 6
-    assert await redis.xlen(click_stream_key(8)) == 5
-
-
-async def test_a_failing_campaign_filling_the_head_of_the_buffer_does_not_block_the_others(
-    redis: Redis,
-) -> None:
-    await redis.set(click_stream_key(8), "not a stream")  # its XADD fails: WRONGTYPE
-    flusher = _flusher(redis, [*_hits(8, 6), *_hits(7, 3)], max_batch=4)
-    with pytest.raises(ResponseError):
-        await flusher.flush_once()  # campaign 8's first 4 hits: failed
-    with pytest.raises(ResponseError):
-        await flusher.flush_once()  # 8's batch again, and 7's hits from behind 8's
-    assert await _count(redis, campaign_stats_key(7), "clicks") == 3
-    assert [h.campaign_id for h in flusher._buffer.hits] == [8] * 6
-
-    await redis.delete(click_stream_key(8))
-    while flusher._buffer.hits:
-        await flusher.flush_once()
-    assert await _count(redis, campaign_stats_key(8), "clicks") == 6
-    assert await redis.xlen(click_stream_key(8)) == 6
+async def _has_count(redis: Redis, campaign_id: int, n: int) -> bool:
+    values = await redis.hmget(campaign_stats_key(campaign_id), ["clicks", "bots"])
+    return sum(int(value or 0) for value in values) == n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from loadtests.user_agents import load_user_agents
 from redirector.useragents import classify
 from tests.user_agents import ANDROID, IPAD, IPHONE, WINDOWS
 
@@ -21,6 +22,19 @@ def test_browsers_are_people(ua: str, device: str, os: str, browser: str) -> Non
     agent = classify(ua)
     assert not agent.bot
     assert (agent.device, agent.os, agent.browser) == (device, os, browser)
+
+
+def test_every_user_agent_the_load_tests_send_is_a_person_of_its_device_type() -> None:
+    """The load tests' real-world mix (loadtests/user_agents.txt) takes the click path."""
+    mix = load_user_agents()
+    assert len({user_agent.string for user_agent in mix}) == len(mix) >= 500
+    assert sum(user_agent.device == "mobile" for user_agent in mix) >= 0.75 * len(mix)
+    misread = [
+        (user_agent, agent)
+        for user_agent in mix
+        if (agent := classify(user_agent.string))[:2] != (False, user_agent.device)
+    ]
+    assert misread == []
 
 
 @pytest.mark.parametrize(
@@ -41,6 +55,12 @@ def test_browsers_are_people(ua: str, device: str, os: str, browser: str) -> Non
         "python-requests/2.31.0",
         "Go-http-client/1.1",
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 HeadlessChrome/120.0 Safari/537.36",
+        # Load generators: Locust's FastHttpUser (geventhttpclient), h2load, ApacheBench, k6.
+        "python/gevent-http-client-2.3.1",
+        "locust/2.47.0",
+        "h2load nghttp2/1.52.0",
+        "ApacheBench/2.3",
+        "k6/0.45.0 (https://k6.io/)",
     ],
 )
 def test_previews_bots_and_tools_are_bots(ua: str) -> None:

@@ -1,0 +1,133 @@
+"""Open-loop latency of the benchmark's hot and miss rows: h2load sending requests at a fixed
+rate (half the row's closed-loop maximum) whatever the answers take, and the percentiles of
+its per-request log (h2load itself prints only min, max, mean and sd).
+
+wrk keeps 64 requests in flight, so its p99 at saturation is mostly queueing (Little's law:
+connections / throughput), not what a person waits for. Here every h2load client is a process
+of its own, sending at most 100 req/s: its `--rps` timer ticks at most every 10 ms and an
+HTTP/1.1 client holds one request at a time, so above that it would send in bursts; and the
+clients of one process walk the same URI list in step and tick together, which would tap each
+code once per client at the same instant (hits, not misses) and in bursts. Each process taps
+its own share of the codes in turn, with its own User-Agent of the mix. Latency runs from when
+h2load sent a request: one falling due while its client still waits for the previous answer
+waits uncounted (rare at 100 req/s and ~1 ms answers; the achieved rate shows when it was not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtests import bench_procs as procs
+
+CLIENT_RPS_MAX = 100.0
+WARMUP_SECONDS = 1.0  # connections made and timers running before the measured seconds
+H2LOAD_MISSING = "h2load is not installed (apt-get install -y nghttp2-client): no open-loop rows"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLoopResult:
+    target_rps: float
+    clients: int
+    requests: int  # answered within the measured seconds
+    seconds: float
+    achieved_rps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int  # answers of 400 or more, and requests that failed
+
+
+def plan(rate: float) -> tuple[int, float]:
+    """(clients, req/s each) sending `rate` req/s in all, none above CLIENT_RPS_MAX."""
+    clients = max(1, math.ceil(rate / CLIENT_RPS_MAX))
+    return clients, rate / clients
+
+
+def percentile(ordered: Sequence[float], share: float) -> float:
+    """Nearest rank: the smallest value with at least `share` of the values at or below it."""
+    if not ordered:
+        return 0.0
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def read_logs(
+    texts: Iterable[str], target_rps: float, clients: int, seconds: float
+) -> OpenLoopResult:
+    """h2load's `--log-file` lines (start in µs since the epoch, status or -1 for a failed
+    request, µs until the end of the answer), every client's, summed up."""
+    times_ms, errors = [], 0
+    for text in texts:
+        for line in text.splitlines():
+            _, status, micros = line.split("\t")
+            errors += not 0 < int(status) < 400
+            times_ms.append(int(micros) / 1000)
+    times_ms.sort()
+    return OpenLoopResult(
+        target_rps=target_rps,
+        clients=clients,
+        requests=len(times_ms),
+        seconds=seconds,
+        achieved_rps=len(times_ms) / seconds,
+        p50_ms=percentile(times_ms, 0.50),
+        p99_ms=percentile(times_ms, 0.99),
+        max_ms=times_ms[-1] if times_ms else 0.0,
+        errors=errors,
+    )
+
+
+def h2load_command(
+    uris: Path, rps: float, seconds: float, user_agent: str, log: Path, cpus: str | None
+) -> list[str]:
+    """One HTTP/1.1 client sending `rps` req/s for `seconds` after the warm-up, logging each."""
+    command = ["h2load", "--h1", "-c1", "-t1", f"--rps={rps:.3f}", "-i", str(uris)]
+    command += [f"-D{seconds:g}", f"--warm-up-time={WARMUP_SECONDS:g}", f"--log-file={log}"]
+    return procs.pinned([*command, "-H", f"User-Agent: {user_agent}"], cpus)
+
+
+async def run_open_loop(
+    base_url: str,
+    paths: Sequence[str],
+    user_agents: Sequence[str],
+    rate: float,
+    seconds: float,
+    tmp: Path,
+    cpus: str | None,
+) -> OpenLoopResult:
+    """`rate` req/s in all for `seconds`, over as many h2load processes as `plan` says; each
+    taps its share of `paths` in turn. StartError if h2load is missing or one of them fails."""
+    if shutil.which("h2load") is None:
+        raise procs.StartError(H2LOAD_MISSING)
+    clients, rps = plan(rate)
+    logs, processes = [], []
+    try:
+        for client in range(clients):
+            uris, log = tmp / f"open-{client}.uris", tmp / f"open-{client}.log"
+            share = paths[client::clients] or [paths[client % len(paths)]]  # fewer paths
+            uris.write_text("".join(f"{base_url}{path}\n" for path in share))
+            log.unlink(missing_ok=True)  # h2load appends
+            user_agent = user_agents[client * len(user_agents) // clients]
+            command = h2load_command(uris, rps, seconds, user_agent, log, cpus)
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+                )
+            )
+            logs.append(log)
+        async with asyncio.timeout(seconds + WARMUP_SECONDS + procs.GRACE_SECONDS):
+            outputs = await asyncio.gather(*(process.communicate() for process in processes))
+    finally:  # failed, cancelled or overrun: none is left running
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    for process, (output, _) in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            text = output.decode(errors="replace").strip()
+            raise procs.StartError(f"h2load exited with {process.returncode}:\n{text}")
+    texts = [log.read_text() if log.exists() else "" for log in logs]
+    return read_logs(texts, rate, clients, seconds)

@@ -1,0 +1,163 @@
+"""The raw-hit queues between the redirectors and the click workers (keys.py, `{hN}`).
+
+A redirector pushes each flush of its click buffer as one element (PUSH_HITS). A click
+worker takes the head of a queue a *chunk* at a time (CLAIM_HITS), applies it to the
+counters with FLUSH_CLICKS (flush.py) under the chunk's number, and trims it (ACK_HITS).
+Exactly once, by three rules:
+
+- a chunk is fixed when it is claimed (its number and size are written in `hs:{hN}`, and
+  the claim is durable before anything is applied), so whoever applies it again after a
+  crash applies the same hits under the same number, and FLUSH_CLICKS skips each
+  campaign's part that was applied before;
+- chunks of a queue are claimed one after the other, so each campaign sees a queue's
+  numbers in increasing order (FLUSH_CLICKS keeps only the last number per queue);
+- a redirector that resends a flush (its reply lost) sends it with the same number, and
+  PUSH_HITS pushes a number once.
+
+Why not a stream with a consumer group: it hands the entries of one stream to several
+consumers at once and re-delivers them one by one, so the batches a crashed consumer left
+would be neither in order nor the same batches again; a list, a lease and a recorded chunk
+make both hold with three short scripts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.typing import EncodableT
+
+from redirector.store.connection import Durability, Store, run_replicated
+from redirector.store.keys import hit_chunk_key, hit_lease_key, hit_pushed_key, hit_queue_key
+
+# A redirector resends a flush within seconds; a day covers any outage it waits through.
+PUSHED_RECORD_SECONDS = 86_400
+
+# -- PUSH_HITS -------------------------------------------------------------------------------
+#
+#   KEYS[1], KEYS[2]  the queue, and the sender's last pushed number there
+#   ARGV[1..3]        the flush (one element), its number (increasing per sender), and
+#                     seconds the sender's record is kept
+# Returns 1, or 0 when that number was pushed before. The skip writes too (the record's
+# expiry): WAIT then confirms the write that the first push made, which precedes it.
+PUSH_HITS = """
+local queue, pushed = KEYS[1], KEYS[2]
+local hits, number, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+if tonumber(redis.call('GET', pushed) or '0') >= number then
+  redis.call('EXPIRE', pushed, keep)
+  return 0
+end
+redis.call('RPUSH', queue, hits)
+redis.call('SET', pushed, number, 'EX', keep)
+return 1
+"""
+
+# -- CLAIM_HITS ------------------------------------------------------------------------------
+#
+#   KEYS[1..3]  the queue, its chunk state and its lease
+#   ARGV[1..5]  the worker's id, the lease in milliseconds, the chunk's byte budget, the
+#               most elements a chunk takes, and an epoch for a state made now
+# The chunk claimed and not yet trimmed, if any (whoever claimed it: its lease is free or
+# ours); else a new one, the oldest elements up to the budget (at least one). Returns
+# {number, epoch, elements...}, or {} when the queue is empty or another worker holds it.
+CLAIM_HITS = """
+local queue, state, lease = KEYS[1], KEYS[2], KEYS[3]
+local worker, lease_ms, budget, most, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]),
+  tonumber(ARGV[4]), ARGV[5]
+local holder = redis.call('GET', lease)
+if holder and holder ~= worker then return {} end
+local size = tonumber(redis.call('HGET', state, 'size') or '0')
+if size == 0 then
+  local bytes = 0
+  while size < most and bytes < budget do
+    local element = redis.call('LINDEX', queue, size)
+    if not element then break end
+    bytes, size = bytes + string.len(element), size + 1
+  end
+  if size == 0 then return {} end
+  redis.call('HSETNX', state, 'epoch', epoch)
+  redis.call('HINCRBY', state, 'number', 1)
+  redis.call('HSET', state, 'size', size)
+end
+redis.call('SET', lease, worker, 'PX', lease_ms)
+local claimed = redis.call('HMGET', state, 'number', 'epoch')
+local reply = {claimed[1], claimed[2]}
+for _, element in ipairs(redis.call('LRANGE', queue, 0, size - 1)) do
+  reply[#reply + 1] = element
+end
+return reply
+"""
+
+# -- ACK_HITS --------------------------------------------------------------------------------
+#
+#   KEYS[1..3]  the queue, its chunk state and its lease
+#   ARGV[1..2]  the worker's id and the chunk's number
+# Trims the chunk if it is still the one claimed (a worker that lost its lease and acks
+# late finds it trimmed, or a later chunk: both are left alone). Returns 1, or 0.
+ACK_HITS = """
+local queue, state, lease = KEYS[1], KEYS[2], KEYS[3]
+local worker, number = ARGV[1], ARGV[2]
+local claimed = redis.call('HMGET', state, 'number', 'size')
+local size = tonumber(claimed[2] or '0')
+if claimed[1] ~= number or size == 0 then return 0 end
+redis.call('LTRIM', queue, size, -1)
+redis.call('HSET', state, 'size', 0)
+if redis.call('GET', lease) == worker then redis.call('DEL', lease) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Elements at the head of a queue, claimed under `number`: the name FLUSH_CLICKS
+    records them under is `flusher`, the queue's and its epoch's."""
+
+    queue: int
+    number: int
+    flusher: str
+    elements: list[bytes]
+
+
+class HitQueue:
+    """The three scripts, run with `durability`: a push or a claim acknowledged is on the
+    replicas asked for (an ack need not be: an ack lost makes the chunk applied again,
+    which FLUSH_CLICKS skips)."""
+
+    def __init__(self, redis: Store, durability: Durability) -> None:
+        self._redis = redis
+        self._durability = durability
+        self._push = redis.register_script(PUSH_HITS)
+        self._claim = redis.register_script(CLAIM_HITS)
+        self._ack = redis.register_script(ACK_HITS)
+
+    async def push(self, queue: int, sender: str, number: int, hits: bytes) -> bool:
+        """Append one flush; False if `number` was pushed by `sender` before."""
+        keys = [hit_queue_key(queue), hit_pushed_key(queue, sender)]
+        args: list[EncodableT] = [hits, number, PUSHED_RECORD_SECONDS]
+        return bool(await run_replicated(self._redis, self._push, keys, args, self._durability))
+
+    async def claim(
+        self, queue: int, worker: str, *, lease_ms: int, budget: int, most: int, epoch: str
+    ) -> Chunk | None:
+        """The queue's chunk for `worker`, or None (empty, or held by another worker)."""
+        args: list[EncodableT] = [worker, lease_ms, budget, most, epoch]
+        reply: list[Any] = await run_replicated(
+            self._redis, self._claim, _keys(queue), args, self._durability
+        )
+        if not reply:
+            return None
+        number, claimed_epoch, *elements = reply
+        return Chunk(queue, int(number), f"h{queue}:{_text(claimed_epoch)}", elements)
+
+    async def ack(self, chunk: Chunk, worker: str) -> bool:
+        """Trim `chunk` off its queue; False if that was done already."""
+        args: list[EncodableT] = [worker, chunk.number]
+        return bool(await self._ack(keys=_keys(chunk.queue), args=args))
+
+
+def _keys(queue: int) -> list[str]:
+    return [hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue)]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,175 @@
+"""The click pipeline's exactly-once rules, in process against a real Redis: a flush is queued
+once, a chunk counts once whoever applies it, a failing campaign, several redirectors and
+workers, and input the worker cannot read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from redirector.clicks import Hit
+from redirector.settings import Settings
+from redirector.store.hitqueue import HitQueue
+from redirector.store.keys import click_stream_key, hit_queue_key
+from tests.redirector.clicks_helpers import counted, flusher, hits, push, queued, worker
+from tests.user_agents import ANDROID
+from tests.waiting import eventually
+
+
+async def test_a_flush_whose_reply_was_lost_is_queued_once(
+    redis: Redis, redirector_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flush = flusher(redis, redirector_settings)
+    for hit in hits(7, 5):
+        flush._buffer.add(hit)
+    push_once = flush._queue.push  # pushed, then its reply lost
+
+    async def reply_lost(*args: Any) -> bool:
+        assert await push_once(*args)
+        raise RedisConnectionError("reply lost")
+
+    monkeypatch.setattr(flush._queue, "push", reply_lost)
+    with pytest.raises(RedisConnectionError):
+        await flush.flush_once()
+    assert len(flush._buffer.hits) == 5  # kept until Redis confirms
+    flush._buffer.add(hits(7, 1)[0])  # a later hit goes in the next flush
+    monkeypatch.setattr(flush._queue, "push", push_once)
+    assert await flush.flush_once() == 5  # the same flush again: not queued twice
+    assert await flush.flush_once() == 1
+    assert await redis.llen(hit_queue_key(0)) == 2
+
+    assert await worker(redis, redirector_settings).work_once() == 1
+    assert await counted(redis, 7) == 6
+
+
+async def test_a_chunk_applied_again_by_another_worker_counts_once(
+    redis: Redis, redirector_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A dies mid-chunk: campaign 7's part went through, 8's did not, nothing acked."""
+    await push(flusher(redis, redirector_settings), [*hits(7, 3), *hits(8, 2), *hits(7, 1)])
+    first = worker(redis, redirector_settings, lease=0.3)
+    flush = first._flush
+
+    async def dies_at_eight(batch: Any, *args: Any) -> bool:
+        if batch.campaign_id == 8:
+            raise RedisConnectionError("killed")
+        return await flush(batch, *args)
+
+    monkeypatch.setattr(first, "_flush", dies_at_eight)
+    with pytest.raises(RedisConnectionError):
+        await first.work_once()
+    assert (await counted(redis, 7), await counted(redis, 8)) == (4, 0)
+
+    second = worker(redis, redirector_settings)
+    assert await second.work_once() == 0  # A's lease holds the chunk for now
+
+    async def taken_over() -> bool:
+        return await second.work_once() == 1
+
+    await eventually(taken_over)
+    assert (await counted(redis, 7), await counted(redis, 8)) == (4, 2)
+    assert await queued(redis) == 0
+
+
+async def test_a_worker_that_lost_its_chunk_neither_recounts_nor_trims_it(
+    redis: Redis, redirector_settings: Settings
+) -> None:
+    queue = HitQueue(redis, redirector_settings.durability)
+    await push(flusher(redis, redirector_settings), hits(7, 2))
+    stale = await queue.claim(0, "A", lease_ms=1, budget=10**6, most=10, epoch="A")
+    assert stale is not None
+
+    async def taken_over() -> bool:  # once A's 1 ms lease is over
+        return await queue.claim(0, "B", lease_ms=10_000, budget=10**6, most=10, epoch="B") == stale
+
+    await eventually(taken_over)  # the same hits under the same number
+    late = worker(redis, redirector_settings)
+    await late._apply(stale)
+    await late._apply(stale)
+    assert await counted(redis, 7) == 2
+    assert await queue.ack(stale, "B")
+    await push(flusher(redis, redirector_settings), hits(7, 3))
+    assert not await queue.ack(stale, "A")  # A acks late: the new flush stays
+    assert await redis.llen(hit_queue_key(0)) == 1
+
+
+async def test_a_failing_campaign_keeps_its_chunk_and_recounts_nothing(
+    redis: Redis, redirector_settings: Settings
+) -> None:
+    await redis.set(click_stream_key(8), "not a stream")  # its XADD fails: WRONGTYPE
+    flush = flusher(redis, redirector_settings)
+    interleaved = [hit for pair in zip(hits(7, 3), hits(8, 3), strict=True) for hit in pair]
+    await push(flush, interleaved)
+    clicks = worker(redis, redirector_settings)
+    with pytest.raises(ResponseError):
+        await clicks.work_once()
+    assert await counted(redis, 7) == 3  # its part of the chunk went through
+    await push(flush, hits(7, 2))
+    with pytest.raises(ResponseError):
+        await clicks.work_once()  # the same chunk again: 7's part skipped, 8 fails again
+    assert await counted(redis, 7) == 3  # the later flush waits behind the chunk
+
+    await redis.delete(click_stream_key(8))
+    while await clicks.work_once():
+        pass
+    assert (await counted(redis, 7), await counted(redis, 8)) == (5, 3)
+    assert await redis.xlen(click_stream_key(7)) == 5
+
+
+async def test_several_redirectors_and_workers_count_every_hit_once(
+    redis: Redis, redirector_settings: Settings
+) -> None:
+    flushers = [flusher(redis, redirector_settings, queue) for queue in (0, 0, 1, 5)]
+    workers = [worker(redis, redirector_settings) for _ in range(3)]
+    stop = asyncio.Event()
+    running = [asyncio.create_task(w.run(stop)) for w in workers]
+    sent = dict.fromkeys(range(1, 6), 0)
+    for round_ in range(6):
+        batches = []
+        for i, flush in enumerate(flushers):
+            campaign = 1 + (round_ + i) % 5
+            batches.append(push(flush, hits(campaign, 150 + 10 * i, ANDROID)))
+            sent[campaign] += 150 + 10 * i
+        await asyncio.gather(*batches)
+
+    async def all_counted() -> bool:
+        return [await counted(redis, c) for c in sent] == list(sent.values())
+
+    await eventually(all_counted, within=20)
+    stop.set()
+    for task in running:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert sum(w.recorded for w in workers) == sum(sent.values())
+    assert await queued(redis) == 0
+
+
+async def test_headers_that_are_not_utf8_are_recorded_with_replacement_characters(
+    redis: Redis, redirector_settings: Settings
+) -> None:
+    # aiohttp hands over header bytes that are not UTF-8 as lone surrogates.
+    odd = Hit(
+        "odd0001", 7, None, 1, 1.7e9, False, "Caf\udce9Browser/1.0", "https://\udcff.x/", "1.2.3.4"
+    )
+    await push(flusher(redis, redirector_settings), [odd, *hits(7, 1)])
+    assert await worker(redis, redirector_settings).work_once() == 1
+    assert await counted(redis, 7) == 2
+    entries: Any = await redis.xrange(click_stream_key(7))
+    assert entries[0][1][b"ua"] == "Caf\ufffdBrowser/1.0".encode()
+
+
+async def test_an_element_that_is_no_flush_is_dropped_without_blocking_its_queue(
+    redis: Redis, redirector_settings: Settings
+) -> None:
+    await redis.rpush(hit_queue_key(0), b"not json", b'[["too", "few"]]')
+    await push(flusher(redis, redirector_settings), hits(7, 4))
+    assert await worker(redis, redirector_settings).work_once() == 1
+    assert await counted(redis, 7) == 4
+    assert await queued(redis) == 0
