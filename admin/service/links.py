@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from pydantic import MISSING
 
@@ -65,12 +66,30 @@ NO_CAMPAIGN_CODE_LENGTH = 7
 CODE_KEY_RECHECK = 1.0
 
 
-@dataclass(slots=True)
-class Created:
+class Created(Protocol):
+    """A link as a create answers it: a new one (its `PlannedLink`, written), or the link
+    that the item turned out to be already, returned as it is (`Existing`)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def shared(self) -> Link: ...  # the link but for its recipient: alike links share one
+    @property
+    def recipient(self) -> str | None: ...
+    @property
+    def created(self) -> bool: ...
+    @property
+    def link(self) -> Link: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """The link an item already was: its recipient's, or this very custom link."""
+
     code: str
-    shared: Link  # the link but for its recipient, shared by the alike new links of a batch
+    shared: Link
     recipient: str | None
-    created: bool  # False when the recipient already had a link, returned as it is
+    created: bool = False
 
     @property
     def link(self) -> Link:
@@ -283,10 +302,11 @@ class LinkService:
             # Deleted between the write and this read: the caller may simply try again.
             raise Contention("a recipient's link was deleted meanwhile; try again")
         links = dict(zip(records, await self.store.links(list(records.values())), strict=True))
-        created = [
-            Created(old, links[old], links[old].recipient, False)
+        # A new link answers as it was planned: no object made per link.
+        created: list[Created] = [
+            Existing(old, links[old], links[old].recipient)
             if old_of and (old := old_of.get(p.index))
-            else Created(p.code, p.shared, p.recipient, True)
+            else p
             for p in plan.links
         ]
         if not plan.repeats:
@@ -294,7 +314,8 @@ class LinkService:
         results = {p.index: result for p, result in zip(plan.links, created, strict=True)}
         for index, first in plan.repeats.items():
             # The first item of a recipient comes before its repeats, so it is filled in.
-            results[index] = replace(results[first], created=False)
+            made = results[first]
+            results[index] = Existing(made.code, made.shared, made.recipient)
         return [results[i] for i in sorted(results)]
 
     async def _campaign_field(self, campaign_id: int) -> Campaign:

@@ -42,6 +42,11 @@ class PlannedLink:
     def link(self) -> Link:
         return with_recipient(self.shared, self.recipient)
 
+    @property
+    def created(self) -> bool:
+        """Written as a new link: so a create answers it (`admin.service.links.Created`)."""
+        return self.existing is None
+
 
 def with_recipient(shared: Link, recipient: str | None) -> Link:
     return shared if shared.recipient == recipient else replace(shared, recipient=recipient)
