@@ -12,6 +12,7 @@ import multiprocessing.connection
 import os
 import signal
 import tempfile
+from multiprocessing.synchronize import Barrier
 from types import FrameType
 
 from aiohttp import web
@@ -27,8 +28,9 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-def serve(settings: AdminSettings) -> None:
-    """One process of the admin API (the only one, or a worker of the pool)."""
+def serve(settings: AdminSettings, ready: Barrier | None = None) -> None:
+    """One process of the admin API: the only one, or a worker of the pool, which listens
+    once every worker is `ready`."""
     configure_logging()
     try:
         import uvloop
@@ -42,6 +44,10 @@ def serve(settings: AdminSettings) -> None:
     # by now (frozen: never rescanned). Measured: 80,000 -> 110,000 links/s (loadtests.bench).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # The kernel spreads connections over the sockets listening: a worker that listened first
+    # would keep every keep-alive connection made meanwhile (a client reconnecting at once).
+    if ready is not None:
+        ready.wait()
     web.run_app(
         app, host=settings.host, port=settings.port, reuse_port=settings.workers > 1, print=None
     )
@@ -64,8 +70,9 @@ def supervise(settings: AdminSettings) -> int:
 
 def _run_pool(settings: AdminSettings) -> int:
     spawn = multiprocessing.get_context("spawn")
+    ready = spawn.Barrier(settings.workers)
     workers = [
-        spawn.Process(target=serve, args=(settings,), name=f"admin-{number}")
+        spawn.Process(target=serve, args=(settings, ready), name=f"admin-{number}")
         for number in range(settings.workers)
     ]
     asked = stopping = False  # asked: by a signal; stopping: SIGTERM sent to the workers
@@ -89,8 +96,8 @@ def _run_pool(settings: AdminSettings) -> int:
         worker.start()
     running = {worker.sentinel: worker for worker in workers}
     while running:
-        for ready in multiprocessing.connection.wait(list(running)):
-            worker = running.pop(ready)  # type: ignore[arg-type]  # sentinels are ints
+        for sentinel in multiprocessing.connection.wait(list(running)):
+            worker = running.pop(sentinel)  # type: ignore[arg-type]  # sentinels are ints
             worker.join()  # the sentinel can fire a moment before the exit code is known
             if not stopping:
                 log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
