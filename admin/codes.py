@@ -3,7 +3,7 @@ per-recipient ones, derived from (campaign, recipient) with a secret key."""
 
 from __future__ import annotations
 
-import _hashlib
+import hashlib
 import secrets
 from functools import lru_cache
 
@@ -54,13 +54,16 @@ def first_codes(
     """`derive(key, campaign_id, recipient, 0, length)` of each recipient, with the work that
     is the same for all of them done once, and the reserved words looked for in one set
     operation over the batch (10,000 codes: 20 -> 10 ms)."""
-    copy = _keyed(key).copy
+    inner, outer = _keyed(key)
+    inner_copy, outer_copy = inner.copy, outer.copy
     prefix = ("-" if campaign_id is None else str(campaign_id)).encode() + b"\0"
     found = []
     for recipient in recipients:
-        one = copy()
+        one = inner_copy()
         one.update(prefix + recipient.encode() + b"\x000")  # f"{campaign}\0{recipient}\0{0}"
-        found.append(one.digest()[:length].translate(_TO_BASE62).decode())
+        two = outer_copy()
+        two.update(one.digest())
+        found.append(two.digest()[:length].translate(_TO_BASE62).decode())
     # Every code has `length` characters, so a word of that length found in the codes
     # joined by NULs is one of them: one C-level search per word instead of one per code.
     joined = "\0".join(found).lower()
@@ -76,13 +79,26 @@ def first_codes(
 
 def _digest(key: bytes, message: bytes) -> bytes:
     """HMAC-SHA256, as `hmac.digest` gives it."""
-    keyed = _keyed(key).copy()
-    keyed.update(message)
-    return keyed.digest()
+    inner, outer = _keyed(key)
+    one, two = inner.copy(), outer.copy()
+    one.update(message)
+    two.update(one.digest())
+    return two.digest()
 
 
-# OpenSSL's HMAC keyed once per code key and copied for each code: half the cost of
-# `hmac.digest`, which sets the key up each time (and `hmac.HMAC.copy` is Python).
+# HMAC (RFC 2104) is SHA-256 of the outer padded key and of the inner hash, SHA-256 of the
+# inner padded key and the message: both padded keys hashed once per code key and copied for
+# each code. A quarter less per code than copying OpenSSL's HMAC (three contexts a copy).
 @lru_cache(maxsize=8)
-def _keyed(key: bytes) -> _hashlib.HMAC:
-    return _hashlib.hmac_new(key, digestmod="sha256")
+def _keyed(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    padded = key.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(padded.translate(_INNER_PAD))
+    outer = hashlib.sha256(padded.translate(_OUTER_PAD))
+    return inner, outer
+
+
+_BLOCK = 64  # SHA-256's block size, in bytes
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))

@@ -1,12 +1,24 @@
-"""Prometheus metrics of the admin API (one process; see redirector/metrics.py for workers)."""
+"""Prometheus metrics of the admin API (prometheus-client).
+
+With several worker processes (admin/server.py) each one writes its values to files under
+PROMETHEUS_MULTIPROC_DIR, and whichever worker answers a scrape adds them all up."""
 
 from __future__ import annotations
 
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
+from admin.appkeys import settings_key
 from admin.errors import Handler
 from admin.openapi import Operation
 
@@ -41,4 +53,10 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @Operation("metrics", "service", media="text/plain")
 async def metrics_text(request: web.Request) -> web.StreamResponse:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    registry = REGISTRY
+    if request.app[settings_key].metrics_dir is not None:  # several workers: their sum
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

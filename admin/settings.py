@@ -29,6 +29,7 @@ class AdminSettings(StoreSettings):
     ]
     host: Annotated[str, Field(validation_alias="ADMIN_HOST")] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535, validation_alias="ADMIN_PORT")] = 8081
+    workers: Annotated[int, Field(ge=1, le=64, validation_alias="ADMIN_WORKERS")] = 1
     public_base_url: str = "http://127.0.0.1:8080"
     utm_source: str = "instasent"
     utm_medium: str = "sms"
@@ -40,6 +41,9 @@ class AdminSettings(StoreSettings):
         int, Field(ge=1024, le=1 << 30, validation_alias="ADMIN_MAX_BODY_BYTES")
     ] = 64 * 1024 * 1024
     redis_timeout: Annotated[float, Field(ge=0.01, le=300.0)] = 5.0
+    # Where worker processes share their metrics (prometheus-client's multiprocess mode);
+    # set by the supervisor (admin/server.py) when ADMIN_WORKERS > 1.
+    metrics_dir: Annotated[str | None, Field(validation_alias="PROMETHEUS_MULTIPROC_DIR")] = None
 
     @field_validator("api_keys", mode="before")
     @classmethod

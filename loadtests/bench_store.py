@@ -27,6 +27,9 @@ CODE_LENGTH: int = AdminSettings.model_fields["code_length"].default
 # What the create row's campaign and its one destination get in a fresh Redis: the pipe's
 # records refer to them, so they are as long as the admin's.
 CAMPAIGN_ID, DESTINATION_ID = 1, "1"
+# The admin creates links with this many workers on both CPUs (`bench.pinning.both`), as the
+# -2w redirector rows run: the issue's admin and Redis share the machine's 2 cores.
+ADMIN_WORKERS = 2
 _PIPE_CHUNK = 10_000  # records generated and written at a time
 _PIPE_REPLIES = re.compile(rb"errors: (\d+), replies: (\d+)")
 
@@ -76,8 +79,8 @@ def write_pipe_records(path: Path, links: int, created_at: int) -> None:
 
 
 async def pipe_rate(bench: Bench, links: int) -> results.Creation:
-    """The `pipe` row: `redis-cli --pipe` (on the admin's CPU) inserting `links` records
-    into a fresh Redis."""
+    """The `pipe` row: `redis-cli --pipe` (on the servers' CPU, Redis on the other) inserting
+    `links` records into a fresh Redis."""
     path = bench.tmp / "pipe.resp"
     write_pipe_records(path, links, int(time.time()))
     async with fresh_redis(bench, "redis-pipe") as url, asyncio.timeout(bench.options.seed_timeout):
@@ -112,12 +115,20 @@ async def redis_pipe(url: str, path: Path, commands: int, cpus: str | None = Non
 async def create_links(
     bench: Bench, redis_url: str, links: int
 ) -> tuple[list[str], results.Creation, results.Memory]:
-    """Create the links through a freshly started admin: their codes, the rate, the memory."""
+    """Create the links through a freshly started admin (ADMIN_WORKERS workers on both CPUs):
+    their codes, the rate, the memory."""
     options, store, port, key = bench.options, bench.store, procs.free_port(), secrets.token_hex(24)
     assert store is not None, "the links are created in the bench's Redis"
     env = {"REDIS_URL": redis_url, "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port)}
     env |= {"ADMIN_API_KEYS": key, "PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
-    command = procs.pinned(procs.python_command("admin"), bench.pinning.server)
+    env |= {"ADMIN_WORKERS": str(ADMIN_WORKERS)}
+    cpus = bench.pinning.both
+    command = procs.pinned(procs.python_command("admin"), cpus)
+    note = f"The admin creates the links with {ADMIN_WORKERS} workers" + (
+        f" on CPUs {cpus}, beside Redis and this script." if cpus else "."
+    )
+    if note not in bench.report.notes:  # once, however many --scale sizes
+        bench.report.notes.append(note)
     with procs.Service("admin", command, bench.tmp / "admin.log", env) as admin:
         await admin.wait(f"http://127.0.0.1:{port}/healthz")
         before = int((await store.info("memory"))["used_memory"])

@@ -52,6 +52,7 @@ def test_admin_defaults() -> None:
     s = AdminSettings.from_env({"ADMIN_API_KEYS": KEY})
     assert s.api_keys == (KEY,)
     assert (s.host, s.port, s.public_base_url) == ("127.0.0.1", 8081, "http://127.0.0.1:8080")
+    assert s.workers == 1
     assert (s.utm_source, s.utm_medium, s.code_length, s.max_url_length) == (
         "instasent",
         "sms",
@@ -69,6 +70,7 @@ def test_admin_reads_every_variable() -> None:
             "REDIS_URL": "redis://r:6379/2",
             "ADMIN_HOST": "0.0.0.0",
             "ADMIN_PORT": "9000",
+            "ADMIN_WORKERS": "4",
             "PUBLIC_BASE_URL": "https://SMS.Shop.example/",
             "UTM_SOURCE": "crm",
             "UTM_MEDIUM": "text",
@@ -80,7 +82,7 @@ def test_admin_reads_every_variable() -> None:
     assert s.public_base_url == "https://SMS.Shop.example"
     assert s.own_host == "sms.shop.example"
     assert s.short_url("abc") == "https://SMS.Shop.example/abc"
-    assert (s.redis_url, s.host, s.port) == ("redis://r:6379/2", "0.0.0.0", 9000)
+    assert (s.redis_url, s.host, s.port, s.workers) == ("redis://r:6379/2", "0.0.0.0", 9000, 4)
     assert (s.utm_source, s.utm_medium, s.code_length, s.max_url_length) == (
         "crm",
         "text",
@@ -95,6 +97,8 @@ def test_admin_reads_every_variable() -> None:
         (AdminSettings, {"ADMIN_API_KEYS": "short"}, "ADMIN_API_KEYS needs 16+ characters"),
         (AdminSettings, {"ADMIN_PORT": "http"}, "ADMIN_PORT must be a whole number, got 'http'"),
         (AdminSettings, {"ADMIN_PORT": "70000"}, "ADMIN_PORT must be between 1 and 65535"),
+        (AdminSettings, {"ADMIN_WORKERS": "0"}, "ADMIN_WORKERS must be between 1 and 64, got 0"),
+        (AdminSettings, {"ADMIN_WORKERS": "2.5"}, "ADMIN_WORKERS must be a whole number"),
         (AdminSettings, {"CODE_LENGTH": "2"}, "CODE_LENGTH must be between 5 and 32, got 2"),
         (AdminSettings, {"MAX_URL_LENGTH": "-1"}, "MAX_URL_LENGTH must be between 64 and"),
         (AdminSettings, {"PUBLIC_BASE_URL": "sho.rt"}, "PUBLIC_BASE_URL must be an http(s) URL"),
@@ -199,6 +203,11 @@ def _python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     ("command", "env", "message"),
     [
         (["admin"], {}, "admin: ADMIN_API_KEYS is not set"),
+        (
+            ["admin", "--workers", "65"],
+            {"ADMIN_API_KEYS": KEY, "ADMIN_WORKERS": "2"},
+            "admin: ADMIN_WORKERS must be between 1 and 64, got 65",
+        ),
         (["redirector"], {"REDIRECTOR_PORT": "x"}, "redirector: REDIRECTOR_PORT must be"),
         (
             ["redirector", "--workers", "65"],

@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from pydantic import MISSING
 
@@ -33,7 +34,7 @@ from admin.service.plan import (
     tagged_destination,
     with_recipient,
 )
-from admin.service.store import MAX_ATTEMPTS, LinkStore, Write, check_chain
+from admin.service.store import MAX_ATTEMPTS, LinkStore, check_chain
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
 from redirector.store.connection import Store
@@ -65,12 +66,30 @@ NO_CAMPAIGN_CODE_LENGTH = 7
 CODE_KEY_RECHECK = 1.0
 
 
-@dataclass(slots=True)
-class Created:
+class Created(Protocol):
+    """A link as a create answers it: a new one (its `PlannedLink`, written), or the link
+    that the item turned out to be already, returned as it is (`Existing`)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def shared(self) -> Link: ...  # the link but for its recipient: alike links share one
+    @property
+    def recipient(self) -> str | None: ...
+    @property
+    def created(self) -> bool: ...
+    @property
+    def link(self) -> Link: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """The link an item already was: its recipient's, or this very custom link."""
+
     code: str
-    shared: Link  # the link but for its recipient, shared by the alike new links of a batch
+    shared: Link
     recipient: str | None
-    created: bool  # False when the recipient already had a link, returned as it is
+    created: bool = False
 
     @property
     def link(self) -> Link:
@@ -102,6 +121,20 @@ class LinkService:
         already has a link in this campaign gets that link back unchanged (`created=False`),
         and so does a custom code that holds this very link. Every conflict is found before
         anything is written; see `admin.service.store` for what a failed write leaves."""
+        try:
+            return await self._create(campaign_id, items, url, tagged)
+        except CodeTaken as taken:
+            if batch:
+                raise
+            raise CodeTaken(taken.taken_code) from None  # one link: no batch item to name
+
+    async def _create(
+        self,
+        campaign_id: int | None,
+        items: Sequence[BatchItem | str],
+        url: str | None,
+        tagged: bool,
+    ) -> list[Created]:
         campaign = await self._campaign_field(campaign_id) if campaign_id is not None else None
         length = await self._code_length(campaign)
         plan = plan_batch(
@@ -118,9 +151,10 @@ class LinkService:
         chain = await self.chain(campaign) if personal else Chain(b"", length)
         derive_codes(plan, chain)
         found = await self._find_destinations(campaign_id, plan.destinations)
-        done, aliases = await self._checked(campaign_id, plan, found, chain, batch)
+        done, aliases = await self._checked(campaign_id, plan, found, chain)
         ids = await self._destination_ids(campaign_id, plan.destinations, found)
-        writes = _writes([p for p in plan.links if p.index not in done], ids, batch)
+        writes = [p for p in plan.links if p.index not in done] if done else plan.links
+        _encode_records(writes, ids)
         # An alias that finds its recipient's link (given since the check) answers its custom
         # link as that one, unwritten: in the same call on one Redis. On a cluster the aliases
         # go first; one written without its link (a failure between) is passed over.
@@ -130,7 +164,7 @@ class LinkService:
             await self.store.write(campaign_id, [w for w in writes if not w.existing], chain)
         else:
             await self.store.write(campaign_id, writes + aliases, chain)
-        return await self._results(plan, writes, done)
+        return await self._results(plan, done)
 
     async def chain(self, campaign: Campaign | None) -> Chain:
         """How the campaign's per-recipient codes are derived; the key is made on first use."""
@@ -228,8 +262,7 @@ class LinkService:
         plan: Plan,
         found: list[str | None],
         chain: Chain,
-        batch: bool,
-    ) -> tuple[dict[int, str], list[Write]]:
+    ) -> tuple[dict[int, str], list[PlannedLink]]:
         """Before anything is written: a 409 if a custom code is held by another link.
         Returns the items that need no write (item -> the code of the link they already
         are), and the aliases to write: the chain positions of new custom links with a
@@ -238,7 +271,7 @@ class LinkService:
         by_recipient = {p.recipient: p for p in custom if p.recipient is not None}
         walked = await self.store.recipient_links(campaign_id, by_recipient, chain)
         done: dict[int, str] = {}
-        aliases: list[Write] = []
+        aliases: list[PlannedLink] = []
         for recipient, (code, position) in walked.items():
             planned = by_recipient[recipient]
             if code is not None:
@@ -256,25 +289,24 @@ class LinkService:
             if replace(holder, created_at=0) == replace(mine, created_at=0):
                 done[planned.index] = planned.code  # this very link, written before
             elif not (holder.deleted and holder.custom):
-                raise CodeTaken(planned.code, planned.index if batch else None)
+                raise CodeTaken(planned.code, planned.index)
         return done, aliases
 
-    async def _results(
-        self, plan: Plan, writes: list[Write], done: dict[int, str]
-    ) -> list[Created]:
-        existing = {w.planned.index: w.existing for w in writes if w.existing and w.counted}
-        codes = [c for c in (*done.values(), *existing.values()) if c]
+    async def _results(self, plan: Plan, done: dict[int, str]) -> list[Created]:
+        # item -> the code of the link it already is
+        old_of = {p.index: p.existing for p in plan.links if p.existing} | done
+        codes = [c for c in old_of.values() if c]
         read = await self.store.records(codes)
         records = {code: r for code, r in read.items() if r is not None and r.live}
         if len(records) < len(read):
             # Deleted between the write and this read: the caller may simply try again.
             raise Contention("a recipient's link was deleted meanwhile; try again")
         links = dict(zip(records, await self.store.links(list(records.values())), strict=True))
-        old_of = {**existing, **done}  # item -> the code of the link it already is
-        created = [
-            Created(old, links[old], links[old].recipient, False)
+        # A new link answers as it was planned: no object made per link.
+        created: list[Created] = [
+            Existing(old, links[old], links[old].recipient)
             if old_of and (old := old_of.get(p.index))
-            else Created(p.code, p.shared, p.recipient, True)
+            else p
             for p in plan.links
         ]
         if not plan.repeats:
@@ -282,7 +314,8 @@ class LinkService:
         results = {p.index: result for p, result in zip(plan.links, created, strict=True)}
         for index, first in plan.repeats.items():
             # The first item of a recipient comes before its repeats, so it is filled in.
-            results[index] = replace(results[first], created=False)
+            made = results[first]
+            results[index] = Existing(made.code, made.shared, made.recipient)
         return [results[i] for i in sorted(results)]
 
     async def _campaign_field(self, campaign_id: int) -> Campaign:
@@ -347,36 +380,41 @@ def _record(planned: PlannedLink, destination: Destination | str) -> Record:
     )
 
 
-def _writes(planned: list[PlannedLink], ids: list[Destination | str], batch: bool) -> list[Write]:
-    """The records of the planned links; those alike but for their recipient (the links of
-    a batch, mostly) share one encoder."""
+def _encode_records(planned: list[PlannedLink], ids: list[Destination | str]) -> None:
+    """Gives the planned links their records; those alike but for their recipient (the
+    links of a batch, mostly) share one encoder."""
     encoders: dict[tuple[int, bool], Callable[[str | None], str]] = {}
-    writes = []
     for p in planned:
         alike = (id(p.shared), p.kind == "custom")  # p.shared: by destination and expiry
         encode = encoders.get(alike)
         if encode is None:
             encode = encoders[alike] = encoder(_record(p, ids[p.destination]))
-        writes.append(Write(p, encode(p.recipient), True, None, p.index if batch else None))
-    return writes
+        p.record = encode(p.recipient)
 
 
-def _alias(planned: PlannedLink, chain_code: tuple[int, str]) -> Write:
+def _alias(planned: PlannedLink, chain_code: tuple[int, str]) -> PlannedLink:
     """A recipient's chain position that points at the recipient's custom link."""
     position, code = chain_code
     link, recipient = planned.shared, planned.recipient
     record = Record(link.created_at, "", None, link.campaign_id, recipient, alias_of=planned.code)
-    chained = PlannedLink(
-        planned.index, code, "chain", link, recipient, planned.destination, position
+    return PlannedLink(
+        planned.index,
+        code,
+        "chain",
+        link,
+        recipient,
+        planned.destination,
+        position,
+        encode_text(record),
+        counted=False,
     )
-    return Write(chained, encode_text(record), counted=False)
 
 
-def _answered_by_aliases(writes: list[Write], aliases: list[Write]) -> None:
+def _answered_by_aliases(writes: list[PlannedLink], aliases: list[PlannedLink]) -> None:
     """The custom links whose alias found their recipient's link: each is that link."""
-    custom = {w.planned.index: w for w in writes}
+    custom = {w.index: w for w in writes}
     for alias in aliases:
-        item = custom.get(alias.planned.index)
+        item = custom.get(alias.index)
         if item is not None and alias.existing not in (None, item.code):
             item.existing = alias.existing
 

@@ -44,7 +44,6 @@ from admin.service.legacy_store import (
 )
 from admin.service.links import LinkService
 from admin.service.plan import Chain, PlannedLink
-from admin.service.store import Write
 from admin.settings import AdminSettings
 from redirector.store import legacy
 from redirector.store.connection import Store
@@ -367,14 +366,17 @@ class Migration:
             self.tally.old_deleted += await self._old.drop(migrated)
 
 
-def _alias(index: int, campaign_id: int | None, entry: _Entry, first: tuple[int, str]) -> Write:
+def _alias(
+    index: int, campaign_id: int | None, entry: _Entry, first: tuple[int, str]
+) -> PlannedLink:
     """A recipient's chain position pointing at their old link (admin/service/store.py)."""
     position, chain_code = first
     created_at, recipient = entry.target.created_at, entry.recipient
     record = Record(created_at, "", None, campaign_id, recipient, alias_of=entry.code)
     shared = Link("", created_at, campaign_id=campaign_id)
-    planned = PlannedLink(index, chain_code, "chain", shared, recipient, 0, position)
-    return Write(planned, encode_text(record), counted=False)
+    return PlannedLink(
+        index, chain_code, "chain", shared, recipient, 0, position, encode_text(record), False
+    )
 
 
 def _same_link(now: Record, old: Record) -> bool:

@@ -24,6 +24,9 @@ from redirector.store.scripts import Kind
 
 @dataclass(slots=True)
 class PlannedLink:
+    """One record to write (a `NewLink` of the store's script): a new link, whose code may
+    still change, or an alias; and, once written, what it turned out to be."""
+
     index: int  # the item's position in the request
     code: str
     kind: Kind  # "custom" (given), "chain" (a recipient's, derived) or "random" (drawn)
@@ -31,10 +34,18 @@ class PlannedLink:
     recipient: str | None
     destination: int  # index into the plan's destinations
     position: int = 0  # where `code` is on its recipient's chain, for kind "chain"
+    record: str = ""  # encoded, once the destination's id is known
+    counted: bool = True  # an alias is no link: not counted in its campaign
+    existing: str | None = None  # the code of the link this item turned out to be already
 
     @property
     def link(self) -> Link:
         return with_recipient(self.shared, self.recipient)
+
+    @property
+    def created(self) -> bool:
+        """Written as a new link: so a create answers it (`admin.service.links.Created`)."""
+        return self.existing is None
 
 
 def with_recipient(shared: Link, recipient: str | None) -> Link:
@@ -86,7 +97,10 @@ def plan_batch(
     custom_codes: set[str] = set()
     no_url: list[FieldError] = []
     for index, item in enumerate(items):
-        recipient, code, given, expires = _fields(item, url)
+        if not isinstance(item, str):
+            recipient, code, given, expires = _fields(item, url)
+        else:  # only a recipient: most items of a campaign's send, made without a call
+            recipient, code, given, expires = item, None, url, None
         if recipient is not None:
             if recipient in first_of:
                 repeats[index] = first_of[recipient]
@@ -96,9 +110,7 @@ def plan_batch(
             no_url.append(FieldError(f"links[{index}].url", "required: the batch has none", index))
             continue
         if code is not None:
-            if code in custom_codes:
-                raise CodeTaken(code, index)
-            custom_codes.add(code)
+            _claim(custom_codes, code, index)
         place = places.get(given)
         if place is None:
             place = places[given] = len(destinations)
@@ -126,12 +138,17 @@ def plan_batch(
     return Plan(planned, repeats, destinations)
 
 
+def _claim(custom_codes: set[str], code: str, index: int) -> None:
+    """A custom code given twice in one request is taken by its first item."""
+    if code in custom_codes:
+        raise CodeTaken(code, index)
+    custom_codes.add(code)
+
+
 def _fields(
-    item: BatchItem | str, url: str | None
+    item: BatchItem, url: str | None
 ) -> tuple[str | None, str | None, str | None, int | None]:
-    """An item's recipient, custom code, URL and expiry; a str item gives only its recipient."""
-    if isinstance(item, str):
-        return item, None, url, None
+    """An item's recipient, custom code, URL and expiry."""
     return item.recipient, item.code, item.url or url, expiry(item.expires_at)
 
 

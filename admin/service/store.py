@@ -13,7 +13,6 @@ code that such an attempt wrote are left without anybody knowing their code (cou
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from admin.exceptions import CodeTaken, Contention
 from admin.service.plan import Chain, PlannedLink, next_position, redraw
@@ -32,7 +31,6 @@ from redirector.store.scripts import (
     CreateLinksScript,
     CreateOutcome,
     CustomCodeTaken,
-    Kind,
     Written,
     call_each,
     spans_slots,
@@ -42,26 +40,6 @@ from redirector.store.scripts import (
 # and how far a recipient's chain is followed, before giving up with a 409.
 MAX_ATTEMPTS = 20
 MAX_CHAIN = 16
-
-
-@dataclass(slots=True)
-class Write:
-    """One record to write (a `NewLink`): a planned link, whose code may still change, or
-    an alias."""
-
-    planned: PlannedLink
-    record: str
-    counted: bool = True  # an alias is no link: not counted in its campaign
-    existing: str | None = None  # the code of the link this item turned out to be already
-    batch_index: int | None = None  # the request item, for a 409 in a batch
-
-    @property
-    def code(self) -> str:
-        return self.planned.code
-
-    @property
-    def kind(self) -> Kind:
-        return self.planned.kind
 
 
 class LinkStore:
@@ -138,7 +116,7 @@ class LinkStore:
             at = later
         return found | {recipient: (None, MAX_CHAIN) for recipient in at}
 
-    async def write(self, campaign_id: int | None, writes: list[Write], chain: Chain) -> None:
+    async def write(self, campaign_id: int | None, writes: list[PlannedLink], chain: Chain) -> None:
         """Write every item, in rounds: an item whose code turned out to be held by another
         link gets another code (drawn again, or the next on its recipient's chain) and goes
         to the next round. Sets `existing` on the items that were already written."""
@@ -164,42 +142,42 @@ class LinkStore:
             if failure is not None:
                 raise failure
             if taken is not None:
-                raise CodeTaken(taken.planned.code, taken.batch_index)
+                raise CodeTaken(taken.code, taken.index)
             pending = retry + pending
         raise Contention("could not find free codes; try again")
 
-    async def write_group(self, campaign_id: int | None, group: list[Write]) -> CreateOutcome:
+    async def write_group(self, campaign_id: int | None, group: list[PlannedLink]) -> CreateOutcome:
         """One CREATE_LINKS call: the items of one tag on a cluster."""
         return await self._create_links(campaign_id, group)
 
-    def _groups(self, writes: list[Write]) -> list[list[Write]]:
+    def _groups(self, writes: list[PlannedLink]) -> list[list[PlannedLink]]:
         if not self.by_slot:
             return [writes]
-        groups: dict[str, list[Write]] = {}
+        groups: dict[str, list[PlannedLink]] = {}
         for item in writes:
-            groups.setdefault(link_tag(item.planned.code), []).append(item)
+            groups.setdefault(link_tag(item.code), []).append(item)
         return list(groups.values())
 
     async def _stale_aliases(
-        self, campaign_id: int | None, group: list[Write], written: Written, chain: Chain
-    ) -> list[Write]:
+        self, campaign_id: int | None, group: list[PlannedLink], written: Written, chain: Chain
+    ) -> list[PlannedLink]:
         """Records which items were already written; returns those whose chain position is an
         alias of a custom code that is no longer the recipient's link (deleted, or taken by
         another since), moved to the next position."""
         aliased = {}
-        for item, code in zip(group, written.existing, strict=True):
+        for index, code in written.existing.items():
+            item = group[index]
             item.existing = code
             # A custom link answered as its recipient's link is never moved along a chain.
-            if code not in (None, item.planned.code) and item.counted and item.kind == "chain":
+            if code != item.code and item.counted and item.kind == "chain":
                 aliased[code] = item
         targets = await self.records(aliased)
         stale = []
         for code, item in aliased.items():
-            link = item.planned.link
-            if not _of(targets[code], campaign_id, link.recipient):
+            if not _of(targets[code], campaign_id, item.recipient):
                 item.existing = None
-                next_position(item.planned, chain)
-                check_chain(link.recipient, item.planned.position)
+                next_position(item, chain)
+                check_chain(item.recipient, item.position)
                 stale.append(item)
         return stale
 
@@ -218,27 +196,28 @@ def _of(record: Record | None, campaign_id: int | None, recipient: str | None) -
     return record is not None and record.live and _owned(record, campaign_id, recipient)
 
 
-def _one_per_code(writes: list[Write]) -> tuple[list[Write], list[Write]]:
+def _one_per_code(
+    writes: list[PlannedLink],
+) -> tuple[list[PlannedLink], list[PlannedLink]]:
     """The items to write now, and those whose code an earlier item of this round has: they
     wait for the next round, where that item's record is in Redis to be compared with."""
+    if len({item.code for item in writes}) == len(writes):
+        return writes, []  # a batch's codes are all distinct: no loop over them
     claimed: set[str] = set()
-    now: list[Write] = []
-    later: list[Write] = []
+    now: list[PlannedLink] = []
+    later: list[PlannedLink] = []
     for item in writes:
-        code = item.planned.code
-        (later if code in claimed else now).append(item)
-        claimed.add(code)
+        (later if item.code in claimed else now).append(item)
+        claimed.add(item.code)
     return now, later
 
 
-def _move(item: Write, group: list[Write], chain: Chain) -> None:
-    planned = item.planned
-    if planned.kind == "random":
-        plans = [w.planned for w in group]
-        redraw(plans, [plans.index(planned)], len(planned.code))  # the length it was drawn at
+def _move(item: PlannedLink, group: list[PlannedLink], chain: Chain) -> None:
+    if item.kind == "random":
+        redraw(group, [group.index(item)], len(item.code))  # the length it was drawn at
     else:
-        next_position(planned, chain)
-    check_chain(planned.link.recipient, planned.position)
+        next_position(item, chain)
+    check_chain(item.recipient, item.position)
 
 
 def check_chain(recipient: str | None, position: int) -> None:

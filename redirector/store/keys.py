@@ -96,6 +96,7 @@ The layout of the releases before this schema, and the scripts that move a store
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 
 BUCKET_MASK = 0xFFFF
 
@@ -131,13 +132,30 @@ def link_key(code: str) -> str:
 def link_keys(code: str) -> tuple[str, str]:
     """`link_key(code)` and the link-count hash of its tag, written together."""
     bucket = zlib.crc32(code.encode()) & BUCKET_MASK
-    tag = _HEX[bucket >> 8]
-    return "l:{" + tag + "}" + _HEX[bucket & 0xFF], "n:{" + tag + "}"
+    tag = bucket >> 8
+    return _LINK_HASHES[tag] + _HEX[bucket & 0xFF], link_count_key(_HEX[tag])
+
+
+def script_link_keys(codes: Sequence[str]) -> tuple[list[str], list[int]]:
+    """The `link_keys` of many codes as a script takes them: KEYS, that is each code's link
+    hash in order (KEYS[i] for the i-th code, counting from 1 as Lua does; codes may share
+    one) and then the link-count hash of each of their tags once; and for each code the index
+    in KEYS of its count hash. Column by column, with no call per code."""
+    buckets = [zlib.crc32(code.encode()) & BUCKET_MASK for code in codes]
+    tags = [bucket >> 8 for bucket in buckets]
+    count_at = {tag: at for at, tag in enumerate(dict.fromkeys(tags), len(codes) + 1)}
+    keys = [_LINK_HASHES[bucket >> 8] + _HEX[bucket & 0xFF] for bucket in buckets]
+    keys += [link_count_key(_HEX[tag]) for tag in count_at]
+    return keys, list(map(count_at.__getitem__, tags))
+
+
+# The start of the link hashes' names, by tag; the low byte of the bucket ends them.
+_LINK_HASHES = tuple("l:{" + tag + "}" for tag in _HEX)
 
 
 def link_count_key(tag: str) -> str:
     """Campaign id -> its links whose record is in tag `tag`."""
-    return f"n:{{{tag}}}"
+    return "n:{" + tag + "}"
 
 
 def _campaign_tag(campaign_id: int | None) -> str:

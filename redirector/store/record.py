@@ -178,7 +178,7 @@ def encoder(record: Record) -> Callable[[str | None], str]:
             return head + "|" + after
         # In UTF-8 bytes, as a Lua script splits it (version 1 counted characters).
         size = len(recipient) if recipient.isascii() else len(recipient.encode())
-        return head + b36(size) + "|" + recipient + after
+        return f"{head}{b36(size)}|{recipient}{after}"  # one string made, not four
 
     return encode
 

@@ -31,6 +31,7 @@ from redirector.store.keys import (
     campaign_key,
     destinations_key,
     link_keys,
+    script_link_keys,
 )
 
 
@@ -67,11 +68,12 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
 # Creates a group of links all-or-nothing: nothing is written unless every check passes. On
 # a cluster a group is the links of one tag; on one Redis, any links.
 #
-#   KEYS      the link hashes of the items, and the link-count hashes of their tags
+#   KEYS      the link hash of each item (KEYS[i] of item i), then the link-count hashes of
+#             their tags
 #   ARGV[1]   the invalidation channel
-#   ARGV[2]   the items, as a JSON array of five columns: the KEYS index of each item's link
-#             hash, its code, its kind, the KEYS index of its link-count hash (0: not
-#             counted) and its encoded record; kind one of
+#   ARGV[2]   the items, as a JSON array of four columns: each item's code, its kind, the
+#             KEYS index of its link-count hash (0: not counted) and its encoded record; kind
+#             one of
 #             'random' (the code must be free), 'custom' (free, a custom link's tombstone, or
 #             holding this very record but for its creation time: then it is that link),
 #             'chain' (a recipient's chain position: free, or holding a record of the same
@@ -86,7 +88,7 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
 # `Written`), {'taken', i} or {'collided', {i, ...}}; decoded by `CreateLinksScript`.
 CREATE_LINKS = """
 local channel, items, campaign = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
-local hashes, codes, kinds, counts, records = items[1], items[2], items[3], items[4], items[5]
+local codes, kinds, counts, records = items[1], items[2], items[3], items[4]
 local INLINE, DELETED, ALIAS, CUSTOM = 4, 8, 16, 32
 
 -- A version 2 record's flags, "campaign|recipient" and destination id (an alias: its code).
@@ -111,10 +113,10 @@ end
 local existing, wrote, later, collided, answered = {}, {}, {}, {}, {}
 -- Undoes what this call wrote so far: it then writes nothing, as its reply says.
 local function undo()
-  for _, i in ipairs(wrote) do redis.call('HDEL', KEYS[hashes[i]], codes[i]) end
+  for _, i in ipairs(wrote) do redis.call('HDEL', KEYS[i], codes[i]) end
 end
 for i = 1, #codes do
-  local links, code, kind, record = KEYS[hashes[i]], codes[i], kinds[i], records[i]
+  local links, code, kind, record = KEYS[i], codes[i], kinds[i], records[i]
   if kind == 'random' or kind == 'chain' then
     -- Almost always free: written at once (one command, not a read and a write).
     if redis.call('HSETNX', links, code, record) == 1 then
@@ -164,7 +166,7 @@ for _, i in ipairs(later) do
   if instead then
     existing[i] = instead
   else
-    redis.call('HSET', KEYS[hashes[i]], code, records[i])
+    redis.call('HSET', KEYS[i], code, records[i])
     wrote[#wrote + 1] = i
   end
 end
@@ -206,10 +208,11 @@ class NewLink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """Every new link was written. `existing[i]` is the code of the link that item i already
-    was (the same custom link, or its recipient's link or alias target), None if written."""
+    """Every new link was written. `existing` maps the items that were not, because they
+    already were a link, to the code of that link (the same custom link, or its recipient's
+    link or alias target)."""
 
-    existing: list[str | None]
+    existing: dict[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,36 +234,27 @@ class CreateLinksScript:
         self._script = redis.register_script(CREATE_LINKS)
 
     async def __call__(self, campaign_id: int | None, links: Sequence[NewLink]) -> CreateOutcome:
-        keys: dict[str, int] = {}  # each name once, with its 1-based index in KEYS
-
-        def index(name: str) -> int:
-            return keys.setdefault(name, len(keys) + 1)
-
-        counting = campaign_id is not None
-        hashes, codes, kinds, counts, records = [], [], [], [], []
-        for new in links:
-            code = new.code
-            links_hash, counts_hash = link_keys(code)
-            hashes.append(index(links_hash))
-            codes.append(code)
-            kinds.append("alias" if new.kind == "chain" and not new.counted else new.kind)
-            counts.append(index(counts_hash) if counting and new.counted else 0)
-            records.append(new.record)
+        # Column by column, each a list comprehension: half the cost of one loop over the items.
+        codes = [new.code for new in links]
+        keys, count_hashes = script_link_keys(codes)
+        kinds = ["alias" if new.kind == "chain" and not new.counted else new.kind for new in links]
         campaign = "" if campaign_id is None else str(campaign_id)
-        items = orjson.dumps((hashes, codes, kinds, counts, records))
+        # A link counts in its campaign; an alias, or a link without a campaign, nowhere.
+        counted = zip(count_hashes, links, strict=True)
+        counts = [at if new.counted and campaign else 0 for at, new in counted]
+        items = orjson.dumps((codes, kinds, counts, [new.record for new in links]))
         args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign]
-        reply = await run_replicated(self._redis, self._script, list(keys), args, self._durability)
-        return _create_outcome(reply, len(links))
+        reply = await run_replicated(self._redis, self._script, keys, args, self._durability)
+        return _create_outcome(reply)
 
 
-def _create_outcome(reply: list[Any], items: int) -> CreateOutcome:
+def _create_outcome(reply: list[Any]) -> CreateOutcome:
     kind = reply[0]
     if kind == b"ok":
-        existing: list[str | None] = [None] * items
         found = reply[1]
-        for at in range(0, len(found), 2):
-            existing[int(found[at]) - 1] = found[at + 1].decode()
-        return Written(existing)
+        return Written(
+            {int(found[at]) - 1: found[at + 1].decode() for at in range(0, len(found), 2)}
+        )
     if kind == b"taken":
         return CustomCodeTaken(int(reply[1]) - 1)
     if kind == b"collided":

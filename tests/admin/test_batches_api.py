@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
-from admin import codes, models
-from admin.appkeys import campaigns_key, links_key
+from admin import codes, models, responses
+from admin.appkeys import campaigns_key, links_key, settings_key
 from admin.models import MAX_BATCH
 from admin.service.campaigns import Campaign
 from admin.tagging import normalize_url
@@ -58,6 +59,30 @@ async def test_batch_in_request_order_and_idempotent_per_recipient(
         "/api/links/batch", json={"campaign_id": other["id"], "links": items[:1]}
     )
     assert (await resp.json())["links"][0]["code"] != links[0]["code"]
+
+
+@pytest.mark.parametrize("own_items", [False, True])  # recipients alone, or items of the model
+async def test_a_batch_answers_each_link_as_it_is_stored(admin: Client, own_items: bool) -> None:
+    """The answer, byte for byte, is each link rendered on its own from what Redis holds."""
+    c = await create_campaign(admin)
+    before = await create_link(admin, campaign_id=c["id"], recipient="+34600000001")
+    recipients = ["+34600000001", 'Zoë "Z" \\ ☎', *(f"+3460000{i:04d}" for i in range(2, 30))]
+    items: list[Any] = [{"recipient": r} for r in [*recipients, recipients[5]]]
+    if own_items:
+        items += [
+            {"url": URL + "/own", "recipient": "+34700000000"},
+            {"code": "promo-1", "expires_at": "2099-01-01T00:00:00Z"},
+            {},
+        ]
+    body = {"campaign_id": c["id"], "url": URL + "?x=%20y", "links": items}
+    resp = await admin.post("/api/links/batch", json=body)
+    assert resp.status == 201, await resp.text()
+    answer = await resp.read()
+    codes = [link["code"] for link in orjson.loads(answer)["links"]]
+    assert codes[0] == before["code"] and codes[5] == codes[len(recipients)]
+    service, settings = admin.app[links_key], admin.app[settings_key]
+    stored = [responses.link(c, await service.get_link(c), settings.short_url(c)) for c in codes]
+    assert answer == orjson.dumps({"links": stored})
 
 
 async def test_same_recipient_twice_in_one_batch_gets_one_link(admin: Client) -> None:

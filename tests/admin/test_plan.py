@@ -152,13 +152,15 @@ def test_first_codes_skip_a_reserved_word_too(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_code_is_the_hmac_of_campaign_recipient_and_position() -> None:
-    for key in (b"k" * 32, b"other"):  # the keyed HMAC is kept per key
+    # The padded keys are kept per key; a key longer than SHA-256's block is hashed first.
+    for key in (b"k" * 32, b"other", b"", b"x" * 64, b"y" * 65, b"z" * 200):
         digest = hmac.digest(key, b"7\x00+34600\x003", "sha256")
         expected = digest[:9].translate(bytes(ALPHABET[b % 62] for b in range(256))).decode()
         assert codes.derive(key, 7, "+34600", 3, 9) == (3, expected)
-    recipients = ["+34600", "José", "r3"]
-    expected_first = [codes.derive(b"k", 7, r, 0, 9) for r in recipients]
-    assert codes.first_codes(b"k", 7, recipients, 9) == expected_first
+    recipients = ["+34600", "José", "r3", *(f"+3460000{i:04d}" for i in range(500))]
+    for campaign_id, length in ((7, 9), (None, 7), (3, 32)):
+        expected_first = [codes.derive(b"k", campaign_id, r, 0, length) for r in recipients]
+        assert codes.first_codes(b"k", campaign_id, recipients, length) == expected_first
 
 
 def test_a_batch_url_serves_the_items_without_one() -> None:

@@ -17,7 +17,8 @@ from admin.app import create_app as create_admin
 from admin.appkeys import links_key
 from admin.appkeys import redis_key as admin_redis_key
 from admin.service import as_text
-from admin.service.store import MAX_CHAIN, LinkStore, Write
+from admin.service.plan import PlannedLink
+from admin.service.store import MAX_CHAIN, LinkStore
 from admin.settings import AdminSettings
 from redirector.appkeys import redis_key as redirector_redis_key
 from redirector.store import scripts
@@ -113,7 +114,9 @@ async def test_a_batch_failing_between_two_groups_is_safe_to_retry(
     c = await create_campaign(admin)
     write_group, groups = by_tag.write_group, []
 
-    async def fail_after_the_first(campaign_id: int | None, group: list[Write]) -> CreateOutcome:
+    async def fail_after_the_first(
+        campaign_id: int | None, group: list[PlannedLink]
+    ) -> CreateOutcome:
         groups.append(group)
         if len(groups) > 1:
             raise RedisConnectionError("lost between two groups")

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from redirector.store import keys
-from redirector.store.keys import link_count_key, link_key, link_tag
+from redirector.store.keys import (
+    link_count_key,
+    link_key,
+    link_keys,
+    link_tag,
+    script_link_keys,
+)
 from redirector.store.record import (
     Destination,
     Link,
@@ -124,6 +130,16 @@ def test_corrupt_records_raise(raw: bytes) -> None:
 def test_a_record_of_a_campaign_needs_its_destination() -> None:
     with pytest.raises(ValueError, match="destination"):
         Record(1, "3", campaign_id=2).link()
+
+
+def test_a_script_gets_the_link_keys_of_each_code() -> None:
+    codes = [f"code{i}" for i in range(2_000)] + ["code7"]  # one code twice
+    keys, count_at = script_link_keys(codes)
+    assert [(keys[i], keys[count_at[i] - 1]) for i in range(len(codes))] == [
+        link_keys(code) for code in codes
+    ]
+    counts = keys[len(codes) :]  # each once
+    assert len(counts) == len(set(counts)) == len({link_tag(code) for code in codes})
 
 
 def test_link_keys_are_bucketed_under_256_tags() -> None:

@@ -1,0 +1,123 @@
+"""`python -m admin` with several workers: real processes on one port, a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from redirector.store.connection import Store
+from tests.conftest import API_KEY, AUTH
+from tests.prometheus import metric_value
+from tests.redis_server import RedisServer, free_port
+from tests.waiting import eventually, wait_healthy
+
+
+@contextlib.asynccontextmanager
+async def admin_process(
+    args: list[str], env: Mapping[str, str]
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`python -m admin *args`, healthy; killed at the end unless the test stopped it."""
+    port = free_port()
+    # No PROMETHEUS_MULTIPROC_DIR: the supervisor makes its own.
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = inherited | {"ADMIN_PORT": str(port), "ADMIN_API_KEYS": API_KEY} | dict(env)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "admin", *args, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url)
+        yield proc, url
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def metrics_dirs(tmp: Path) -> list[Path]:
+    """The supervisor's metrics directory, made under TMPDIR (set to `tmp`)."""
+    return list(tmp.glob("smslinks-admin-metrics-*"))
+
+
+def counter_files(tmp: Path) -> list[Path]:
+    """Each worker's counters file there, made when it imports admin.metrics, named by its pid."""
+    return [file for directory in metrics_dirs(tmp) for file in directory.glob("counter_*.db")]
+
+
+async def worker_files(tmp: Path) -> list[Path]:
+    """Both workers' counters files, once both exist."""
+    files: list[Path] = []
+
+    async def both_up() -> bool:
+        files[:] = counter_files(tmp)
+        return len(files) == 2
+
+    await eventually(both_up, within=20)
+    return files
+
+
+def pid_of(counters: Path) -> int:
+    return int(counters.stem.removeprefix("counter_"))
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_two_workers_serve_one_port_share_the_code_key_and_sum_their_metrics(
+    redis_url: str, store_kind: str, redis: Store, tmp_path: Path
+) -> None:
+    env = {"ADMIN_WORKERS": "2", "REDIS_URL": redis_url, "TMPDIR": str(tmp_path)}
+    env["REDIS_CLUSTER"] = str(store_kind == "cluster")
+    async with admin_process([], env) as (proc, url):
+        files = await worker_files(tmp_path)
+        # A new connection per request, so the kernel spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(url, connector=connector, headers=AUTH) as session:
+            codes: dict[int, set[str]] = {}
+            for attempt, status in ((1, 201), (2, 200)):  # made, then found again
+                for number in range(20):
+                    body = {"url": "https://shop.example/p", "recipient": f"+346{number:08d}"}
+                    async with session.post("/api/links", json=body) as resp:
+                        assert resp.status == status, (attempt, await resp.text())
+                        codes.setdefault(number, set()).add((await resp.json())["code"])
+            scrapes = []
+            for _ in range(6):
+                async with session.get("/metrics") as resp:
+                    scrapes.append(await resp.text())
+        # Whichever worker answered, a recipient has one code: both use one cfg:code_key.
+        assert all(len(found) == 1 for found in codes.values()), codes
+        totals = {metric_value(text, "smslinks_links_created_total") for text in scrapes}
+        assert totals == {20.0}
+        # ... and that total adds up links made by both processes.
+        for counters in files:
+            [created] = [
+                sample.value
+                for family in MultiProcessCollector.merge([str(counters)])  # type: ignore[no-untyped-call]
+                for sample in family.samples
+                if sample.name == "smslinks_links_created_total"
+            ]
+            assert 0 < created < 20, counters.name
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+    assert all(gone(pid_of(counters)) for counters in files)
+    assert metrics_dirs(tmp_path) == []  # removed on the way out
+
+
+async def test_a_worker_that_dies_stops_the_other(own_redis: RedisServer, tmp_path: Path) -> None:
+    env = {"REDIS_URL": own_redis.url, "TMPDIR": str(tmp_path)}
+    async with admin_process(["--workers", "2"], env) as (proc, _):
+        dead, other = (pid_of(counters) for counters in await worker_files(tmp_path))
+        os.kill(dead, signal.SIGKILL)
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 1
+    assert gone(other)
