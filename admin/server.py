@@ -69,39 +69,52 @@ def supervise(settings: AdminSettings) -> int:
 
 
 def _run_pool(settings: AdminSettings) -> int:
-    spawn = multiprocessing.get_context("spawn")
-    ready = spawn.Barrier(settings.workers)
-    workers = [
-        spawn.Process(target=serve, args=(settings, ready), name=f"admin-{number}")
-        for number in range(settings.workers)
-    ]
-    asked = stopping = False  # asked: by a signal; stopping: SIGTERM sent to the workers
+    return _Pool(settings).run()
 
-    def stop() -> None:
-        nonlocal stopping
-        if not stopping:  # once: a second SIGTERM would cut aiohttp's graceful shutdown short
-            for worker in workers:
+
+class _Pool:
+    """N spawned workers, started together, stopped together."""
+
+    def __init__(self, settings: AdminSettings) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        # Kept while the pool lives: the workers open its semaphore once they have started.
+        self.ready = spawn.Barrier(settings.workers)
+        self.workers = [
+            spawn.Process(target=serve, args=(settings, self.ready), name=f"admin-{number}")
+            for number in range(settings.workers)
+        ]
+        self.asked = False  # by a signal
+        self.stopping = False  # SIGTERM sent to the workers
+
+    def stop(self) -> None:
+        if not self.stopping:  # once: a second SIGTERM would cut aiohttp's graceful stop short
+            for worker in self.workers:
                 if worker.is_alive():
                     worker.terminate()
-        stopping = True
+        self.stopping = True
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal asked
-        asked = True
-        stop()
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.asked = True
+        self.stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    for worker in workers:
-        worker.start()
-    running = {worker.sentinel: worker for worker in workers}
-    while running:
-        for sentinel in multiprocessing.connection.wait(list(running)):
-            worker = running.pop(sentinel)  # type: ignore[arg-type]  # sentinels are ints
-            worker.join()  # the sentinel can fire a moment before the exit code is known
-            if not stopping:
-                log.error("%s exited with %s; stopping the others", worker.name, worker.exitcode)
-                stop()
-    log.info("workers exited: %s", [worker.exitcode for worker in workers])
-    # A worker still starting when asked to stop dies of the SIGTERM itself: a clean stop too.
-    return 0 if asked and all(w.exitcode in {0, -signal.SIGTERM} for w in workers) else 1
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        for worker in self.workers:
+            worker.start()
+            if self.stopping:  # a signal came while starting them: stop() passed this one by
+                worker.terminate()
+        running = {worker.sentinel: worker for worker in self.workers}
+        while running:
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                worker = running.pop(sentinel)  # type: ignore[arg-type]  # sentinels are ints
+                worker.join()  # the sentinel can fire a moment before the exit code is known
+                if not self.stopping:
+                    log.error(
+                        "%s exited with %s; stopping the others", worker.name, worker.exitcode
+                    )
+                    self.stop()
+        codes = [worker.exitcode for worker in self.workers]
+        log.info("workers exited: %s", codes)
+        # A worker still starting when asked to stop dies of the SIGTERM itself: a clean stop too.
+        return 0 if self.asked and all(code in {0, -signal.SIGTERM} for code in codes) else 1

@@ -175,6 +175,11 @@ REPLICAS_TTL = 1.0
 _replicas_seen: dict[str, tuple[float, int]] = {}
 
 
+def forget_replica_counts() -> None:
+    """Ask every master again on its next write (tests: a count from before a failover)."""
+    _replicas_seen.clear()
+
+
 async def _connected_replicas(node: ClusterNode) -> int:
     seen = _replicas_seen.get(node.name)
     if seen is not None and seen[0] > time.monotonic():

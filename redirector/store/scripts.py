@@ -66,7 +66,8 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
 # -- CREATE_LINKS --------------------------------------------------------------------------
 #
 # Creates a group of links all-or-nothing: nothing is written unless every check passes. On
-# a cluster a group is the links of one tag; on one Redis, any links.
+# a cluster a group is the links of one tag; on one Redis, any links. A code comes at most
+# once per call (the caller sends the others of a code in its next round: LinkStore.write).
 #
 #   KEYS      the link hash of each item (KEYS[i] of item i), then the link-count hashes of
 #             their tags
