@@ -199,16 +199,22 @@ def _of(record: Record | None, campaign_id: int | None, recipient: str | None) -
 def _one_per_code(
     writes: list[PlannedLink],
 ) -> tuple[list[PlannedLink], list[PlannedLink]]:
-    """The items to write now, and those whose code an earlier item of this round has: they
-    wait for the next round, where that item's record is in Redis to be compared with."""
+    """The items to write now, and those whose code another item of this round has: they
+    wait for the next round, where that item's record is in Redis to be compared with. A
+    custom code goes first: it cannot move, while a drawn or derived code that finds it taken
+    moves on (else the custom item would be a 409 after the others were written)."""
     if len({item.code for item in writes}) == len(writes):
         return writes, []  # a batch's codes are all distinct: no loop over them
+    custom = {item.code for item in writes if item.kind == "custom"}
     claimed: set[str] = set()
     now: list[PlannedLink] = []
     later: list[PlannedLink] = []
     for item in writes:
-        (later if item.code in claimed else now).append(item)
-        claimed.add(item.code)
+        code = item.code
+        wait = code in claimed or (item.kind != "custom" and code in custom)
+        (later if wait else now).append(item)
+        if not wait:
+            claimed.add(code)
     return now, later
 
 

@@ -167,6 +167,40 @@ async def test_batch_whose_drawn_code_is_taken_draws_again_and_writes_once(
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 3
 
 
+@pytest.mark.parametrize("custom_first", [False, True])
+async def test_a_custom_code_equal_to_a_recipients_derived_code_in_the_batch_wins(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch, custom_first: bool
+) -> None:
+    """A custom code cannot move, a derived one can: the custom link gets it whatever the
+    order, the recipient the next code of its chain; never a 409 after a partial write."""
+    c = await create_campaign(admin)
+    real_derive = codes.derive
+
+    def derive(key: bytes, campaign: int | None, recipient: str, at: int, length: int) -> Any:
+        mine = (recipient, at) == ("r1", 0)
+        return (0, "Mine001") if mine else real_derive(key, campaign, recipient, at, length)
+
+    def first_codes(key: bytes, campaign: int | None, recipients: list[str], length: int) -> Any:
+        return [derive(key, campaign, recipient, 0, length) for recipient in recipients]
+
+    monkeypatch.setattr(codes, "derive", derive)
+    monkeypatch.setattr(codes, "first_codes", first_codes)
+    items: list[dict[str, Any]] = [
+        {"url": URL, "recipient": "r1"},
+        {"url": URL + "/own", "code": "Mine001"},
+    ]
+    items = items[::-1] if custom_first else items
+    resp = await admin.post("/api/links/batch", json={"campaign_id": c["id"], "links": items})
+    assert resp.status == 201, await resp.text()
+    links = {x["recipient"]: x for x in (await resp.json())["links"]}
+    assert links[None]["code"] == "Mine001" and links[None]["url"] == URL + "/own"
+    key = await redis.get(keys.CODE_KEY)
+    assert isinstance(key, bytes)
+    assert links["r1"]["code"] == real_derive(key, c["id"], "r1", 1, 7)[1]
+    assert sum([await redis.hlen(k) async for k in redis.scan_iter("l:*")]) == 2
+    assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 2
+
+
 async def test_a_recipient_whose_code_is_taken_gets_the_next_of_its_chain(
     admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
