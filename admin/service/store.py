@@ -3,8 +3,10 @@ walked, and new links written in groups. No HTTP and no request models here.
 
 On one Redis a batch is one group, one CREATE_LINKS call: all or nothing. On a cluster a
 script may only touch one slot, so a batch is written in one group per link tag; each group
-is all or nothing, but a batch that fails after some groups were written answered an error.
-Retrying it is safe: a recipient's code is derived (admin/codes.py), so the retry finds the
+is all or nothing. A batch that meets a conflict (a 409) after some groups were written
+takes those links back (UNDO_LINKS), so it wrote nothing. One that fails on Redis after
+some groups were written answered an error (503) and may have written them. Retrying it is
+safe: a recipient's code is derived (admin/codes.py), so the retry finds the
 links it wrote; a custom code holding this very link is that link; and every link is counted
 in its campaign in the same step as it is written. Links with neither recipient nor custom
 code that such an attempt wrote are left without anybody knowing their code (counted).
@@ -31,6 +33,7 @@ from redirector.store.scripts import (
     CreateLinksScript,
     CreateOutcome,
     CustomCodeTaken,
+    UndoLinksScript,
     Written,
     call_each,
     spans_slots,
@@ -46,6 +49,7 @@ class LinkStore:
     def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
         self._redis = redis
         self._create_links = CreateLinksScript(redis, durability)
+        self._undo_links = UndoLinksScript(redis, durability)
         # Whether a batch is written in one group per link tag: on a cluster it must be;
         # tests set it on one Redis to see a failure between two groups.
         self.by_slot = spans_slots(redis)
@@ -120,6 +124,23 @@ class LinkStore:
         """Write every item, in rounds: an item whose code turned out to be held by another
         link gets another code (drawn again, or the next on its recipient's chain) and goes
         to the next round. Sets `existing` on the items that were already written."""
+        written: list[PlannedLink] = []  # by this call, in the rounds so far
+        try:
+            await self._rounds(campaign_id, writes, chain, written)
+        except (CodeTaken, Contention):
+            # A conflict found in a later round: what the earlier ones wrote is taken back,
+            # so that the request that answers 409 wrote nothing.
+            for group in self._groups(written):
+                await self._undo_links(campaign_id, group)
+            raise
+
+    async def _rounds(
+        self,
+        campaign_id: int | None,
+        writes: list[PlannedLink],
+        chain: Chain,
+        written: list[PlannedLink],
+    ) -> None:
         pending = writes
         for _ in range(MAX_ATTEMPTS):
             if not pending:
@@ -138,6 +159,7 @@ class LinkStore:
                         _move(group[index], group, chain)
                     retry += group
                 else:
+                    written += [item for at, item in enumerate(group) if at not in outcome.existing]
                     retry += await self._stale_aliases(campaign_id, group, outcome, chain)
             if failure is not None:
                 raise failure

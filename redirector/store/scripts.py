@@ -263,6 +263,55 @@ def _create_outcome(reply: list[Any]) -> CreateOutcome:
     raise ValueError(f"unexpected reply of CREATE_LINKS: {reply!r}")
 
 
+# -- UNDO_LINKS ----------------------------------------------------------------------------
+#
+# Takes back links that a request wrote in an earlier round when a later round ends it with
+# a conflict (a 409), so that the request writes nothing: each record is deleted only if it
+# is still the one written, and uncounted. (Nobody was given these codes: no tombstone.)
+#
+#   KEYS      as CREATE_LINKS: the link hash of each item, then the link-count hashes
+#   ARGV[1]   the invalidation channel
+#   ARGV[2]   the items, a JSON array of three columns: the KEYS index of each item's
+#             link-count hash (0: not counted), its code and the record it was written with
+#   ARGV[3]   the campaign's id, the field of the link-count hashes ('' for none)
+# Returns how many records were deleted.
+UNDO_LINKS = """
+local channel, items, campaign = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
+local counts, codes, records = items[1], items[2], items[3]
+local undone, uncounted = {}, {}
+for i = 1, #codes do
+  if redis.call('HGET', KEYS[i], codes[i]) == records[i] then
+    redis.call('HDEL', KEYS[i], codes[i])
+    undone[#undone + 1] = codes[i]
+    local count = counts[i]
+    if count > 0 then uncounted[count] = (uncounted[count] or 0) + 1 end
+  end
+end
+for index, n in pairs(uncounted) do redis.call('HINCRBY', KEYS[index], campaign, -n) end
+if #undone > 0 then
+  -- A redirector may have cached one of them since: it must ask Redis again.
+  redis.call('PUBLISH', channel, table.concat(undone, ' '))
+end
+return #undone
+"""
+
+
+class UndoLinksScript:
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+        self._redis, self._durability = redis, durability
+        self._script = redis.register_script(UNDO_LINKS)
+
+    async def __call__(self, campaign_id: int | None, links: Sequence[NewLink]) -> int:
+        codes = [new.code for new in links]
+        keys, count_hashes = script_link_keys(codes)
+        campaign = "" if campaign_id is None else str(campaign_id)
+        counted = zip(count_hashes, links, strict=True)
+        counts = [at if new.counted and campaign else 0 for at, new in counted]
+        items = orjson.dumps((counts, codes, [new.record for new in links]))
+        args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign]
+        return int(await run_replicated(self._redis, self._script, keys, args, self._durability))
+
+
 # -- MAKE_DESTINATIONS ---------------------------------------------------------------------
 #
 # The ids of a campaign's destinations, each made if it is new; only while the campaign

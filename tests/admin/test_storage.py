@@ -193,6 +193,29 @@ async def test_a_recipient_chain_used_up_is_a_clear_409_and_clickers_still_list_
     assert [(x["recipient"], x["code"]) for x in (await resp.json())["clickers"]] == [("r1", None)]
 
 
+@pytest.mark.parametrize("by_slot", [False, True])
+async def test_a_batch_that_ends_in_a_409_after_writing_takes_its_links_back(
+    admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch, by_slot: bool
+) -> None:
+    """r1's chain is used up, which the write finds only past the first round, after the
+    other items were written: the 409 leaves the store as it found it."""
+    store = admin.app[links_key].store
+    monkeypatch.setattr(store, "by_slot", store.by_slot or by_slot)
+    c = await create_campaign(admin)
+    for _ in range(MAX_CHAIN):
+        gone = await create_link(admin, campaign_id=c["id"], recipient="r1")
+        assert (await admin.delete(f"/api/links/{gone['code']}")).status == 204
+    before = await _records(redis)
+    items = [{"recipient": "r1"}, {"recipient": "r2"}, {}, {"code": "mine-1"}]
+    resp = await admin.post(
+        "/api/links/batch", json={"campaign_id": c["id"], "url": URL, "links": items}
+    )
+    error = await expect_error(resp, 409, "conflict")
+    assert f"limit of {MAX_CHAIN} codes" in error["message"]
+    assert await _records(redis) == before
+    assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 0
+
+
 async def test_recipients_keep_their_codes_when_code_length_changes(
     admin: Client, aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Redis
 ) -> None:
