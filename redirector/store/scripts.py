@@ -235,18 +235,28 @@ class CreateLinksScript:
         self._script = redis.register_script(CREATE_LINKS)
 
     async def __call__(self, campaign_id: int | None, links: Sequence[NewLink]) -> CreateOutcome:
-        # Column by column, each a list comprehension: half the cost of one loop over the items.
-        codes = [new.code for new in links]
-        keys, count_hashes = script_link_keys(codes)
+        keys, campaign, codes, counts = _link_columns(campaign_id, links)
         kinds = ["alias" if new.kind == "chain" and not new.counted else new.kind for new in links]
-        campaign = "" if campaign_id is None else str(campaign_id)
-        # A link counts in its campaign; an alias, or a link without a campaign, nowhere.
-        counted = zip(count_hashes, links, strict=True)
-        counts = [at if new.counted and campaign else 0 for at, new in counted]
         items = orjson.dumps((codes, kinds, counts, [new.record for new in links]))
         args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign]
         reply = await run_replicated(self._redis, self._script, keys, args, self._durability)
         return _create_outcome(reply)
+
+
+def _link_columns(
+    campaign_id: int | None, links: Sequence[NewLink]
+) -> tuple[list[str], str, list[str], list[int]]:
+    """What CREATE_LINKS and UNDO_LINKS take of their items: KEYS (`script_link_keys`), the
+    campaign's field ('' for none), the codes, and for each item the KEYS index of its
+    link-count hash, 0 when it is not counted. Column by column, each a list comprehension:
+    half the cost of one loop over the items."""
+    codes = [new.code for new in links]
+    keys, count_hashes = script_link_keys(codes)
+    campaign = "" if campaign_id is None else str(campaign_id)
+    # A link counts in its campaign; an alias, or a link without a campaign, nowhere.
+    counted = zip(count_hashes, links, strict=True)
+    counts = [at if new.counted and campaign else 0 for at, new in counted]
+    return keys, campaign, codes, counts
 
 
 def _create_outcome(reply: list[Any]) -> CreateOutcome:
@@ -302,11 +312,7 @@ class UndoLinksScript:
         self._script = redis.register_script(UNDO_LINKS)
 
     async def __call__(self, campaign_id: int | None, links: Sequence[NewLink]) -> int:
-        codes = [new.code for new in links]
-        keys, count_hashes = script_link_keys(codes)
-        campaign = "" if campaign_id is None else str(campaign_id)
-        counted = zip(count_hashes, links, strict=True)
-        counts = [at if new.counted and campaign else 0 for at, new in counted]
+        keys, campaign, codes, counts = _link_columns(campaign_id, links)
         items = orjson.dumps((counts, codes, [new.record for new in links]))
         args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign]
         return int(await run_replicated(self._redis, self._script, keys, args, self._durability))

@@ -167,6 +167,23 @@ async def test_batch_whose_drawn_code_is_taken_draws_again_and_writes_once(
     assert (await (await admin.get(f"/api/campaigns/{c['id']}")).json())["links"] == 3
 
 
+def _first_code_of_r1(monkeypatch: pytest.MonkeyPatch, code: str) -> Any:
+    """Recipient r1's chain starts with `code`; every other code is derived as always.
+    Returns the real `codes.derive`."""
+    real_derive = codes.derive
+
+    def derive(key: bytes, campaign: int | None, recipient: str, at: int, length: int) -> Any:
+        first = (recipient, at) == ("r1", 0)
+        return (0, code) if first else real_derive(key, campaign, recipient, at, length)
+
+    def first_codes(key: bytes, campaign: int | None, recipients: list[str], length: int) -> Any:
+        return [derive(key, campaign, recipient, 0, length) for recipient in recipients]
+
+    monkeypatch.setattr(codes, "derive", derive)
+    monkeypatch.setattr(codes, "first_codes", first_codes)  # derive at 0, for each recipient
+    return real_derive
+
+
 @pytest.mark.parametrize("custom_first", [False, True])
 async def test_a_custom_code_equal_to_a_recipients_derived_code_in_the_batch_wins(
     admin: Client, redis: Redis, monkeypatch: pytest.MonkeyPatch, custom_first: bool
@@ -174,17 +191,7 @@ async def test_a_custom_code_equal_to_a_recipients_derived_code_in_the_batch_win
     """A custom code cannot move, a derived one can: the custom link gets it whatever the
     order, the recipient the next code of its chain; never a 409 after a partial write."""
     c = await create_campaign(admin)
-    real_derive = codes.derive
-
-    def derive(key: bytes, campaign: int | None, recipient: str, at: int, length: int) -> Any:
-        mine = (recipient, at) == ("r1", 0)
-        return (0, "Mine001") if mine else real_derive(key, campaign, recipient, at, length)
-
-    def first_codes(key: bytes, campaign: int | None, recipients: list[str], length: int) -> Any:
-        return [derive(key, campaign, recipient, 0, length) for recipient in recipients]
-
-    monkeypatch.setattr(codes, "derive", derive)
-    monkeypatch.setattr(codes, "first_codes", first_codes)
+    real_derive = _first_code_of_r1(monkeypatch, "Mine001")
     items: list[dict[str, Any]] = [
         {"url": URL, "recipient": "r1"},
         {"url": URL + "/own", "code": "Mine001"},
@@ -206,18 +213,7 @@ async def test_a_recipient_whose_code_is_taken_gets_the_next_of_its_chain(
 ) -> None:
     c = await create_campaign(admin)
     taken = await create_link(admin, code="Taken01")
-    real_derive = codes.derive
-
-    def derive(key: bytes, campaign: int | None, recipient: str, at: int, length: int) -> Any:
-        # r1's first code is the one taken.
-        taken_first = (recipient, at) == ("r1", 0)
-        return (0, "Taken01") if taken_first else real_derive(key, campaign, recipient, at, length)
-
-    def first_codes(key: bytes, campaign: int | None, recipients: list[str], length: int) -> Any:
-        return [derive(key, campaign, recipient, 0, length) for recipient in recipients]
-
-    monkeypatch.setattr(codes, "derive", derive)
-    monkeypatch.setattr(codes, "first_codes", first_codes)  # derive at 0, for each recipient
+    real_derive = _first_code_of_r1(monkeypatch, "Taken01")  # r1's first code is the one taken
     items = [{"url": URL, "recipient": f"r{i}"} for i in range(3)]
     answers = []
     for _ in range(2):  # and again: the same links, found along the same chains
