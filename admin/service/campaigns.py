@@ -69,7 +69,7 @@ class CampaignService:
 
     async def get_campaign(self, campaign_id: int, *, count_links: bool = True) -> Campaign:
         """Without `count_links`, one read of its hash and `links` is 0: what its links are
-        made with, for each batch, without summing 256 counters."""
+        made with, or whether it exists, without summing 256 counters."""
         if count_links:
             [campaign] = await self._campaigns([campaign_id])
         else:

@@ -346,7 +346,9 @@ class LinkService:
             if target.tagged:
                 campaign = None
                 if record.campaign_id is not None:
-                    campaign = await self._campaigns.get_campaign(record.campaign_id)
+                    campaign = await self._campaigns.get_campaign(
+                        record.campaign_id, count_links=False
+                    )
                 params = self._utm(campaign)
             tagged = tagged_destination(patch.url, params)
             target = Destination(*tagged, target.tagged)

@@ -112,7 +112,7 @@ class StatsService:
         return Stats(clicks, unique, bots, clicked, window, series, _breakdowns(fields))
 
     async def campaign_stats(self, campaign_id: int, window: Window) -> Stats:
-        await self._campaigns.get_campaign(campaign_id)
+        await self._campaigns.get_campaign(campaign_id, count_links=False)
         async with self._redis.pipeline(transaction=True) as pipe:
             _queue_counters(
                 pipe,
@@ -133,7 +133,7 @@ class StatsService:
     ) -> tuple[int, list[Clicker]]:
         """The campaign's recipients who clicked, by first click, with their link's code
         (found on each recipient's chain of codes, as creating their link again would)."""
-        campaign = await self._campaigns.get_campaign(campaign_id)
+        campaign = await self._campaigns.get_campaign(campaign_id, count_links=False)
         key = clickers_key(campaign_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zcard(key)
@@ -152,7 +152,7 @@ class StatsService:
     ) -> AsyncIterator[list[ClickEvent]]:
         """The campaign's click events in chunks, oldest first. The campaign is looked up
         here, before the first chunk, so that a 404 can still be answered as JSON."""
-        await self._campaigns.get_campaign(campaign_id)
+        await self._campaigns.get_campaign(campaign_id, count_links=False)
         return self._read_events(click_stream_key(campaign_id), query)
 
     async def _read_events(self, key: str, query: ClickFilter) -> AsyncIterator[list[ClickEvent]]:
