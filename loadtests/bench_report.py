@@ -77,6 +77,7 @@ class Cpu:
     server: float  # the server under test, its workers included
     load: float  # wrk
     redis: float | None  # None where no Redis runs
+    clicks: float | None = None  # the click worker, where it runs apart from the server
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +268,9 @@ def _cells(row: LoadRow, report: Report) -> list[str]:
         *(row.key, row.setup, f"{rps:,.0f}", f"{row.result.p50_ms:.2f} ms"),
         *(f"{row.result.p99_ms:.2f} ms", f"{row.result.errors:,}"),
         *("n/a" if value is None else f"{value:.2f}" for value in ratios),
-        "" if cpu is None else f"{cpu.server:.2f} / {cpu.load:.2f} / {_cores(cpu.redis)}",
+        ""
+        if cpu is None
+        else f"{cpu.server:.2f} / {cpu.load:.2f} / {_cores(cpu.redis)} / {_cores(cpu.clicks)}",
     ]
 
 
@@ -342,7 +345,7 @@ def _growth_table(growth: Sequence[Growth]) -> list[str]:
 
 def render_markdown(report: Report) -> str:
     headers = ["row", "setup", "req/s", "p50", "p99", "errors", "vs nginx", "vs aiohttp"]
-    headers.append("CPU cores: server / wrk / Redis")
+    headers.append("CPU cores: server / wrk / Redis / click worker")
     lines = [f"# smslinks benchmark, {report.started_at}", "", f"`{report.command}`", ""]
     if report.rows:
         lines += _table(headers, [_cells(row, report) for row in report.rows])

@@ -4,6 +4,7 @@ checked, warmed up and loaded with wrk; the clicks recorded counted against the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import shutil
@@ -116,6 +117,9 @@ class ServerRow:
     warm: list[str] = field(default_factory=list)  # paths fetched once (hot codes cached)
     count_clicks: bool = False  # compare the 302s wrk got with the clicks recorded
     open_loop: bool = False  # then h2load at half wrk's rate, for latency
+    # A click worker started beside the server (which then runs none of its own), pinned
+    # apart from it: where the counting of the clicks the server ships is done.
+    clicker: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -180,19 +184,27 @@ async def redis_cpu_seconds(bench: Bench) -> float | None:
 
 
 async def measured_load(
-    bench: Bench, row: ServerRow, server: procs.Service, seconds: float
+    bench: Bench,
+    row: ServerRow,
+    server: procs.Service,
+    seconds: float,
+    clicker: procs.Service | None = None,
 ) -> tuple[procs.WrkResult, results.Cpu]:
-    """The measured wrk run, and the cores that the server, wrk and Redis kept busy."""
+    """The measured wrk run, and the cores that the server, wrk, Redis and the click worker
+    apart (if any) kept busy."""
     redis_before = await redis_cpu_seconds(bench)
     server_before, load_before = procs.tree_cpu_seconds(server.pid), procs.children_cpu_seconds()
+    clicker_before = procs.tree_cpu_seconds(clicker.pid) if clicker else 0.0
     result = await load(bench, row, seconds)
     load_used = procs.children_cpu_seconds() - load_before
     server_used = procs.tree_cpu_seconds(server.pid) - server_before
+    clicker_used = procs.tree_cpu_seconds(clicker.pid) - clicker_before if clicker else None
     redis_after = await redis_cpu_seconds(bench)
     redis_used = None if redis_before is None or redis_after is None else redis_after - redis_before
     wall = result.seconds or seconds
     redis_cores = None if redis_used is None else redis_used / wall
-    cores = results.Cpu(server_used / wall, load_used / wall, redis_cores)
+    clicker_cores = None if clicker_used is None else clicker_used / wall
+    cores = results.Cpu(server_used / wall, load_used / wall, redis_cores, clicker_cores)
     return result, cores
 
 
@@ -210,7 +222,13 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
     """Start the server, check its answers, warm it up, load it; count the clicks if asked."""
     options, base_url = bench.options, f"http://127.0.0.1:{row.port}"
     log = bench.tmp / f"{row.key}.log"
-    with procs.Service(row.key, row.command, log, row.env) as server:
+    with contextlib.ExitStack() as services:
+        server = services.enter_context(procs.Service(row.key, row.command, log, row.env))
+        clicker = None
+        if row.clicker is not None:
+            clicker_log = bench.tmp / f"{row.key}-clickworker.log"
+            clicker = procs.Service(f"{row.key} click worker", row.clicker, clicker_log, row.env)
+            services.enter_context(clicker)
         await server.wait(base_url + row.checks[0][0], 302)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             for path, location in row.checks:
@@ -226,7 +244,7 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
         # Read once the warm-up's hits are flushed and once the run's are: the difference is
         # what the measured run recorded, nothing else.
         before = await recorded(bench) if row.count_clicks else None
-        result, cpu = await measured_load(bench, row, server, seconds)
+        result, cpu = await measured_load(bench, row, server, seconds, clicker)
         after = await recorded(bench) if row.count_clicks else None
         measured = results.LoadRow(row.key, row.setup, result, cpu=cpu)
         if row.open_loop:
@@ -298,11 +316,20 @@ def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[Serv
         env |= {"ACCESS_LOG": "false", "CLICK_TRACKING": str(tracking).lower()}
         cpus = bench.pinning.server if workers == 1 else bench.pinning.both
         command = procs.pinned(procs.python_command("redirector"), cpus)
+        clicker = None
+        if tracking and workers == 1 and bench.pinning.load is not None:
+            # The one-worker rows measure the redirect process on its core: the click worker
+            # runs apart, on the load generator's core, as it would on another machine.
+            env["CLICK_WORKERS"] = "0"
+            clicker = procs.pinned(
+                procs.python_command("redirector.clickworker"), bench.pinning.load
+            )
         checks = [(f"/{codes[i]}", plan.destination) for i in indices[:5]]
         warm = [f"/{codes[i]}" for i in indices] if tapped == "hot" else []
         setup = f"{workers} worker(s), {len(indices):,} codes, cache {cache_size:,}"
         paths = bench.tmp / f"{tapped}.paths"
         counted, open_loop = key in ("hot", "hot-2w"), key in ("hot", "miss")
         row = ServerRow(key, setup, command, port, checks, paths, env, workers, warm, counted)
-        rows += [replace(row, open_loop=open_loop)] if key in options.only else []
+        row = replace(row, open_loop=open_loop, clicker=clicker)
+        rows += [row] if key in options.only else []
     return rows
