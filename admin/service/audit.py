@@ -51,10 +51,11 @@ class AuditService:
         end = "+" if before is None else "(" + before
         # redis-py's annotation of XREVRANGE is looser than what it returns.
         rows = cast(
-            _Entries, await self._redis.xrevrange(audit_key(workspace), end, "-", count=limit)
+            _Entries, await self._redis.xrevrange(audit_key(workspace), end, "-", count=limit + 1)
         )
-        entries = [_entry(as_text(entry_id), fields) for entry_id, fields in rows]
-        after = entries[-1].id if len(entries) == limit else None
+        # One more than asked for says whether there is a next page.
+        entries = [_entry(as_text(entry_id), fields) for entry_id, fields in rows[:limit]]
+        after = entries[-1].id if len(rows) > limit else None
         return entries, after
 
 

@@ -12,9 +12,9 @@ from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel
 
+from admin.access import SCOPES
 from admin.app import create_app
 from admin.exceptions import ValidationFailed
-from admin.access import SCOPES
 from admin.models import (
     BatchIn,
     CampaignIn,
