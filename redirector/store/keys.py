@@ -34,7 +34,8 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
   while its campaign exists: so a campaign's keys, and the click keys of its links, share it.
 
     c:{C}             hash   campaign: name, kind, utm_source, utm_medium, created_at,
-                             code_length (of its recipients' derived codes, fixed at creation).
+                             code_length (of its recipients' derived codes, fixed at creation),
+                             workspace (absent: `default`; see below).
     d:{C}             hash   the campaign's destinations, each stored once: id (base 36) ->
                              destination record; `#<sha1 of that record>` -> its id (to find
                              it again); `#` -> the last id given. An id never changes meaning.
@@ -92,21 +93,20 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
   existed belongs to `default` (DEFAULT_WORKSPACE), which has no hash: it always exists. A
   campaign's workspace is a field of its hash (absent: `default`), and its links are its
   campaign's: nothing per link. A link without campaign outside `default` carries its
-  workspace in its record (`~{ws}` in the campaign field, record.py): a few bytes, and only
+  workspace in its record (`~<ws>` in the campaign field, record.py): a few bytes, and only
   there.
 
-    w:{ws}            hash   a workspace: name, created_at. Ids are w1, w2, ... (WORKSPACE_ID).
+    w:<ws>            hash   a workspace: name, created_at. Ids are w1, w2, ... (WORKSPACE_ID).
     seq:workspace     string INCR counter that hands out workspace ids.
-    wc:{ws}           zset   as `campaigns`, for the workspace's campaigns (`default`: `campaigns`).
-    ak:{key id}       hash   an API key: workspace, name, scopes (space-separated), hash (the
+    wc:<ws>           zset   as `campaigns`, for the workspace's campaigns (`default`: `campaigns`).
+    ak:<key id>       hash   an API key: workspace, name, scopes (space-separated), hash (the
                              SHA-256 of the key, hex; the key itself is stored nowhere),
                              created_at, expires_at (absent: never), last_used_at (written at
                              most once a minute). The id is the first 16 hex digits of the hash.
-    wk:{ws}           set    the ids of the workspace's keys, for listing.
-    wa:{ws}           stream the workspace's audit log: one entry per write request, fields
+    wk:<ws>           set    the ids of the workspace's keys, for listing.
+    wa:<ws>           stream the workspace's audit log: one entry per write request, fields
                              key (its id), action (the operationId), target, at (unix ms);
                              capped with approximate MAXLEN (AUDIT_MAXLEN).
-  (Braces in these names stand for the value, not a hash tag: e.g. `w:w3`, `ak:9f86d081884c7d65`.)
 
 A per-recipient link needs no index: its code is derived from (campaign, recipient) with
 `cfg:code_key` (admin/codes.py), k = 0, 1, ... until a free position or the recipient's own
