@@ -120,7 +120,7 @@ OPERATIONS = {
             "url": "https://shop.example/offers?id=7",
             "campaign_id": 1,
             "recipient": "+34600000000",
-            "expires_at": "2026-12-31T23:59:59Z",
+            "expires_at": "2030-12-31T23:59:59Z",
         },
         responses={
             201: "The new link.",
