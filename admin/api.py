@@ -44,6 +44,7 @@ from admin.models import (
     stats_window,
 )
 from admin.openapi import Operation, document
+from admin.qr import QR_MEDIA_TYPES, QrFormat, qr_code
 from admin.service.stats import ClickEvent
 from redirector.store.record import Link
 
@@ -203,6 +204,24 @@ async def delete_link(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+async def _link_qr(request: web.Request, kind: QrFormat) -> web.StreamResponse:
+    code = request.match_info["code"]
+    # Read first: another workspace's code, or none, is the 404 of every other link route.
+    await request.app[links_key].get_link(code, workspace(request))
+    image = qr_code(request.app[settings_key].short_url(code), kind)  # a few ms of CPU
+    return web.Response(body=image, content_type=QR_MEDIA_TYPES[kind])
+
+
+@Operation("getLinkQrSvg", "links", errors=FOUND, media=QR_MEDIA_TYPES["svg"], access="links:read")
+async def link_qr_svg(request: web.Request) -> web.StreamResponse:
+    return await _link_qr(request, "svg")
+
+
+@Operation("getLinkQrPng", "links", errors=FOUND, media=QR_MEDIA_TYPES["png"], access="links:read")
+async def link_qr_png(request: web.Request) -> web.StreamResponse:
+    return await _link_qr(request, "png")
+
+
 @Operation(
     "getLinkStats", "links", responses.Stats, query=StatsQuery, errors=FOUND, access="stats:read"
 )
@@ -323,6 +342,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/links/batch", create_batch)
     r.add_get("/api/links/{code}", get_link)
     r.add_get("/api/links/{code}/stats", link_stats)
+    r.add_get("/api/links/{code}/qr.svg", link_qr_svg)
+    r.add_get("/api/links/{code}/qr.png", link_qr_png)
     r.add_patch("/api/links/{code}", update_link)
     r.add_delete("/api/links/{code}", delete_link)
     app.on_startup.append(_publish_openapi)

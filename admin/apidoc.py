@@ -93,6 +93,11 @@ stored). Cells that a spreadsheet would run as a formula (starting with `=`, `+`
 leading `'`. Errors are JSON as usual; if storage fails after the first rows were sent, the
 connection is dropped, so the download fails rather than ending short."""
 
+QR_CODES = """\
+A QR code of the link's `short_url` (error correction M or better, a 4-module quiet zone), to
+print on a poster or a flyer; scanning it opens the short link, so its scans are clicks like any
+other. A disabled or expired link still has its QR code (it answers 410 when scanned)."""
+
 OPERATIONS = {
     "health": Text(
         "Whether the service can reach Redis",
@@ -153,6 +158,16 @@ OPERATIONS = {
     "deleteLink": Text(
         "Delete a short link",
         "The code answers 404 from then on, and the recipient may get a new link in the campaign.",
+    ),
+    "getLinkQrSvg": Text(
+        "The short link as a QR code, SVG",
+        QR_CODES,
+        responses={200: "An SVG image of the QR code of the link's `short_url`."},
+    ),
+    "getLinkQrPng": Text(
+        "The short link as a QR code, PNG",
+        QR_CODES,
+        responses={200: "A PNG image (8 pixels per module) of the QR code of `short_url`."},
     ),
     "getLinkStats": Text("Click statistics of a link", STATS_RULES),
     "getCampaignStats": Text("Click statistics of a campaign", STATS_RULES),
