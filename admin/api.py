@@ -44,7 +44,7 @@ from admin.models import (
     stats_window,
 )
 from admin.openapi import Operation, document
-from admin.qr import QR_MEDIA_TYPES, QrFormat, qr_code
+from admin.qr import MEDIA_TYPES, QrFormat, qr_code
 from admin.service.stats import ClickEvent
 from redirector.store.record import Link
 
@@ -209,15 +209,15 @@ async def _link_qr(request: web.Request, kind: QrFormat) -> web.StreamResponse:
     # Read first: another workspace's code, or none, is the 404 of every other link route.
     await request.app[links_key].get_link(code, workspace(request))
     image = qr_code(request.app[settings_key].short_url(code), kind)  # a few ms of CPU
-    return web.Response(body=image, content_type=QR_MEDIA_TYPES[kind])
+    return web.Response(body=image, content_type=MEDIA_TYPES[kind])
 
 
-@Operation("getLinkQrSvg", "links", errors=FOUND, media=QR_MEDIA_TYPES["svg"], access="links:read")
+@Operation("getLinkQrSvg", "links", errors=FOUND, media=MEDIA_TYPES["svg"], access="links:read")
 async def link_qr_svg(request: web.Request) -> web.StreamResponse:
     return await _link_qr(request, "svg")
 
 
-@Operation("getLinkQrPng", "links", errors=FOUND, media=QR_MEDIA_TYPES["png"], access="links:read")
+@Operation("getLinkQrPng", "links", errors=FOUND, media=MEDIA_TYPES["png"], access="links:read")
 async def link_qr_png(request: web.Request) -> web.StreamResponse:
     return await _link_qr(request, "png")
 

@@ -94,7 +94,7 @@ leading `'`. Errors are JSON as usual; if storage fails after the first rows wer
 connection is dropped, so the download fails rather than ending short."""
 
 QR_CODES = """\
-A QR code of the link's `short_url` (error correction M or better, a 4-module quiet zone), to
+A QR code of the link's `short_url` (error correction M, a 4-module quiet zone), to
 print on a poster or a flyer; scanning it opens the short link, so its scans are clicks like any
 other. A disabled or expired link still has its QR code (it answers 410 when scanned)."""
 

@@ -1,5 +1,10 @@
-"""QR codes of short links (segno), for the API (/api/links/{code}/qr.svg and .png) and the
-dashboard. Pure: no I/O beyond the bytes it returns."""
+"""QR codes of short links, drawn by segno: the one place that does, for the dashboard's link
+page and the API's QR routes alike, so that both hand out the same image for a link.
+
+A short URL is short, so the code stays small (version 2 or 3 for 30 characters) and scans
+from a phone at arm's length; error correction M (15% of the code may be lost) survives a
+printed code's smudge without growing it much.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,22 @@ from typing import Literal
 import segno
 
 QrFormat = Literal["svg", "png"]
-QR_MEDIA_TYPES: dict[QrFormat, str] = {"svg": "image/svg+xml", "png": "image/png"}
-# Pixels per module: a short URL is a 25x25 QR code (version 2), so 8 gives a 264-pixel PNG
-# (with the 4-module quiet zone phone cameras need); SVG scales without loss anyway.
-PNG_SCALE = 8
-SVG_SCALE = 4
+QR_FORMATS: tuple[QrFormat, ...] = ("svg", "png")
+MEDIA_TYPES: dict[QrFormat, str] = {"svg": "image/svg+xml", "png": "image/png"}
+ERROR_CORRECTION = "m"
+# The quiet zone around the code, in modules: the standard's minimum, which scanners need.
+BORDER = 4
+# Pixels (PNG) or user units (SVG) per module: a 29-module code is 296 px wide in PNG.
+SCALE = 8
 
 
-def qr_code(text: str, kind: QrFormat) -> bytes:
-    """`text` (a short URL) as a QR code image. Error correction M at least (segno raises it
-    while the version stays the same); never a Micro QR code, which phone cameras do not read."""
-    code = segno.make(text, error="m", micro=False)
+def qr_code(url: str, fmt: QrFormat, scale: int = SCALE) -> bytes:
+    """The QR code of `url`, as an SVG document or a PNG image."""
+    code = segno.make(url, error=ERROR_CORRECTION, micro=False)
     out = io.BytesIO()
-    code.save(out, kind=kind, scale=PNG_SCALE if kind == "png" else SVG_SCALE, border=4)
+    if fmt == "svg":
+        # A title for screen readers; no XML declaration, so the SVG can also be inlined.
+        code.save(out, kind="svg", scale=scale, border=BORDER, title=url, xmldecl=False)
+    else:
+        code.save(out, kind="png", scale=scale, border=BORDER)
     return out.getvalue()
