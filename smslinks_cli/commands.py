@@ -138,12 +138,15 @@ def create_campaign(
 
 
 def _progress() -> Progress:
+    """A progress bar on a terminal; nothing in a log or a pipe, where only the line that
+    says what was done is of use."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err,
+        disable=not err.is_terminal,
     )
 
 
