@@ -23,7 +23,9 @@ USER_AGENT = "smslinks-cli"
 def api_base(raw: str | None) -> URL:
     """SMSLINKS_URL checked: an http(s) URL with a host (any path is kept as a prefix)."""
     if not raw:
-        raise CliError("set SMSLINKS_URL (or --url) to the admin API, e.g. http://127.0.0.1:8081")
+        raise CliError(
+            "set SMSLINKS_URL (or --api-url) to the admin API, e.g. http://127.0.0.1:8081"
+        )
     try:
         url = URL(raw.strip())
     except ValueError:
@@ -37,7 +39,7 @@ def api_base(raw: str | None) -> URL:
 
 def api_key(raw: str | None) -> str:
     if not raw or not raw.strip():
-        raise CliError("set SMSLINKS_KEY (or --key) to an API key of the admin")
+        raise CliError("set SMSLINKS_KEY (or --api-key) to an API key of the admin")
     return raw.strip()
 
 

@@ -76,16 +76,17 @@ class Commands(click.Group):
 
 @click.group(cls=Commands)
 @click.option(
-    "--url",
+    "--api-url",
     envvar="SMSLINKS_URL",
     show_envvar=True,
     help="The admin API, e.g. http://127.0.0.1:8081",
 )
-@click.option("--key", envvar="SMSLINKS_KEY", show_envvar=True, help="An API key of the admin.")
+@click.option("--api-key", envvar="SMSLINKS_KEY", show_envvar=True, help="An API key of the admin.")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, key: str | None) -> None:
-    """The smslinks admin API from the command line."""
-    ctx.obj = Target(url, key)
+def cli(ctx: click.Context, api_url: str | None, api_key: str | None) -> None:
+    """The smslinks admin API from the command line: SMSLINKS_URL says where it is and
+    SMSLINKS_KEY is the key to call it with."""
+    ctx.obj = Target(api_url, api_key)
 
 
 pass_target = click.make_pass_decorator(Target)

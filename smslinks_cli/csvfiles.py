@@ -37,15 +37,15 @@ class Row:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line number, trimmed cells) of each line that is not blank."""
+    """(line number, cells) of each line that is not blank. Cells are kept as written, as
+    the Send page does: the API compares recipients byte for byte (and trims URLs itself)."""
     try:
         with path.open(encoding=ENCODING, newline="") as file:
             reader = csv.reader(file, strict=True)
             try:
                 for cells in reader:
-                    trimmed = [cell.strip() for cell in cells]
-                    if any(trimmed):
-                        yield reader.line_num, trimmed
+                    if len(cells) > 1 or (cells and cells[0].strip()):
+                        yield reader.line_num, cells
             except csv.Error as exc:
                 raise CliError(f"{path} line {reader.line_num}: {exc}") from None
             except UnicodeDecodeError:
@@ -60,16 +60,16 @@ def read_recipients(path: Path) -> Recipients:
     items: dict[str, Recipient] = {}
     repeated = 0
     for line, cells in _rows(path):
-        if not items and not repeated and cells[0].casefold() == "recipient":
+        if not items and not repeated and cells[0].strip().casefold() == "recipient":
             continue
         if len(cells) > 2:
             raise CliError(f"{path} line {line}: {len(cells)} columns; a line is recipient[,url]")
-        if not cells[0]:
+        if not cells[0].strip():
             raise CliError(f"{path} line {line}: no recipient")
         if cells[0] in items:
             repeated += 1
             continue
-        url = cells[1] if len(cells) == 2 and cells[1] else None
+        url = cells[1] if len(cells) == 2 and cells[1].strip() else None
         items[cells[0]] = Recipient(cells[0], url, line)
     if not items:
         raise CliError(f"{path}: no recipients")
@@ -85,6 +85,7 @@ def read_rows(path: Path, integers: frozenset[str]) -> list[Row]:
     if first is None:
         raise CliError(f"{path}: empty; its first line names the columns")
     header_line, header = first
+    header = [name.strip() for name in header]
     if not all(header) or len(set(header)) != len(header):
         raise CliError(f"{path} line {header_line}: the header needs distinct, non-empty names")
     found = []

