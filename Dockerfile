@@ -31,6 +31,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY redirector ./redirector
 COPY admin ./admin
+# The smslinks command (an API client) comes along: `docker run ... smslinks smslinks --help`.
+COPY smslinks_cli ./smslinks_cli
 # A regular (not editable) install: pip builds the wheel and installs it with its deps, so the
 # runtime needs neither the source tree nor the build backend.
 RUN pip install .
