@@ -3,7 +3,6 @@ every failure an `ApiError` (the API's own error) or a `CliError` (no answer).""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -100,5 +99,3 @@ async def connect(base: URL, key: str) -> AsyncIterator[Api]:
     headers = {"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT}
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
         yield Api(session, base)
-        # Let the connector close its sockets before the loop goes (aiohttp's advice).
-        await asyncio.sleep(0)

@@ -22,7 +22,7 @@ from rich.progress import (
 
 from smslinks_cli import render
 from smslinks_cli.client import Api, api_base, api_key, connect
-from smslinks_cli.csvfiles import LinksFile, read_recipients, read_rows
+from smslinks_cli.csvfiles import LinksFile, Recipient, read_recipients, read_rows
 from smslinks_cli.errors import CliError, Interrupted
 from smslinks_cli.imports import CONVERSIONS, SENDS, Events, import_rows
 from smslinks_cli.send import MAX_BATCH, SendPlan, check_resumed, send
@@ -200,7 +200,7 @@ def _send(
     target: Target,
     campaign_id: int,
     url: str | None,
-    items: Sequence[Any],
+    items: Sequence[Recipient],
     recipients: Path,
     links: LinksFile,
     batch_size: int,

@@ -95,7 +95,7 @@ def read_rows(path: Path, integers: frozenset[str]) -> list[Row]:
                 f"{path} line {line}: {len(cells)} columns, the header has {len(header)}"
             )
         fields: dict[str, str | int] = {
-            name: int(value) if name in integers and value.isdigit() else value
+            name: int(value) if name in integers and value.isascii() and value.isdigit() else value
             for name, value in zip(header, cells, strict=True)
             if value
         }

@@ -23,10 +23,8 @@ def sparkline(values: Sequence[int], width: int) -> tuple[str, int]:
     return bars, per_bar
 
 
-def number(value: int | float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,}" if isinstance(value, int) else f"{value:.2%}"
+def number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def campaigns_table(campaigns: list[dict[str, Any]]) -> Table:
