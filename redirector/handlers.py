@@ -18,12 +18,16 @@ from redirector import metrics
 from redirector.appkeys import clicks_key, redis_key, resolver_key, settings_key
 from redirector.clicks import Hit
 from redirector.metrics import COUNTS
+from redirector.store.probe import answers
 
 # The redirect is personal to the recipient's tap: browsers and proxies must not cache it,
 # so that disabling or retargeting a link takes effect on the next tap.
 NO_CACHE = "private, max-age=0"
 _PLAIN = "text/plain"
 _METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
+# /healthz answers 503 within this long when Redis does not answer (a load balancer or an
+# orchestrator waits a second or two for it).
+HEALTH_TIMEOUT = 0.5
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -117,9 +121,8 @@ class Handler:
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
     async def health(self) -> web.StreamResponse:
-        """Open to anyone, so it says ok or unavailable and nothing about hosts or errors."""
-        try:
-            await self._redis.ping()
-        except RedisError:
+        """Open to anyone, so it says ok or unavailable and nothing about hosts or errors; on a
+        cluster every master must answer."""
+        if not await answers(self._redis, HEALTH_TIMEOUT):
             return web.json_response({"status": "unavailable"}, status=503)
         return web.json_response({"status": "ok"})
