@@ -4,7 +4,8 @@
 aiohttp's router and `web.Application` request handling cost more per request than the whole
 redirect (a cached lookup, a hit appended, a 302), so `Handler` matches the paths as the
 router would (`/healthz`, `/metrics`, `/{code}`: GET and HEAD, else 405; any other path 404)
-and holds what it needs from the app, bound once.
+and holds what it needs from the app, bound once. With METRICS_PORT set, `/metrics` is served
+there (redirector/metrics_listener.py) and is a code like any other here.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Handler:
         settings = app[settings_key]
         self._forwarded_for = settings.trust_forwarded_for
         self._multiprocess = settings.metrics_dir is not None
+        self._metrics_here = settings.metrics_port is None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # What the router matches: the path decoded but for %2F and %25 (yarl's path_safe),
@@ -54,7 +56,7 @@ class Handler:
         if "%" in path or "?" in path or "#" in path or path[:1] != "/":
             path = request.rel_url.path_safe
         code = path[1:]
-        fixed = path == "/healthz" or path == "/metrics"
+        fixed = path == "/healthz" or (path == "/metrics" and self._metrics_here)
         if not fixed and (not code or "/" in code or "{" in code or "}" in code):
             raise web.HTTPNotFound()
         if request.method not in _METHODS:

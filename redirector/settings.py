@@ -14,6 +14,11 @@ class Settings(StoreSettings):
     host: Annotated[str, Field(validation_alias="REDIRECTOR_HOST")] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535, validation_alias="REDIRECTOR_PORT")] = 8080
     workers: Annotated[int, Field(ge=1, le=64, validation_alias="REDIRECTOR_WORKERS")] = 1
+    # /metrics on a listener of its own (same host), so that the public port need not expose
+    # it; None: /metrics on the public port, as before.
+    metrics_port: Annotated[int | None, Field(ge=1, le=65535, validation_alias="METRICS_PORT")] = (
+        None
+    )
     # In-process cache: how many links, how long a found link and a miss stay cached. The admin
     # publishes every change, so the TTL only bounds staleness if an invalidation is lost.
     cache_size: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000
