@@ -12,7 +12,6 @@ from pathlib import Path
 from loadtests.bench_procs import free_port as free_port
 from loadtests.bench_procs import redis_command
 
-
 # Tests make a Redis load its data slowly with DEBUG RELOAD (tests/redirector/test_loading.py).
 DEBUG_COMMAND = ("--enable-debug-command", "local")
 
