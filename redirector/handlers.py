@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.appkeys import clicks_key, redis_key, resolver_key, settings_key
-from redirector.clicks import Hit
+from redirector.clicks import ADDRESS_MAX, REFERER_MAX, USER_AGENT_MAX, Hit
 from redirector.metrics import COUNTS
 from redirector.store.probe import answers
 
@@ -91,6 +91,8 @@ class Handler:
             # Only an append of what the request already holds: classification and storage
             # happen when the buffer is flushed.
             headers = request.headers
+            # Bounded here, so that neither the buffer nor the click worker's parsing grows
+            # with what a visitor sends (aiohttp takes headers of up to 8 KB).
             clicks.add(
                 Hit(
                     code,
@@ -99,8 +101,8 @@ class Handler:
                     link.created_at,
                     now,
                     request.method == hdrs.METH_HEAD,
-                    headers.get(hdrs.USER_AGENT, ""),
-                    headers.get(hdrs.REFERER, ""),
+                    headers.get(hdrs.USER_AGENT, "")[:USER_AGENT_MAX],
+                    headers.get(hdrs.REFERER, "")[:REFERER_MAX],
                     self._client_ip(request),
                 )
             )
@@ -115,7 +117,7 @@ class Handler:
         if self._forwarded_for:
             forwarded = request.headers.get(hdrs.X_FORWARDED_FOR)
             if forwarded:
-                return forwarded.split(",", 1)[0].strip()
+                return forwarded[:ADDRESS_MAX].split(",", 1)[0].strip()
         return request.remote or ""
 
     async def metrics_text(self) -> web.StreamResponse:
