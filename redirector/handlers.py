@@ -10,6 +10,7 @@ there (redirector/metrics_listener.py) and is a code like any other here.
 
 from __future__ import annotations
 
+import math
 import time
 
 from aiohttp import hdrs, web
@@ -19,6 +20,7 @@ from redirector import metrics
 from redirector.appkeys import clicks_key, redis_key, resolver_key, settings_key
 from redirector.clicks import ADDRESS_MAX, REFERER_MAX, USER_AGENT_MAX, Hit
 from redirector.metrics import COUNTS
+from redirector.misslimit import MissLimiter
 from redirector.store.probe import answers
 
 # The redirect is personal to the recipient's tap: browsers and proxies must not cache it,
@@ -48,6 +50,9 @@ class Handler:
         self._forwarded_for = settings.trust_forwarded_for
         self._multiprocess = settings.metrics_dir is not None
         self._metrics_here = settings.metrics_port is None
+        self._misses = MissLimiter(settings.miss_limit) if settings.miss_limit else None
+        # Addresses over their limit; looked at on every request only while not empty.
+        self._blocked = self._misses.blocked if self._misses is not None else {}
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # What the router matches: the path decoded but for %2F and %25 (yarl's path_safe),
@@ -73,6 +78,10 @@ class Handler:
             COUNTS.observe(time.perf_counter() - started)
 
     async def _answer(self, request: web.BaseRequest, code: str) -> web.StreamResponse:
+        if self._blocked:
+            refused = self._limited(request)
+            if refused is not None:
+                return refused
         try:
             link = await self._resolver.find(code)
         except RedisError:
@@ -81,6 +90,8 @@ class Handler:
             return _text(503, "Service temporarily unavailable, please try again.\n")
         if link is None:
             COUNTS.not_found += 1
+            if self._misses is not None:
+                self._misses.miss(self._client_ip(request), time.monotonic())
             return _text(404, "This link does not exist.\n")
         now = time.time()
         if link.gone(now):
@@ -112,6 +123,17 @@ class Handler:
         return web.Response(
             status=302, headers={hdrs.LOCATION: link.destination, hdrs.CACHE_CONTROL: NO_CACHE}
         )
+
+    def _limited(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """429 if the client's address asked for too many unknown codes this minute."""
+        assert self._misses is not None  # something is blocked
+        wait = self._misses.wait(self._client_ip(request), time.monotonic())
+        if not wait:
+            return None
+        COUNTS.limited += 1
+        response = _text(429, "Too many unknown links asked for; please try again later.\n")
+        response.headers[hdrs.RETRY_AFTER] = str(max(1, math.ceil(wait)))
+        return response
 
     def _client_ip(self, request: web.BaseRequest) -> str:
         if self._forwarded_for:

@@ -52,12 +52,13 @@ class RedirectCounts:
         "gone",
         "latency_buckets",
         "latency_sum",
+        "limited",
         "not_found",
         "unavailable",
     )
 
     def __init__(self) -> None:
-        self.found = self.not_found = self.gone = self.unavailable = 0
+        self.found = self.not_found = self.gone = self.unavailable = self.limited = 0
         self.cache_hits = self.cache_misses = 0
         # Answers per latency bucket (not cumulative), the last one past every bound.
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -72,6 +73,7 @@ class RedirectCounts:
             "302": self.found,
             "404": self.not_found,
             "410": self.gone,
+            "429": self.limited,
             "503": self.unavailable,
         }
 

@@ -27,6 +27,11 @@ class Settings(StoreSettings):
     max_connections: Annotated[
         int, Field(ge=1, le=1_000_000, validation_alias="REDIRECTOR_MAX_CONNECTIONS")
     ] = 10_000
+    # Unknown codes one client address may ask for per minute before it gets 429 for every
+    # code until the minute is over (redirector/misslimit.py); 0: no limit.
+    miss_limit: Annotated[
+        int, Field(ge=0, le=1_000_000, validation_alias="REDIRECTOR_MISS_LIMIT")
+    ] = 100
     # In-process cache: how many links, how long a found link and a miss stay cached. The admin
     # publishes every change, so the TTL only bounds staleness if an invalidation is lost.
     cache_size: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000
