@@ -44,9 +44,9 @@ async def test_503_within_a_second_while_redis_is_paused(redirector: Client, red
     assert await _healthy(redirector)
     # Every master takes connections but runs no command for 2.5 s.
     if isinstance(redis, RedisCluster):
-        await redis.execute_command("CLIENT PAUSE", 2500, "ALL", target_nodes="primaries")
+        await redis.client_pause(2500, target_nodes=RedisCluster.PRIMARIES)
     else:
-        await redis.execute_command("CLIENT PAUSE", 2500, "ALL")
+        await redis.client_pause(2500)
     await _unavailable_within_a_second(redirector)
     await eventually(lambda: _healthy(redirector))
 
