@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import CoreSchema, ErrorDetails, core_schema
 
 from admin.access import SCOPES, Scope
+from admin.codes import MAX_LENGTH, MIN_LENGTH
 from admin.exceptions import FieldError, InvalidURL, ValidationFailed
 from admin.tagging import CONTROL_CHARACTERS, normalize_url
 from redirector.store.keys import CODE_PATTERN, DAY, HOUR, RESERVED_CODES
@@ -133,6 +134,14 @@ class CampaignIn(_Body):
     kind: Literal["campaign", "automation"] = "campaign"
     utm_source: Text | None = Field(None, description="Overrides `UTM_SOURCE`.")
     utm_medium: Text | None = Field(None, description="Overrides `UTM_MEDIUM`.")
+    code_length: int | None = Field(
+        None,
+        ge=MIN_LENGTH,
+        le=MAX_LENGTH,
+        description="Characters of the campaign's generated codes, random and per recipient; "
+        "`CODE_LENGTH` unless given. Fixed at creation. Longer codes are harder to guess: worth "
+        "it for per-recipient links that lead to personal pages.",
+    )
 
 
 URL_RULE = "Absolute http(s), at most MAX_URL_LENGTH bytes."

@@ -130,3 +130,10 @@ def test_every_runtime_target_runs_as_a_non_root_user_and_bakes_in_no_secret() -
     assert settings and not [
         line for line in settings if re.search(r"KEY|SECRET|PASSW|TOKEN", line, re.I)
     ]
+
+
+def test_the_redirector_serves_metrics_on_a_port_that_is_not_published() -> None:
+    redirector = SERVICES["redirector"]
+    metrics_port = redirector["environment"]["METRICS_PORT"]
+    assert re.fullmatch(r"\$\{METRICS_PORT:-\d+\}", metrics_port), metrics_port
+    assert all(spec.endswith(":8080") for spec in redirector["ports"])
