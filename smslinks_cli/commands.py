@@ -124,12 +124,24 @@ def list_campaigns(target: Target) -> None:
 @click.option("--kind", type=click.Choice(["campaign", "automation"]), default="campaign")
 @click.option("--utm-source", help="Instead of the service's UTM_SOURCE.")
 @click.option("--utm-medium", help="Instead of the service's UTM_MEDIUM.")
+@click.option("--code-length", type=int, help="Of its codes, instead of CODE_LENGTH.")
 @pass_target
 def create_campaign(
-    target: Target, name: str, kind: str, utm_source: str | None, utm_medium: str | None
+    target: Target,
+    name: str,
+    kind: str,
+    utm_source: str | None,
+    utm_medium: str | None,
+    code_length: int | None,
 ) -> None:
     """Create a campaign named NAME (its links' utm_campaign); prints its id."""
-    body = {"name": name, "kind": kind, "utm_source": utm_source, "utm_medium": utm_medium}
+    body = {
+        "name": name,
+        "kind": kind,
+        "utm_source": utm_source,
+        "utm_medium": utm_medium,
+        "code_length": code_length,
+    }
     made = target.run(lambda api: api.call("POST", "/api/campaigns", json=body))
     click.echo(made["id"])
     err.print(f"created {made['kind']} {made['id']}: {made['name']}")

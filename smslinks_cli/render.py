@@ -28,7 +28,8 @@ def number(value: int | None) -> str:
 
 
 def campaigns_table(campaigns: list[dict[str, Any]]) -> Table:
-    table = Table("id", "name", "kind", "utm_source", "utm_medium", "links", "created_at")
+    columns = ("id", "name", "kind", "utm_source", "utm_medium", "code_length", "links")
+    table = Table(*columns, "created_at")
     for c in campaigns:
         table.add_row(
             str(c["id"]),
@@ -36,6 +37,7 @@ def campaigns_table(campaigns: list[dict[str, Any]]) -> Table:
             c["kind"],
             c["utm_source"] or "",
             c["utm_medium"] or "",
+            str(c.get("code_length") or ""),
             number(c["links"]),
             c["created_at"],
         )

@@ -34,11 +34,13 @@ async def test_campaigns_are_created_and_listed_page_by_page(
     assert made.exit_code == 0, made.output
     campaign_id = int(made.stdout)  # the id alone, for $(...)
     result = await smslinks(
-        "campaigns", "create", "Welcome", "--kind", "automation", "--utm-source", "crm"
-    )
+        "campaigns", "create", "Welcome", "--kind", "automation", "--utm-source", "crm",
+        "--code-length", "12",
+    )  # fmt: skip
     assert int(result.stdout) == campaign_id + 1
     body = await (await admin.get(f"/api/campaigns/{campaign_id + 1}")).json()
     assert (body["kind"], body["utm_source"], body["utm_medium"]) == ("automation", "crm", None)
+    assert body["code_length"] == 12
     monkeypatch.setattr(commands, "PAGE", 1)  # a page per campaign
     listed = await smslinks("campaigns", "list")
     assert listed.exit_code == 0, listed.output
