@@ -35,6 +35,7 @@ from admin.models import (
     stats_window,
 )
 from admin.openapi import Operation, document
+from admin.request_body import read_json
 from admin.service.stats import ClickEvent
 from redirector.store.record import Link
 
@@ -45,14 +46,6 @@ FOUND = (404, 503)
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-async def _body(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
 
 
 def _rules(request: web.Request) -> UrlRules:
@@ -75,7 +68,7 @@ def _link(request: web.Request, code: str, record: Link) -> responses.Link:
     "createCampaign", "campaigns", responses.Campaign, (201,), body=CampaignIn, errors=STORED
 )
 async def create_campaign(request: web.Request) -> web.StreamResponse:
-    data = parse(CampaignIn, await _body(request), _rules(request))
+    data = parse(CampaignIn, await read_json(request), _rules(request))
     campaign = await request.app[campaigns_key].create_campaign(data)
     return _json(responses.campaign(campaign), status=201)
 
@@ -99,7 +92,7 @@ async def get_campaign(request: web.Request) -> web.StreamResponse:
 
 @Operation("createLink", "links", responses.Link, (201, 200), body=LinkIn, errors=(409, 503))
 async def create_link(request: web.Request) -> web.StreamResponse:
-    data = parse(LinkIn, await _body(request), _rules(request))
+    data = parse(LinkIn, await read_json(request), _rules(request))
     service = request.app[links_key]
     [result] = await service.create_links(data.campaign_id, [data], tagged=data.tag, batch=False)
     LINKS_CREATED.inc(result.created)
@@ -109,7 +102,7 @@ async def create_link(request: web.Request) -> web.StreamResponse:
 
 @Operation("createLinkBatch", "links", responses.LinkBatch, (201,), body=BatchIn, errors=(409, 503))
 async def create_batch(request: web.Request) -> web.StreamResponse:
-    data = parse_batch(await _body(request), _rules(request))
+    data = parse_batch(await read_json(request), _rules(request))
     service = request.app[links_key]
     results = await service.create_links(
         data.campaign_id, data.links, url=data.url, tagged=data.tag
@@ -130,7 +123,7 @@ async def get_link(request: web.Request) -> web.StreamResponse:
 @Operation("updateLink", "links", responses.Link, body=LinkPatch, errors=(404, 409, 503))
 async def update_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
-    patch = parse(LinkPatch, await _body(request), _rules(request))
+    patch = parse(LinkPatch, await read_json(request), _rules(request))
     link = await request.app[links_key].update_link(code, patch)
     return _json(_link(request, code, link))
 

@@ -12,6 +12,7 @@ from admin.api import setup_routes
 from admin.appkeys import campaigns_key, links_key, redis_key, settings_key, stats_key
 from admin.errors import auth_middleware, errors_middleware
 from admin.metrics import metrics_middleware, metrics_text
+from admin.request_body import READ_AS_SENT
 from admin.service.campaigns import CampaignService
 from admin.service.links import LinkService
 from admin.service.stats import StatsService
@@ -57,6 +58,7 @@ def create_app(settings: AdminSettings) -> web.Application:
     app = web.Application(
         middlewares=[metrics_middleware, errors_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
+        handler_args=READ_AS_SENT,
     )
     app[settings_key] = settings
     app.cleanup_ctx.append(redis_ctx)
