@@ -32,15 +32,7 @@ async def read_json(request: web.Request) -> Any:
         raise web.HTTPUnsupportedMediaType(
             text=f"Content-Encoding {coding!r} is not supported: send gzip, deflate or none"
         )
-    try:
-        raw = await request.read()
-    except web.RequestPayloadError:
-        # Not a body aiohttp could frame (a broken chunk): nothing more can be read from this
-        # connection, so it closes after the answer. Marked read to the end, or aiohttp would
-        # go on reading past it first, and log the same error as unhandled.
-        request.protocol.close()
-        request.content.feed_eof()
-        raise web.HTTPBadRequest(text="the body could not be read") from None
+    raw = await request.read()
     if coding not in _IDENTITY:
         raw = _decoded(raw, coding, request.app[settings_key].max_body_bytes)
     try:
