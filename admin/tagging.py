@@ -212,9 +212,17 @@ def _normalize_host(host: str) -> str:
 
 
 def _idna_label(label: str) -> str:
-    """One label in its ASCII form; ASCII labels skip IDNA so '_' stays allowed in them."""
+    """One label in its ASCII form; ASCII labels skip IDNA so '_' stays allowed in them,
+    except for an IDNA one (`xn--`), which must decode to a label IDNA allows, as the Unicode
+    labels that it encodes here do: a browser refuses `xn--.example` or `xn--zz.example`."""
     if label.isascii():
-        return label.lower()
+        ascii_label = label.lower()
+        if ascii_label.startswith("xn--"):
+            try:
+                idna.decode(ascii_label)
+            except UnicodeError as exc:  # idna.IDNAError and its subclasses
+                raise InvalidURL(f"host label {label!r} is not valid IDNA: {exc}") from None
+        return ascii_label
     try:
         return idna.encode(label, uts46=True).decode("ascii")
     except UnicodeError as exc:  # idna.IDNAError and its subclasses

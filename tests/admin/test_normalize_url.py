@@ -22,6 +22,7 @@ from tests.tagged_urls import MAX_LENGTH, OWN_HOST, checked_tag, normalize
             id="idn",
         ),
         pytest.param("http://MÜNCHEN.de/", "http://xn--mnchen-3ya.de/", id="idn-upper-case"),
+        pytest.param("http://XN--MNCHEN-3YA.de/", "http://xn--mnchen-3ya.de/", id="idna-upper"),
         pytest.param("http://例え.テスト/", "http://xn--r8jz45g.xn--zckzah/", id="idn-cjk"),
         pytest.param(
             "http://bücher。example/", "http://xn--bcher-kva.example/", id="idn-ideographic-dot"
@@ -186,6 +187,15 @@ def test_normalize_url_max_length_counts_utf8_bytes_of_the_trimmed_url(
         pytest.param("http://\u200b.example/", "not a valid internationalised", id="idn-empty"),
         pytest.param("http://" + "ü" * 70 + ".de/", "not a valid international", id="idn-long"),
         pytest.param("http://a.example/\ud800", "not valid Unicode", id="lone-surrogate"),
+        # Issue 10: labels in IDNA's encoded form were never decoded, so any was taken.
+        pytest.param("https://xn--.example/", "not valid IDNA", id="idna-empty"),
+        pytest.param("https://XN--.example/", "not valid IDNA", id="idna-empty-upper"),
+        pytest.param("https://shop.xn--zz/", "not valid IDNA", id="idna-broken-punycode"),
+        pytest.param("https://xn--bcher-kv.example/", "not valid IDNA", id="idna-cut-short"),
+        pytest.param("https://xn--abc-.example/", "not valid IDNA", id="idna-of-ascii"),
+        pytest.param("https://xn--a.example/", "not valid IDNA", id="idna-control"),
+        pytest.param("https://xn--ls8h.example/", "not valid IDNA", id="idna-emoji"),
+        pytest.param("https://xn--a_b.example/", "not valid IDNA", id="idna-underscore"),
     ],
 )
 def test_normalize_url_rejects(raw: str, message: str) -> None:
