@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-mkdir -p .data
+scripts/private_data.sh .data
 
 redis_answers() {
     "$BIN/python" - "$1" <<'PY'
@@ -39,8 +39,7 @@ else
 fi
 
 if [[ -z "${ADMIN_API_KEYS:-}" ]]; then
-    [[ -s .data/dev-api-key ]] || "$BIN/python" -c 'import secrets; print(secrets.token_hex(24))' > .data/dev-api-key
-    ADMIN_API_KEYS="$(cat .data/dev-api-key)"
+    ADMIN_API_KEYS="$(scripts/private_data.sh .data --key)"
     export ADMIN_API_KEYS
 fi
 KEY="${ADMIN_API_KEYS%%,*}"
