@@ -1,8 +1,10 @@
-"""scripts/private_data.sh, which `make run` (scripts/run.sh) runs for its data directory and
-development key: readable by their owner alone (issue 10 found the key world-readable)."""
+"""What `make run` (scripts/run.sh) sets up: its data directory and development key, readable
+by their owner alone (scripts/private_data.sh; issue 10 found the key world-readable), and a
+Redis that fsyncs every write before it answers (issue 10: everysec could lose a second)."""
 
 from __future__ import annotations
 
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -39,7 +41,16 @@ def test_modes_left_loose_by_an_earlier_release_are_tightened(tmp_path: Path) ->
     assert _mode(data / "dev-api-key") == 0o600
 
 
+RUN = (SCRIPT.parent / "run.sh").read_text()
+
+
 def test_make_run_uses_it() -> None:
-    run = (SCRIPT.parent / "run.sh").read_text()
-    assert "scripts/private_data.sh .data\n" in run
-    assert 'ADMIN_API_KEYS="$(scripts/private_data.sh .data --key)"' in run
+    assert "scripts/private_data.sh .data\n" in RUN
+    assert 'ADMIN_API_KEYS="$(scripts/private_data.sh .data --key)"' in RUN
+
+
+def test_make_runs_redis_fsyncs_every_write() -> None:
+    [started] = re.findall(r"^ *redis-server (?:.*\\\n)*.*$", RUN, re.M)
+    options = started.split()
+    assert options[options.index("--appendonly") + 1] == "yes"
+    assert options[options.index("--appendfsync") + 1] == "always"
