@@ -29,9 +29,13 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, ErrorDetails, core_schema
 
+from admin.access import SCOPES, Scope
 from admin.exceptions import FieldError, InvalidURL, ValidationFailed
 from admin.tagging import CONTROL_CHARACTERS, normalize_url
 from redirector.store.keys import CODE_PATTERN, DAY, HOUR, RESERVED_CODES
+
+# A stream entry id, as the audit log's pages are told apart by (`AuditQuery.before`).
+AUDIT_ENTRY_ID = "^[0-9]{1,20}-[0-9]{1,20}$"
 
 MAX_BATCH = 10_000
 
@@ -40,6 +44,7 @@ NO_CONTROL = f"^[^{CONTROL_CHARACTERS}]*$"
 _PATTERN_MESSAGES = {
     CODE_PATTERN: "must be 3 to 64 characters from A-Z, a-z, 0-9, '_' and '-'",
     NO_CONTROL: "must not contain control characters",
+    AUDIT_ENTRY_ID: "must be the next of an earlier page",
 }
 # ASCII digits only: `\d` would also take fullwidth or Arabic-Indic digits, as RFC 3339 does not.
 _RFC3339 = re.compile(
@@ -201,6 +206,28 @@ class LinkPatch(_Body):
         return value
 
 
+class WorkspaceIn(_Body):
+    name: Name
+
+
+def _distinct(scopes: list[Scope]) -> list[Scope]:
+    return list(dict.fromkeys(scopes))
+
+
+class KeyIn(_Body):
+    name: Name = Field(description="Says whose or what for, e.g. `shop backend`.")
+    scopes: Annotated[
+        list[Scope], Field(min_length=1, max_length=len(SCOPES)), AfterValidator(_distinct)
+    ] = Field(
+        description="What the key may do in its workspace: campaigns:read, campaigns:write, "
+        "links:read, links:write, stats:read (click statistics, clickers, CSV), events:write "
+        "(sends and conversions), keys:admin (its workspace's keys and audit log)."
+    )
+    expires_at: FutureTime = Field(
+        None, description="From then on the key is refused (401). Absent or null: never."
+    )
+
+
 def field_name(loc: tuple[int | str, ...]) -> str:
     """('links', 3, 'url') -> 'links[3].url'."""
     out = ""
@@ -321,6 +348,17 @@ def parse_query(model: type[Q], query: Mapping[str, str]) -> Q:
 
 class Paging(_Query):
     offset: Annotated[int, WholeNumber(0, 2**31)] = Field(0, description="How many to skip.")
+    limit: Annotated[int, WholeNumber(1, 1000)] = Field(
+        100, description="How many to return at most."
+    )
+
+
+class AuditQuery(_Query):
+    before: Annotated[str | None, Field(pattern=AUDIT_ENTRY_ID)] = Field(
+        None,
+        description="The `next` of the previous page: entries older than that one. Absent: "
+        "from the newest.",
+    )
     limit: Annotated[int, WholeNumber(1, 1000)] = Field(
         100, description="How many to return at most."
     )

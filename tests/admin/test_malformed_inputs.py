@@ -145,7 +145,15 @@ async def test_no_malformed_input_is_a_5xx(
 ) -> None:
     campaign = await create_campaign(admin)
     assert campaign["id"] == 1  # the examples' campaign_id
-    valid = {"id": "1", "code": (await create_link(admin))["code"]}
+    key = {"name": "fuzzed", "scopes": ["links:read"]}
+    resp = await admin.post("/api/workspaces/default/keys", json=key)
+    assert resp.status == 201, await resp.text()
+    valid = {
+        "id": "1",
+        "code": (await create_link(admin))["code"],
+        "workspace_id": "default",
+        "key_id": (await resp.json())["id"],
+    }
     failures = []
     for target, arguments in _requests(path, operation, valid):
         resp = await admin.request(method.upper(), YarlURL(target, encoded=True), **arguments)
