@@ -89,19 +89,23 @@ async def test_an_interrupted_send_resumes_with_the_same_codes(
     """Batches 1-3 answered and written; batch 4 written by the admin, whose answer is held
     until the CLI is stopped with Ctrl-C; then a write is torn; a run again finishes."""
     held, release = asyncio.Event(), asyncio.Event()
-    answered = 0
+    batches = 0
 
     @web.middleware
     async def gate(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        nonlocal answered
+        nonlocal batches
+        if request.path != "/api/links/batch" or release.is_set():
+            return await handler(request)
+        batches += 1
+        number = batches
+        if number > 4:  # sent while the 4th is held: not let in (nothing written)
+            await release.wait()
         response = await handler(request)
-        if request.path == "/api/links/batch" and not release.is_set():
-            answered += 1
-            if answered > 3:
-                held.set()
-                await release.wait()
+        if number == 4:  # written, its answer held until the CLI is stopped
+            held.set()
+            await release.wait()
         return response
 
     app = create_app(admin_settings)
@@ -122,12 +126,17 @@ async def test_an_interrupted_send_resumes_with_the_same_codes(
         # Ctrl-C must reach it even where the test runner was started with SIGINT ignored.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    await asyncio.wait_for(held.wait(), 60)
-    # Batch 3's answer left as batch 4 came in: stop the CLI once it has written it.
-    await eventually(lambda: asyncio.to_thread(_has_lines, out, 1 + 30))
-    process.send_signal(signal.SIGINT)
-    _, stderr = await asyncio.wait_for(process.communicate(), 60)
-    release.set()
+    try:
+        await asyncio.wait_for(held.wait(), 60)
+        # Batch 3's answer left as batch 4 came in: stop the CLI once it has written it.
+        await eventually(lambda: asyncio.to_thread(_has_lines, out, 1 + 30))
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        release.set()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     assert process.returncode == 130
     assert stderr.decode().splitlines() == [
         f"Error: interrupted: 30 of 100 links are in {out}; run the same command again to finish"
