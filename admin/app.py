@@ -16,17 +16,22 @@ from admin.appkeys import (
     campaigns_key,
     links_key,
     redis_key,
+    sends_key,
+    sessions_key,
     settings_key,
     stats_key,
     workspaces_key,
 )
 from admin.auth import audit_middleware, auth_middleware
+from admin.dashboard.app import setup_dashboard
 from admin.errors import errors_middleware
 from admin.metrics import metrics_middleware, metrics_text
 from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
+from admin.service.sends import SendService
+from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
 from admin.settings import AdminSettings
@@ -49,7 +54,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[stats_key] = StatsService(redis, campaigns, links)
     app[workspaces_key] = WorkspaceService(redis, settings.durability)
     app[api_keys_key] = KeyService(redis, settings.api_keys, settings.durability)
-    app[audit_log_key] = AuditService(redis, settings.durability)
+    app[audit_log_key] = audit_log = AuditService(redis, settings.durability)
+    app[sessions_key] = SessionService(redis, settings.dashboard_session_ttl, settings.durability)
+    app[sends_key] = SendService(redis, links, audit_log, settings.short_url)
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()
@@ -81,4 +88,5 @@ def create_app(settings: AdminSettings) -> web.Application:
     setup_routes(app)
     setup_access_routes(app)
     app.router.add_get("/metrics", metrics_text)
+    setup_dashboard(app)
     return app

@@ -11,6 +11,8 @@ from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
+from admin.service.sends import SendService
+from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
 from admin.settings import AdminSettings
@@ -24,6 +26,8 @@ stats_key = web.AppKey("stats", StatsService)
 workspaces_key = web.AppKey("workspaces", WorkspaceService)
 api_keys_key = web.AppKey("api_keys", KeyService)
 audit_log_key = web.AppKey("audit_log", AuditService)
+sessions_key = web.AppKey("sessions", SessionService)  # the dashboard's
+sends_key = web.AppKey("sends", SendService)  # the dashboard's
 openapi_key = web.AppKey("openapi", bytes)  # the document, serialised at start-up
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+from redis.exceptions import RedisError
 
 from admin.responses import rfc3339_ms
 from admin.service.stats import ClickEvent
@@ -45,3 +48,33 @@ def clicks_csv(events: Sequence[ClickEvent], *, header: bool = False) -> bytes:
         for e in events
     )
     return out.getvalue().encode()
+
+
+async def clicks_csv_response(
+    request: web.Request, campaign_id: int, chunks: AsyncIterator[list[ClickEvent]]
+) -> web.StreamResponse:
+    """The campaign's click events streamed as a CSV download (the API's and the
+    dashboard's): errors before this are answered as the caller answers them; once the
+    response is prepared, a Redis failure cuts the connection."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-clicks.csv"',
+        }
+    )
+    await response.prepare(request)
+    if request.method != "HEAD":  # aiohttp would send a HEAD's body too
+        await _write_csv(response, chunks)
+    await response.write_eof()
+    return response
+
+
+async def _write_csv(response: web.StreamResponse, chunks: AsyncIterator[list[ClickEvent]]) -> None:
+    await response.write(clicks_csv([], header=True))
+    try:
+        async for events in chunks:
+            await response.write(clicks_csv(events))  # waits while the client is slow
+    except RedisError as exc:
+        # Too late for an error status. Dropping the connection leaves the chunked body
+        # unterminated, so the client sees a failed download, not a short but complete file.
+        raise ConnectionAbortedError(f"click export interrupted: {exc}") from exc

@@ -19,7 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import CoreSchema
 
 from admin import apidoc
-from admin.access import Access, needs_key
+from admin.access import Access, is_dashboard, needs_key
 from admin.responses import Error
 
 JSON = "application/json"
@@ -70,6 +70,8 @@ def document(app: web.Application) -> dict[str, Any]:
         if route.method == "HEAD" or route.resource is None:  # aiohttp adds HEAD to every GET
             continue
         path = route.resource.canonical
+        if is_dashboard(path):  # HTML pages, not the API
+            continue
         operation = operation_of(route.handler)
         if operation is None:
             raise LookupError(f"{route.method} {path}: the handler has no @Operation(...)")

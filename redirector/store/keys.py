@@ -108,6 +108,18 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
                              key (its id), action (the operationId), target, at (unix ms);
                              capped with approximate MAXLEN (AUDIT_MAXLEN).
 
+- The dashboard's (admin/dashboard): single keys that expire; the tag of a send job's two
+  keys is its id, so that one MULTI writes a batch's progress and its links together.
+
+    ds:{<digest>}     hash   a dashboard session, found by the SHA-256 of its cookie's token
+                             (hex; the token itself is stored nowhere): key (the id of the API
+                             key it acts as, `root-...` for a root key), csrf (the token of its
+                             forms), expires_at. Expires with the session (DASHBOARD_SESSION_TTL).
+    sj:{<job>}        hash   a send of the dashboard (a CSV of recipients made into links):
+                             workspace, campaign, key, rows, done, created, state, error,
+                             started_at, updated_at. Expires SEND_JOB_TTL after its last change.
+    so:{<job>}        list   its links CSV so far, one element per batch of rows, in file order.
+
 A per-recipient link needs no index: its code is derived from (campaign, recipient) with
 `cfg:code_key` (admin/codes.py), k = 0, 1, ... until a free position or the recipient's own
 record, so the record is its own index (31 B/link less than a recipient hash).
@@ -319,3 +331,22 @@ def workspace_api_keys_key(workspace: str) -> str:
 
 def audit_key(workspace: str) -> str:
     return "wa:" + workspace
+
+
+# -- the dashboard (admin/dashboard; see the module docstring) ------------------------------
+
+# Seconds a send job's progress and links CSV are kept after its last change: a send takes
+# seconds, and sending the same file again gives the same links, so an hour is plenty.
+SEND_JOB_TTL = 3600
+
+
+def dashboard_session_key(digest: str) -> str:
+    return "ds:{" + digest + "}"
+
+
+def send_job_key(job_id: str) -> str:
+    return "sj:{" + job_id + "}"
+
+
+def send_output_key(job_id: str) -> str:
+    return "so:{" + job_id + "}"
