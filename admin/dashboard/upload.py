@@ -120,14 +120,13 @@ async def spool(
     campaign_id: int,
     url: str | None,
     rules: UrlRules,
-    max_rows: int = MAX_ROWS,
 ) -> Spooled:
     """Reads, checks and spools the uploaded file; the caller removes the spool when done."""
     descriptor, name = tempfile.mkstemp(prefix="smslinks-send-", suffix=".jsonl")
     path = Path(name)
     try:
         with os.fdopen(descriptor, "wb") as out:
-            rows = _Rows(out, campaign_id, url, rules, max_rows)
+            rows = _Rows(out, campaign_id, url, rules, MAX_ROWS)
             await _read(part, rows)
         return Spooled(path, rows.rows)
     except BaseException:
@@ -154,8 +153,9 @@ def _decoded(
 ) -> str:
     try:
         return decoder.decode(chunk, final)
-    except UnicodeDecodeError:
-        raise refused(line + 1, "is not UTF-8 text (save the file as CSV UTF-8)") from None
+    except UnicodeDecodeError as exc:
+        at = line + 1 + chunk[: exc.start].count(b"\n")  # the lines before are fed yet
+        raise refused(at, "is not UTF-8 text (save the file as CSV UTF-8)") from None
 
 
 def read_batches(

@@ -5,13 +5,22 @@ module."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import ClientResponse
+from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import Client
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def browser(
+    aiohttp_client: AiohttpClient, admin: Client, cookies: dict[str, str] | None = None
+) -> Client:
+    """Another client of the admin app that `admin` serves, as a browser is: no
+    Authorization header, a cookie jar of its own."""
+    return cast(Client, await aiohttp_client(admin.server, cookies=cookies))
 
 
 def csrf_of(html: str) -> str:
@@ -44,7 +53,8 @@ async def post_form(
 async def expect_page(resp: ClientResponse, status: int) -> str:
     """The HTML of an answer that must have `status` (an error page is HTML, never JSON)."""
     text = await resp.text()
-    assert resp.status == status, text[:2000]
+    heading = text.partition("<h1>")[2].partition("</main>")[0]
+    assert resp.status == status, f"{resp.method} {resp.url.path}: {resp.status} {heading}"
     assert resp.content_type == "text/html", resp.content_type
     assert "Traceback" not in text
     return text

@@ -8,16 +8,10 @@ import time
 from pytest_aiohttp import AiohttpClient
 
 from redirector.store.connection import Store
-from tests.admin.dashboard.pages import csrf_of, expect_page, post_form, sign_in
+from tests.admin.dashboard.pages import browser, csrf_of, expect_page, post_form, sign_in
 from tests.admin.helpers import create_campaign, create_key, create_workspace
 from tests.conftest import API_KEY, Client
 from tests.waiting import eventually
-
-
-async def browser(aiohttp_client: AiohttpClient, admin: Client) -> Client:
-    """Another client of the same admin app, as a browser: no Authorization header."""
-    client: Client = await aiohttp_client(admin.server)
-    return client
 
 
 async def test_sign_in_sets_a_strict_http_only_session_cookie(admin: Client) -> None:
@@ -120,6 +114,6 @@ async def test_a_session_expires_in_redis_and_a_forged_cookie_is_nobody(
     assert 8 * 3600 - 60 < await redis.ttl(key) <= 8 * 3600
     token = admin.session.cookie_jar.filter_cookies(admin.make_url("/dashboard/"))
     assert token["smsl_session"].value.encode() not in key  # only its hash is stored
-    forged = await aiohttp_client(admin.server, cookies={"smsl_session": "x" * 43})
+    forged = await browser(aiohttp_client, admin, cookies={"smsl_session": "x" * 43})
     resp = await forged.get("/dashboard/campaigns", allow_redirects=False)
     assert (resp.status, resp.headers["Location"]) == (303, "/dashboard/signin")
