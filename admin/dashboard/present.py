@@ -44,6 +44,11 @@ def datetime_local(seconds: int | None) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M")
 
 
+def day(seconds: int) -> str:
+    """The UTC date of a time, as an <input type="date"> shows it."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d")
+
+
 def register(env: jinja2.Environment) -> None:
-    env.filters.update(count=count, when=when, datetime_local=datetime_local)
+    env.filters.update(count=count, when=when, datetime_local=datetime_local, day=day)
     env.globals.update(share=share, money=money, MISSING=MISSING)
