@@ -16,7 +16,7 @@ from admin.appkeys import (
     campaigns_key,
     links_key,
     redis_key,
-    sends_key,
+    send_jobs_key,
     sessions_key,
     settings_key,
     stats_key,
@@ -30,7 +30,7 @@ from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
-from admin.service.sends import SendService
+from admin.service.send_jobs import SendJobService
 from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
@@ -56,7 +56,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[api_keys_key] = KeyService(redis, settings.api_keys, settings.durability)
     app[audit_log_key] = audit_log = AuditService(redis, settings.durability)
     app[sessions_key] = SessionService(redis, settings.dashboard_session_ttl, settings.durability)
-    app[sends_key] = SendService(redis, links, audit_log, settings.short_url)
+    app[send_jobs_key] = SendJobService(redis, links, audit_log, settings.short_url)
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()

@@ -11,7 +11,7 @@ from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
-from admin.service.sends import SendService
+from admin.service.send_jobs import SendJobService
 from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
@@ -27,7 +27,7 @@ workspaces_key = web.AppKey("workspaces", WorkspaceService)
 api_keys_key = web.AppKey("api_keys", KeyService)
 audit_log_key = web.AppKey("audit_log", AuditService)
 sessions_key = web.AppKey("sessions", SessionService)  # the dashboard's
-sends_key = web.AppKey("sends", SendService)  # the dashboard's
+send_jobs_key = web.AppKey("send_jobs", SendJobService)  # the dashboard's
 openapi_key = web.AppKey("openapi", bytes)  # the document, serialised at start-up
 
 

@@ -18,7 +18,7 @@ from aiohttp import BodyPartReader, web
 
 from admin.access import DASHBOARD_PREFIX
 from admin.api import campaign_id_of, rules
-from admin.appkeys import campaigns_key, sends_key
+from admin.appkeys import campaigns_key, send_jobs_key
 from admin.dashboard.forms import CsrfRefused
 from admin.dashboard.render import render, see_other
 from admin.dashboard.upload import (
@@ -32,7 +32,7 @@ from admin.dashboard.upload import (
 )
 from admin.dashboard.viewer import same_token, viewer
 from admin.models import MAX_BATCH, UrlRules
-from admin.service.sends import SendJob, SendService
+from admin.service.send_jobs import SendJob, SendJobService
 
 SMALL_FIELD_MAX = 8 * 1024  # the token and the URL of the form, before its file
 # Seconds between the progress page's refreshes while the send runs.
@@ -103,14 +103,14 @@ async def start_send(request: web.Request) -> web.StreamResponse:
     if spooled.rows == 0:
         remove(spooled)
         raise refused(None, "the file has no rows")
-    service = request.config_dict[sends_key]
+    service = request.config_dict[send_jobs_key]
     job = await service.start(principal, campaign.id, spooled.rows)
     request.config_dict[send_tasks_key].start(_run(service, job, spooled, url, url_rules))
     raise see_other(f"{DASHBOARD_PREFIX}/sends/{job.id}")
 
 
 async def _run(
-    service: SendService, job: SendJob, spooled: Spooled, url: str | None, url_rules: UrlRules
+    service: SendJobService, job: SendJob, spooled: Spooled, url: str | None, url_rules: UrlRules
 ) -> None:
     try:
         await service.run(job, read_batches(spooled, job.campaign_id, url, url_rules))
@@ -137,7 +137,9 @@ async def _small_field(part: BodyPartReader, name: str) -> str:
 async def send_progress(request: web.Request) -> web.StreamResponse:
     principal = viewer(request).principal
     principal.check("links:read")
-    job = await request.config_dict[sends_key].get(request.match_info["job"], principal.workspace)
+    job = await request.config_dict[send_jobs_key].get(
+        request.match_info["job"], principal.workspace
+    )
     return render(
         request,
         "send_job.html",
@@ -151,7 +153,7 @@ async def send_progress(request: web.Request) -> web.StreamResponse:
 async def send_links_csv(request: web.Request) -> web.StreamResponse:
     principal = viewer(request).principal
     principal.check("links:read")
-    service = request.config_dict[sends_key]
+    service = request.config_dict[send_jobs_key]
     job = await service.get(request.match_info["job"], principal.workspace)
     if job.state != "done":
         raise web.HTTPConflict(text="the links are ready once the send is done")

@@ -40,7 +40,7 @@ STALLED_AFTER = 60
 _JOB_ID = 16  # hex digits of a job id (64 random bits: not guessable, nor listed anywhere)
 
 
-class SendNotFound(NotFound):
+class SendJobNotFound(NotFound):
     code = "send_not_found"
 
     def __init__(self, job_id: str) -> None:
@@ -65,7 +65,7 @@ class SendJob:
         return self.state == "running" and now - self.updated_at > STALLED_AFTER
 
 
-class SendService:
+class SendJobService:
     def __init__(
         self,
         redis: Store,
@@ -101,15 +101,15 @@ class SendService:
         return job
 
     async def get(self, job_id: str, workspace: str) -> SendJob:
-        """The send, if it is one of `workspace` (another workspace's is SendNotFound)."""
+        """The send, if it is one of `workspace` (another workspace's is SendJobNotFound)."""
         fields: Mapping[bytes | str, bytes | str] = {}
         if len(job_id) == _JOB_ID and all(c in "0123456789abcdef" for c in job_id):
             fields = await self._redis.hgetall(send_job_key(job_id))
         if not fields:
-            raise SendNotFound(job_id)
+            raise SendJobNotFound(job_id)
         job = _job(job_id, fields)
         if job.workspace != workspace:
-            raise SendNotFound(job_id)
+            raise SendJobNotFound(job_id)
         return job
 
     async def links_csv(self, job_id: str) -> AsyncIterator[bytes]:
