@@ -9,7 +9,7 @@ from pytest_aiohttp import AiohttpClient
 
 from redirector.store.connection import Store
 from tests.admin.dashboard.pages import browser, csrf_of, expect_page, post_form, sign_in
-from tests.admin.helpers import create_campaign, create_key, create_workspace
+from tests.admin.helpers import create_campaign, create_key, create_links, create_workspace
 from tests.conftest import API_KEY, Client
 from tests.waiting import eventually
 
@@ -70,14 +70,18 @@ async def test_a_session_has_its_keys_workspace_and_scopes(
 ) -> None:
     mine = await create_campaign(admin, name="Root's")
     workspace = await create_workspace(admin)
-    key = await create_key(admin, workspace, ["campaigns:read"])
+    [code] = await create_links(admin, mine["id"], [{}])
+    key = await create_key(admin, workspace, ["campaigns:read", "links:read", "stats:read"])
     client = await browser(aiohttp_client, admin)
     await sign_in(client, key["key"])
+    for page in (f"/dashboard/links/{code}", f"/dashboard/links/{code}/qr.png"):
+        await expect_page(await client.get(page), 404)
+    await expect_page(await client.get(f"/dashboard/campaigns/{mine['id']}/chart.svg"), 404)
     listed = await expect_page(await client.get("/dashboard/campaigns"), 200)
     assert "Root&#39;s" not in listed and "No campaigns yet" in listed
     await expect_page(await client.get(f"/dashboard/campaigns/{mine['id']}"), 404)
     await expect_page(await client.get("/dashboard/campaigns/new"), 403)
-    await expect_page(await client.get("/dashboard/links?code=abcdef"), 403)
+    await expect_page(await client.get(f"/dashboard/campaigns/{mine['id']}/send"), 403)
 
 
 async def test_revoking_the_key_ends_its_sessions_within_a_second(
