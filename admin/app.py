@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -25,7 +26,9 @@ from admin.appkeys import (
 from admin.auth import audit_middleware, auth_middleware
 from admin.dashboard.app import setup_dashboard
 from admin.errors import errors_middleware
+from admin.export import links_csv
 from admin.metrics import metrics_middleware, metrics_text
+from admin.request_body import READ_AS_SENT
 from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
@@ -56,7 +59,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[api_keys_key] = KeyService(redis, settings.api_keys, settings.durability)
     app[audit_log_key] = audit_log = AuditService(redis, settings.durability)
     app[sessions_key] = SessionService(redis, settings.dashboard_session_ttl, settings.durability)
-    app[send_jobs_key] = SendJobService(redis, links, audit_log, settings.short_url)
+    app[send_jobs_key] = SendJobService(
+        redis, links, audit_log, partial(links_csv, short_url=settings.short_url)
+    )
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()
@@ -82,6 +87,7 @@ def create_app(settings: AdminSettings) -> web.Application:
     app = web.Application(
         middlewares=[metrics_middleware, errors_middleware, auth_middleware, audit_middleware],
         client_max_size=settings.max_body_bytes,
+        handler_args=READ_AS_SENT,
     )
     app[settings_key] = settings
     app.cleanup_ctx.append(redis_ctx)

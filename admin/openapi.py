@@ -165,15 +165,15 @@ def _answers(operation: Operation, text: apidoc.Text, refs: dict[Any, Any]) -> d
 
 def _errors(operation: Operation, path: str) -> set[int]:
     """Every operation may fail (500); the auth middleware guards /api/ (401), and refuses a
-    key without the scope an operation needs (403); a body may be malformed, too large or
-    invalid (400, 413, 422), and so may a query (422)."""
+    key without the scope an operation needs (403); a body may be malformed, too large, of an
+    unknown Content-Encoding or invalid (400, 413, 415, 422), and so may a query (422)."""
     statuses = {500, *operation.errors}
     if needs_key(path):
         statuses.add(401)
     if operation.access is not None:
         statuses.add(403)
     if operation.body is not None:
-        statuses |= {400, 413, 422}
+        statuses |= {400, 413, 415, 422}
     if operation.query is not None:
         statuses.add(422)
     return statuses

@@ -25,10 +25,17 @@ class CsrfRefused(web.HTTPForbidden):
         )
 
 
+def plain_body(request: web.Request, content_type: str) -> None:
+    """Refuses (415) a body that is not of `content_type` as sent by a browser: the admin
+    reads bodies as sent (admin.request_body), and a browser never compresses a form."""
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if request.content_type != content_type or coding not in ("", "identity"):
+        raise web.HTTPUnsupportedMediaType(text="a form of the dashboard was expected")
+
+
 async def read_form(request: web.Request) -> dict[str, str]:
     """The fields of an urlencoded form (the first value of each name), bounded."""
-    if request.content_type != URLENCODED:
-        raise web.HTTPUnsupportedMediaType(text="a form of the dashboard was expected")
+    plain_body(request, URLENCODED)
     body = await request.content.read(FORM_MAX_BYTES + 1)
     if len(body) > FORM_MAX_BYTES:
         raise web.HTTPRequestEntityTooLarge(

@@ -15,11 +15,12 @@ from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from admin.access import DASHBOARD_PREFIX
 from admin.api import campaign_id_of, rules
 from admin.appkeys import campaigns_key, send_jobs_key
-from admin.dashboard.forms import CsrfRefused
+from admin.dashboard.forms import CsrfRefused, plain_body
 from admin.dashboard.render import render, see_other
 from admin.dashboard.upload import (
     MAX_ROWS,
@@ -81,8 +82,23 @@ async def start_send(request: web.Request) -> web.StreamResponse:
     campaign = await request.config_dict[campaigns_key].get_campaign(
         campaign_id_of(request), principal.workspace, count_links=False
     )
-    if request.content_type != "multipart/form-data":
-        raise web.HTTPUnsupportedMediaType(text="send the Send page's form")
+    plain_body(request, "multipart/form-data")
+    try:
+        spooled, url = await _upload(request, campaign.id)
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+        # aiohttp's multipart reader says so of a body that is not multipart as announced.
+        raise web.HTTPBadRequest(text=f"the upload could not be read: {exc}") from None
+    if spooled.rows == 0:
+        remove(spooled)
+        raise refused(None, "the file has no rows")
+    service = request.config_dict[send_jobs_key]
+    job = await service.start(principal, campaign.id, spooled.rows)
+    request.config_dict[send_tasks_key].start(_run(service, job, spooled, url, rules(request)))
+    raise see_other(f"{DASHBOARD_PREFIX}/sends/{job.id}")
+
+
+async def _upload(request: web.Request, campaign_id: int) -> tuple[Spooled, str | None]:
+    """The form's file, checked and spooled, and its URL for the rows without one."""
     reader = await request.multipart()
     # The form's fields come in its order: the token first, so nothing is read unchecked.
     first = await reader.next()
@@ -97,16 +113,7 @@ async def start_send(request: web.Request) -> web.StreamResponse:
         if part.name == "url":
             url = (await _small_field(part, "url")).strip() or None
         elif part.name == "file":
-            break
-    url_rules = rules(request)
-    spooled = await spool(part, campaign.id, url, url_rules)
-    if spooled.rows == 0:
-        remove(spooled)
-        raise refused(None, "the file has no rows")
-    service = request.config_dict[send_jobs_key]
-    job = await service.start(principal, campaign.id, spooled.rows)
-    request.config_dict[send_tasks_key].start(_run(service, job, spooled, url, url_rules))
-    raise see_other(f"{DASHBOARD_PREFIX}/sends/{job.id}")
+            return await spool(part, campaign_id, url, rules(request)), url
 
 
 async def _run(

@@ -9,8 +9,6 @@ stopped midway is finished by sending the same file again.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import secrets
 import time
@@ -71,12 +69,12 @@ class SendJobService:
         redis: Store,
         links: LinkService,
         audit: AuditService,
-        short_url: Callable[[str], str],
+        links_csv: Callable[[Sequence[Created]], bytes],
     ) -> None:
         self._redis = redis
         self._links = links
         self._audit = audit
-        self._short_url = short_url
+        self._links_csv = links_csv  # the rows of the links CSV of a batch (admin.export)
 
     async def start(self, principal: Principal, campaign_id: int, rows: int) -> SendJob:
         now = time.time()
@@ -141,20 +139,12 @@ class SendJobService:
                     int(time.time() * 1000),
                 )
                 done, created = done + len(results), created + made
-                await self._progress(job.id, done, created, self._csv(results))
+                await self._progress(job.id, done, created, self._links_csv(results))
             await self._finish(job.id, "done", "")
         except (AdminError, RedisError, OSError) as exc:
             log.warning("send %s stopped after %d rows: %s", job.id, done, exc)
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             await self._finish(job.id, "failed", f"stopped after {done} rows: {message}")
-
-    def _csv(self, results: Sequence[Created]) -> bytes:
-        out = io.StringIO()
-        csv.writer(out).writerows(
-            (result.recipient or "", result.code, self._short_url(result.code))
-            for result in results
-        )
-        return out.getvalue().encode()
 
     async def _progress(self, job_id: str, done: int, created: int, chunk: bytes) -> None:
         job, output = send_job_key(job_id), send_output_key(job_id)

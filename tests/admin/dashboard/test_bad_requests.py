@@ -79,6 +79,12 @@ async def test_bad_forms_are_4xx_pages(admin: Client) -> None:
         (f"/dashboard/campaigns/{campaign['id']}/send", "x", {"Content-Type": form}, 415),
         ("/dashboard/signout", "", {"Content-Type": form}, 403),
         ("/dashboard/links", "", {"Content-Type": form}, 405),
+        (
+            "/dashboard/campaigns",
+            b"\x1f\x8b",
+            {"Content-Type": form, "Content-Encoding": "gzip"},
+            415,
+        ),
     ]
     for path, body, headers, status in posts:
         resp = await admin.post(path, data=body, headers=headers)
@@ -98,6 +104,11 @@ async def test_bad_uploads_are_4xx_pages(admin: Client) -> None:
     bad_url.add_field("url", "javascript:alert(1)")
     bad_url.add_field("file", "+341\n", filename="a.csv")
     assert "url" in await expect_page(await admin.post(path, data=bad_url), 422)
+    boundary = {"Content-Type": "multipart/form-data; boundary=xyz"}
+    for body in (b"not multipart at all", b"--xyz\r\nno headers end", b"--abc--\r\n"):
+        await expect_page(await admin.post(path, data=body, headers=boundary), 400)
+    gzipped = {"Content-Type": "multipart/form-data; boundary=xyz", "Content-Encoding": "gzip"}
+    await expect_page(await admin.post(path, data=b"\x1f\x8b", headers=gzipped), 415)
     huge_token = FormData(default_to_multipart=True)
     huge_token.add_field("csrf", "x" * 10_000)
     await expect_page(await admin.post(path, data=huge_token), 413)

@@ -20,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 
 from admin.app import create_app as create_admin
 from admin.settings import AdminSettings
-from tests.admin.dashboard.browser import PHONE, Browser, chromium
+from tests.admin.dashboard.browser import LANDING_HOST, PHONE, Browser, chromium
 from tests.conftest import API_KEY, Client
 
 ROWS = 1_000
@@ -81,9 +81,9 @@ async def test_sign_in_campaign_send_download_tap_and_see_the_click(
 
     await browser.click("a[href$='/send']")
     await browser.shot("send")
-    # The links lead to the admin's health check: a page this machine serves (its host is
-    # not the redirector's, so the admin takes it).
-    landing = str(served_admin.make_url("/healthz")).replace("127.0.0.1", "localhost")
+    # The links lead to the admin's health check, a page this machine serves, by a name only
+    # this browser resolves (the admin refuses links to its own host).
+    landing = str(served_admin.make_url("/healthz")).replace("127.0.0.1", LANDING_HOST)
     await browser.type("#url", landing)
     source = tmp_path / "recipients.csv"
     write_csv(source)

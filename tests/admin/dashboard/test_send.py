@@ -147,3 +147,18 @@ async def test_a_send_is_seen_only_in_its_workspace_and_without_token_refused(
     await expect_page(await admin.get(progress + "/links.csv"), 404)
     await expect_page(await admin.get("/dashboard/sends/0123456789abcdef"), 404)
     await expect_page(await admin.get("/dashboard/sends/nonsense"), 404)
+
+
+async def test_a_recipient_a_spreadsheet_would_run_is_quoted_in_the_links_csv(
+    admin: Client,
+) -> None:
+    campaign = await create_campaign(admin)
+    csrf = await sign_in(admin, API_KEY)
+    progress = await send(admin, campaign["id"], csrf, '"=HYPERLINK(1)"\n+34600000001\n', URL)
+    await finished(admin)
+    got = await (await admin.get(progress + "/links.csv")).text()
+    assert [row[0] for row in csv.reader(io.StringIO(got))] == [
+        "recipient",
+        "'=HYPERLINK(1)",
+        "+34600000001",
+    ]
