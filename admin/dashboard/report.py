@@ -1,19 +1,28 @@
 """Attribution figures of the campaigns (issue 11: sends, conversions, revenue), for the
 campaigns list and a campaign's page.
 
-ATTRIBUTION PENDING: the report (`GET /api/campaigns/{id}/report` and the service behind it)
-is being built on another branch. Until it is merged, `campaign_figures` finds no report,
-and every figure that comes from it (sends, CTR, conversions, revenue, AOV, EPM) is shown as
-"—": never a number made up in its place. Once the report service exists, this module is the
-one place that reads it.
+ATTRIBUTION BRIDGE: the report (`GET /api/campaigns/{id}/report`, the `ReportService` under
+`admin.appkeys.reports_key`) is built on another branch. Until it is on main there is no report
+service, `campaign_figures` finds none, and every figure that comes from it (sends, CTR,
+conversions, revenue, AOV, EPM) shows "—": never a number made up in its place. Once it is
+merged, the same code reads it; the import below then becomes a plain one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+
+from admin.exceptions import NotFound
+
+try:  # ATTRIBUTION BRIDGE: the report service, once issue 11 is merged
+    from admin.appkeys import reports_key  # type: ignore[attr-defined,unused-ignore]
+except ImportError:
+    reports_key = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,5 +49,26 @@ class Figures:
 async def campaign_figures(
     request: web.Request, workspace: str, campaign_ids: Sequence[int]
 ) -> dict[int, Figures]:
-    """The report of each campaign that has one (ATTRIBUTION PENDING: none yet)."""
-    return {}
+    """The report of each campaign that has one (none while there is no report service)."""
+    service: Any = None if reports_key is None else request.config_dict.get(reports_key)
+    if service is None:
+        return {}
+    found = await asyncio.gather(
+        *(service.report(campaign_id, workspace) for campaign_id in campaign_ids),
+        return_exceptions=True,
+    )
+    figures = {}
+    for campaign_id, report in zip(campaign_ids, found, strict=True):
+        if isinstance(report, NotFound):
+            continue
+        if isinstance(report, BaseException):
+            raise report
+        figures[campaign_id] = Figures(
+            report.sends,
+            report.conversions,
+            report.click_conversions,
+            report.view_conversions,
+            dict(report.revenue),
+            dict(report.orders),
+        )
+    return figures
