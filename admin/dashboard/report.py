@@ -11,6 +11,7 @@ merged, the same code reads it; the import below then becomes a plain one.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,8 @@ from aiohttp import web
 
 from admin.exceptions import NotFound
 
-try:  # ATTRIBUTION BRIDGE: the report service, once issue 11 is merged
-    from admin.appkeys import reports_key  # type: ignore[attr-defined,unused-ignore]
-except ImportError:
-    reports_key = None
+# ATTRIBUTION BRIDGE: the report service's key, once issue 11 is merged (None until then).
+REPORTS_KEY: Any = getattr(importlib.import_module("admin.appkeys"), "reports_key", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +49,7 @@ async def campaign_figures(
     request: web.Request, workspace: str, campaign_ids: Sequence[int]
 ) -> dict[int, Figures]:
     """The report of each campaign that has one (none while there is no report service)."""
-    service: Any = None if reports_key is None else request.config_dict.get(reports_key)
+    service: Any = None if REPORTS_KEY is None else request.config_dict.get(REPORTS_KEY)
     if service is None:
         return {}
     found = await asyncio.gather(
