@@ -197,3 +197,30 @@ async def test_the_log_is_capped(redis: Store) -> None:
     assert 50 <= await redis.xlen(audit_key("w1")) <= 150
     entries, _ = await log.page("w1", None, 1)
     assert entries[0].target == "link:599"
+
+
+@pytest.mark.parametrize(
+    ("before", "status"),
+    [
+        ("0-0", 200),  # nothing is older than the first possible entry
+        ("000-00", 200),
+        ("0-1", 200),
+        ("18446744073709551615-18446744073709551615", 200),  # the last possible entry
+        ("18446744073709551616-0", 422),  # past 64 bits: no entry id
+        ("0-18446744073709551616", 422),
+        ("99999999999999999999-99999999999999999999", 422),
+    ],
+)
+async def test_a_page_before_any_entry_id_is_an_answer(
+    admin: Client, before: str, status: int
+) -> None:
+    """Every `before` the pattern lets through is a page or a 422, never Redis's error (it was
+    a 503 storage_unavailable: `(0-0` is no interval's end, and past 2**64 no stream id)."""
+    me = await tenant(admin)
+    resp = await admin.get(f"/api/audit?before={before}", headers=me.headers)
+    if status == 422:
+        await expect_error(resp, 422, "validation_failed")
+        return
+    assert resp.status == 200, await resp.text()
+    older = [e["target"] for e in (await resp.json())["entries"]]
+    assert older == ([] if int(before.split("-")[0]) == 0 else [f"key:{me.key_id}"])
