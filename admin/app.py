@@ -15,18 +15,20 @@ from admin.appkeys import (
     audit_log_key,
     campaigns_key,
     links_key,
+    rate_limiter_key,
     redis_key,
     settings_key,
     stats_key,
     workspaces_key,
 )
-from admin.auth import audit_middleware, auth_middleware
+from admin.auth import audit_middleware, auth_middleware, send_quota
 from admin.errors import errors_middleware
 from admin.metrics import metrics_middleware, metrics_text
 from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
+from admin.service.ratelimit import RateLimiter
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
 from admin.settings import AdminSettings
@@ -50,6 +52,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[workspaces_key] = WorkspaceService(redis, settings.durability)
     app[api_keys_key] = KeyService(redis, settings.api_keys, settings.durability)
     app[audit_log_key] = AuditService(redis, settings.durability)
+    app[rate_limiter_key] = RateLimiter(redis, settings.rate_limit)
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()
@@ -78,6 +81,7 @@ def create_app(settings: AdminSettings) -> web.Application:
     )
     app[settings_key] = settings
     app.cleanup_ctx.append(redis_ctx)
+    app.on_response_prepare.append(send_quota)
     setup_routes(app)
     setup_access_routes(app)
     app.router.add_get("/metrics", metrics_text)

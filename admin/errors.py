@@ -19,6 +19,7 @@ from admin.exceptions import (
     Forbidden,
     NotAuthenticated,
     NotFound,
+    RateLimited,
     ValidationFailed,
 )
 
@@ -60,6 +61,9 @@ def _domain(exc: AdminError) -> web.Response:
         return error_response(401, error, headers={"WWW-Authenticate": "Bearer"})
     if isinstance(exc, Forbidden):
         return error_response(403, error)
+    if isinstance(exc, RateLimited):
+        # RateLimit-* come with every answer to a known key (admin.auth.send_quota).
+        return error_response(429, error, headers={"Retry-After": str(exc.retry_after)})
     return error_response(400, error)  # pragma: no cover - every kind above
 
 

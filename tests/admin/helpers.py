@@ -1,18 +1,24 @@
-"""What the admin tests share: API calls that must succeed, the check of an error answer, and
-taps through the redirector with the stats they end up in. Not a test module."""
+"""What the admin tests share: API calls that must succeed, the check of an error answer,
+taps through the redirector with the stats they end up in, and `python -m admin` in a process
+of its own. Not a test module."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import ClientResponse
 from redis.asyncio import Redis
 
-from tests.conftest import Client, schema_errors
+from tests.conftest import API_KEY, Client, schema_errors
+from tests.redis_server import free_port
 from tests.user_agents import ANDROID, IPHONE, WINDOWS
+from tests.waiting import wait_healthy
 
 URL = "https://shop.example/p"
 BROWSERS = [IPHONE, ANDROID, WINDOWS]
@@ -110,3 +116,23 @@ async def stats_once_flushed(
             return body
         assert time.monotonic() < deadline, f"expected {clicks}/{bot_hits} clicks/bots: {body}"
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def admin_process(
+    args: list[str], env: Mapping[str, str]
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`python -m admin *args`, healthy; killed at the end unless the test stopped it."""
+    port = free_port()
+    # No PROMETHEUS_MULTIPROC_DIR: the supervisor makes its own.
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = inherited | {"ADMIN_PORT": str(port), "ADMIN_API_KEYS": API_KEY} | dict(env)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "admin", *args, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url)
+        yield proc, url
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
