@@ -78,7 +78,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = _STATUS_CODES.get(exc.status, "http_error")
         message = exc.text if exc.status != 413 else "request body is too large"
-        return error_response(exc.status, {"code": code, "message": message or exc.reason})
+        # A 405 must say which methods the resource has (RFC 9110 15.5.6).
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        error: responses.ErrorDetail = {"code": code, "message": message or exc.reason}
+        return error_response(exc.status, error, headers=allow)
     except Contention as exc:
         return error_response(409, {"code": "conflict", "message": str(exc)})
     except RedisError as exc:
