@@ -56,6 +56,13 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _stream_id(value: str | None) -> str | None:
+    """Redis refuses a stream id whose parts pass 64 bits (an error, not an empty answer)."""
+    if value is not None and any(int(part) >= 1 << 64 for part in value.split("-")):
+        raise ValueError(_PATTERN_MESSAGES[AUDIT_ENTRY_ID])
+    return value
+
+
 def _not_reserved(value: str) -> str:
     if value.lower() in RESERVED_CODES:
         raise ValueError(f"{value!r} is reserved")
@@ -119,6 +126,7 @@ Time = Annotated[datetime | None, BeforeValidator(_rfc3339)]
 FutureTime = Annotated[datetime | None, BeforeValidator(_rfc3339), AfterValidator(_in_future)]
 URL = Annotated[str, AfterValidator(_url)]
 Id = Annotated[int, Field(ge=1)]
+EntryId = Annotated[str | None, Field(pattern=AUDIT_ENTRY_ID), AfterValidator(_stream_id)]
 
 
 class _Body(BaseModel):
@@ -337,7 +345,7 @@ class Paging(_Query):
 
 
 class AuditQuery(_Query):
-    before: Annotated[str | None, Field(pattern=AUDIT_ENTRY_ID)] = Field(
+    before: EntryId = Field(
         None,
         description="The `next` of the previous page: entries older than that one. Absent: "
         "from the newest.",

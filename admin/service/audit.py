@@ -48,6 +48,8 @@ class AuditService:
     ) -> tuple[list[AuditEntry], str | None]:
         """Up to `limit` entries, newest first, older than the entry `before` (from the
         newest without it); and where the next page starts (None after the oldest)."""
+        if before is not None and not any(int(part) for part in before.split("-")):
+            return [], None  # nothing is older than 0-0, and Redis refuses to be asked
         end = "+" if before is None else "(" + before
         # redis-py's annotation of XREVRANGE is looser than what it returns.
         rows = cast(
