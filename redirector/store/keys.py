@@ -336,5 +336,8 @@ def audit_key(workspace: str) -> str:
 RATE_WINDOW = 60
 
 
+RATE_WINDOW_PREFIX = "rl:"
+
+
 def rate_window_key(key_id: str) -> str:
-    return "rl:{" + key_id + "}"
+    return RATE_WINDOW_PREFIX + "{" + key_id + "}"

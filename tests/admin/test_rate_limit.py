@@ -14,7 +14,7 @@ from admin.access import key_digest, root_key_id
 from admin.app import create_app
 from admin.settings import AdminSettings
 from redirector.store.connection import Store
-from redirector.store.keys import rate_window_key
+from redirector.store.keys import RATE_WINDOW_PREFIX, rate_window_key
 from tests.admin.helpers import (
     bearer,
     create_campaign,
@@ -149,7 +149,7 @@ async def test_a_zero_limit_is_off(limited: Limited, redis: Store) -> None:
         assert resp.status == 200
         assert fields(resp) == {}
         assert "Retry-After" not in resp.headers
-    assert [key async for key in redis.scan_iter(match="rl:*")] == []
+    assert [key async for key in redis.scan_iter(match=RATE_WINDOW_PREFIX + "*")] == []
 
 
 async def test_a_request_costs_one_redis_call(
