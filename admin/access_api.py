@@ -9,12 +9,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin import responses
-from admin.api import json_response, read_json
+from admin.api import json_response
 from admin.appkeys import api_keys_key, audit_log_key, principal_key, workspaces_key
 from admin.auth import audit
 from admin.exceptions import WorkspaceNotFound
 from admin.models import AuditQuery, KeyIn, UrlRules, WorkspaceIn, parse, parse_query
 from admin.openapi import Operation
+from admin.request_body import read_json
 
 # Models without URLs still go through `parse`, which wants the rules of URLs.
 _NO_URLS = UrlRules(0, None)

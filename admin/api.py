@@ -44,6 +44,7 @@ from admin.models import (
     stats_window,
 )
 from admin.openapi import Operation, document
+from admin.request_body import read_json
 from admin.service.stats import ClickEvent
 from redirector.store.record import Link
 
@@ -59,14 +60,6 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 def workspace(request: web.Request) -> str:
     """The workspace of the request's key: the only one whose campaigns and links it sees."""
     return request[principal_key].workspace
-
-
-async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
 
 
 def _rules(request: web.Request) -> UrlRules:

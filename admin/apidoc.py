@@ -261,7 +261,7 @@ def _error(
 ERRORS = {
     400: _error(
         "MalformedJSON",
-        "The body is not valid JSON.",
+        "The body is not valid JSON, or not valid in the Content-Encoding it names.",
         "bad_request",
         "malformed JSON: unexpected character: line 1 column 2 (char 1)",
     ),
@@ -299,6 +299,12 @@ ERRORS = {
         "The body is larger than `ADMIN_MAX_BODY_BYTES`.",
         "body_too_large",
         "request body is too large",
+    ),
+    415: _error(
+        "UnsupportedEncoding",
+        "The body's Content-Encoding is none of gzip, deflate and identity.",
+        "unsupported_media_type",
+        "Content-Encoding 'br' is not supported: send gzip, deflate or none",
     ),
     422: _error(
         "ValidationFailed",

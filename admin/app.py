@@ -24,6 +24,7 @@ from admin.appkeys import (
 from admin.auth import audit_middleware, auth_middleware, send_quota
 from admin.errors import errors_middleware
 from admin.metrics import metrics_middleware, metrics_text
+from admin.request_body import READ_AS_SENT
 from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
@@ -78,6 +79,7 @@ def create_app(settings: AdminSettings) -> web.Application:
     app = web.Application(
         middlewares=[metrics_middleware, errors_middleware, auth_middleware, audit_middleware],
         client_max_size=settings.max_body_bytes,
+        handler_args=READ_AS_SENT,
     )
     app[settings_key] = settings
     app.cleanup_ctx.append(redis_ctx)

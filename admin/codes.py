@@ -10,6 +10,9 @@ from functools import lru_cache
 from redirector.store.keys import RESERVED_CODES
 
 ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# The lengths a generated code may have (CODE_LENGTH, a campaign's `code_length`): a derived
+# code takes one character per byte of its 32-byte digest; shorter than 5 is too easily guessed.
+MIN_LENGTH, MAX_LENGTH = 5, 32
 # Random bytes 248..255 are dropped so that `byte % 62` is uniform (248 = 4 * 62); the rest
 # map to base62 in one C-level translate, ~50x faster than secrets.choice per character.
 _TO_BASE62 = bytes(ALPHABET[b % 62] for b in range(256))

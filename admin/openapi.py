@@ -179,14 +179,15 @@ def _errors(operation: Operation, path: str) -> set[int]:
     """Every operation may fail (500); the auth middleware guards /api/ (401), limits the
     rate of each key (429; with Redis unreachable, 503: the count and keys other than root
     keys are read there), and refuses a key without the scope an operation needs (403); a
-    body may be malformed, too large or invalid (400, 413, 422), and so may a query (422)."""
+    body may be malformed, too large, of an unknown Content-Encoding or invalid (400, 413,
+    415, 422), and so may a query (422)."""
     statuses = {500, *operation.errors}
     if needs_key(path):
         statuses |= {401, 429, 503}
     if operation.access is not None:
         statuses.add(403)
     if operation.body is not None:
-        statuses |= {400, 413, 422}
+        statuses |= {400, 413, 415, 422}
     if operation.query is not None:
         statuses.add(422)
     return statuses

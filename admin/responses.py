@@ -102,6 +102,13 @@ class Campaign(TypedDict):
     utm_medium: str | None
     created_at: Timestamp
     links: Annotated[int, Field(ge=0, description="How many links the campaign has.")]
+    code_length: Annotated[
+        int | None,
+        Field(
+            description="Characters of its generated codes (null: a campaign made before "
+            "lengths were kept, until its first link)."
+        ),
+    ]
 
 
 class CampaignList(TypedDict):
@@ -118,6 +125,7 @@ def campaign(record: CampaignRecord) -> Campaign:
         "utm_medium": record.utm_medium,
         "created_at": _rfc3339(record.created_at),
         "links": record.links,
+        "code_length": record.code_length,
     }
 
 

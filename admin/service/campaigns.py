@@ -52,11 +52,12 @@ class CampaignService:
 
     async def create_campaign(self, workspace: str, data: CampaignIn) -> Campaign:
         now = int(time.time())
+        code_length = self._code_length if data.code_length is None else data.code_length
         fields: dict[str, str | int] = {
             "name": data.name,
             "kind": data.kind,
             "created_at": now,
-            CODE_LENGTH: self._code_length,
+            CODE_LENGTH: code_length,
         }
         if data.utm_source is not None:
             fields["utm_source"] = data.utm_source
@@ -73,7 +74,7 @@ class CampaignService:
             data.utm_medium,
             now,
             0,
-            self._code_length,
+            code_length,
             workspace,
         )
 

@@ -132,6 +132,8 @@ def inline(link: Link, *, custom: bool = False) -> Record:
 @lru_cache(maxsize=65_536)
 def b36(n: int) -> str:
     # Cached: the links of a batch share their creation time, lengths and offsets.
+    if n < 0:  # divmod(-1, 36) is (-1, 35): the loop below would never end
+        raise ValueError(f"a record holds no negative number: {n}")
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
