@@ -31,6 +31,8 @@ PREVIEWS = [
     "",
 ]
 FLUSH_DEADLINE = 5.0
+# Seconds an admin process started by a test has to stop on SIGTERM before it is killed.
+STOP_WITHIN = 30.0
 
 
 async def create_campaign(admin: Client, **fields: Any) -> dict[str, Any]:
@@ -126,7 +128,8 @@ async def stats_once_flushed(
 async def admin_process(
     args: list[str], env: Mapping[str, str]
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """`python -m admin *args`, healthy; killed at the end unless the test stopped it."""
+    """`python -m admin *args`, healthy; stopped at the end unless the test stopped it: with
+    SIGTERM, so that a supervisor stops its workers (SIGKILL would leave them running)."""
     port = free_port()
     # No PROMETHEUS_MULTIPROC_DIR: the supervisor makes its own.
     inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -138,5 +141,9 @@ async def admin_process(
         yield proc, url
     finally:
         if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_WITHIN)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
