@@ -16,6 +16,7 @@ from admin.appkeys import (
     audit_log_key,
     campaigns_key,
     links_key,
+    rate_limiter_key,
     redis_key,
     send_jobs_key,
     sessions_key,
@@ -23,7 +24,7 @@ from admin.appkeys import (
     stats_key,
     workspaces_key,
 )
-from admin.auth import audit_middleware, auth_middleware
+from admin.auth import audit_middleware, auth_middleware, send_quota
 from admin.dashboard.app import setup_dashboard
 from admin.errors import errors_middleware
 from admin.export import links_csv
@@ -33,6 +34,7 @@ from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
+from admin.service.ratelimit import RateLimiter
 from admin.service.send_jobs import SendJobService
 from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
@@ -62,6 +64,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[send_jobs_key] = SendJobService(
         redis, links, audit_log, partial(links_csv, short_url=settings.short_url)
     )
+    app[rate_limiter_key] = RateLimiter(redis, settings.rate_limit)
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()
@@ -91,6 +94,7 @@ def create_app(settings: AdminSettings) -> web.Application:
     )
     app[settings_key] = settings
     app.cleanup_ctx.append(redis_ctx)
+    app.on_response_prepare.append(send_quota)
     setup_routes(app)
     setup_access_routes(app)
     app.router.add_get("/metrics", metrics_text)

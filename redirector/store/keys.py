@@ -8,7 +8,7 @@ in KEYS, and the field names they write in ARGV.
 
 The schema runs unchanged on one Redis and on Redis Cluster. The part of a name between
 braces is its hash tag: keys with the same tag live in the same slot, and every multi-key
-operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of tag:
+operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of tag:
 
 - `{xx}`, two hex digits: one of 256 tags of link records. A code's bucket is
   crc32(code) mod 2**16; its high byte is the tag, its low byte the rest of the name.
@@ -76,6 +76,15 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
     hp:{hN}:<sender>  string the last flush number a redirector process (a random id) pushed
                              here: a flush sent again, its first reply lost, is pushed once.
                              Expires a day after the last push.
+
+- `{<key id>}`, an API key's id (`root-` and 12 hex digits for a root key): the admin's rate
+  limit (admin/ratelimit.py). One key per API key, touched by one script alone; its tag is the
+  key id, so that anything counted per key later can join it in that one script.
+
+    rl:{<key id>}     string requests made with the key in its current window (ADMIN_RATE_LIMIT
+                             per RATE_WINDOW seconds); the first request of a window makes it,
+                             with that window's expiry, so a window is fixed and starts with
+                             its first request.
 
 - No tag (single keys, never in a multi-key operation):
 
@@ -350,3 +359,16 @@ def send_job_key(job_id: str) -> str:
 
 def send_output_key(job_id: str) -> str:
     return "so:{" + job_id + "}"
+
+
+# -- the admin's rate limit (see the module docstring) ----------------------------------------
+
+# Seconds of one rate-limit window: ADMIN_RATE_LIMIT is a number of requests per window.
+RATE_WINDOW = 60
+
+
+RATE_WINDOW_PREFIX = "rl:"
+
+
+def rate_window_key(key_id: str) -> str:
+    return RATE_WINDOW_PREFIX + "{" + key_id + "}"

@@ -189,6 +189,25 @@ async def test_a_workspace_reads_only_its_own_log_in_pages(admin: Client) -> Non
     await expect_error(resp, 422, "validation_failed")
 
 
+@pytest.mark.parametrize("before", ["0-0", "00-000"])
+async def test_nothing_is_before_the_first_id(admin: Client, before: str) -> None:
+    me = await tenant(admin)
+    page = await audit_log(admin, me.headers, f"?before={before}")
+    assert page == {"entries": [], "next": None}
+
+
+@pytest.mark.parametrize("before", ["18446744073709551616-0", "1-18446744073709551616"])
+async def test_an_id_past_64_bits_is_422(admin: Client, before: str) -> None:
+    me = await tenant(admin)
+    resp = await admin.get(f"/api/audit?before={before}", headers=me.headers)
+    error = await expect_error(resp, 422, "validation_failed")
+    assert error["fields"] == [
+        {"field": "before", "message": "must be the next of an earlier page"}
+    ]
+    largest = "18446744073709551615-18446744073709551615"
+    assert (await audit_log(admin, me.headers, f"?before={largest}"))["entries"]
+
+
 async def test_the_log_is_capped(redis: Store) -> None:
     log = AuditService(redis, maxlen=50)
     for number in range(600):

@@ -108,6 +108,26 @@ def test_api_operations_need_bearer_auth_and_a_scope_and_health_does_not() -> No
         assert operation["responses"]["500"] == {"$ref": "#/components/responses/Internal"}
 
 
+def test_every_answer_to_a_key_documents_the_rate_limit_and_a_429_its_retry_after() -> None:
+    limit_fields = {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"}
+    declared = SPEC["components"]["headers"]
+    assert set(declared) == {*limit_fields, "Retry-After"}
+    assert [name for name, field in declared.items() if field.get("required")] == ["Retry-After"]
+    shared = SPEC["components"]["responses"]
+    assert set(shared["RateLimited"]["headers"]) == {*limit_fields, "Retry-After"}
+    assert "headers" not in shared["Unauthorized"]  # no key known
+    for method, path, operation in operations():
+        answers = operation["responses"]
+        if not path.startswith("/api/"):
+            assert "429" not in answers and all("headers" not in a for a in answers.values())
+            continue
+        assert answers["429"] == {"$ref": "#/components/responses/RateLimited"}, (method, path)
+        assert answers["503"] == {"$ref": "#/components/responses/StorageUnavailable"}
+        for status, answer in answers.items():
+            if status.startswith("2"):
+                assert set(answer["headers"]) == limit_fields, (method, path, status)
+
+
 def test_operation_ids_are_present_and_unique() -> None:
     ids = [operation["operationId"] for _, _, operation in operations()]
     assert sorted(ids) == sorted(set(ids))
