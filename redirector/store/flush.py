@@ -10,6 +10,8 @@ from redis.typing import EncodableT
 from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
 from redirector.store.flushbatch import ClickBatch
 from redirector.store.keys import (
+    BREAKDOWN_OTHER,
+    BREAKDOWN_VALUES_MAX,
     EVENT_BOT,
     EVENT_CODE,
     EVENT_RECIPIENT,
@@ -25,26 +27,27 @@ from redirector.store.keys import (
 # The hits of one campaign (or of the links without one): every key they touch has the
 # campaign's tag. The worker has summed them already (flushbatch.py): per hit Redis only
 # appends the stream entry; the counters come as one increment per key and field, the
-# visitors once per key and the clickers once each. ARGV[13..15] are JSON (cjson.decode, in
+# visitors once per key and the clickers once each. ARGV[15..17] are JSON (cjson.decode, in
 # C: cheaper for Redis than a Lua parser, and for the worker than redis-py packing one
 # argument per value).
 #
 #   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
-#   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[14] is not [])
-#   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its part in ARGV[15]
+#   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[16] is not [])
+#   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its part in ARGV[17]
 #   ARGV[1]           the stream's approximate MAXLEN
 #   ARGV[2], ARGV[3]  the flusher's id (a raw-hit queue's) and this batch's number (its
 #                     chunk's, increasing per queue)
 #   ARGV[4]           seconds the flush record is kept after the last flush
 #   ARGV[5..11]       the field names of a stream entry, in the order of `_EVENT_FIELDS`
 #   ARGV[12]          the field of a link's stats that holds its creation time
-#   ARGV[13]          the stream entries in order, an array of seven strings each: code,
-#                     recipient ('' if none), time (unix ms), user agent, referer host,
-#                     visitor hash, bot ('1'/'0')
-#   ARGV[14]          the campaign's part, [] for the links without one: {stats: {field:
+#   ARGV[13], ARGV[14]  the most values a breakdown keeps, and the value that counts the rest
+#   ARGV[15]          the stream entries in order, as one flat array of seven strings per
+#                     hit: code, recipient ('' if none), time (unix ms), user agent,
+#                     referer host, visitor hash, bot ('1'/'0')
+#   ARGV[16]          the campaign's part, [] for the links without one: {stats: {field:
 #                     increment}, breakdowns: {field: increment}, visitors: {hash: null},
 #                     clickers: [first click time, recipient, ...]}
-#   ARGV[15]          the links' parts, [{index: l, created: the link's creation time (unix
+#   ARGV[17]          the links' parts, [{index: l, created: the link's creation time (unix
 #                     s), stats, breakdowns, visitors}, ...], each of the newest link of its
 #                     code in the batch
 # Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
@@ -63,15 +66,15 @@ FLUSH_CLICKS = """
 local stream, batches = KEYS[1], KEYS[2]
 local maxlen, flusher, number, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local E_CODE, E_RECIPIENT, E_TIME, E_USER_AGENT, E_REFERER, E_HASH, E_BOT = unpack(ARGV, 5, 11)
-local CREATED = ARGV[12]
+local CREATED, VALUES_MAX, OTHER = ARGV[12], tonumber(ARGV[13]), ARGV[14]
 if tonumber(redis.call('HGET', batches, flusher) or '0') >= number then
   -- Still a write: after Redis 7.0 a WAIT covers only what its own connection wrote, and it
   -- must cover the first attempt's writes, which may not be on a replica (hence the retry).
   redis.call('EXPIRE', batches, keep)
   return 0
 end
-local entries, campaign, links = cjson.decode(ARGV[13]), cjson.decode(ARGV[14]),
-  cjson.decode(ARGV[15])
+local entries, campaign, links = cjson.decode(ARGV[15]), cjson.decode(ARGV[16]),
+  cjson.decode(ARGV[17])
 
 -- First, so that a stream that cannot be written fails the batch before anything counts.
 for i = 1, #entries, 7 do
@@ -83,8 +86,8 @@ end
 local function add(key, increments)
   for field, n in pairs(increments) do redis.call('HINCRBY', key, field, n) end
 end
--- In slices: unpack() of thousands of values would overflow Lua's C stack. (Even: the
--- clickers come in pairs.)
+-- In slices: unpack() of thousands of values would overflow Lua's C stack. (Even: HSET and
+-- ZADD take pairs.)
 local SLICE = 500
 local function each_slice(values, apply)
   for first = 1, #values, SLICE do
@@ -97,10 +100,56 @@ local function visitors(key, hashes)
   each_slice(members, function(...) redis.call('PFADD', key, ...) end)
 end
 
+-- A breakdown keeps at most VALUES_MAX values: one already there keeps counting, a new one
+-- past that counts as its breakdown's OTHER (never written, so the hash never holds more).
+-- The fields are read first (one HMGET), to tell the new ones; only when they could take a
+-- breakdown past the cap (the hash and they make more than VALUES_MAX fields) does one
+-- HKEYS count the values of each breakdown, named by its fields' prefix up to ':'.
+local function breakdown_of(field)
+  return string.match(field, '^[^:]*:')
+end
+local function add_breakdowns(key, increments)
+  local fields = {}
+  for field in pairs(increments) do fields[#fields + 1] = field end
+  local held, new = {}, 0
+  for first = 1, #fields, SLICE do
+    local last = math.min(first + SLICE - 1, #fields)
+    local values = redis.call('HMGET', key, unpack(fields, first, last))
+    for i = first, last do
+      held[fields[i]] = tonumber(values[i - first + 1])
+      if not held[fields[i]] then new = new + 1 end
+    end
+  end
+  local sizes = nil
+  if new > 0 and redis.call('HLEN', key) + new > VALUES_MAX then
+    sizes = {}
+    for _, field in ipairs(redis.call('HKEYS', key)) do
+      local breakdown = breakdown_of(field)
+      if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
+    end
+  end
+  local sums, others = {}, {}
+  for _, field in ipairs(fields) do
+    local n, had = increments[field], held[field]
+    -- A new value's breakdown, when the cap is to be checked (OTHER itself is no value).
+    local breakdown = sizes and not had and breakdown_of(field)
+    if breakdown and field == breakdown .. OTHER then breakdown = nil end
+    if breakdown and (sizes[breakdown] or 0) >= VALUES_MAX then
+      others[breakdown .. OTHER] = (others[breakdown .. OTHER] or 0) + n
+    else
+      if breakdown then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
+      sums[#sums + 1] = field
+      sums[#sums + 1] = string.format('%d', (had or 0) + n)
+    end
+  end
+  each_slice(sums, function(...) redis.call('HSET', key, ...) end)
+  for field, n in pairs(others) do redis.call('HINCRBY', key, field, n) end
+end
+
 if campaign.stats then
   local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
   add(stats, campaign.stats)
-  add(breakdowns, campaign.breakdowns)
+  add_breakdowns(breakdowns, campaign.breakdowns)
   visitors(uniques, campaign.visitors)
   -- Unique per recipient: a campaign's clickers, each with their first click.
   each_slice(campaign.clickers, function(...) redis.call('ZADD', clickers, 'NX', ...) end)
@@ -119,7 +168,7 @@ for _, link in ipairs(links) do
       redis.call('HSET', stats, CREATED, created)
     end
     add(stats, link.stats)
-    add(breakdowns, link.breakdowns)
+    add_breakdowns(breakdowns, link.breakdowns)
     visitors(uniques, link.visitors)
   end
 end
@@ -149,6 +198,7 @@ class FlushClicksScript:
     ) -> bool:
         """Apply `batch`, numbered `number` by `flusher`; False if it was applied before."""
         args: list[EncodableT] = [stream_maxlen, flusher, number, FLUSH_RECORD_SECONDS]
-        args += (*_EVENT_FIELDS, LINK_CREATED, *batch.arguments())
+        args += (*_EVENT_FIELDS, LINK_CREATED, BREAKDOWN_VALUES_MAX, BREAKDOWN_OTHER)
+        args += batch.arguments()
         reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
         return bool(reply)

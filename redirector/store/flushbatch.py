@@ -158,7 +158,7 @@ class ClickBatch:
         return link
 
     def arguments(self) -> tuple[bytes, bytes, bytes]:
-        """ARGV[13..15] of FLUSH_CLICKS: the stream entries, the campaign's part, the links'."""
+        """ARGV[15..17] of FLUSH_CLICKS: the stream entries, the campaign's part, the links'."""
         links = self._links.values()
         campaign: dict[str, Any] | list[None] = []
         if self.campaign_id is not None:

@@ -9,6 +9,7 @@ from redirector.clicks import Hit
 from redirector.settings import Settings
 from redirector.store.connection import Store
 from redirector.store.keys import (
+    BREAKDOWN_VALUES_MAX,
     campaign_breakdowns_key,
     campaign_stats_key,
     campaign_uniques_key,
@@ -95,3 +96,27 @@ async def test_a_user_agent_is_kept_as_sent(redis: Store, redirector_settings: S
     await _flushed(redis, redirector_settings, [_hit("odd-ua", AFTER, "10.0.0.1", user_agent=odd)])
     entries: Any = await redis.xrange(click_stream_key(7))
     assert [entry[b"ua"].decode() for _, entry in entries] == [odd]
+
+
+async def test_a_breakdown_keeps_its_first_100_values_and_counts_the_rest_as_other(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    referers = [f"https://m{i}.example/" for i in range(3_000)]
+    hits = [_hit("many-ref", AFTER, "10.0.0.1", referer=referer) for referer in referers]
+    await _flushed(redis, redirector_settings, hits[:2_000])  # two chunks: the second
+    await _flushed(redis, redirector_settings, hits[2_000:])  # finds the first's values
+    for key in (link_breakdowns_key(7, "many-ref"), campaign_breakdowns_key(7)):
+        fields = await _hash(redis, key)
+        hosts = {name: count for name, count in fields.items() if name.startswith("ref:")}
+        assert len(hosts) == BREAKDOWN_VALUES_MAX + 1 and hosts["ref:other"] == 2_900
+        assert sum(hosts.values()) == 3_000 == fields["dev:mobile"]
+        assert len(fields) == len(hosts) + 3  # and one device, OS and browser
+    # A value kept goes on counting; a new one, or one that was counted as other, does not.
+    kept = next(name for name in hosts if name != "ref:other").removeprefix("ref:")
+    again = [_hit("many-ref", AFTER, "10.0.0.1", referer=f"https://{kept}/")]
+    again += [_hit("many-ref", AFTER, "10.0.0.1", referer=referer) for referer in referers]
+    await _flushed(redis, redirector_settings, again)
+    for key in (link_breakdowns_key(7, "many-ref"), campaign_breakdowns_key(7)):
+        fields = await _hash(redis, key)
+        assert fields[f"ref:{kept}"] == 3 and fields["ref:other"] == 2 * 2_900
+        assert len(fields) == BREAKDOWN_VALUES_MAX + 1 + 3
