@@ -86,8 +86,8 @@ end
 local function add(key, increments)
   for field, n in pairs(increments) do redis.call('HINCRBY', key, field, n) end
 end
--- In slices: unpack() of thousands of values would overflow Lua's C stack. (Even: HSET and
--- ZADD take pairs.)
+-- In slices: unpack() of thousands of values would overflow Lua's C stack. (Even: ZADD takes
+-- pairs.)
 local SLICE = 500
 local function each_slice(values, apply)
   for first = 1, #values, SLICE do
@@ -101,49 +101,45 @@ local function visitors(key, hashes)
 end
 
 -- A breakdown keeps at most VALUES_MAX values: one already there keeps counting, a new one
--- past that counts as its breakdown's OTHER (never written, so the hash never holds more).
--- The fields are read first (one HMGET), to tell the new ones; only when they could take a
--- breakdown past the cap (the hash and they make more than VALUES_MAX fields) does one
--- HKEYS count the values of each breakdown, named by its fields' prefix up to ':'.
+-- past that counts as its breakdown's OTHER. The fields are added VALUES_MAX at a time, a
+-- new one told by its sum being its increment; if some are new and the hash now holds more
+-- than VALUES_MAX fields (else no breakdown can be past the cap), one HKEYS counts the
+-- values of each breakdown (named by its fields' prefix up to ':'), and the new values
+-- past the cap are moved to OTHER. A hash past its cap by at most VALUES_MAX fields, and
+-- within this script only, stays listpack-encoded (4 breakdowns * 101 + 100 < 512).
 local function breakdown_of(field)
   return string.match(field, '^[^:]*:')
+end
+local function past_the_cap(key, new, increments)
+  local sizes, moved, others = {}, {}, {}
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    local breakdown = breakdown_of(field)
+    if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
+  end
+  for _, field in ipairs(new) do
+    local breakdown = breakdown_of(field)
+    if field ~= breakdown .. OTHER and sizes[breakdown] > VALUES_MAX then
+      sizes[breakdown] = sizes[breakdown] - 1
+      moved[#moved + 1] = field
+      others[breakdown .. OTHER] = (others[breakdown .. OTHER] or 0) + increments[field]
+    end
+  end
+  if #moved > 0 then redis.call('HDEL', key, unpack(moved)) end
+  for field, n in pairs(others) do redis.call('HINCRBY', key, field, n) end
 end
 local function add_breakdowns(key, increments)
   local fields = {}
   for field in pairs(increments) do fields[#fields + 1] = field end
-  local held, new = {}, 0
-  for first = 1, #fields, SLICE do
-    local last = math.min(first + SLICE - 1, #fields)
-    local values = redis.call('HMGET', key, unpack(fields, first, last))
-    for i = first, last do
-      held[fields[i]] = tonumber(values[i - first + 1])
-      if not held[fields[i]] then new = new + 1 end
+  for first = 1, #fields, VALUES_MAX do
+    local new = {}
+    for i = first, math.min(first + VALUES_MAX - 1, #fields) do
+      local field, n = fields[i], increments[fields[i]]
+      if redis.call('HINCRBY', key, field, n) == n then new[#new + 1] = field end
+    end
+    if #new > 0 and redis.call('HLEN', key) > VALUES_MAX then
+      past_the_cap(key, new, increments)
     end
   end
-  local sizes = nil
-  if new > 0 and redis.call('HLEN', key) + new > VALUES_MAX then
-    sizes = {}
-    for _, field in ipairs(redis.call('HKEYS', key)) do
-      local breakdown = breakdown_of(field)
-      if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
-    end
-  end
-  local sums, others = {}, {}
-  for _, field in ipairs(fields) do
-    local n, had = increments[field], held[field]
-    -- A new value's breakdown, when the cap is to be checked (OTHER itself is no value).
-    local breakdown = sizes and not had and breakdown_of(field)
-    if breakdown and field == breakdown .. OTHER then breakdown = nil end
-    if breakdown and (sizes[breakdown] or 0) >= VALUES_MAX then
-      others[breakdown .. OTHER] = (others[breakdown .. OTHER] or 0) + n
-    else
-      if breakdown then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
-      sums[#sums + 1] = field
-      sums[#sums + 1] = string.format('%d', (had or 0) + n)
-    end
-  end
-  each_slice(sums, function(...) redis.call('HSET', key, ...) end)
-  for field, n in pairs(others) do redis.call('HINCRBY', key, field, n) end
 end
 
 if campaign.stats then

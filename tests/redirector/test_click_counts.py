@@ -111,6 +111,8 @@ async def test_a_breakdown_keeps_its_first_100_values_and_counts_the_rest_as_oth
         assert len(hosts) == BREAKDOWN_VALUES_MAX + 1 and hosts["ref:other"] == 2_900
         assert sum(hosts.values()) == 3_000 == fields["dev:mobile"]
         assert len(fields) == len(hosts) + 3  # and one device, OS and browser
+        # Never past its cap by enough to leave the compact encoding (keys.py)
+        assert await redis.object("encoding", key) == b"listpack"
     # A value kept goes on counting; a new one, or one that was counted as other, does not.
     kept = next(name for name in hosts if name != "ref:other").removeprefix("ref:")
     again = [_hit("many-ref", AFTER, "10.0.0.1", referer=f"https://{kept}/")]
