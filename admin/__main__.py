@@ -1,5 +1,6 @@
 """`python -m admin [--workers N]`: the only place that reads the environment and runs the
-admin API; `python -m admin migrate` moves the data of an older release (admin/migrate.py)."""
+admin API; `python -m admin migrate` moves the data of an older release (admin/migrate.py);
+`python -m admin keys create ...` makes an API key (admin/keys_cli.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,14 @@ def main(argv: list[str] | None = None) -> None:
         from admin.migrate import main as migrate
 
         sys.exit(migrate(arguments[1:], os.environ))
+    if arguments[:1] == ["keys"]:
+        from admin.keys_cli import main as keys
+
+        sys.exit(keys(arguments[1:], os.environ))
     parser = argparse.ArgumentParser(
-        prog="python -m admin", epilog="python -m admin migrate --help: upgrading a store"
+        prog="python -m admin",
+        epilog="python -m admin migrate --help: upgrading a store; "
+        "python -m admin keys create --help: making an API key",
     )
     parser.add_argument("--workers", type=int, help="processes (overrides ADMIN_WORKERS)")
     args = parser.parse_args(arguments)

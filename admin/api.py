@@ -15,7 +15,16 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from admin import responses
-from admin.appkeys import campaigns_key, links_key, openapi_key, redis_key, settings_key, stats_key
+from admin.appkeys import (
+    campaigns_key,
+    links_key,
+    openapi_key,
+    principal_key,
+    redis_key,
+    settings_key,
+    stats_key,
+)
+from admin.auth import audit
 from admin.batch_body import parse_batch
 from admin.exceptions import CampaignNotFound
 from admin.export import clicks_csv
@@ -35,6 +44,7 @@ from admin.models import (
     stats_window,
 )
 from admin.openapi import Operation, document
+from admin.request_body import read_json
 from admin.service.stats import ClickEvent
 from redirector.store.record import Link
 
@@ -43,16 +53,13 @@ STORED = (503,)
 FOUND = (404, 503)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-async def _body(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
+def workspace(request: web.Request) -> str:
+    """The workspace of the request's key: the only one whose campaigns and links it sees."""
+    return request[principal_key].workspace
 
 
 def _rules(request: web.Request) -> UrlRules:
@@ -72,108 +79,182 @@ def _link(request: web.Request, code: str, record: Link) -> responses.Link:
 
 
 @Operation(
-    "createCampaign", "campaigns", responses.Campaign, (201,), body=CampaignIn, errors=STORED
+    "createCampaign",
+    "campaigns",
+    responses.Campaign,
+    (201,),
+    body=CampaignIn,
+    errors=STORED,
+    access="campaigns:write",
 )
 async def create_campaign(request: web.Request) -> web.StreamResponse:
-    data = parse(CampaignIn, await _body(request), _rules(request))
-    campaign = await request.app[campaigns_key].create_campaign(data)
-    return _json(responses.campaign(campaign), status=201)
+    data = parse(CampaignIn, await read_json(request), _rules(request))
+    campaign = await request.app[campaigns_key].create_campaign(workspace(request), data)
+    audit(request, f"campaign:{campaign.id}")
+    return json_response(responses.campaign(campaign), status=201)
 
 
-@Operation("listCampaigns", "campaigns", responses.CampaignList, query=Paging, errors=STORED)
+@Operation(
+    "listCampaigns",
+    "campaigns",
+    responses.CampaignList,
+    query=Paging,
+    errors=STORED,
+    access="campaigns:read",
+)
 async def list_campaigns(request: web.Request) -> web.StreamResponse:
     page = parse_query(Paging, request.query)
-    total, campaigns = await request.app[campaigns_key].list_campaigns(page.offset, page.limit)
+    service = request.app[campaigns_key]
+    total, campaigns = await service.list_campaigns(workspace(request), page.offset, page.limit)
     body: responses.CampaignList = {
         "total": total,
         "campaigns": [responses.campaign(c) for c in campaigns],
     }
-    return _json(body)
+    return json_response(body)
 
 
-@Operation("getCampaign", "campaigns", responses.Campaign, errors=FOUND)
+@Operation("getCampaign", "campaigns", responses.Campaign, errors=FOUND, access="campaigns:read")
 async def get_campaign(request: web.Request) -> web.StreamResponse:
-    campaign = await request.app[campaigns_key].get_campaign(_campaign_id(request))
-    return _json(responses.campaign(campaign))
+    service = request.app[campaigns_key]
+    campaign = await service.get_campaign(_campaign_id(request), workspace(request))
+    return json_response(responses.campaign(campaign))
 
 
-@Operation("createLink", "links", responses.Link, (201, 200), body=LinkIn, errors=(409, 503))
+@Operation(
+    "createLink",
+    "links",
+    responses.Link,
+    (201, 200),
+    body=LinkIn,
+    errors=(409, 503),
+    access="links:write",
+)
 async def create_link(request: web.Request) -> web.StreamResponse:
-    data = parse(LinkIn, await _body(request), _rules(request))
+    data = parse(LinkIn, await read_json(request), _rules(request))
     service = request.app[links_key]
-    [result] = await service.create_links(data.campaign_id, [data], tagged=data.tag, batch=False)
+    [result] = await service.create_links(
+        workspace(request), data.campaign_id, [data], tagged=data.tag, batch=False
+    )
     LINKS_CREATED.inc(result.created)
+    audit(request, f"link:{result.code}")
     status = 201 if result.created else 200
-    return _json(_link(request, result.code, result.link), status=status)
+    return json_response(_link(request, result.code, result.link), status=status)
 
 
-@Operation("createLinkBatch", "links", responses.LinkBatch, (201,), body=BatchIn, errors=(409, 503))
+@Operation(
+    "createLinkBatch",
+    "links",
+    responses.LinkBatch,
+    (201,),
+    body=BatchIn,
+    errors=(409, 503),
+    access="links:write",
+)
 async def create_batch(request: web.Request) -> web.StreamResponse:
-    data = parse_batch(await _body(request), _rules(request))
+    data = parse_batch(await read_json(request), _rules(request))
     service = request.app[links_key]
     results = await service.create_links(
-        data.campaign_id, data.links, url=data.url, tagged=data.tag
+        workspace(request), data.campaign_id, data.links, url=data.url, tagged=data.tag
     )
     LINKS_CREATED.inc(sum(r.created for r in results))
+    # The batch's campaign: its links are as many as the answer lists.
+    where = "links" if data.campaign_id is None else f"campaign:{data.campaign_id}"
+    audit(request, f"{where} ({len(results)} links)")
     # Plain dicts, not 10,000 model instances: see admin.responses.
     short_url = request.app[settings_key].short_url
-    return _json(responses.link_batch(results, short_url), status=201)
+    return json_response(responses.link_batch(results, short_url), status=201)
 
 
-@Operation("getLink", "links", responses.Link, errors=FOUND)
+@Operation("getLink", "links", responses.Link, errors=FOUND, access="links:read")
 async def get_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
-    link = await request.app[links_key].get_link(code)
-    return _json(_link(request, code, link))
+    link = await request.app[links_key].get_link(code, workspace(request))
+    return json_response(_link(request, code, link))
 
 
-@Operation("updateLink", "links", responses.Link, body=LinkPatch, errors=(404, 409, 503))
+@Operation(
+    "updateLink",
+    "links",
+    responses.Link,
+    body=LinkPatch,
+    errors=(404, 409, 503),
+    access="links:write",
+)
 async def update_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
-    patch = parse(LinkPatch, await _body(request), _rules(request))
-    link = await request.app[links_key].update_link(code, patch)
-    return _json(_link(request, code, link))
+    patch = parse(LinkPatch, await read_json(request), _rules(request))
+    link = await request.app[links_key].update_link(code, patch, workspace(request))
+    audit(request, f"link:{code}")
+    return json_response(_link(request, code, link))
 
 
-@Operation("deleteLink", "links", statuses=(204,), errors=(404, 409, 503))
+@Operation("deleteLink", "links", statuses=(204,), errors=(404, 409, 503), access="links:write")
 async def delete_link(request: web.Request) -> web.StreamResponse:
-    await request.app[links_key].delete_link(request.match_info["code"])
+    code = request.match_info["code"]
+    await request.app[links_key].delete_link(code, workspace(request))
+    audit(request, f"link:{code}")
     return web.Response(status=204)
 
 
-@Operation("getLinkStats", "links", responses.Stats, query=StatsQuery, errors=FOUND)
+@Operation(
+    "getLinkStats", "links", responses.Stats, query=StatsQuery, errors=FOUND, access="stats:read"
+)
 async def link_stats(request: web.Request) -> web.StreamResponse:
     window = stats_window(parse_query(StatsQuery, request.query), time.time())
-    stats = await request.app[stats_key].link_stats(request.match_info["code"], window)
-    return _json(responses.stats(stats))
+    code = request.match_info["code"]
+    stats = await request.app[stats_key].link_stats(code, workspace(request), window)
+    return json_response(responses.stats(stats))
 
 
-@Operation("getCampaignStats", "campaigns", responses.Stats, query=StatsQuery, errors=FOUND)
+@Operation(
+    "getCampaignStats",
+    "campaigns",
+    responses.Stats,
+    query=StatsQuery,
+    errors=FOUND,
+    access="stats:read",
+)
 async def campaign_stats(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
     window = stats_window(parse_query(StatsQuery, request.query), time.time())
-    stats = await request.app[stats_key].campaign_stats(campaign_id, window)
-    return _json(responses.stats(stats))
+    stats = await request.app[stats_key].campaign_stats(campaign_id, workspace(request), window)
+    return json_response(responses.stats(stats))
 
 
-@Operation("listCampaignClickers", "campaigns", responses.ClickerList, query=Paging, errors=FOUND)
+@Operation(
+    "listCampaignClickers",
+    "campaigns",
+    responses.ClickerList,
+    query=Paging,
+    errors=FOUND,
+    access="stats:read",
+)
 async def campaign_clickers(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
     page = parse_query(Paging, request.query)
-    total, clickers = await request.app[stats_key].clickers(campaign_id, page.offset, page.limit)
+    total, clickers = await request.app[stats_key].clickers(
+        campaign_id, workspace(request), page.offset, page.limit
+    )
     body: responses.ClickerList = {
         "total": total,
         "clickers": [responses.clicker(c) for c in clickers],
     }
-    return _json(body)
+    return json_response(body)
 
 
-@Operation("exportCampaignClicks", "campaigns", query=ExportQuery, errors=FOUND, media="text/csv")
+@Operation(
+    "exportCampaignClicks",
+    "campaigns",
+    query=ExportQuery,
+    errors=FOUND,
+    media="text/csv",
+    access="stats:read",
+)
 async def campaign_clicks_csv(request: web.Request) -> web.StreamResponse:
     campaign_id = _campaign_id(request)
     query = click_filter(parse_query(ExportQuery, request.query))
     # Errors up to here are JSON; once the response is prepared the status is sent.
-    chunks = await request.app[stats_key].click_events(campaign_id, query)
+    chunks = await request.app[stats_key].click_events(campaign_id, workspace(request), query)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
@@ -211,9 +292,9 @@ async def health(request: web.Request) -> web.StreamResponse:
         await request.app[redis_key].ping()
     except RedisError:
         unavailable: responses.Health = {"status": "unavailable"}
-        return _json(unavailable, status=503)
+        return json_response(unavailable, status=503)
     ok: responses.Health = {"status": "ok"}
-    return _json(ok)
+    return json_response(ok)
 
 
 async def _publish_openapi(app: web.Application) -> None:

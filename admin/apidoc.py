@@ -23,18 +23,33 @@ INFO = {
     "title": "smslinks admin API",
     "version": "0.1.0",
     "description": "Create and manage the short links of SMS campaigns. Every `/api/` path needs "
-    "`Authorization: Bearer <key>` with a key from `ADMIN_API_KEYS`. Every error is a JSON "
-    "`Error` body. Times are RFC 3339 in UTC.",
+    "`Authorization: Bearer <key>`. A key acts in one workspace and sees only its campaigns, "
+    "links and clicks: another workspace's campaign or link is a 404, as one that does not "
+    "exist. Each operation needs one scope (its `security` names it; 403 without). Every "
+    "error is a JSON `Error` body. Times are RFC 3339 in UTC.",
 }
 TAGS = [
     {"name": "campaigns", "description": "Campaigns group links and name their UTM values."},
     {"name": "links", "description": "Short links."},
+    {"name": "access", "description": "Workspaces, their API keys, and the audit log."},
     {"name": "service", "description": "Health, metrics and this document."},
 ]
-BEARER_DESCRIPTION = "One of the keys in `ADMIN_API_KEYS`."
+BEARER_DESCRIPTION = """\
+An API key. The keys in `ADMIN_API_KEYS` are **root** keys: every scope in the workspace
+`default` (where everything made before workspaces lives), and the management of workspaces
+and of any workspace's keys. Other keys (`smsl_` and 43 letters and digits) are made with
+`POST /api/workspaces/{workspace_id}/keys` or `python -m admin keys create`: one workspace,
+the scopes they were given (campaigns:read, campaigns:write, links:read, links:write,
+stats:read, events:write, keys:admin), an optional expiry. A deleted or expired key is
+refused (401) by every admin process within a second."""
 
 PATH_PARAMETERS = {
     "code": {"description": "The link's short code.", "schema": {"type": "string"}},
+    "workspace_id": {
+        "description": "`default`, or the id `POST /api/workspaces` gave.",
+        "schema": {"type": "string"},
+    },
+    "key_id": {"description": "The key's id (not the key).", "schema": {"type": "string"}},
     "id": {
         "description": "The campaign's id; an id that is not a number is a 404.",
         "schema": {"type": "integer", "minimum": 1},
@@ -105,7 +120,7 @@ OPERATIONS = {
             "url": "https://shop.example/offers?id=7",
             "campaign_id": 1,
             "recipient": "+34600000000",
-            "expires_at": "2026-12-31T23:59:59Z",
+            "expires_at": "2030-12-31T23:59:59Z",
         },
         responses={
             201: "The new link.",
@@ -147,6 +162,42 @@ OPERATIONS = {
         "do not count), ordered by their first click, with that time and their link's code "
         "(null if the link was deleted since).",
     ),
+    "createWorkspace": Text(
+        "Create a workspace (root keys only)",
+        "A workspace holds campaigns, links and their clicks apart from every other. Give it "
+        "keys with `POST /api/workspaces/{workspace_id}/keys`.",
+        example={"name": "Shop B"},
+    ),
+    "createKey": Text(
+        "Create an API key of a workspace",
+        "By a root key, or by a key of that workspace with keys:admin. The answer holds the "
+        "key itself, this once: only its SHA-256 is stored.",
+        example={
+            "name": "shop backend",
+            "scopes": ["campaigns:read", "links:write"],
+            "expires_at": "2030-01-01T00:00:00Z",
+        },
+        responses={201: "The new key, with `key` shown this once."},
+    ),
+    "listWorkspaceKeys": Text("List a workspace's API keys (root keys only)"),
+    "deleteWorkspaceKey": Text(
+        "Delete an API key of a workspace (root keys only)",
+        "Refused (401) by every admin process within a second.",
+    ),
+    "listKeys": Text("List the API keys of the caller's workspace"),
+    "deleteKey": Text(
+        "Delete an API key of the caller's workspace",
+        "Refused (401) by every admin process within a second. Root keys are not stored: "
+        "take them out of `ADMIN_API_KEYS`.",
+    ),
+    "listAudit": Text(
+        "The audit log of the caller's workspace, newest first",
+        "One entry per write request that succeeded (POST, PATCH, DELETE): which key "
+        "(`key_id`: its id; a root key's is `root-` and the first 12 hex digits of its "
+        "SHA-256), which operation (`action`, its operationId), what it wrote (`target`) and "
+        "when. A root key's write in another workspace (its keys) is in that workspace's "
+        "log. The newest 100,000 entries or so per workspace are kept.",
+    ),
     "exportCampaignClicks": Text(
         "Every click event of a campaign, as CSV",
         CLICKS_CSV,
@@ -172,19 +223,28 @@ def _error(
 ERRORS = {
     400: _error(
         "MalformedJSON",
-        "The body is not valid JSON.",
+        "The body is not valid JSON, or not valid in the Content-Encoding it names.",
         "bad_request",
         "malformed JSON: unexpected character: line 1 column 2 (char 1)",
     ),
     401: _error(
         "Unauthorized",
-        "No bearer key, or not one of `ADMIN_API_KEYS`; sent with `WWW-Authenticate: Bearer`.",
+        "No bearer key, a malformed header, or not a valid key (unknown, deleted or expired); "
+        "sent with `WWW-Authenticate: Bearer`.",
         "unauthorized",
-        "send 'Authorization: Bearer <key>' with a key from ADMIN_API_KEYS",
+        "send 'Authorization: Bearer <key>' with a valid API key",
+    ),
+    403: _error(
+        "Forbidden",
+        "The key lacks the scope the operation needs (its `security` names it), or the "
+        "operation needs a root key.",
+        "forbidden",
+        "this operation needs the scope links:write",
     ),
     404: _error(
         "NotFound",
-        "No such campaign (`campaign_not_found`) or link (`link_not_found`).",
+        "No such campaign (`campaign_not_found`), link (`link_not_found`), workspace "
+        "(`workspace_not_found`) or key (`key_not_found`); also what another workspace's is.",
         "link_not_found",
         "no link with code 'abc1234'",
     ),
@@ -201,6 +261,12 @@ ERRORS = {
         "The body is larger than `ADMIN_MAX_BODY_BYTES`.",
         "body_too_large",
         "request body is too large",
+    ),
+    415: _error(
+        "UnsupportedEncoding",
+        "The body's Content-Encoding is none of gzip, deflate and identity.",
+        "unsupported_media_type",
+        "Content-Encoding 'br' is not supported: send gzip, deflate or none",
     ),
     422: _error(
         "ValidationFailed",

@@ -8,13 +8,28 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from admin.access_api import setup_access_routes
 from admin.api import setup_routes
-from admin.appkeys import campaigns_key, links_key, redis_key, settings_key, stats_key
-from admin.errors import auth_middleware, errors_middleware
+from admin.appkeys import (
+    api_keys_key,
+    audit_log_key,
+    campaigns_key,
+    links_key,
+    redis_key,
+    settings_key,
+    stats_key,
+    workspaces_key,
+)
+from admin.auth import audit_middleware, auth_middleware
+from admin.errors import errors_middleware
 from admin.metrics import metrics_middleware, metrics_text
+from admin.request_body import READ_AS_SENT
+from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
+from admin.service.keys import KeyService
 from admin.service.links import LinkService
 from admin.service.stats import StatsService
+from admin.service.workspaces import WorkspaceService
 from admin.settings import AdminSettings
 from redirector.store.connection import Store, connect
 from redirector.store.keys import REDIS_MEMORY_CONFIG
@@ -33,6 +48,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[links_key] = links = LinkService(redis, campaigns, settings)
     app[stats_key] = StatsService(redis, campaigns, links)
+    app[workspaces_key] = WorkspaceService(redis, settings.durability)
+    app[api_keys_key] = KeyService(redis, settings.api_keys, settings.durability)
+    app[audit_log_key] = AuditService(redis, settings.durability)
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()
@@ -53,13 +71,16 @@ async def warn_about_memory_config(redis: Store) -> None:
 
 
 def create_app(settings: AdminSettings) -> web.Application:
-    # Errors outermost, so that a refused key also gets the JSON error shape.
+    # Errors outside auth, so that a refused key also gets the JSON error shape; the audit
+    # inside it, where the key is known, and outside the handler, whose errors it lets by.
     app = web.Application(
-        middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+        middlewares=[metrics_middleware, errors_middleware, auth_middleware, audit_middleware],
         client_max_size=settings.max_body_bytes,
+        handler_args=READ_AS_SENT,
     )
     app[settings_key] = settings
     app.cleanup_ctx.append(redis_ctx)
     setup_routes(app)
+    setup_access_routes(app)
     app.router.add_get("/metrics", metrics_text)
     return app

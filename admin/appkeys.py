@@ -1,12 +1,18 @@
-"""Typed application keys of the admin app."""
+"""Typed keys of the admin app, and of each request (what the middlewares hand on)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 
+from admin.access import Principal
+from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
+from admin.service.keys import KeyService
 from admin.service.links import LinkService
 from admin.service.stats import StatsService
+from admin.service.workspaces import WorkspaceService
 from admin.settings import AdminSettings
 from redirector.store.connection import Store
 
@@ -15,4 +21,21 @@ redis_key: web.AppKey[Store] = web.AppKey("redis")
 campaigns_key = web.AppKey("campaigns", CampaignService)
 links_key = web.AppKey("links", LinkService)
 stats_key = web.AppKey("stats", StatsService)
+workspaces_key = web.AppKey("workspaces", WorkspaceService)
+api_keys_key = web.AppKey("api_keys", KeyService)
+audit_log_key = web.AppKey("audit_log", AuditService)
 openapi_key = web.AppKey("openapi", bytes)  # the document, serialised at start-up
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTarget:
+    """What a write request wrote, as its handler says for the audit log; `workspace` when
+    that is not the caller's own (a root key's write in another workspace)."""
+
+    target: str
+    workspace: str | None = None
+
+
+# The key the request was authenticated with (admin.auth), on every /api/ request.
+principal_key = web.RequestKey("principal", Principal)
+audit_target_key = web.RequestKey("audit_target", AuditTarget)

@@ -10,6 +10,9 @@ from functools import lru_cache
 from redirector.store.keys import RESERVED_CODES
 
 ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# The lengths a generated code may have (CODE_LENGTH, a campaign's `code_length`): a derived
+# code takes one character per byte of its 32-byte digest; shorter than 5 is too easily guessed.
+MIN_LENGTH, MAX_LENGTH = 5, 32
 # Random bytes 248..255 are dropped so that `byte % 62` is uniform (248 = 4 * 62); the rest
 # map to base62 in one C-level translate, ~50x faster than secrets.choice per character.
 _TO_BASE62 = bytes(ALPHABET[b % 62] for b in range(256))
@@ -29,14 +32,21 @@ def draw(count: int, length: int) -> list[str]:
     return codes
 
 
+def owner_text(owner: int | str | None) -> str:
+    """Whose chains: a campaign's id; for links without campaign, '-' in the workspace
+    `default` (as before workspaces existed), '-{workspace}' in another (`Chain.owner`).
+    Recipients are opaque: the same one in two workspaces has two chains."""
+    return "-" if owner is None else str(owner)
+
+
 def derive(
-    key: bytes, campaign_id: int | None, recipient: str, position: int, length: int
+    key: bytes, owner: int | str | None, recipient: str, position: int, length: int
 ) -> tuple[int, str]:
     """The code at `position` of a recipient's chain, or at the first position after it whose
     code is no reserved word: (that position, its code). The chain is the same for the same
-    key, campaign and recipient, so a retried request finds the links it wrote; positions are
-    tried in order past codes held by other links (admin/service/store.py)."""
-    campaign = "-" if campaign_id is None else str(campaign_id)
+    key, owner (`owner_text`) and recipient, so a retried request finds the links it wrote;
+    positions are tried in order past codes held by other links (admin/service/store.py)."""
+    campaign = owner_text(owner)
     while True:
         message = f"{campaign}\0{recipient}\0{position}".encode()
         # One base62 character per byte of the 32-byte digest (CODE_LENGTH is at most 32): a
@@ -49,14 +59,14 @@ def derive(
 
 
 def first_codes(
-    key: bytes, campaign_id: int | None, recipients: list[str], length: int
+    key: bytes, owner: int | str | None, recipients: list[str], length: int
 ) -> list[tuple[int, str]]:
-    """`derive(key, campaign_id, recipient, 0, length)` of each recipient, with the work that
+    """`derive(key, owner, recipient, 0, length)` of each recipient, with the work that
     is the same for all of them done once, and the reserved words looked for in one set
     operation over the batch (10,000 codes: 20 -> 10 ms)."""
     inner, outer = _keyed(key)
     inner_copy, outer_copy = inner.copy, outer.copy
-    prefix = ("-" if campaign_id is None else str(campaign_id)).encode() + b"\0"
+    prefix = owner_text(owner).encode() + b"\0"
     found = []
     for recipient in recipients:
         one = inner_copy()
@@ -70,9 +80,7 @@ def first_codes(
     if not any(len(word) == length and word in joined for word in RESERVED_CODES):
         return [(0, code) for code in found]
     return [
-        derive(key, campaign_id, recipient, 0, length)
-        if code.lower() in RESERVED_CODES
-        else (0, code)
+        derive(key, owner, recipient, 0, length) if code.lower() in RESERVED_CODES else (0, code)
         for recipient, code in zip(recipients, found, strict=True)
     ]
 

@@ -1,10 +1,14 @@
 """Domain errors raised by the admin core; `admin.errors` maps them to HTTP responses.
 
 AdminError
+├── NotAuthenticated        401  no key, a malformed one, or not a key (revoked, expired)
+├── Forbidden               403  the key lacks the scope the operation needs
 ├── ValidationFailed        422  one or more fields are invalid (each named, with batch index)
-├── NotFound                404
+├── NotFound                404  also what another workspace's campaign, link or key is
 │   ├── CampaignNotFound
-│   └── LinkNotFound
+│   ├── LinkNotFound
+│   ├── WorkspaceNotFound
+│   └── KeyNotFound
 └── CodeTaken               409  a custom code is already in use
 """
 
@@ -36,6 +40,23 @@ class AdminError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class NotAuthenticated(AdminError):
+    code = "unauthorized"
+
+    def __init__(self) -> None:
+        # One message whatever was wrong: a caller learns nothing about which keys exist.
+        super().__init__("send 'Authorization: Bearer <key>' with a valid API key")
+
+
+class Forbidden(AdminError):
+    code = "forbidden"
+
+    def __init__(self, needed: str) -> None:
+        what = "a root key (ADMIN_API_KEYS)" if needed == "root" else f"the scope {needed}"
+        super().__init__(f"this operation needs {what}")
+        self.needed = needed
 
 
 class ValidationFailed(AdminError):
@@ -74,3 +95,17 @@ class CodeTaken(AdminError):
         super().__init__(f"{where}code {code!r} is already taken")
         self.taken_code = code
         self.index = index
+
+
+class WorkspaceNotFound(NotFound):
+    code = "workspace_not_found"
+
+    def __init__(self, workspace_id: str) -> None:
+        super().__init__(f"no workspace with id {workspace_id!r}")
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no API key with id {key_id!r}")

@@ -29,9 +29,14 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, ErrorDetails, core_schema
 
+from admin.access import SCOPES, Scope
+from admin.codes import MAX_LENGTH, MIN_LENGTH
 from admin.exceptions import FieldError, InvalidURL, ValidationFailed
 from admin.tagging import CONTROL_CHARACTERS, normalize_url
 from redirector.store.keys import CODE_PATTERN, DAY, HOUR, RESERVED_CODES
+
+# A stream entry id, as the audit log's pages are told apart by (`AuditQuery.before`).
+AUDIT_ENTRY_ID = "^[0-9]{1,20}-[0-9]{1,20}$"
 
 MAX_BATCH = 10_000
 
@@ -40,9 +45,14 @@ NO_CONTROL = f"^[^{CONTROL_CHARACTERS}]*$"
 _PATTERN_MESSAGES = {
     CODE_PATTERN: "must be 3 to 64 characters from A-Z, a-z, 0-9, '_' and '-'",
     NO_CONTROL: "must not contain control characters",
+    AUDIT_ENTRY_ID: "must be the next of an earlier page",
 }
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# ASCII digits only: `\d` would also take fullwidth or Arabic-Indic digits, as RFC 3339 does not.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
 _RFC3339_RULE = "must be an RFC 3339 time with an offset, e.g. 2026-12-31T23:59:59Z"
+_IN_CALENDAR = "must be from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z once in UTC"
 
 
 def _not_blank(value: str) -> str:
@@ -65,9 +75,13 @@ def _rfc3339(value: Any) -> Any:
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise ValueError(_RFC3339_RULE)
     try:
-        return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, before the first representable UTC
+        given = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:  # matches the pattern but is no date: 2026-02-30, hour 24, offset 24:00
         raise ValueError(_RFC3339_RULE) from None
+    try:
+        return given.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC, which has no datetime
+        raise ValueError(_IN_CALENDAR) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +110,13 @@ def _url(value: str, info: ValidationInfo) -> str:
     return known[0]
 
 
+def _since_1970(value: datetime | None) -> datetime | None:
+    """A link's expiry is stored as unsigned unix seconds (`redirector.store.record`)."""
+    if value is not None and value.timestamp() < 0:
+        raise ValueError("must be from 1970-01-01T00:00:00Z on")
+    return value
+
+
 def _in_future(value: datetime | None) -> datetime | None:
     if value is not None and value.timestamp() <= time.time():
         raise ValueError("must be in the future")
@@ -111,7 +132,8 @@ Text = Annotated[
 ]
 Code = Annotated[str, Field(pattern=CODE_PATTERN), AfterValidator(_not_reserved)]
 Time = Annotated[datetime | None, BeforeValidator(_rfc3339)]
-FutureTime = Annotated[datetime | None, BeforeValidator(_rfc3339), AfterValidator(_in_future)]
+FutureTime = Annotated[Time, AfterValidator(_in_future)]
+Expiry = Annotated[Time, AfterValidator(_since_1970)]
 URL = Annotated[str, AfterValidator(_url)]
 Id = Annotated[int, Field(ge=1)]
 
@@ -128,6 +150,14 @@ class CampaignIn(_Body):
     kind: Literal["campaign", "automation"] = "campaign"
     utm_source: Text | None = Field(None, description="Overrides `UTM_SOURCE`.")
     utm_medium: Text | None = Field(None, description="Overrides `UTM_MEDIUM`.")
+    code_length: int | None = Field(
+        None,
+        ge=MIN_LENGTH,
+        le=MAX_LENGTH,
+        description="Characters of the campaign's generated codes, random and per recipient; "
+        "`CODE_LENGTH` unless given. Fixed at creation. Longer codes are harder to guess: worth "
+        "it for per-recipient links that lead to personal pages.",
+    )
 
 
 URL_RULE = "Absolute http(s), at most MAX_URL_LENGTH bytes."
@@ -171,8 +201,9 @@ class LinkPatch(_Body):
     """Only the fields given change; `url` and `disabled` are never null."""
 
     url: URL | MISSING = Field(MISSING, description="The new URL to shorten.")
-    expires_at: Time = Field(
-        None, description="Null removes the expiry; a past time expires the link now."
+    expires_at: Expiry = Field(
+        None,
+        description="Null removes the expiry; a past time (from 1970 on) expires the link now.",
     )
     disabled: bool | MISSING = Field(MISSING, description="A disabled link answers 410.")
 
@@ -182,6 +213,28 @@ class LinkPatch(_Body):
         if value is None:  # said in words: pydantic's message would ask for a string
             raise ValueError("must not be null")
         return value
+
+
+class WorkspaceIn(_Body):
+    name: Name
+
+
+def _distinct(scopes: list[Scope]) -> list[Scope]:
+    return list(dict.fromkeys(scopes))
+
+
+class KeyIn(_Body):
+    name: Name = Field(description="Says whose or what for, e.g. `shop backend`.")
+    scopes: Annotated[
+        list[Scope], Field(min_length=1, max_length=len(SCOPES)), AfterValidator(_distinct)
+    ] = Field(
+        description="What the key may do in its workspace: campaigns:read, campaigns:write, "
+        "links:read, links:write, stats:read (click statistics, clickers, CSV), events:write "
+        "(sends and conversions), keys:admin (its workspace's keys and audit log)."
+    )
+    expires_at: FutureTime = Field(
+        None, description="From then on the key is refused (401). Absent or null: never."
+    )
 
 
 def field_name(loc: tuple[int | str, ...]) -> str:
@@ -304,6 +357,17 @@ def parse_query(model: type[Q], query: Mapping[str, str]) -> Q:
 
 class Paging(_Query):
     offset: Annotated[int, WholeNumber(0, 2**31)] = Field(0, description="How many to skip.")
+    limit: Annotated[int, WholeNumber(1, 1000)] = Field(
+        100, description="How many to return at most."
+    )
+
+
+class AuditQuery(_Query):
+    before: Annotated[str | None, Field(pattern=AUDIT_ENTRY_ID)] = Field(
+        None,
+        description="The `next` of the previous page: entries older than that one. Absent: "
+        "from the newest.",
+    )
     limit: Annotated[int, WholeNumber(1, 1000)] = Field(
         100, description="How many to return at most."
     )

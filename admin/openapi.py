@@ -19,7 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import CoreSchema
 
 from admin import apidoc
-from admin.errors import needs_key
+from admin.access import Access, needs_key
 from admin.responses import Error
 
 JSON = "application/json"
@@ -37,8 +37,11 @@ class Operation:
     statuses: tuple[int, ...] = (200,)  # the statuses answered with `response`
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
-    errors: tuple[int, ...] = ()  # beyond 401, 500 and those of a body or query (`_errors`)
+    errors: tuple[int, ...] = ()  # beyond 401, 403, 500 and those of a body or query (`_errors`)
     media: str = JSON  # of the answer, when it is not JSON
+    # The scope a key needs (or "root": a key of ADMIN_API_KEYS); None: any key, or none
+    # outside /api/. The auth middleware checks it (admin.auth), so it is said once, here.
+    access: Access | None = None
 
     def __call__(self, handler: H) -> H:
         # Kept on the handler, not in a registry: it lives exactly as long as the handler.
@@ -47,6 +50,13 @@ class Operation:
 
 
 _ATTRIBUTE = "openapi_operation"
+
+
+def operation_of(handler: object) -> Operation | None:
+    """The `Operation` a route's handler was declared with (None for aiohttp's own, such as
+    the 404 of an unknown path)."""
+    operation = getattr(handler, _ATTRIBUTE, None)
+    return operation if isinstance(operation, Operation) else None
 
 
 class _Schemas(GenerateJsonSchema):
@@ -60,8 +70,8 @@ def document(app: web.Application) -> dict[str, Any]:
         if route.method == "HEAD" or route.resource is None:  # aiohttp adds HEAD to every GET
             continue
         path = route.resource.canonical
-        operation = getattr(route.handler, _ATTRIBUTE, None)
-        if not isinstance(operation, Operation):
+        operation = operation_of(route.handler)
+        if operation is None:
             raise LookupError(f"{route.method} {path}: the handler has no @Operation(...)")
         routes.append((path, route.method.lower(), operation))
     refs, schemas = _schemas(operation for _, _, operation in routes)
@@ -112,7 +122,7 @@ def _operation(operation: Operation, path: str, refs: dict[Any, Any]) -> dict[st
         "tags": [operation.tag],
         "summary": text.summary,
         **({"description": text.description} if text.description else {}),
-        "security": [{"bearerAuth": []}] if needs_key(path) else [],
+        "security": _security(operation, path),
     }
     if parameters := _parameters(operation, path):
         out["parameters"] = parameters
@@ -124,6 +134,14 @@ def _operation(operation: Operation, path: str, refs: dict[Any, Any]) -> dict[st
         for status in sorted(_errors(operation, path) - set(operation.statuses))
     }
     return out
+
+
+def _security(operation: Operation, path: str) -> list[dict[str, list[str]]]:
+    """The bearer key, and the scope it needs: OpenAPI 3.1 lets a requirement of a scheme
+    other than OAuth list the roles it needs."""
+    if not needs_key(path):
+        return []
+    return [{"bearerAuth": [] if operation.access is None else [operation.access]}]
 
 
 def _answers(operation: Operation, text: apidoc.Text, refs: dict[Any, Any]) -> dict[str, Any]:
@@ -144,13 +162,16 @@ def _answers(operation: Operation, text: apidoc.Text, refs: dict[Any, Any]) -> d
 
 
 def _errors(operation: Operation, path: str) -> set[int]:
-    """Every operation may fail (500); the auth middleware guards /api/ (401); a body may be
-    malformed, too large or invalid (400, 413, 422), and so may a query (422)."""
+    """Every operation may fail (500); the auth middleware guards /api/ (401), and refuses a
+    key without the scope an operation needs (403); a body may be malformed, too large, of an
+    unknown Content-Encoding or invalid (400, 413, 415, 422), and so may a query (422)."""
     statuses = {500, *operation.errors}
     if needs_key(path):
         statuses.add(401)
+    if operation.access is not None:
+        statuses.add(403)
     if operation.body is not None:
-        statuses |= {400, 413, 422}
+        statuses |= {400, 413, 415, 422}
     if operation.query is not None:
         statuses.add(422)
     return statuses

@@ -16,11 +16,15 @@ from typing import Annotated, Literal, NotRequired
 from pydantic import Field, WithJsonSchema
 from typing_extensions import TypedDict
 
+from admin.access import SCOPES, Scope
 from admin.exceptions import FieldError as FieldProblem
+from admin.service.audit import AuditEntry as AuditRecord
 from admin.service.campaigns import Campaign as CampaignRecord
+from admin.service.keys import ApiKey as ApiKeyRecord
 from admin.service.links import Created
 from admin.service.stats import Clicker as ClickerRecord
 from admin.service.stats import Stats as StatsRecord
+from admin.service.workspaces import Workspace as WorkspaceRecord
 from redirector.store.record import Link as LinkRecord
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -98,6 +102,13 @@ class Campaign(TypedDict):
     utm_medium: str | None
     created_at: Timestamp
     links: Annotated[int, Field(ge=0, description="How many links the campaign has.")]
+    code_length: Annotated[
+        int | None,
+        Field(
+            description="Characters of its generated codes (null: a campaign made before "
+            "lengths were kept, until its first link)."
+        ),
+    ]
 
 
 class CampaignList(TypedDict):
@@ -114,6 +125,7 @@ def campaign(record: CampaignRecord) -> Campaign:
         "utm_medium": record.utm_medium,
         "created_at": _rfc3339(record.created_at),
         "links": record.links,
+        "code_length": record.code_length,
     }
 
 
@@ -204,6 +216,116 @@ def clicker(record: ClickerRecord) -> Clicker:
     }
 
 
+class Workspace(TypedDict):
+    id: Annotated[str, Field(description="`default`, or `w` and a number in base 36.")]
+    name: str
+    created_at: Timestamp
+
+
+def workspace(record: WorkspaceRecord) -> Workspace:
+    return {"id": record.id, "name": record.name, "created_at": _rfc3339(record.created_at)}
+
+
+KeyId = Annotated[
+    str, Field(description="The first 16 hex digits of the key's SHA-256; its name in the audit.")
+]
+
+
+class NewApiKey(TypedDict):
+    id: KeyId
+    key: Annotated[
+        str,
+        Field(
+            description="The key itself: `smsl_` and 43 letters and digits. Shown this once: "
+            "only its SHA-256 is stored."
+        ),
+    ]
+    name: str
+    scopes: list[Scope]
+    workspace_id: str
+    created_at: Timestamp
+    expires_at: Timestamp | None
+
+
+class ApiKey(TypedDict):
+    id: KeyId
+    name: str
+    scopes: list[Scope]
+    workspace_id: str
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    last_used_at: Annotated[
+        Timestamp | None, Field(description="To the minute: written at most once a minute.")
+    ]
+
+
+class ApiKeyList(TypedDict):
+    keys: Annotated[list[ApiKey], Field(description="Oldest first; root keys are not listed.")]
+
+
+def _scopes(record: ApiKeyRecord) -> list[Scope]:
+    return [s for s in SCOPES if s in record.scopes]
+
+
+def new_api_key(record: ApiKeyRecord, key: str) -> NewApiKey:
+    return {
+        "id": record.id,
+        "key": key,
+        "name": record.name,
+        "scopes": _scopes(record),
+        "workspace_id": record.workspace,
+        "created_at": _rfc3339(record.created_at),
+        "expires_at": None if record.expires_at is None else _rfc3339(record.expires_at),
+    }
+
+
+def api_key(record: ApiKeyRecord) -> ApiKey:
+    used = record.last_used_at
+    return {
+        "id": record.id,
+        "name": record.name,
+        "scopes": _scopes(record),
+        "workspace_id": record.workspace,
+        "created_at": _rfc3339(record.created_at),
+        "expires_at": None if record.expires_at is None else _rfc3339(record.expires_at),
+        "last_used_at": None if used is None else _rfc3339(used),
+    }
+
+
+class AuditEntry(TypedDict):
+    key_id: Annotated[
+        str, Field(description="The key's id; a root key's is `root-` and 12 hex digits.")
+    ]
+    action: Annotated[str, Field(description="The operationId of the request, e.g. createLink.")]
+    target: Annotated[
+        str, Field(description="What it wrote, e.g. `link:Xk3dP9a`, `campaign:7 (100 links)`.")
+    ]
+    at: Annotated[Timestamp, Field(description="When, to the millisecond.")]
+
+
+class AuditPage(TypedDict):
+    entries: Annotated[list[AuditEntry], Field(description="Newest first.")]
+    next: Annotated[
+        str | None,
+        Field(description="Pass as `before` for the next (older) page; null after the oldest."),
+    ]
+
+
+def audit_page(entries: Sequence[AuditRecord], after: str | None) -> AuditPage:
+    return {
+        "entries": [
+            {
+                "key_id": e.key_id,
+                "action": e.action,
+                "target": e.target,
+                "at": rfc3339_ms(e.at_ms),
+            }
+            for e in entries
+        ],
+        "next": after,
+    }
+
+
 class Health(TypedDict):
     status: Literal["ok", "unavailable"]
 
@@ -227,7 +349,8 @@ class ErrorDetail(TypedDict):
         str,
         Field(
             description="Machine-readable: bad_request, unauthorized, not_found, "
-            "campaign_not_found, link_not_found, code_taken, conflict, body_too_large, "
+            "forbidden, campaign_not_found, link_not_found, workspace_not_found, key_not_found, "
+            "code_taken, conflict, body_too_large, "
             "validation_failed, storage_unavailable, method_not_allowed, internal, …"
         ),
     ]

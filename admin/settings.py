@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import NoDecode
 
+from admin.codes import MAX_LENGTH, MIN_LENGTH
 from redirector.store.connection import StoreSettings
 
 # Bearer keys shorter than this are refused: they would be guessable.
@@ -33,7 +34,7 @@ class AdminSettings(StoreSettings):
     public_base_url: str = "http://127.0.0.1:8080"
     utm_source: str = "instasent"
     utm_medium: str = "sms"
-    code_length: Annotated[int, Field(ge=5, le=32)] = 7
+    code_length: Annotated[int, Field(ge=MIN_LENGTH, le=MAX_LENGTH)] = 7
     max_url_length: Annotated[int, Field(ge=64, le=16384)] = 4096
     # A full batch (10,000 links of MAX_URL_LENGTH bytes) fits; anything larger is refused
     # with 413 before it is parsed.

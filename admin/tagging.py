@@ -212,9 +212,17 @@ def _normalize_host(host: str) -> str:
 
 
 def _idna_label(label: str) -> str:
-    """One label in its ASCII form; ASCII labels skip IDNA so '_' stays allowed in them."""
+    """One label in its ASCII form; ASCII labels skip IDNA so '_' stays allowed in them,
+    except for an IDNA one (`xn--`), which must decode to a label IDNA allows, as the Unicode
+    labels that it encodes here do: a browser refuses `xn--.example` or `xn--zz.example`."""
     if label.isascii():
-        return label.lower()
+        ascii_label = label.lower()
+        if ascii_label.startswith("xn--"):
+            try:
+                idna.decode(ascii_label)
+            except UnicodeError as exc:  # idna.IDNAError and its subclasses
+                raise InvalidURL(f"host label {label!r} is not valid IDNA: {exc}") from None
+        return ascii_label
     try:
         return idna.encode(label, uts46=True).decode("ascii")
     except UnicodeError as exc:  # idna.IDNAError and its subclasses
@@ -235,18 +243,36 @@ def _normalize_ipv6(host: str) -> str:
     return host.lower()
 
 
+# Where every loopback host is compared: no host name is spelled so.
+_LOOPBACK = "<loopback>"
+
+
 @lru_cache(maxsize=4096)
 def _host_key(host: str) -> str:
-    """`host` as it is compared with the own host, whichever way either is written: IPv6
-    canonical and bare, IDNA, and no final dot (which names the same host all the same)."""
-    bare = host.removeprefix("[").removesuffix("]").rstrip(".").lower()
+    """`host` as it is compared with the own host, whichever way either is written: lower
+    case, IDNA, without one final dot (which names the same host), an IPv6 address canonical
+    and bare and an IPv4-mapped one as its IPv4 address; and every host that is this machine
+    to whoever follows the link as one (`localhost` and `*.localhost`, which resolvers answer
+    with loopback addresses without asking DNS, 127.0.0.0/8, ::1, and 0.0.0.0 and ::, which
+    connect to this machine), so an own host on loopback refuses them all. Nothing is looked
+    up: a name that resolves to the own host is not caught."""
+    bare = host.removeprefix("[").removesuffix("]").lower()
+    bare = bare.removesuffix(".")
+    if bare == "localhost" or bare.endswith(".localhost"):
+        return _LOOPBACK
     try:
-        if ":" in bare:
-            return str(ipaddress.IPv6Address(bare))
-        if not bare.isascii():
-            return idna.encode(bare, uts46=True).decode("ascii")
-    except ValueError:  # not an address or name a URL could hold: compare it as written
+        address = ipaddress.ip_address(bare)
+    except ValueError:
         pass
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return _LOOPBACK if address.is_loopback or address.is_unspecified else str(address)
+    if not bare.isascii():
+        try:
+            return _host_key(idna.encode(bare, uts46=True).decode("ascii"))
+        except UnicodeError:  # not a name a URL could hold: compare it as written
+            pass
     return bare
 
 

@@ -184,9 +184,10 @@ def _open_loop_check(report: Report, key: str) -> Check:
     check = _check(f"{key} path p99, open loop at half its maximum", None, goal, " ms", True)
     if run is None:
         return check
-    measured = f"{run.p99_ms:.2f} ms at {run.achieved_rps:,.0f} of {run.target_rps:,.0f} req/s"
+    p99 = run.p99_scheduled_ms  # from when each request was due: the stricter of the two
+    measured = f"{p99:.2f} ms at {run.achieved_rps:,.0f} of {run.target_rps:,.0f} req/s"
     held = run.achieved_rps >= OPEN_RATE_HELD * run.target_rps and not run.errors
-    passed = held and run.p99_ms <= goal
+    passed = held and p99 <= goal
     return check._replace(measured=measured, status="pass" if passed else "fail")
 
 
@@ -285,11 +286,15 @@ def _open_loop_table(report: Report) -> list[str]:
         if (run := row.open_loop) is not None:
             rows.append([row.key, f"{run.target_rps:,.0f}", f"{run.achieved_rps:,.0f}"])
             rows[-1] += [f"{run.clients}", f"{run.p50_ms:.2f} ms", f"{run.p99_ms:.2f} ms"]
-            rows[-1] += [f"{run.max_ms:.2f} ms", f"{run.errors:,}"]
+            rows[-1] += [
+                f"{run.p99_scheduled_ms:.2f} ms",
+                f"{run.max_ms:.2f} ms",
+                f"{run.errors:,}",
+            ]
         elif row.open_loop_skipped:
-            rows.append([row.key, f"skipped: {row.open_loop_skipped}", *[""] * 6])
-    headers = ["open loop", "req/s asked", "req/s answered", "clients", "p50", "p99", "max"]
-    headers.append("errors")
+            rows.append([row.key, f"skipped: {row.open_loop_skipped}", *[""] * 7])
+    headers = ["open loop", "req/s asked", "req/s answered", "clients", "p50", "p99"]
+    headers += ["p99 from when due", "max", "errors"]
     return _table(headers, rows) if rows else []
 
 

@@ -23,6 +23,7 @@ from redirector.appkeys import (
 from redirector.cache import LinkCache
 from redirector.clicks import ClickBuffer, ClickFlusher
 from redirector.invalidation import listen
+from redirector.metrics_listener import metrics_listener_ctx
 from redirector.resolver import LinkResolver
 from redirector.settings import Settings
 from redirector.store.connection import connect
@@ -101,4 +102,6 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(clicks_ctx)
     if settings.metrics_dir is not None:
         app.cleanup_ctx.append(metrics_ctx)
+    if settings.metrics_port is not None:
+        app.cleanup_ctx.append(metrics_listener_ctx)
     return app

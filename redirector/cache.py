@@ -48,7 +48,9 @@ class LinkCache:
         entry = self._entries.get(code)
         if entry is None:
             return None
-        if entry[0] > now:
+        # Frozen (the feed down, or Redis not answering reads yet): served even past its TTL,
+        # as Redis could not answer for it; the cache is dropped once it can.
+        if entry[0] > now or not self.enabled:
             return entry[1]
         del self._entries[code]
         return None

@@ -35,6 +35,12 @@ from redirector.store.keys import HIT_QUEUES
 log = logging.getLogger(__name__)
 
 
+# What a hit keeps of what the visitor sent, in characters: the redirect handler cuts the
+# headers (aiohttp takes up to 8 KB each) and the client address to these before queueing,
+# and the click worker parses no longer a User-Agent (redirector/useragents.py).
+USER_AGENT_MAX, REFERER_MAX, ADDRESS_MAX = 512, 1024, 64
+
+
 class Hit(NamedTuple):
     """One redirect to record. Its fields, in this order, are the raw-hit queue's format."""
 

@@ -4,11 +4,13 @@
 aiohttp's router and `web.Application` request handling cost more per request than the whole
 redirect (a cached lookup, a hit appended, a 302), so `Handler` matches the paths as the
 router would (`/healthz`, `/metrics`, `/{code}`: GET and HEAD, else 405; any other path 404)
-and holds what it needs from the app, bound once.
+and holds what it needs from the app, bound once. With METRICS_PORT set, `/metrics` is served
+there (redirector/metrics_listener.py) and is a code like any other here.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 from aiohttp import hdrs, web
@@ -16,14 +18,19 @@ from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.appkeys import clicks_key, redis_key, resolver_key, settings_key
-from redirector.clicks import Hit
+from redirector.clicks import ADDRESS_MAX, REFERER_MAX, USER_AGENT_MAX, Hit
 from redirector.metrics import COUNTS
+from redirector.misslimit import MissLimiter
+from redirector.store.probe import answers
 
 # The redirect is personal to the recipient's tap: browsers and proxies must not cache it,
 # so that disabling or retargeting a link takes effect on the next tap.
 NO_CACHE = "private, max-age=0"
 _PLAIN = "text/plain"
 _METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
+# /healthz answers 503 within this long when Redis does not answer (a load balancer or an
+# orchestrator waits a second or two for it).
+HEALTH_TIMEOUT = 0.5
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -42,6 +49,10 @@ class Handler:
         settings = app[settings_key]
         self._forwarded_for = settings.trust_forwarded_for
         self._multiprocess = settings.metrics_dir is not None
+        self._metrics_here = settings.metrics_port is None
+        self._misses = MissLimiter(settings.miss_limit) if settings.miss_limit else None
+        # Addresses over their limit; looked at on every request only while not empty.
+        self._blocked = self._misses.blocked if self._misses is not None else {}
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # What the router matches: the path decoded but for %2F and %25 (yarl's path_safe),
@@ -50,7 +61,7 @@ class Handler:
         if "%" in path or "?" in path or "#" in path or path[:1] != "/":
             path = request.rel_url.path_safe
         code = path[1:]
-        fixed = path == "/healthz" or path == "/metrics"
+        fixed = path == "/healthz" or (path == "/metrics" and self._metrics_here)
         if not fixed and (not code or "/" in code or "{" in code or "}" in code):
             raise web.HTTPNotFound()
         if request.method not in _METHODS:
@@ -67,6 +78,10 @@ class Handler:
             COUNTS.observe(time.perf_counter() - started)
 
     async def _answer(self, request: web.BaseRequest, code: str) -> web.StreamResponse:
+        if self._blocked:
+            refused = self._limited(request)
+            if refused is not None:
+                return refused
         try:
             link = await self._resolver.find(code)
         except RedisError:
@@ -75,6 +90,8 @@ class Handler:
             return _text(503, "Service temporarily unavailable, please try again.\n")
         if link is None:
             COUNTS.not_found += 1
+            if self._misses is not None:
+                self._misses.miss(self._client_ip(request), time.monotonic())
             return _text(404, "This link does not exist.\n")
         now = time.time()
         if link.gone(now):
@@ -85,6 +102,8 @@ class Handler:
             # Only an append of what the request already holds: classification and storage
             # happen when the buffer is flushed.
             headers = request.headers
+            # Bounded here, so that neither the buffer nor the click worker's parsing grows
+            # with what a visitor sends (aiohttp takes headers of up to 8 KB).
             clicks.add(
                 Hit(
                     code,
@@ -93,8 +112,8 @@ class Handler:
                     link.created_at,
                     now,
                     request.method == hdrs.METH_HEAD,
-                    headers.get(hdrs.USER_AGENT, ""),
-                    headers.get(hdrs.REFERER, ""),
+                    headers.get(hdrs.USER_AGENT, "")[:USER_AGENT_MAX],
+                    headers.get(hdrs.REFERER, "")[:REFERER_MAX],
                     self._client_ip(request),
                 )
             )
@@ -105,11 +124,22 @@ class Handler:
             status=302, headers={hdrs.LOCATION: link.destination, hdrs.CACHE_CONTROL: NO_CACHE}
         )
 
+    def _limited(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """429 if the client's address asked for too many unknown codes this minute."""
+        assert self._misses is not None  # something is blocked
+        wait = self._misses.wait(self._client_ip(request), time.monotonic())
+        if not wait:
+            return None
+        COUNTS.limited += 1
+        response = _text(429, "Too many unknown links asked for; please try again later.\n")
+        response.headers[hdrs.RETRY_AFTER] = str(max(1, math.ceil(wait)))
+        return response
+
     def _client_ip(self, request: web.BaseRequest) -> str:
         if self._forwarded_for:
             forwarded = request.headers.get(hdrs.X_FORWARDED_FOR)
             if forwarded:
-                return forwarded.split(",", 1)[0].strip()
+                return forwarded[:ADDRESS_MAX].split(",", 1)[0].strip()
         return request.remote or ""
 
     async def metrics_text(self) -> web.StreamResponse:
@@ -117,9 +147,8 @@ class Handler:
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
     async def health(self) -> web.StreamResponse:
-        """Open to anyone, so it says ok or unavailable and nothing about hosts or errors."""
-        try:
-            await self._redis.ping()
-        except RedisError:
+        """Open to anyone, so it says ok or unavailable and nothing about hosts or errors; on a
+        cluster every master must answer."""
+        if not await answers(self._redis, HEALTH_TIMEOUT):
             return web.json_response({"status": "unavailable"}, status=503)
         return web.json_response({"status": "ok"})

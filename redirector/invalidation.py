@@ -6,8 +6,13 @@ published while this listener is not subscribed are lost, so:
   keeps being served: if Redis itself is down, hot links still redirect (and their clicks
   wait in the buffer), and nobody can change a link meanwhile anyway;
 - on every (re)subscription the whole cache is dropped, so anything changed during the gap
-  is read afresh. The listener retries every RETRY_DELAY seconds, which bounds how stale a
-  cached link can be after a dropped subscription while Redis stayed up.
+  is read afresh; but only once Redis answers reads (every master, on a cluster): a Redis
+  that restarted accepts the subscription while it loads its data and answers every read
+  with LOADING meanwhile, which would turn every hot link into a 503. Until then the cache
+  stays frozen, serving what it holds (even past its TTL, see LinkCache.get), and the
+  changes announced since the subscription are already dropped from it. The listener
+  retries every RETRY_DELAY seconds, which bounds how stale a cached link can be after a
+  dropped subscription while Redis stayed up.
 
 On a Redis Cluster a PUBLISH reaches the subscribers of every node, so the listener
 subscribes on one node (picked at random, so that redirectors spread); after a failure it
@@ -28,6 +33,7 @@ from redirector import metrics
 from redirector.cache import LinkCache
 from redirector.store.connection import Store
 from redirector.store.keys import INVALIDATION_CHANNEL
+from redirector.store.probe import answers
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +57,14 @@ async def listen(
         try:
             async with await _pubsub(redis, node_index) as pubsub:
                 await pubsub.subscribe(INVALIDATION_CHANNEL)
-                cache.clear()
-                cache.enabled = True
-                if subscribed is not None:
-                    subscribed.set()
+                fresh = False  # the cache dropped since this subscription
                 while not stop.is_set():
-                    message = await pubsub.get_message(timeout=POLL)
+                    if not fresh and await answers(redis, within=POLL):
+                        cache.clear()
+                        cache.enabled = fresh = True
+                        if subscribed is not None:
+                            subscribed.set()
+                    message = await pubsub.get_message(timeout=POLL if fresh else RETRY_DELAY)
                     if message is not None:
                         for code in message["data"].decode().split():
                             cache.discard(code)

@@ -52,12 +52,13 @@ class RedirectCounts:
         "gone",
         "latency_buckets",
         "latency_sum",
+        "limited",
         "not_found",
         "unavailable",
     )
 
     def __init__(self) -> None:
-        self.found = self.not_found = self.gone = self.unavailable = 0
+        self.found = self.not_found = self.gone = self.unavailable = self.limited = 0
         self.cache_hits = self.cache_misses = 0
         # Answers per latency bucket (not cumulative), the last one past every bound.
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -72,6 +73,7 @@ class RedirectCounts:
             "302": self.found,
             "404": self.not_found,
             "410": self.gone,
+            "429": self.limited,
             "503": self.unavailable,
         }
 
@@ -171,6 +173,14 @@ CLICKS_DROPPED = Counter("smslinks_clicks_dropped", "Hits dropped because the bu
 # Counted by the click workers (redirector/clickworker.py), summed in with the redirectors'.
 CLICKS_RECORDED = Counter("smslinks_clicks_recorded", "Hits added to the counters")
 BOT_HITS = Counter("smslinks_bot_hits", "Hits by bots, link previews and HEAD requests")
+# redirector/connections.py: connections closed at once (the process was full), or because
+# their request's header was not complete in time.
+CONNECTIONS_REFUSED = Counter(
+    "smslinks_connections_refused", "Connections closed on arrival: REDIRECTOR_MAX_CONNECTIONS"
+)
+HEADER_TIMEOUTS = Counter(
+    "smslinks_header_timeouts", "Connections closed: a header late (REDIRECTOR_HEADER_TIMEOUT)"
+)
 REDIS_ERRORS = Counter("smslinks_redis_errors", "Redis commands that failed", ["where"])
 REDIS_ERRORS_LOOKUP = REDIS_ERRORS.labels("lookup")
 REDIS_ERRORS_CLICKS = REDIS_ERRORS.labels("clicks")

@@ -40,7 +40,37 @@ def serve(settings: Settings) -> None:
         runner.run(_serve(settings))
 
 
+# Files a worker opens besides its visitors' connections: Redis connections, the listeners,
+# the metrics files.
+OTHER_FILES = 1024
+
+
+def allow_open_files(wanted: int) -> int:
+    """Raise this process's soft limit of open files to `wanted` (each connection is one), as
+    far as the hard limit allows (often 1,024 soft under a hard of 500,000: the connection cap
+    would never be reached, accept() would fail first). Returns the limit now in force."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if raised > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    return max(raised, soft)
+
+
 async def _serve(settings: Settings) -> None:
+    wanted = settings.max_connections + OTHER_FILES
+    if allow_open_files(wanted) < wanted:
+        log.warning(
+            "open files limited to fewer than %d: REDIRECTOR_MAX_CONNECTIONS=%d cannot be "
+            "reached (raise the hard limit, ulimit -Hn)",
+            wanted,
+            settings.max_connections,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -14,6 +14,24 @@ class Settings(StoreSettings):
     host: Annotated[str, Field(validation_alias="REDIRECTOR_HOST")] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535, validation_alias="REDIRECTOR_PORT")] = 8080
     workers: Annotated[int, Field(ge=1, le=64, validation_alias="REDIRECTOR_WORKERS")] = 1
+    # /metrics on a listener of its own (same host), so that the public port need not expose
+    # it; None: /metrics on the public port, as before.
+    metrics_port: Annotated[int | None, Field(ge=1, le=65535, validation_alias="METRICS_PORT")] = (
+        None
+    )
+    # What one visitor may hold (redirector/connections.py): seconds to send a request's
+    # header once its first byte (or the connection) arrived, and open connections per process.
+    header_timeout: Annotated[
+        float, Field(ge=0.1, le=3600.0, validation_alias="REDIRECTOR_HEADER_TIMEOUT")
+    ] = 10.0
+    max_connections: Annotated[
+        int, Field(ge=1, le=1_000_000, validation_alias="REDIRECTOR_MAX_CONNECTIONS")
+    ] = 10_000
+    # Unknown codes one client address may ask for per minute before it gets 429 for every
+    # code until the minute is over (redirector/misslimit.py); 0: no limit.
+    miss_limit: Annotated[
+        int, Field(ge=0, le=1_000_000, validation_alias="REDIRECTOR_MISS_LIMIT")
+    ] = 100
     # In-process cache: how many links, how long a found link and a miss stay cached. The admin
     # publishes every change, so the TTL only bounds staleness if an invalidation is lost.
     cache_size: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000

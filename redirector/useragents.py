@@ -7,8 +7,9 @@ device "Spider"; the pattern below adds fetchers, HTTP libraries and load genera
 not flag (Locust's own User-Agent, say): a program is not a person tapping a link, so its hits
 are bot hits, and the load tests send real phones' User-Agents instead.
 Results are cached per user-agent string: a campaign sees few distinct ones, and parsing
-costs ~10 µs. This runs in the click worker (redirector/clickworker.py), never in the
-redirect process.
+costs ~10 µs. Only the first USER_AGENT_MAX characters are parsed (and cached), as the
+redirector queues no more: a hit costs a bounded parse whatever it sent. This runs in the
+click worker (redirector/clickworker.py), never in the redirect process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from ua_parser import parse
+
+from redirector.clicks import USER_AGENT_MAX
 
 _PREVIEW_OR_TOOL = re.compile(
     r"bot\b|bot/|crawl|spider|preview|scanner|fetcher|facebookexternalhit|whatsapp|telegram"
@@ -39,8 +42,12 @@ class Agent(NamedTuple):
     browser: str
 
 
-@lru_cache(maxsize=20_000)
 def classify(user_agent: str) -> Agent:
+    return _classify(user_agent[:USER_AGENT_MAX])
+
+
+@lru_cache(maxsize=20_000)
+def _classify(user_agent: str) -> Agent:
     if not user_agent.strip():
         return Agent(True, "bot", "Other", "Other")
     result = parse(user_agent)

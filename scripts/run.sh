@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make run`: admin + redirector in the foreground, on $REDIS_URL if it answers, else on a
-# local redis-server (AOF on, data under .data/) that stops with this script.
+# local redis-server (AOF on, fsynced before every answer; data under .data/) that stops with
+# this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-mkdir -p .data
+scripts/private_data.sh .data
 
 redis_answers() {
     "$BIN/python" - "$1" <<'PY'
@@ -28,6 +29,7 @@ else
     command -v redis-server >/dev/null || { echo "redis-server is not on PATH (apt-get install -y redis-server)" >&2; exit 1; }
     port="${DEV_REDIS_PORT:-6390}"
     redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/.data" --appendonly yes \
+        --appendfsync always \
         --save "" --maxmemory-policy noeviction \
         --hash-max-listpack-entries 512 --hash-max-listpack-value 1024 \
         --logfile "$PWD/.data/redis.log" &
@@ -39,8 +41,7 @@ else
 fi
 
 if [[ -z "${ADMIN_API_KEYS:-}" ]]; then
-    [[ -s .data/dev-api-key ]] || "$BIN/python" -c 'import secrets; print(secrets.token_hex(24))' > .data/dev-api-key
-    ADMIN_API_KEYS="$(cat .data/dev-api-key)"
+    ADMIN_API_KEYS="$(scripts/private_data.sh .data --key)"
     export ADMIN_API_KEYS
 fi
 KEY="${ADMIN_API_KEYS%%,*}"

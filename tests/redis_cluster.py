@@ -19,7 +19,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from redirector.store.keys import REDIS_MEMORY_CONFIG
-from tests.redis_server import free_port
+from tests.redis_server import DEBUG_COMMAND, free_port
 
 NODE_COUNT = 6
 SLOT_COUNT = 16384
@@ -135,6 +135,10 @@ class RedisCluster:
         master = self._owner(self.running()[0], key)
         return next(port for port in self.running() if self.master_of(port) == master)
 
+    def master_serving(self, key: str) -> int:
+        """The port of the master that serves `key`'s slot."""
+        return self._owner(self.running()[0], key)
+
     def kill_master(self, key: str) -> int:
         """SIGKILL the master that serves `key`'s slot, as a crash would; return its port."""
         return self.kill(self._owner(self.running()[0], key))
@@ -235,7 +239,7 @@ class RedisCluster:
         args += ["--cluster-config-file", str(directory / f"nodes-{port}.conf")]
         args += ["--appendonly", "no", "--save", "", "--daemonize", "no"]
         # A replica's first sync would otherwise wait 5 s for more replicas to share it.
-        args += ["--repl-diskless-sync-delay", "0"]
+        args += ["--repl-diskless-sync-delay", "0", *DEBUG_COMMAND]
         for name, value in REDIS_MEMORY_CONFIG.items():
             args += [f"--{name}", str(value)]
         self._processes[port] = subprocess.Popen(

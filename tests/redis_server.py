@@ -12,6 +12,9 @@ from pathlib import Path
 from loadtests.bench_procs import free_port as free_port
 from loadtests.bench_procs import redis_command
 
+# Tests make a Redis load its data slowly with DEBUG RELOAD (tests/redirector/test_loading.py).
+DEBUG_COMMAND = ("--enable-debug-command", "local")
+
 
 class RedisServer:
     def __init__(self, directory: Path, port: int | None = None) -> None:
@@ -23,17 +26,20 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
+        """Start it (again), with these redis-server options besides the link store's; it
+        loads the data a SAVE left in its directory. DEBUG is allowed from this machine."""
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not on PATH (apt-get install -y redis-server)")
-        args = redis_command(self.port, self.directory)
+        args = [*redis_command(self.port, self.directory), *DEBUG_COMMAND, *options]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as ping:
                     ping.sendall(b"PING\r\n")
-                    if ping.recv(16).startswith(b"+PONG"):
+                    # Up: answering, or loading its data (and answering LOADING meanwhile).
+                    if ping.recv(16).startswith((b"+PONG", b"-LOADING")):
                         return
             except OSError:
                 pass

@@ -121,8 +121,8 @@ async def test_wrk_taps_the_paths_in_turn_with_the_user_agents_of_the_mix(
 
 
 def test_open_loop_plan_and_percentiles() -> None:
-    # No client above 100 req/s: h2load's timer ticks every 10 ms at most.
-    assert bench_open.plan(12_345.0) == (124, 12_345.0 / 124)
+    # No client above 500 req/s: few busy h2load processes, each one client.
+    assert bench_open.plan(12_345.0) == (25, 12_345.0 / 25)
     assert bench_open.plan(40.0) == (1, 40.0)
     ordered = [float(value) for value in range(1, 101)]
     assert (
@@ -136,6 +136,20 @@ def test_open_loop_plan_and_percentiles() -> None:
     run = bench_open.read_logs(logs, target_rps=0.5, clients=2, seconds=4.0)
     assert (run.requests, run.achieved_rps, run.errors) == (4, 1.0, 2)  # a failure and a 404
     assert (run.p50_ms, run.p99_ms, run.max_ms) == (0.8, 5.0, 5.0)
+
+
+def test_open_loop_latency_from_when_each_request_was_due() -> None:
+    # One client at 1,000 req/s: due at 0, 1, 2, 3 ms. The second answer took 2.5 ms, so the
+    # third went out 1.5 ms late: 0.1 ms from its sending, 1.6 ms from when it was due.
+    log = "1000000\t302\t100\n1001000\t302\t2500\n1003500\t302\t100\n1003600\t302\t100\n"
+    run = bench_open.read_logs([log], target_rps=1000.0, clients=1, seconds=1.0)
+    assert run.p99_ms == 2.5 and run.max_ms == 2.5
+    # Due at 1003 ms: sent 0.5 ms late, answered 0.1 ms later -> 0.6 ms; the last, 0.7 ms.
+    assert run.p99_scheduled_ms == 2.5
+    late = bench_open.read_logs(
+        ["1000000\t302\t100\n1004000\t302\t100\n"], target_rps=1000.0, clients=1, seconds=1.0
+    )
+    assert late.p99_ms == 0.1 and late.p99_scheduled_ms == 3.1  # due at 1001 ms, done at 1004.1
 
 
 def test_h2load_command_is_one_paced_http1_client() -> None:
@@ -157,16 +171,18 @@ async def test_open_loop_sends_the_rate_each_client_its_codes_and_user_agent(
 
     (app := web.Application()).router.add_get("/{code}", answer)
     base_url = str((await aiohttp_server(app)).make_url("")).rstrip("/")
-    paths, agents = [f"/c{i}" for i in range(1000)], [IPHONE, ANDROID, WINDOWS]
-    run = await bench_open.run_open_loop(base_url, paths, agents, 150.0, 1.0, tmp_path, None)
-    assert (run.clients, run.target_rps, run.errors) == (2, 150.0, 0)
-    assert 50 <= run.requests <= 160 and 0 < run.p50_ms <= run.p99_ms <= run.max_ms
+    agents = [IPHONE, ANDROID, WINDOWS]
+    paths = [f"/c{i}" for i in range(2000)]
+    run = await bench_open.run_open_loop(base_url, paths, agents, 750.0, 1.0, tmp_path, None)
+    assert (run.clients, run.target_rps, run.errors) == (2, 750.0, 0)
+    assert 250 <= run.requests <= 800 and 0 < run.p50_ms <= run.p99_ms <= run.max_ms
+    assert run.p99_ms <= run.p99_scheduled_ms
     # Client 0 taps the even codes with the first User-Agent, client 1 the odd ones with another.
     by_agent = {agent: {int(path[2:]) % 2 for path, ua in seen if ua == agent} for agent in agents}
     assert by_agent == {IPHONE: {0}, ANDROID: {1}, WINDOWS: set()}
     assert len({path for path, _ in seen}) == len(seen)  # each code once: misses stay misses
     seen.clear()  # fewer paths than clients (the reference rows' one path): each taps one
-    await bench_open.run_open_loop(base_url, ["/x"], agents, 150.0, 1.0, tmp_path, None)
+    await bench_open.run_open_loop(base_url, ["/x"], agents, 750.0, 1.0, tmp_path, None)
     assert {path for path, _ in seen} == {"/x"} and {ua for _, ua in seen} == {IPHONE, ANDROID}
 
 
@@ -182,7 +198,7 @@ def _clicks(sent: int = 250_000, difference: int = 0, **kwargs: Any) -> ClickCou
 
 def _open_loop(target: float, achieved: float, p99: float, errors: int = 0) -> OpenLoopResult:
     requests = int(achieved * 10)
-    return OpenLoopResult(target, 100, requests, 10.0, achieved, 0.4, p99, p99 * 3, errors)
+    return OpenLoopResult(target, 100, requests, 10.0, achieved, 0.4, p99 / 2, p99 * 3, errors, p99)
 
 
 def _report(*, nginx: bool = True, url_length: int = 135) -> Report:

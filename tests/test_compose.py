@@ -62,6 +62,7 @@ def test_redis_is_durable_never_evicts_and_keeps_link_buckets_compact() -> None:
     assert args[0] == "redis-server"
     options = dict(zip(args[1::2], args[2::2], strict=True))
     assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "always"  # a host crash loses no acknowledged link
     assert options["--maxmemory-policy"] == "noeviction"
     # The link store's bucket sizing (redirector/store/keys.py) assumes exactly these limits.
     for name, value in REDIS_MEMORY_CONFIG.items():
@@ -76,6 +77,7 @@ def test_cluster_nodes_are_durable_never_evict_and_keep_link_buckets_compact() -
         options = dict(zip(args[1::2], args[2::2], strict=True))
         assert args[0] == "redis-server" and options["--cluster-enabled"] == "yes"
         assert options["--appendonly"] == "yes"
+        assert options["--appendfsync"] == "always"
         assert options["--maxmemory-policy"] == "noeviction"
         for setting, value in REDIS_MEMORY_CONFIG.items():
             assert options[f"--{setting}"] == str(value), (name, setting)
@@ -130,3 +132,10 @@ def test_every_runtime_target_runs_as_a_non_root_user_and_bakes_in_no_secret() -
     assert settings and not [
         line for line in settings if re.search(r"KEY|SECRET|PASSW|TOKEN", line, re.I)
     ]
+
+
+def test_the_redirector_serves_metrics_on_a_port_that_is_not_published() -> None:
+    redirector = SERVICES["redirector"]
+    metrics_port = redirector["environment"]["METRICS_PORT"]
+    assert re.fullmatch(r"\$\{METRICS_PORT:-\d+\}", metrics_port), metrics_port
+    assert all(spec.endswith(":8080") for spec in redirector["ports"])

@@ -23,6 +23,7 @@ from loadtests import pick_user_agents
 from loadtests import seed as seeder
 from loadtests.codes import CodeLink, CodeMix, CodesFileError, ZipfPicker
 from loadtests.user_agents import UserAgent, format_line, load_user_agents
+from redirector.settings import Settings
 from tests.conftest import API_KEY, Client
 from tests.user_agents import ANDROID, IPHONE
 from tests.waiting import eventually
@@ -270,6 +271,12 @@ async def _locust(tmp_path: Path, host: str, codes: Path, *args: str) -> tuple[i
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     return run.returncode, run.stdout + run.stderr
+
+
+@pytest.fixture
+def redirector_settings(redirector_settings: Settings) -> Settings:
+    """A load run taps unknown codes from one address: no REDIRECTOR_MISS_LIMIT for it."""
+    return redirector_settings.model_copy(update={"miss_limit": 0})
 
 
 @needs_locust

@@ -36,6 +36,30 @@ def test_redirector_defaults() -> None:
     )
 
 
+def test_redirector_limits_and_metrics_port() -> None:
+    s = Settings.from_env({})
+    assert (s.header_timeout, s.max_connections, s.miss_limit, s.metrics_port) == (
+        10.0,
+        10_000,
+        100,
+        None,
+    )
+    s = Settings.from_env(
+        {
+            "REDIRECTOR_HEADER_TIMEOUT": "2.5",
+            "REDIRECTOR_MAX_CONNECTIONS": "1000",
+            "REDIRECTOR_MISS_LIMIT": "0",
+            "METRICS_PORT": "9180",
+        }
+    )
+    assert (s.header_timeout, s.max_connections, s.miss_limit, s.metrics_port) == (
+        2.5,
+        1000,
+        0,
+        9180,
+    )
+
+
 def test_a_click_write_waits_for_replicas_as_a_link_write_within_its_command_timeout() -> None:
     on_cluster = Settings.from_env(
         {"REDIS_CLUSTER": "true", "REDIS_TIMEOUT": "0.5", "REDIS_WAIT_TIMEOUT": "4000"}
@@ -112,6 +136,10 @@ def test_admin_reads_every_variable() -> None:
         (Settings, {"CLICK_DRAIN_TIMEOUT": "601"}, "CLICK_DRAIN_TIMEOUT must be between 0.0 and"),
         (Settings, {"CLICK_WORKERS": "17"}, "CLICK_WORKERS must be between 0 and 16, got 17"),
         (Settings, {"CLICK_WORKER_LEASE": "0"}, "CLICK_WORKER_LEASE must be between 0.1 and"),
+        (Settings, {"METRICS_PORT": "0"}, "METRICS_PORT must be between 1 and 65535, got 0"),
+        (Settings, {"REDIRECTOR_MAX_CONNECTIONS": "0"}, "REDIRECTOR_MAX_CONNECTIONS must be"),
+        (Settings, {"REDIRECTOR_HEADER_TIMEOUT": "0"}, "REDIRECTOR_HEADER_TIMEOUT must be"),
+        (Settings, {"REDIRECTOR_MISS_LIMIT": "-1"}, "REDIRECTOR_MISS_LIMIT must be between 0"),
         (Settings, {"ACCESS_LOG": "maybe"}, "ACCESS_LOG must be true or false, got 'maybe'"),
         (Settings, {"REDIS_URL": "http://x"}, "REDIS_URL must be a redis://, rediss:// or unix://"),
         (

@@ -1,5 +1,9 @@
 """Links: create them (a plan of `admin.service.plan`, checked, then written by
-`admin.service.store`), get, update and delete them."""
+`admin.service.store`), get, update and delete them, each in its workspace: a campaign's
+link is its campaign's workspace's; a link without campaign says its own in its record
+(`Record.workspace`, None for `default`). Another workspace's link is LinkNotFound, as a
+missing one; codes are one namespace across workspaces, so a custom code another workspace
+holds is still CodeTaken."""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from admin.tagging import utm_params
 from redirector.store.connection import Store
 from redirector.store.keys import (
     CODE_KEY,
+    DEFAULT_WORKSPACE,
     DESTINATION_HASH_PREFIX,
     campaign_key,
     destinations_key,
@@ -110,6 +115,7 @@ class LinkService:
 
     async def create_links(
         self,
+        workspace: str,
         campaign_id: int | None,
         items: Sequence[BatchItem | str],
         *,
@@ -120,9 +126,10 @@ class LinkService:
         """Create links in request order (`url` for the items without one). A recipient who
         already has a link in this campaign gets that link back unchanged (`created=False`),
         and so does a custom code that holds this very link. Every conflict is found before
-        anything is written; see `admin.service.store` for what a failed write leaves."""
+        anything is written; see `admin.service.store` for what a failed write leaves. A
+        campaign of another workspace is a 422, as a missing one."""
         try:
-            return await self._create(campaign_id, items, url, tagged)
+            return await self._create(workspace, campaign_id, items, url, tagged)
         except CodeTaken as taken:
             if batch:
                 raise
@@ -130,12 +137,15 @@ class LinkService:
 
     async def _create(
         self,
+        workspace: str,
         campaign_id: int | None,
         items: Sequence[BatchItem | str],
         url: str | None,
         tagged: bool,
     ) -> list[Created]:
-        campaign = await self._campaign_field(campaign_id) if campaign_id is not None else None
+        campaign = None
+        if campaign_id is not None:
+            campaign = await self._campaign_field(campaign_id, workspace)
         length = await self._code_length(campaign)
         plan = plan_batch(
             items,
@@ -148,13 +158,16 @@ class LinkService:
         )
         # Only recipients' codes are derived: without any, the key is neither needed nor made.
         personal = any(p.recipient is not None for p in plan.links)
-        chain = await self.chain(campaign) if personal else Chain(b"", length)
+        if personal:
+            chain = await self.chain(campaign, workspace)
+        else:
+            chain = Chain(b"", length, _unmarked(campaign, workspace))
         derive_codes(plan, chain)
         found = await self._find_destinations(campaign_id, plan.destinations)
         done, aliases = await self._checked(campaign_id, plan, found, chain)
         ids = await self._destination_ids(campaign_id, plan.destinations, found)
         writes = [p for p in plan.links if p.index not in done] if done else plan.links
-        _encode_records(writes, ids)
+        _encode_records(writes, ids, chain.workspace)
         # An alias that finds its recipient's link (given since the check) answers its custom
         # link as that one, unwritten: in the same call on one Redis. On a cluster the aliases
         # go first; one written without its link (a failure between) is passed over.
@@ -166,11 +179,12 @@ class LinkService:
             await self.store.write(campaign_id, writes + aliases, chain)
         return await self._results(plan, done)
 
-    async def chain(self, campaign: Campaign | None) -> Chain:
-        """How the campaign's per-recipient codes are derived; the key is made on first use."""
+    async def chain(self, campaign: Campaign | None, workspace: str = DEFAULT_WORKSPACE) -> Chain:
+        """How the campaign's per-recipient codes are derived, or without a campaign those of
+        `workspace`; the key is made on first use."""
         code_key = await self.code_key.value()
         if campaign is None:
-            return Chain(code_key, NO_CAMPAIGN_CODE_LENGTH)
+            return Chain(code_key, NO_CAMPAIGN_CODE_LENGTH, _unmarked(campaign, workspace))
         return Chain(code_key, await self._code_length(campaign))
 
     async def _code_length(self, campaign: Campaign | None) -> int:
@@ -188,24 +202,24 @@ class LinkService:
             _, stored = await pipe.execute()
         return int(stored)
 
-    async def get_link(self, code: str) -> Link:
-        return (await self._read(code))[2]
+    async def get_link(self, code: str, workspace: str) -> Link:
+        return (await self._read(code, workspace))[2]
 
-    async def update_link(self, code: str, patch: LinkPatch) -> Link:
+    async def update_link(self, code: str, patch: LinkPatch, workspace: str) -> Link:
         for attempt in range(MAX_ATTEMPTS):
-            raw, record, link = await self._read(code)
+            raw, record, link = await self._read(code, workspace)
             changed, target = await self._patched(record, link, patch)
             if await self._swap(code, raw, encode(changed), record.campaign_id, 0):
                 return changed.link(target)
             await _pause(attempt)
         raise Contention(f"link {code!r} kept changing; try again")
 
-    async def delete_link(self, code: str) -> None:
+    async def delete_link(self, code: str, workspace: str) -> None:
         """Leaves a tombstone: the code never serves again, and no recipient's chain of codes
         gets a hole (a hole would give a recipient a second link). A custom code's tombstone
         may be taken by a new link with that custom code."""
         for attempt in range(MAX_ATTEMPTS):
-            raw, record, _ = await self._read(code)
+            raw, record, _ = await self._read(code, workspace)
             if record.custom:
                 await _second_over(record.created_at)
             tombstone = Record(
@@ -215,20 +229,30 @@ class LinkService:
                 recipient=record.recipient,
                 custom=record.custom,
                 deleted=True,
+                workspace=record.workspace,
             )
             if await self._swap(code, raw, encode(tombstone), record.campaign_id, -1):
                 return
             await _pause(attempt)
         raise Contention(f"link {code!r} kept changing; try again")
 
-    async def _read(self, code: str) -> tuple[bytes, Record, Link]:
-        """The record as stored, decoded, and as a link; a tombstone or alias is no link."""
+    async def _read(self, code: str, workspace: str) -> tuple[bytes, Record, Link]:
+        """The record as stored, decoded, and as a link; a tombstone or alias is no link, and
+        neither is another workspace's link."""
         raw: bytes | None = await self._redis.hget(link_key(code), code)  # type: ignore[assignment]
         record = None if raw is None else decode(raw)
         if raw is None or record is None or not record.live:
             raise LinkNotFound(code)
+        if await self.workspace_of(record) != workspace:
+            raise LinkNotFound(code)
         [link] = await self.store.links([record])
         return raw, record, link
+
+    async def workspace_of(self, record: Record) -> str:
+        """The workspace of a link: its campaign's, or the one its record says."""
+        if record.campaign_id is not None:
+            return await self._campaigns.workspace_of(record.campaign_id)
+        return record.workspace or DEFAULT_WORKSPACE
 
     async def _find_destinations(
         self, campaign_id: int | None, destinations: list[Destination]
@@ -278,14 +302,15 @@ class LinkService:
                 done[planned.index] = code  # the recipient has a link: returned unchanged
             else:
                 check_chain(recipient, position)
-                aliases.append(_alias(planned, chain.code(campaign_id, recipient, position)))
+                code_at = chain.code(campaign_id, recipient, position)
+                aliases.append(_alias(planned, code_at, chain.workspace))
         held = await self.store.records(p.code for p in custom if p.index not in done)
         for planned in custom:
             holder = held.get(planned.code)
             if holder is None or planned.index in done:
                 continue
             place = planned.destination
-            mine = _record(planned, found[place] or plan.destinations[place])
+            mine = _record(planned, found[place] or plan.destinations[place], chain.workspace)
             if replace(holder, created_at=0) == replace(mine, created_at=0):
                 done[planned.index] = planned.code  # this very link, written before
             elif not (holder.deleted and holder.custom):
@@ -318,9 +343,9 @@ class LinkService:
             results[index] = Existing(made.code, made.shared, made.recipient)
         return [results[i] for i in sorted(results)]
 
-    async def _campaign_field(self, campaign_id: int) -> Campaign:
+    async def _campaign_field(self, campaign_id: int, workspace: str) -> Campaign:
         try:
-            return await self._campaigns.get_campaign(campaign_id, count_links=False)
+            return await self._campaigns.get_campaign(campaign_id, workspace, count_links=False)
         except CampaignNotFound:
             raise _no_campaign(campaign_id) from None
 
@@ -347,7 +372,7 @@ class LinkService:
                 campaign = None
                 if record.campaign_id is not None:
                     campaign = await self._campaigns.get_campaign(
-                        record.campaign_id, count_links=False
+                        record.campaign_id, None, count_links=False
                     )
                 params = self._utm(campaign)
             tagged = tagged_destination(patch.url, params)
@@ -370,7 +395,13 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _record(planned: PlannedLink, destination: Destination | str) -> Record:
+def _unmarked(campaign: Campaign | None, workspace: str) -> str | None:
+    """The workspace that the records of new links carry: only a link without campaign
+    outside `default` says its own (`Record.workspace`)."""
+    return None if campaign is not None or workspace == DEFAULT_WORKSPACE else workspace
+
+
+def _record(planned: PlannedLink, destination: Destination | str, workspace: str | None) -> Record:
     link = planned.shared
     return Record(
         link.created_at,
@@ -379,10 +410,13 @@ def _record(planned: PlannedLink, destination: Destination | str) -> Record:
         link.campaign_id,
         planned.recipient,
         custom=planned.kind == "custom",
+        workspace=workspace,
     )
 
 
-def _encode_records(planned: list[PlannedLink], ids: list[Destination | str]) -> None:
+def _encode_records(
+    planned: list[PlannedLink], ids: list[Destination | str], workspace: str | None
+) -> None:
     """Gives the planned links their records; those alike but for their recipient (the
     links of a batch, mostly) share one encoder."""
     encoders: dict[tuple[int, bool], Callable[[str | None], str]] = {}
@@ -390,15 +424,23 @@ def _encode_records(planned: list[PlannedLink], ids: list[Destination | str]) ->
         alike = (id(p.shared), p.kind == "custom")  # p.shared: by destination and expiry
         encode = encoders.get(alike)
         if encode is None:
-            encode = encoders[alike] = encoder(_record(p, ids[p.destination]))
+            encode = encoders[alike] = encoder(_record(p, ids[p.destination], workspace))
         p.record = encode(p.recipient)
 
 
-def _alias(planned: PlannedLink, chain_code: tuple[int, str]) -> PlannedLink:
+def _alias(planned: PlannedLink, chain_code: tuple[int, str], workspace: str | None) -> PlannedLink:
     """A recipient's chain position that points at the recipient's custom link."""
     position, code = chain_code
     link, recipient = planned.shared, planned.recipient
-    record = Record(link.created_at, "", None, link.campaign_id, recipient, alias_of=planned.code)
+    record = Record(
+        link.created_at,
+        "",
+        None,
+        link.campaign_id,
+        recipient,
+        alias_of=planned.code,
+        workspace=workspace,
+    )
     return PlannedLink(
         planned.index,
         code,

@@ -306,7 +306,9 @@ class Migration:
             try:
                 campaign = None
                 if campaign_id is not None:
-                    campaign = await self._campaigns.get_campaign(campaign_id, count_links=False)
+                    campaign = await self._campaigns.get_campaign(
+                        campaign_id, None, count_links=False
+                    )
                 self._chains[campaign_id] = await self._links.chain(campaign)
             except CampaignNotFound:
                 self._chains[campaign_id] = None

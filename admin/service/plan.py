@@ -61,18 +61,29 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """How a recipient's codes are derived: the key (`cfg:code_key`) and the code length."""
+    """How a recipient's codes are derived: the key (`cfg:code_key`) and the code length;
+    and for links without campaign, their workspace when it is not `default` (their records
+    carry it too: `Record.workspace`)."""
 
     key: bytes
     code_length: int
+    workspace: str | None = None
+
+    def owner(self, campaign_id: int | None) -> int | str | None:
+        """Whose chain (`codes.owner_text`): the campaign, or the links without one of a
+        workspace."""
+        if campaign_id is not None or self.workspace is None:
+            return campaign_id
+        return "-" + self.workspace
 
     def code(self, campaign_id: int | None, recipient: str, position: int) -> tuple[int, str]:
         """The first position from `position` on with an allowed code, and that code."""
-        return codes.derive(self.key, campaign_id, recipient, position, self.code_length)
+        owner = self.owner(campaign_id)
+        return codes.derive(self.key, owner, recipient, position, self.code_length)
 
     def first_codes(self, campaign_id: int | None, recipients: list[str]) -> list[tuple[int, str]]:
         """`code(campaign_id, recipient, 0)` of each recipient."""
-        return codes.first_codes(self.key, campaign_id, recipients, self.code_length)
+        return codes.first_codes(self.key, self.owner(campaign_id), recipients, self.code_length)
 
 
 def plan_batch(

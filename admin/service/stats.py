@@ -89,8 +89,8 @@ class StatsService:
         self._campaigns = campaigns
         self._links = links
 
-    async def link_stats(self, code: str, window: Window) -> Stats:
-        link = await self._links.get_link(code)
+    async def link_stats(self, code: str, workspace: str, window: Window) -> Stats:
+        link = await self._links.get_link(code, workspace)
         campaign_id = link.campaign_id
         # One MULTI over one slot: a link's click keys carry its campaign's tag.
         stats = link_stats_key(campaign_id, code)
@@ -111,8 +111,8 @@ class StatsService:
         clicked = None if link.recipient is None else unique
         return Stats(clicks, unique, bots, clicked, window, series, _breakdowns(fields))
 
-    async def campaign_stats(self, campaign_id: int, window: Window) -> Stats:
-        await self._campaigns.get_campaign(campaign_id, count_links=False)
+    async def campaign_stats(self, campaign_id: int, workspace: str, window: Window) -> Stats:
+        await self._campaigns.get_campaign(campaign_id, workspace, count_links=False)
         async with self._redis.pipeline(transaction=True) as pipe:
             _queue_counters(
                 pipe,
@@ -129,11 +129,11 @@ class StatsService:
         return Stats(clicks, unique, bots, int(clicked), window, series, _breakdowns(fields))
 
     async def clickers(
-        self, campaign_id: int, offset: int, limit: int
+        self, campaign_id: int, workspace: str, offset: int, limit: int
     ) -> tuple[int, list[Clicker]]:
         """The campaign's recipients who clicked, by first click, with their link's code
         (found on each recipient's chain of codes, as creating their link again would)."""
-        campaign = await self._campaigns.get_campaign(campaign_id, count_links=False)
+        campaign = await self._campaigns.get_campaign(campaign_id, workspace, count_links=False)
         key = clickers_key(campaign_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zcard(key)
@@ -148,11 +148,11 @@ class StatsService:
         ]
 
     async def click_events(
-        self, campaign_id: int, query: ClickFilter
+        self, campaign_id: int, workspace: str, query: ClickFilter
     ) -> AsyncIterator[list[ClickEvent]]:
         """The campaign's click events in chunks, oldest first. The campaign is looked up
         here, before the first chunk, so that a 404 can still be answered as JSON."""
-        await self._campaigns.get_campaign(campaign_id, count_links=False)
+        await self._campaigns.get_campaign(campaign_id, workspace, count_links=False)
         return self._read_events(click_stream_key(campaign_id), query)
 
     async def _read_events(self, key: str, query: ClickFilter) -> AsyncIterator[list[ClickEvent]]:

@@ -97,6 +97,7 @@ class LinkStore:
         """Each recipient's link: its code (None when it has none), and the first position of
         its chain that no record holds (where its link would go; MAX_CHAIN when all are)."""
         at = {r: chain.code(campaign_id, r, 0) for r in recipients}
+        owner = _owner(campaign_id, chain)
         found: dict[str, tuple[str | None, int]] = {}
         for _ in range(MAX_CHAIN):
             if not at:
@@ -111,9 +112,9 @@ class LinkStore:
                 target = targets.get(record.alias_of or "") if record else None
                 if record is None:
                     found[recipient] = (None, position)
-                elif _of(record, campaign_id, recipient):
+                elif _of(record, owner, recipient):
                     found[recipient] = (code, position)
-                elif _owned(record, campaign_id, recipient) and _of(target, campaign_id, recipient):
+                elif _owned(record, owner, recipient) and _of(target, owner, recipient):
                     found[recipient] = (record.alias_of or "", position)
                 else:
                     later[recipient] = chain.code(campaign_id, recipient, position + 1)
@@ -195,8 +196,9 @@ class LinkStore:
                 aliased[code] = item
         targets = await self.records(aliased)
         stale = []
+        owner = _owner(campaign_id, chain)
         for code, item in aliased.items():
-            if not _of(targets[code], campaign_id, item.recipient):
+            if not _of(targets[code], owner, item.recipient):
                 item.existing = None
                 next_position(item, chain)
                 check_chain(item.recipient, item.position)
@@ -204,18 +206,27 @@ class LinkStore:
         return stale
 
 
-def _owned(record: Record | None, campaign_id: int | None, recipient: str | None) -> bool:
-    """Whether `record` is a link or an alias of that campaign and recipient (no tombstone)."""
+Owner = tuple[int | None, str | None]
+
+
+def _owner(campaign_id: int | None, chain: Chain) -> Owner:
+    """Whose links a chain walks: a campaign's, or a workspace's without campaign (None for
+    `default`), as records say (`Record.campaign_id`, `Record.workspace`)."""
+    return campaign_id, chain.workspace if campaign_id is None else None
+
+
+def _owned(record: Record | None, owner: Owner, recipient: str | None) -> bool:
+    """Whether `record` is a link or an alias of that owner and recipient (no tombstone)."""
     return (
         record is not None
         and not record.deleted
-        and (record.campaign_id, record.recipient) == (campaign_id, recipient)
+        and (record.campaign_id, record.workspace, record.recipient) == (*owner, recipient)
     )
 
 
-def _of(record: Record | None, campaign_id: int | None, recipient: str | None) -> bool:
-    """Whether `record` is a link (no alias) of that campaign and recipient."""
-    return record is not None and record.live and _owned(record, campaign_id, recipient)
+def _of(record: Record | None, owner: Owner, recipient: str | None) -> bool:
+    """Whether `record` is a link (no alias) of that owner and recipient."""
+    return record is not None and record.live and _owned(record, owner, recipient)
 
 
 def _one_per_code(

@@ -12,7 +12,7 @@ is "not set". Validation errors become one `SettingsError` line that names each 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Self, TypeVar
 from urllib.parse import urlsplit
@@ -74,6 +74,21 @@ class HiredisPackedConnection(Connection):
     def pack_command(self, *args: EncodableT) -> list[bytes]:
         # redis-py annotates `pack(*args: List)`, though it takes the arguments themselves.
         return self._serializer.pack(*args)  # type: ignore[arg-type, no-any-return]
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """A connection that the server closed while it waited in the pool (Redis restarted)
+        is connected afresh, once, before a command goes out on it. redis-py's pool checks
+        for that when it hands a connection out, but not while maintenance notifications are
+        on, which redis-py 8.1 turns on by default (redis/redis-py#4252): the first command
+        after a restart failed. Safe for every write because nothing was sent on the dead
+        connection: the command goes out once, on the new one. A command that fails after it
+        was sent (Redis died mid-call) is not sent again: it may have run, and a script such
+        as a campaign's creation would run twice (a second id drawn)."""
+        if self._reader is not None and self._reader.at_eof():
+            await self.disconnect()
+        await super().send_packed_command(command, check_health)
 
 
 class _Cluster(RedisCluster):

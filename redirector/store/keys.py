@@ -34,7 +34,8 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
   while its campaign exists: so a campaign's keys, and the click keys of its links, share it.
 
     c:{C}             hash   campaign: name, kind, utm_source, utm_medium, created_at,
-                             code_length (of its recipients' derived codes, fixed at creation).
+                             code_length (of its recipients' derived codes, fixed at creation),
+                             workspace (absent: `default`; see below).
     d:{C}             hash   the campaign's destinations, each stored once: id (base 36) ->
                              destination record; `#<sha1 of that record>` -> its id (to find
                              it again); `#` -> the last id given. An id never changes meaning.
@@ -81,12 +82,34 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
 
 - No tag (single keys, never in a multi-key operation):
 
-    campaigns         zset   campaign id scored by creation time, for listing.
+    campaigns         zset   campaign id scored by creation time, for listing: those of the
+                             workspace `default` (all campaigns made before workspaces were).
     seq:campaign      string INCR counter that hands out campaign ids.
     cfg:click_salt    string random salt of the IP+UA hashes, made once (secret.py).
     cfg:code_key      string random key of the per-recipient codes (record.py), made once.
     links:invalidate  pub/sub channel: space-separated codes whose record changed; every
                       redirector drops them from its in-process cache.
+
+  Workspaces, API keys and the audit log (the admin's; the redirector reads none of them).
+  Each step of an operation on them writes one key, in an order that leaves nothing unsafe
+  when it stops midway (admin/service/access.py). Everything stored before workspaces
+  existed belongs to `default` (DEFAULT_WORKSPACE), which has no hash: it always exists. A
+  campaign's workspace is a field of its hash (absent: `default`), and its links are its
+  campaign's: nothing per link. A link without campaign outside `default` carries its
+  workspace in its record (`~<ws>` in the campaign field, record.py): a few bytes, and only
+  there.
+
+    w:<ws>            hash   a workspace: name, created_at. Ids are w1, w2, ... (WORKSPACE_ID).
+    seq:workspace     string INCR counter that hands out workspace ids.
+    wc:<ws>           zset   as `campaigns`, for the workspace's campaigns (`default`: `campaigns`).
+    ak:<key id>       hash   an API key: workspace, name, scopes (space-separated), hash (the
+                             SHA-256 of the key, hex; the key itself is stored nowhere),
+                             created_at, expires_at (absent: never), last_used_at (written at
+                             most once a minute). The id is the first 16 hex digits of the hash.
+    wk:<ws>           set    the ids of the workspace's keys, for listing.
+    wa:<ws>           stream the workspace's audit log: one entry per write request, fields
+                             key (its id), action (the operationId), target, at (unix ms);
+                             capped with approximate MAXLEN (AUDIT_MAXLEN).
 
 A per-recipient link needs no index: its code is derived from (campaign, recipient) with
 `cfg:code_key` (admin/codes.py), k = 0, 1, ... until a free position or the recipient's own
@@ -105,6 +128,7 @@ BUCKET_MASK = 0xFFFF
 
 CAMPAIGNS_KEY = "campaigns"
 CAMPAIGN_SEQ_KEY = "seq:campaign"
+WORKSPACE_SEQ_KEY = "seq:workspace"
 CLICK_SALT_KEY = "cfg:click_salt"
 CODE_KEY = "cfg:code_key"
 INVALIDATION_CHANNEL = "links:invalidate"
@@ -271,3 +295,34 @@ def hour_field(hour: int, *, bot: bool = False) -> str:
 
 def day_field(day: int, *, bot: bool = False) -> str:
     return f"{BOT_DAY_PREFIX if bot else DAY_PREFIX}{day}"
+
+
+# -- workspaces, API keys, audit (single keys: see the module docstring) --------------------
+
+# Where everything belongs that was made before workspaces, and what root keys act in.
+DEFAULT_WORKSPACE = "default"
+# A workspace id: `default`, or `w` and the base-36 number `seq:workspace` gave. No `|` (it
+# goes into link records) and short (a link without campaign outside `default` holds it).
+WORKSPACE_ID = "^(default|w[0-9a-z]{1,12})$"
+# Audit entries kept per workspace (approximate: Redis trims whole stream nodes at a time).
+AUDIT_MAXLEN = 100_000
+
+
+def workspace_key(workspace: str) -> str:
+    return "w:" + workspace
+
+
+def workspace_campaigns_key(workspace: str) -> str:
+    return CAMPAIGNS_KEY if workspace == DEFAULT_WORKSPACE else "wc:" + workspace
+
+
+def api_key_key(key_id: str) -> str:
+    return "ak:" + key_id
+
+
+def workspace_api_keys_key(workspace: str) -> str:
+    return "wk:" + workspace
+
+
+def audit_key(workspace: str) -> str:
+    return "wa:" + workspace

@@ -23,6 +23,11 @@ _V1, _V2 = "1", "2"
 _PLAIN_V2 = "20|"
 # Flag bits of a record (the tag bit is also a destination's).
 _DISABLED, _UNTAGGED, _INLINE, _DELETED, _ALIAS, _CUSTOM = 1, 2, 4, 8, 16, 32
+# Starts the campaign field of a link without campaign that belongs to a workspace other than
+# `default`: `~{workspace id}`. A campaign's links take their workspace from the campaign, and
+# `default`'s links without campaign keep the field empty, so neither pays a byte for it; nor
+# did any record written before workspaces existed (they all belong to `default`).
+_WORKSPACE = "~"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,9 @@ class Record:
     custom: bool = False  # the code was chosen by the caller (its tombstone may be reused)
     deleted: bool = False
     alias_of: str | None = None
+    # The workspace of a link without campaign, when it is not `default`; None otherwise (a
+    # campaign's link belongs to its campaign's workspace).
+    workspace: str | None = None
 
     @property
     def live(self) -> bool:
@@ -124,6 +132,8 @@ def inline(link: Link, *, custom: bool = False) -> Record:
 @lru_cache(maxsize=65_536)
 def b36(n: int) -> str:
     # Cached: the links of a batch share their creation time, lengths and offsets.
+    if n < 0:  # divmod(-1, 36) is (-1, 35): the loop below would never end
+        raise ValueError(f"a record holds no negative number: {n}")
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
@@ -142,7 +152,8 @@ def encode_text(record: Record) -> str:
     """Compact positional text, integers in base 36, absent ones empty:
     `2{flags}|created|expires|campaign|destination id|len(recipient)|{recipient}` (an alias
     has its custom code for a destination id), or with the INLINE flag
-    `2{flags}|created|expires|campaign|insert_at|inserted|len(recipient)|{recipient}{destination}`.
+    `2{flags}|created|expires|campaign|insert_at|inserted|len(recipient)|{recipient}{destination}`;
+    `campaign` is `~{workspace}` for a link without campaign outside `default` (`_WORKSPACE`).
     Version 1 (still read) was the inline form without the INLINE flag."""
     return encoder(record)(record.recipient)
 
@@ -161,7 +172,7 @@ def encoder(record: Record) -> Callable[[str | None], str]:
         "",
         b36(record.created_at),
         "" if record.expires_at is None else b36(record.expires_at),
-        "" if record.campaign_id is None else b36(record.campaign_id),
+        _owner_field(record),
     ]
     after = ""
     if isinstance(target, Destination):
@@ -170,6 +181,10 @@ def encoder(record: Record) -> Callable[[str | None], str]:
         after = target.destination
     else:
         parts.append(target if record.alias_of is None else record.alias_of)
+    if not flags and record.workspace is not None:
+        # Only a campaign has destinations to refer to; and so the short way of `decode`,
+        # the redirector's usual record, never meets a workspace's mark.
+        raise ValueError("a link that refers to a destination by id belongs to a campaign")
     parts[0] = _V2 + b36(flags)
     head = "|".join(parts) + "|"
 
@@ -181,6 +196,20 @@ def encoder(record: Record) -> Callable[[str | None], str]:
         return f"{head}{b36(size)}|{recipient}{after}"  # one string made, not four
 
     return encode
+
+
+def _owner_field(record: Record) -> str:
+    """The campaign field: the campaign's id; for a link without campaign, its workspace's
+    mark, or nothing in `default`."""
+    if record.campaign_id is not None:
+        if record.workspace is not None:
+            raise ValueError("a campaign's link belongs to its campaign's workspace")
+        return b36(record.campaign_id)
+    if record.workspace is None:
+        return ""
+    if "|" in record.workspace or not record.workspace:
+        raise ValueError(f"not a workspace id: {record.workspace!r}")
+    return _WORKSPACE + record.workspace
 
 
 def decode(raw: bytes | str) -> Record:
@@ -216,16 +245,18 @@ def decode(raw: bytes | str) -> Record:
         else:
             [target] = middle
         alias = flags & _ALIAS
+        workspace = campaign[:1] == _WORKSPACE
         return Record(
             created_at=int(created, 36),
             destination="" if alias else target,
             expires_at=int(expires, 36) if expires else None,
-            campaign_id=int(campaign, 36) if campaign else None,
+            campaign_id=int(campaign, 36) if campaign and not workspace else None,
             recipient=recipient,
             disabled=bool(flags & _DISABLED),
             custom=bool(flags & _CUSTOM),
             deleted=bool(flags & _DELETED),
             alias_of=str(target) if alias else None,
+            workspace=campaign[1:] if workspace else None,
         )
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, RecordError):

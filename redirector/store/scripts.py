@@ -12,7 +12,7 @@ Cluster too; the lines and items in ARGV refer to their keys by index into KEYS.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -413,20 +413,21 @@ class SwapLinkScript:
         return bool(await run_replicated(self._redis, self._script, keys, args, self._durability))
 
 
-# -- CREATE_CAMPAIGN -----------------------------------------------------------------------
+# -- CREATE_HASH, ONE_COMMAND --------------------------------------------------------------
 #
-# Writes a campaign's hash only if its id is unused: a failover may lose the INCR that drew
-# an id whose campaign hash survived, and the id is then drawn again.
+# Writes a hash only if its key is unused: a campaign's or a workspace's (a failover may lose
+# the INCR that drew an id whose hash survived, and the id is then drawn again), or an API
+# key's (whose id is part of its SHA-256).
 #
-#   KEYS[1]  the campaign hash
+#   KEYS[1]  the hash
 #   ARGV     its fields and values
-# Returns 1, or 0 when a campaign has that id (nothing written: draw another).
-CREATE_CAMPAIGN = """
-local campaign = KEYS[1]
-if redis.call('EXISTS', campaign) == 1 then
+# Returns 1, or 0 when the key exists (nothing written).
+CREATE_HASH = """
+local hash = KEYS[1]
+if redis.call('EXISTS', hash) == 1 then
   return 0
 end
-redis.call('HSET', campaign, unpack(ARGV))
+redis.call('HSET', hash, unpack(ARGV))
 return 1
 """
 
@@ -436,22 +437,50 @@ return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
 """
 
 
-class CreateCampaignScript:
+class SingleKeyWrites:
+    """Writes of one key each, acknowledged once on the replicas `durability` asks for."""
+
     def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
         self._redis, self._durability = redis, durability
-        self._create = redis.register_script(CREATE_CAMPAIGN)
+        self._create = redis.register_script(CREATE_HASH)
         self._one_command = redis.register_script(ONE_COMMAND)
 
-    async def __call__(self, fields: Mapping[str, str | int], created_at: int) -> int:
-        """Writes a campaign of `fields` under the next unused id, lists it; returns the id."""
+    async def create_hash(self, key: str, fields: Mapping[str, str | int]) -> bool:
+        """True if `key` was unused and now holds `fields`."""
         args = [part for pair in fields.items() for part in pair]
-        while True:
-            campaign_id = int(await self._run(self._one_command, CAMPAIGN_SEQ_KEY, ["INCR"]))
-            if await self._run(self._create, campaign_key(campaign_id), args):
-                break
-        # Another slot on a cluster: a campaign is listed once it exists.
-        await self._run(self._one_command, CAMPAIGNS_KEY, ["ZADD", created_at, campaign_id])
-        return campaign_id
+        return bool(await self._run(self._create, key, args))
+
+    async def command(self, key: str, *args: str | int) -> Any:
+        """`redis.call(args[0], key, args[1:]...)`: e.g. ("INCR",), ("SADD", member)."""
+        return await self._run(self._one_command, key, args)
 
     async def _run(self, script: AsyncScript, key: str, args: Sequence[str | int]) -> Any:
         return await run_replicated(self._redis, script, [key], args, self._durability)
+
+
+async def create_numbered(
+    writes: SingleKeyWrites,
+    seq_key: str,
+    hash_key: Callable[[int], str],
+    fields: Mapping[str, str | int],
+) -> int:
+    """Writes `fields` under the next number of `seq_key` whose hash is unused; the number."""
+    while True:
+        number = int(await writes.command(seq_key, "INCR"))
+        if await writes.create_hash(hash_key(number), fields):
+            return number
+
+
+class CreateCampaignScript:
+    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+        self._writes = SingleKeyWrites(redis, durability)
+
+    async def __call__(
+        self, fields: Mapping[str, str | int], created_at: int, listed_in: str = CAMPAIGNS_KEY
+    ) -> int:
+        """Writes a campaign of `fields` under the next unused id, lists it in `listed_in`
+        (its workspace's list); returns the id."""
+        campaign_id = await create_numbered(self._writes, CAMPAIGN_SEQ_KEY, campaign_key, fields)
+        # Another slot on a cluster: a campaign is listed once it exists.
+        await self._writes.command(listed_in, "ZADD", created_at, campaign_id)
+        return campaign_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import ClientResponse
@@ -47,6 +48,27 @@ async def create_links(
     resp = await admin.post("/api/links/batch", json=body)
     assert resp.status == 201, await resp.text()
     return [link["code"] for link in (await resp.json())["links"]]
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The header of a request made with `key` instead of the client's root key."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def create_workspace(admin: Client, name: str = "Shop B") -> str:
+    """A new workspace's id (the client's key must be a root key)."""
+    resp = await admin.post("/api/workspaces", json={"name": name})
+    assert resp.status == 201, await resp.text()
+    workspace_id: str = (await resp.json())["id"]
+    return workspace_id
+
+
+async def create_key(admin: Client, workspace: str, scopes: Sequence[str], **fields: Any) -> Any:
+    """A new key of `workspace` as the API answers it (with `key`), made by a root key."""
+    body = {"name": "test", "scopes": list(scopes), **fields}
+    resp = await admin.post(f"/api/workspaces/{workspace}/keys", json=body)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
 
 
 async def expect_error(resp: ClientResponse, status: int, code: str) -> dict[str, Any]:

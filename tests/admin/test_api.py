@@ -18,6 +18,7 @@ from redirector.store.record import RecordError
 from tests.admin.helpers import (
     URL,
     create_campaign,
+    create_link,
     expect_error,
     redis_keys,
 )
@@ -153,6 +154,20 @@ async def test_campaign_create_get_list(admin: Client) -> None:
     assert [c["id"] for c in (await resp.json())["campaigns"]] == [b["id"]]
 
 
+async def test_a_campaign_may_choose_longer_codes(admin: Client) -> None:
+    """Per-recipient links may lead to personal pages: harder to guess with longer codes."""
+    longer = await create_campaign(admin, code_length=12)
+    assert longer["code_length"] == 12 and schema_errors(longer, "Campaign") == []
+    assert (await (await admin.get(f"/api/campaigns/{longer['id']}")).json()) == longer
+    personal = await create_link(admin, campaign_id=longer["id"], recipient="+34600000001")
+    drawn = await create_link(admin, campaign_id=longer["id"])
+    body = {"campaign_id": longer["id"], "url": URL, "links": [{"recipient": "+34600000002"}, {}]}
+    batch = await (await admin.post("/api/links/batch", json=body)).json()
+    codes = [personal["code"], drawn["code"], *(link["code"] for link in batch["links"])]
+    assert [len(code) for code in codes] == [12] * 4
+    assert (await create_campaign(admin, name="Default"))["code_length"] == 7  # CODE_LENGTH
+
+
 async def test_a_campaign_id_drawn_again_after_a_failover_overwrites_nothing(
     admin: Client, redis: Redis
 ) -> None:
@@ -190,6 +205,9 @@ async def test_unknown_campaign_is_404(admin: Client, path: str) -> None:
         ({"name": 5}, "name"),
         ({"name": "x", "kind": "other"}, "kind"),
         ({"name": "x", "utm_source": ""}, "utm_source"),
+        ({"name": "x", "code_length": 4}, "code_length"),
+        ({"name": "x", "code_length": 33}, "code_length"),
+        ({"name": "x", "code_length": "12"}, "code_length"),
         ({"name": "x", "extra": 1}, "extra"),
         ([], "body"),
     ],

@@ -81,7 +81,10 @@ async def test_a_batch_answers_each_link_as_it_is_stored(admin: Client, own_item
     codes = [link["code"] for link in orjson.loads(answer)["links"]]
     assert codes[0] == before["code"] and codes[5] == codes[len(recipients)]
     service, settings = admin.app[links_key], admin.app[settings_key]
-    stored = [responses.link(c, await service.get_link(c), settings.short_url(c)) for c in codes]
+    stored = [
+        responses.link(c, await service.get_link(c, "default"), settings.short_url(c))
+        for c in codes
+    ]
     assert answer == orjson.dumps({"links": stored})
 
 
@@ -236,8 +239,10 @@ async def test_campaign_gone_before_the_write_is_422_and_writes_nothing(
     campaigns = admin.app[campaigns_key]
     read = campaigns.get_campaign
 
-    async def read_then_vanish(campaign_id: int, **options: bool) -> Campaign:
-        campaign = await read(campaign_id, **options)
+    async def read_then_vanish(
+        campaign_id: int, workspace: str | None, **options: bool
+    ) -> Campaign:
+        campaign = await read(campaign_id, workspace, **options)
         await redis.delete(campaign_key(campaign_id))  # as if deleted meanwhile
         return campaign
 

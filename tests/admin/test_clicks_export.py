@@ -15,8 +15,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
 from admin.appkeys import redis_key
-from admin.export import CLICKS_CSV_HEADER
+from admin.export import CLICKS_CSV_HEADER, clicks_csv
 from admin.service import stats as stats_module
+from admin.service.stats import ClickEvent
 from redirector.store import keys
 from tests.admin.helpers import (
     PREVIEWS,
@@ -58,7 +59,7 @@ async def test_clicks_csv_has_one_row_per_hit(admin: Client, redirector: Client)
     assert [
         (r["code"], r["recipient"], r["bot"], r["referer_host"], r["user_agent"]) for r in rows
     ] == [
-        (personal, "+34600000009", "0", "m.facebook.com", IPHONE),
+        (personal, "+34600000009", "0", "m.facebook.com", IPHONE),  # a number: kept as sent
         (anonymous, "", "0", "", WINDOWS),
         (anonymous, "", "1", "", PREVIEWS[0]),
         (personal, "+34600000009", "1", "", ANDROID),
@@ -152,12 +153,38 @@ async def test_clicks_csv_head_has_no_body(admin: Client, redis: Redis) -> None:
 
 async def test_clicks_csv_cells_are_never_formulas(admin: Client, redirector: Client) -> None:
     campaign_id = (await create_campaign(admin))["id"]
-    [code] = await create_links(admin, campaign_id, [{}])
+    [code] = await create_links(admin, campaign_id, [{"code": "-1-1", "recipient": "@SUM(1+1)"}])
     await tap(redirector, code, '=HYPERLINK("http://evil.example","x")', referer="http://-x/")
     await stats_once_flushed(admin, f"/api/campaigns/{campaign_id}/stats", clicks=1, bot_hits=0)
     [row] = _rows(await (await admin.get(f"/api/campaigns/{campaign_id}/clicks.csv")).text())
     assert row["user_agent"] == '\'=HYPERLINK("http://evil.example","x")'
     assert row["referer_host"] == "'-x"
+    assert (row["code"], row["recipient"]) == ("'-1-1", "'@SUM(1+1)")
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_every_text_cell_starting_a_formula_is_guarded(start: str) -> None:
+    cell = start + "1+1"
+    event = ClickEvent(BASE_MS, cell, cell, False, cell, cell, cell)
+    [row] = list(csv.reader(io.StringIO(clicks_csv([event]).decode())))
+    assert row == ["2026-01-01T00:00:00.000Z", *(["'" + cell] * 2), "0", *(["'" + cell] * 3)]
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("+34600000001", "+34600000001"),  # a phone number in E.164 is a number, inert
+        ("-12.5", "-12.5"),
+        ("+34600000001+cmd", "'+34600000001+cmd"),  # anything after the digits: guarded
+        ("+1 2", "'+1 2"),
+        ("-", "'-"),
+        ("+.5", "'+.5"),
+    ],
+)
+def test_a_signed_number_is_written_as_sent(cell: str, written: str) -> None:
+    event = ClickEvent(BASE_MS, "abc", cell, False, "", "", "")
+    [row] = list(csv.reader(io.StringIO(clicks_csv([event]).decode())))
+    assert row[2] == written
 
 
 async def test_redis_failing_mid_export_breaks_the_download(

@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
+from admin.app import create_app
+from admin.settings import AdminSettings
 from redirector.store.keys import link_key
 from tests.admin.helpers import (
     URL,
@@ -16,7 +19,7 @@ from tests.admin.helpers import (
     expect_error,
     redis_keys,
 )
-from tests.conftest import Client, schema_errors
+from tests.conftest import AUTH, Client, schema_errors
 
 # -- creating links ------------------------------------------------------------------------
 
@@ -112,6 +115,22 @@ async def test_link_validation_names_the_field_and_writes_nothing(
 ) -> None:
     error = await expect_error(await admin.post("/api/links", json=body), 422, "validation_failed")
     assert field in [f["field"] for f in error["fields"]], error
+    assert await redis_keys(redis) == set()
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8080/", "http://[::ffff:127.0.0.1]:8080/"])
+async def test_a_redirector_on_loopback_refuses_loopback_in_any_spelling(
+    aiohttp_client: AiohttpClient, admin_settings: AdminSettings, redis: Redis, url: str
+) -> None:
+    # The default PUBLIC_BASE_URL (http://127.0.0.1:8080); issue 10 found both bypasses.
+    settings = admin_settings.model_copy(update={"public_base_url": "http://127.0.0.1:8080"})
+    client = await aiohttp_client(create_app(settings), headers=AUTH)
+    error = await expect_error(
+        await client.post("/api/links", json={"url": url}), 422, "validation_failed"
+    )
+    assert error["fields"] == [
+        {"field": "url", "message": "URL must not point at this service's own host (127.0.0.1)"}
+    ]
     assert await redis_keys(redis) == set()
 
 

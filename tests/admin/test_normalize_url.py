@@ -22,6 +22,7 @@ from tests.tagged_urls import MAX_LENGTH, OWN_HOST, checked_tag, normalize
             id="idn",
         ),
         pytest.param("http://MÜNCHEN.de/", "http://xn--mnchen-3ya.de/", id="idn-upper-case"),
+        pytest.param("http://XN--MNCHEN-3YA.de/", "http://xn--mnchen-3ya.de/", id="idna-upper"),
         pytest.param("http://例え.テスト/", "http://xn--r8jz45g.xn--zckzah/", id="idn-cjk"),
         pytest.param(
             "http://bücher。example/", "http://xn--bcher-kva.example/", id="idn-ideographic-dot"
@@ -186,6 +187,15 @@ def test_normalize_url_max_length_counts_utf8_bytes_of_the_trimmed_url(
         pytest.param("http://\u200b.example/", "not a valid internationalised", id="idn-empty"),
         pytest.param("http://" + "ü" * 70 + ".de/", "not a valid international", id="idn-long"),
         pytest.param("http://a.example/\ud800", "not valid Unicode", id="lone-surrogate"),
+        # Issue 10: labels in IDNA's encoded form were never decoded, so any was taken.
+        pytest.param("https://xn--.example/", "not valid IDNA", id="idna-empty"),
+        pytest.param("https://XN--.example/", "not valid IDNA", id="idna-empty-upper"),
+        pytest.param("https://shop.xn--zz/", "not valid IDNA", id="idna-broken-punycode"),
+        pytest.param("https://xn--bcher-kv.example/", "not valid IDNA", id="idna-cut-short"),
+        pytest.param("https://xn--abc-.example/", "not valid IDNA", id="idna-of-ascii"),
+        pytest.param("https://xn--a.example/", "not valid IDNA", id="idna-control"),
+        pytest.param("https://xn--ls8h.example/", "not valid IDNA", id="idna-emoji"),
+        pytest.param("https://xn--a_b.example/", "not valid IDNA", id="idna-underscore"),
     ],
 )
 def test_normalize_url_rejects(raw: str, message: str) -> None:
@@ -232,6 +242,55 @@ def test_normalize_url_rejects_own_host_in_any_spelling(raw: str, own_host: str)
     message = f"URL must not point at this service's own host ({own_host})"
     with pytest.raises(InvalidURL, match=re.escape(message)):
         normalize(raw, own_host=own_host)
+
+
+# Issue 10: `localhost` and an IPv4-mapped IPv6 address got past an own host of 127.0.0.1.
+LOOPBACK_SPELLINGS = [
+    "http://localhost:8080/",
+    "http://LocalHost./",
+    "http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/",  # fullwidth
+    "http://shop.localhost/",
+    "http://[::ffff:127.0.0.1]:8080/",
+    "http://[::FFFF:7f00:1]/",
+    "http://127.0.0.1./",
+    "http://127.0.0.2/",
+    "http://127.255.255.254/",
+    "http://[::1]/",
+    "http://[0:0:0:0:0:0:0:1]/",
+    "http://0.0.0.0/",
+    "http://[::]/",
+]
+
+
+@pytest.mark.parametrize("own_host", ["127.0.0.1", "localhost", "::1", "[::1]", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize("raw", LOOPBACK_SPELLINGS)
+def test_an_own_host_on_loopback_refuses_every_loopback_host(raw: str, own_host: str) -> None:
+    message = f"URL must not point at this service's own host ({own_host})"
+    with pytest.raises(InvalidURL, match=re.escape(message)):
+        normalize(raw, own_host=own_host)
+
+
+@pytest.mark.parametrize(
+    ("raw", "own_host"),
+    [
+        ("http://[::ffff:1.2.3.4]/", "1.2.3.4"),
+        ("http://[::ffff:102:304]/", "1.2.3.4"),
+        ("http://1.2.3.4/", "::ffff:1.2.3.4"),
+        ("http://SHORT.example./", "short.example"),
+    ],
+)
+def test_an_own_host_is_refused_in_every_spelling_of_its_address(raw: str, own_host: str) -> None:
+    with pytest.raises(InvalidURL, match="own host"):
+        normalize(raw, own_host=own_host)
+
+
+def test_an_own_host_elsewhere_refuses_no_loopback_host() -> None:
+    for url in ["http://localhost/", "http://127.0.0.1:8080/", "http://[::1]/", "http://0.0.0.0/"]:
+        assert normalize(url, own_host=OWN_HOST) == url
+    assert normalize("http://127.0.0.1/", own_host="1.2.3.4") == "http://127.0.0.1/"
+    assert normalize("http://short.example.com/", own_host="localhost") == (
+        "http://short.example.com/"
+    )
 
 
 # None disables the check.

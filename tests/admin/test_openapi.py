@@ -12,9 +12,19 @@ from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel
 
+from admin.access import SCOPES
 from admin.app import create_app
 from admin.exceptions import ValidationFailed
-from admin.models import BatchIn, CampaignIn, LinkIn, LinkPatch, UrlRules, parse
+from admin.models import (
+    BatchIn,
+    CampaignIn,
+    KeyIn,
+    LinkIn,
+    LinkPatch,
+    UrlRules,
+    WorkspaceIn,
+    parse,
+)
 from admin.openapi import document
 from admin.settings import AdminSettings
 from redirector.store.keys import CODE_PATTERN
@@ -26,6 +36,8 @@ REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("post", "/api/links"): LinkIn,
     ("post", "/api/links/batch"): BatchIn,
     ("patch", "/api/links/{code}"): LinkPatch,
+    ("post", "/api/workspaces"): WorkspaceIn,
+    ("post", "/api/workspaces/{workspace_id}/keys"): KeyIn,
 }
 
 SETTINGS = AdminSettings(api_keys=("k" * 16,))
@@ -73,16 +85,23 @@ def test_is_a_valid_openapi_3_1_document() -> None:
     assert orjson.loads(orjson.dumps(SPEC)) == SPEC
 
 
-def test_api_operations_need_bearer_auth_and_health_does_not() -> None:
+def test_api_operations_need_bearer_auth_and_a_scope_and_health_does_not() -> None:
     bearer = SPEC["components"]["securitySchemes"]["bearerAuth"]
     assert bearer == {"type": "http", "scheme": "bearer", "description": bearer["description"]}
     for method, path, operation in operations():
         security = operation.get("security", SPEC.get("security", []))
-        if path.startswith("/api/"):
-            assert security == [{"bearerAuth": []}], (method, path)
-            assert "401" in operation["responses"], (method, path)
+        if path == "/api/openapi.json":  # any key may read the document
+            assert security == [{"bearerAuth": []}]
+            assert "403" not in operation["responses"]
+        elif path.startswith("/api/"):
+            # Every other operation names the one scope it needs, and its 403.
+            [[needed]] = [requirement["bearerAuth"] for requirement in security]
+            assert needed in (*SCOPES, "root"), (method, path)
+            assert operation["responses"]["403"] == {"$ref": "#/components/responses/Forbidden"}
         else:
             assert security == [], (method, path)
+        if path.startswith("/api/"):
+            assert "401" in operation["responses"], (method, path)
         # Any unexpected failure is the documented JSON error.
         assert operation["responses"]["500"] == {"$ref": "#/components/responses/Internal"}
 
@@ -170,6 +189,10 @@ def test_custom_codes_follow_the_pattern_the_redirector_resolves() -> None:
         ("LinkPatch", {"disabled": "yes"}),
         ("LinkPatch", {"url": None}),
         ("LinkPatch", {"disabled": None}),
+        ("WorkspaceIn", {"name": ""}),
+        ("KeyIn", {"name": "k", "scopes": []}),
+        ("KeyIn", {"name": "k", "scopes": ["links:admin"]}),
+        ("KeyIn", {"name": "k", "scopes": ["links:read"], "expires_at": 1}),
     ],
 )
 def test_schemas_and_models_refuse_the_same_bodies(name: str, body: dict[str, Any]) -> None:

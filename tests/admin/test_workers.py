@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import aiohttp
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from redirector.store.connection import Store
+from tests.admin.helpers import bearer
 from tests.conftest import API_KEY, AUTH
 from tests.prometheus import metric_value
 from tests.redis_server import RedisServer, free_port
@@ -121,3 +123,32 @@ async def test_a_worker_that_dies_stops_the_other(own_redis: RedisServer, tmp_pa
         os.kill(dead, signal.SIGKILL)
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 1
     assert gone(other)
+
+
+async def test_a_deleted_key_is_refused_by_every_worker_within_a_second(
+    redis_url: str, store_kind: str, redis: Store, tmp_path: Path
+) -> None:
+    env = {"ADMIN_WORKERS": "2", "REDIS_URL": redis_url, "TMPDIR": str(tmp_path)}
+    env["REDIS_CLUSTER"] = str(store_kind == "cluster")
+    async with admin_process([], env) as (_, url), aiohttp.ClientSession(url, headers=AUTH) as root:
+        await worker_files(tmp_path)  # both workers serve
+        body = {"name": "to revoke", "scopes": ["campaigns:read"]}
+        async with root.post("/api/workspaces/default/keys", json=body) as resp:
+            made = await resp.json()
+        # A new connection per request, so the kernel spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        headers = bearer(made["key"])
+        async with aiohttp.ClientSession(url, connector=connector, headers=headers) as session:
+            for _ in range(20):  # each worker reads the key, and keeps it a while
+                async with session.get("/api/campaigns") as resp:
+                    assert resp.status == 200
+            async with root.delete(f"/api/workspaces/default/keys/{made['id']}") as resp:
+                assert resp.status == 204
+            deleted = time.monotonic()
+            seen = []
+            while (since := time.monotonic() - deleted) < 1.5:
+                async with session.get("/api/campaigns") as resp:
+                    seen.append((since, resp.status))
+    assert {status for _, status in seen} <= {200, 401}
+    late = [status for since, status in seen if since >= 1.0]
+    assert len(late) >= 10 and set(late) == {401}, seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -27,6 +28,16 @@ from redirector.store.record import (
     encode,
     encode_destination,
 )
+
+
+def _one_owner(record: Record) -> Record:
+    """A workspace's mark only on a link without campaign that is not the plain form (which
+    refers to one of its campaign's destinations)."""
+    plain = isinstance(record.destination, str) and not (
+        record.disabled or record.custom or record.deleted
+    )
+    return record if record.campaign_id is None and not plain else replace(record, workspace=None)
+
 
 destinations = st.builds(
     Destination,
@@ -57,7 +68,8 @@ records = st.builds(
     disabled=st.booleans(),
     custom=st.booleans(),
     deleted=st.booleans(),
-)
+    workspace=st.none() | st.from_regex(r"\Aw[0-9a-z]{1,8}\Z"),
+).map(_one_owner)
 
 
 @given(links)
@@ -73,7 +85,15 @@ def test_records_round_trip(record: Record) -> None:
 
 @given(records, st.from_regex(r"\A[A-Za-z0-9_-]{3,64}\Z"))
 def test_aliases_round_trip(record: Record, code: str) -> None:
-    alias = Record(record.created_at, "", None, record.campaign_id, "+34600", alias_of=code)
+    alias = Record(
+        record.created_at,
+        "",
+        None,
+        record.campaign_id,
+        "+34600",
+        alias_of=code,
+        workspace=record.workspace,
+    )
     assert decode(encode(alias)) == alias
     assert not alias.live
 
@@ -111,6 +131,23 @@ def test_a_recipient_length_is_in_utf8_bytes_as_lua_counts() -> None:
     assert encode(alias) == "2g|1||3|mine-01|5|José".encode()
     assert decode(encode(alias)) == alias
     assert decode("10|1|||0|0|4|Joséhttps://a/").link().recipient == "José"  # version 1
+
+
+def test_a_link_without_campaign_outside_default_marks_its_workspace() -> None:
+    mine = Record(1, Destination("https://a/"), recipient="r", workspace="w3")
+    assert encode(mine) == b"24|1||~w3|0|0|1|rhttps://a/"
+    assert decode(encode(mine)) == mine
+    # In `default` (and in every record written before workspaces) the field stays empty.
+    assert encode(replace(mine, workspace=None)) == b"24|1|||0|0|1|rhttps://a/"
+    tombstone = Record(1, "", recipient="r", deleted=True, workspace="w3")
+    assert decode(encode(tombstone)) == tombstone
+
+
+def test_a_campaigns_link_has_no_workspace_of_its_own() -> None:
+    with pytest.raises(ValueError, match="campaign's workspace"):
+        encode(Record(1, "3", campaign_id=2, workspace="w3"))
+    with pytest.raises(ValueError, match="belongs to a campaign"):
+        encode(Record(1, "3", workspace="w3"))
 
 
 def test_tombstones_and_aliases_are_no_links() -> None:
