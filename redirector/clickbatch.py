@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from redirector.clicks import USER_AGENT_MAX
 from redirector.store.flushbatch import Click, ClickBatch
 from redirector.useragents import classify
 
@@ -63,7 +64,7 @@ def _click(row: list[Any], salt: bytes) -> Click:
         recipient or "",
         int(at * 1000),
         bool(head) or agent.bot,
-        user_agent[:512],
+        user_agent[:USER_AGENT_MAX],
         referer_host(referer),
         hashlib.blake2b(person, key=salt, digest_size=8).hexdigest(),
         agent.device,
