@@ -53,7 +53,10 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              s:/b:/u:l: keys, hits of the old one still in flight count for
                              the campaign only, and readers ignore another link's counters.
     b:c:{C}           hash   breakdowns of the campaign's clicks, b:l:{C}:<code> of a link's:
-                             dev:{type}, os:{family}, br:{browser}, ref:{host}.
+                             dev:{type}, os:{family}, br:{browser}, ref:{host}. At most
+                             BREAKDOWN_VALUES_MAX (100) values per breakdown: a value there
+                             keeps counting, a new one past that counts as `other` (so a
+                             hash stays small, and listpack-encoded, whatever the referers).
     u:c:{C}           HLL    salted IP+UA hashes of clicks on links without recipient;
                              u:l:{C}:<code> of one such link.
     k:{C}             zset   recipients who clicked, scored by their first click (unix ms).
@@ -299,6 +302,10 @@ LINK_CREATED = "created"  # of a link's counters: the creation time of the link 
 HOUR_PREFIX, BOT_HOUR_PREFIX = "h:", "hb:"
 DAY_PREFIX, BOT_DAY_PREFIX = "d:", "db:"
 BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"}
+# The most values a breakdown of a link or campaign keeps (referer hosts are the visitors'
+# to choose); the clicks of any further value count under BREAKDOWN_OTHER.
+BREAKDOWN_VALUES_MAX = 100
+BREAKDOWN_OTHER = "other"
 HOUR = 3600
 DAY = 86400
 
