@@ -32,11 +32,16 @@ lint: $(VENV)/.test-installed
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
+# What the browser tests drive (tests/admin/dashboard): installed when we are root; without
+# them those tests skip, saying so.
+BROWSER := chromium:chromium chromedriver:chromium-driver
+
 # The stores the suite runs against (tests/conftest.py): single, cluster, or single,cluster.
 TEST_STORE ?= single,cluster
 
 unit: $(VENV)/.test-installed
 	@PYTHON=$(PYTHON) scripts/need.sh $(SYSTEM)
+	@scripts/need.sh --optional "the browser tests" $(BROWSER)
 	TEST_STORE=$(TEST_STORE) $(BIN)/pytest
 
 test: lint typecheck unit
@@ -55,4 +60,4 @@ bench-scale: $(VENV)/.test-installed
 	$(BIN)/python -m loadtests.bench --scale 10000,10000000 $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts

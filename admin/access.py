@@ -71,5 +71,14 @@ def needs_key(path: str) -> bool:
     return path.startswith("/api/")
 
 
+# Where the dashboard's pages are (admin/dashboard): HTML for people signed in with a key,
+# no part of the API (nor of its OpenAPI document).
+DASHBOARD_PREFIX = "/dashboard"
+
+
+def is_dashboard(path: str) -> bool:
+    return path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/")
+
+
 def root_principal(digest: str) -> Principal:
     return Principal(root_key_id(digest), DEFAULT_WORKSPACE, frozenset(SCOPES), root=True)

@@ -7,7 +7,6 @@ below, `admin.openapi` builds the document served at /api/openapi.json.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -27,7 +26,7 @@ from admin.appkeys import (
 from admin.auth import audit
 from admin.batch_body import parse_batch
 from admin.exceptions import CampaignNotFound
-from admin.export import clicks_csv
+from admin.export import clicks_csv_response
 from admin.metrics import LINKS_CREATED
 from admin.models import (
     BatchIn,
@@ -46,7 +45,6 @@ from admin.models import (
 from admin.openapi import Operation, document
 from admin.qr import MEDIA_TYPES, QrFormat, qr_code
 from admin.request_body import read_json
-from admin.service.stats import ClickEvent
 from redirector.store.record import Link
 
 # Every route below that reads or writes Redis may answer 503 (storage_unavailable).
@@ -63,12 +61,12 @@ def workspace(request: web.Request) -> str:
     return request[principal_key].workspace
 
 
-def _rules(request: web.Request) -> UrlRules:
-    settings = request.app[settings_key]
+def rules(request: web.Request) -> UrlRules:
+    settings = request.config_dict[settings_key]  # the dashboard's pages ask too
     return UrlRules(settings.max_url_length, settings.own_host)
 
 
-def _campaign_id(request: web.Request) -> int:
+def campaign_id_of(request: web.Request) -> int:
     raw = request.match_info["id"]
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
         raise CampaignNotFound(raw)
@@ -89,7 +87,7 @@ def _link(request: web.Request, code: str, record: Link) -> responses.Link:
     access="campaigns:write",
 )
 async def create_campaign(request: web.Request) -> web.StreamResponse:
-    data = parse(CampaignIn, await read_json(request), _rules(request))
+    data = parse(CampaignIn, await read_json(request), rules(request))
     campaign = await request.app[campaigns_key].create_campaign(workspace(request), data)
     audit(request, f"campaign:{campaign.id}")
     return json_response(responses.campaign(campaign), status=201)
@@ -117,7 +115,7 @@ async def list_campaigns(request: web.Request) -> web.StreamResponse:
 @Operation("getCampaign", "campaigns", responses.Campaign, errors=FOUND, access="campaigns:read")
 async def get_campaign(request: web.Request) -> web.StreamResponse:
     service = request.app[campaigns_key]
-    campaign = await service.get_campaign(_campaign_id(request), workspace(request))
+    campaign = await service.get_campaign(campaign_id_of(request), workspace(request))
     return json_response(responses.campaign(campaign))
 
 
@@ -131,7 +129,7 @@ async def get_campaign(request: web.Request) -> web.StreamResponse:
     access="links:write",
 )
 async def create_link(request: web.Request) -> web.StreamResponse:
-    data = parse(LinkIn, await read_json(request), _rules(request))
+    data = parse(LinkIn, await read_json(request), rules(request))
     service = request.app[links_key]
     [result] = await service.create_links(
         workspace(request), data.campaign_id, [data], tagged=data.tag, batch=False
@@ -152,7 +150,7 @@ async def create_link(request: web.Request) -> web.StreamResponse:
     access="links:write",
 )
 async def create_batch(request: web.Request) -> web.StreamResponse:
-    data = parse_batch(await read_json(request), _rules(request))
+    data = parse_batch(await read_json(request), rules(request))
     service = request.app[links_key]
     results = await service.create_links(
         workspace(request), data.campaign_id, data.links, url=data.url, tagged=data.tag
@@ -183,7 +181,7 @@ async def get_link(request: web.Request) -> web.StreamResponse:
 )
 async def update_link(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
-    patch = parse(LinkPatch, await read_json(request), _rules(request))
+    patch = parse(LinkPatch, await read_json(request), rules(request))
     link = await request.app[links_key].update_link(code, patch, workspace(request))
     audit(request, f"link:{code}")
     return json_response(_link(request, code, link))
@@ -234,7 +232,7 @@ async def link_stats(request: web.Request) -> web.StreamResponse:
     access="stats:read",
 )
 async def campaign_stats(request: web.Request) -> web.StreamResponse:
-    campaign_id = _campaign_id(request)
+    campaign_id = campaign_id_of(request)
     window = stats_window(parse_query(StatsQuery, request.query), time.time())
     stats = await request.app[stats_key].campaign_stats(campaign_id, workspace(request), window)
     return json_response(responses.stats(stats))
@@ -249,7 +247,7 @@ async def campaign_stats(request: web.Request) -> web.StreamResponse:
     access="stats:read",
 )
 async def campaign_clickers(request: web.Request) -> web.StreamResponse:
-    campaign_id = _campaign_id(request)
+    campaign_id = campaign_id_of(request)
     page = parse_query(Paging, request.query)
     total, clickers = await request.app[stats_key].clickers(
         campaign_id, workspace(request), page.offset, page.limit
@@ -270,32 +268,11 @@ async def campaign_clickers(request: web.Request) -> web.StreamResponse:
     access="stats:read",
 )
 async def campaign_clicks_csv(request: web.Request) -> web.StreamResponse:
-    campaign_id = _campaign_id(request)
+    campaign_id = campaign_id_of(request)
     query = click_filter(parse_query(ExportQuery, request.query))
     # Errors up to here are JSON; once the response is prepared the status is sent.
     chunks = await request.app[stats_key].click_events(campaign_id, workspace(request), query)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-clicks.csv"',
-        }
-    )
-    await response.prepare(request)
-    if request.method != "HEAD":  # aiohttp would send a HEAD's body too
-        await _write_csv(response, chunks)
-    await response.write_eof()
-    return response
-
-
-async def _write_csv(response: web.StreamResponse, chunks: AsyncIterator[list[ClickEvent]]) -> None:
-    await response.write(clicks_csv([], header=True))
-    try:
-        async for events in chunks:
-            await response.write(clicks_csv(events))  # waits while the client is slow
-    except RedisError as exc:
-        # Too late for an error status. Dropping the connection leaves the chunked body
-        # unterminated, so the client sees a failed download, not a short but complete file.
-        raise ConnectionAbortedError(f"click export interrupted: {exc}") from exc
+    return await clicks_csv_response(request, campaign_id, chunks)
 
 
 @Operation("getOpenAPI", "service", dict[str, Any])

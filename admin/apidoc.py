@@ -26,7 +26,12 @@ INFO = {
     "`Authorization: Bearer <key>`. A key acts in one workspace and sees only its campaigns, "
     "links and clicks: another workspace's campaign or link is a 404, as one that does not "
     "exist. Each operation needs one scope (its `security` names it; 403 without). Every "
-    "error is a JSON `Error` body. Times are RFC 3339 in UTC.",
+    "error is a JSON `Error` body. Times are RFC 3339 in UTC. Each key may make "
+    "`ADMIN_RATE_LIMIT` requests (600 by default) per 60-second window, counted across every "
+    "admin process; past them it gets 429 with `Retry-After` until the window ends. Every "
+    "answer to a valid key carries `RateLimit-Limit`, `RateLimit-Remaining`, "
+    "`RateLimit-Reset` and `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-06), "
+    "unless the limit is off.",
 }
 TAGS = [
     {"name": "campaigns", "description": "Campaigns group links and name their UTM values."},
@@ -42,6 +47,39 @@ and of any workspace's keys. Other keys (`smsl_` and 43 letters and digits) are 
 the scopes they were given (campaigns:read, campaigns:write, links:read, links:write,
 stats:read, events:write, keys:admin), an optional expiry. A deleted or expired key is
 refused (401) by every admin process within a second."""
+
+_SECONDS = {"type": "integer", "minimum": 0}
+# The header fields of the rate limit (admin.service.ratelimit), by name.
+HEADERS = {
+    "RateLimit-Limit": {
+        "description": "Requests the key may make per window (`ADMIN_RATE_LIMIT`).",
+        "schema": _SECONDS,
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests the key may still make in its current window.",
+        "schema": _SECONDS,
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until the key's current window ends (rounded up).",
+        "schema": _SECONDS,
+    },
+    "RateLimit-Policy": {
+        "description": "The limit and its window in seconds, e.g. `600;w=60`.",
+        "schema": {"type": "string", "pattern": "^[0-9]+;w=[0-9]+$"},
+    },
+    "Retry-After": {
+        "description": "Seconds until the key's window ends and it may make requests again.",
+        "required": True,
+        "schema": _SECONDS,
+    },
+}
+# On every answer to a valid key, when the limit is on (absent when it is off).
+RATE_LIMIT_HEADERS = (
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+)
 
 PATH_PARAMETERS = {
     "code": {"description": "The link's short code.", "schema": {"type": "string"}},
@@ -293,6 +331,13 @@ ERRORS = {
             {"field": "links[0].url", "message": "scheme must be http or https", "index": 0},
             {"field": "links[2].expires_at", "message": "must be in the future", "index": 2},
         ],
+    ),
+    429: _error(
+        "RateLimited",
+        "The key made its `ADMIN_RATE_LIMIT` requests of its 60-second window; `Retry-After` "
+        "says in how many seconds the next window starts. Refused requests count too.",
+        "rate_limited",
+        "this key made its 600 requests of 60 s; try again in 42 s",
     ),
     500: _error(
         "Internal",

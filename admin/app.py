@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -15,19 +16,27 @@ from admin.appkeys import (
     audit_log_key,
     campaigns_key,
     links_key,
+    rate_limiter_key,
     redis_key,
+    send_jobs_key,
+    sessions_key,
     settings_key,
     stats_key,
     workspaces_key,
 )
-from admin.auth import audit_middleware, auth_middleware
+from admin.auth import audit_middleware, auth_middleware, send_quota
+from admin.dashboard.app import setup_dashboard
 from admin.errors import errors_middleware
+from admin.export import links_csv
 from admin.metrics import metrics_middleware, metrics_text
 from admin.request_body import READ_AS_SENT
 from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
+from admin.service.ratelimit import RateLimiter
+from admin.service.send_jobs import SendJobService
+from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
 from admin.settings import AdminSettings
@@ -50,7 +59,12 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[stats_key] = StatsService(redis, campaigns, links)
     app[workspaces_key] = WorkspaceService(redis, settings.durability)
     app[api_keys_key] = KeyService(redis, settings.api_keys, settings.durability)
-    app[audit_log_key] = AuditService(redis, settings.durability)
+    app[audit_log_key] = audit_log = AuditService(redis, settings.durability)
+    app[sessions_key] = SessionService(redis, settings.dashboard_session_ttl, settings.durability)
+    app[send_jobs_key] = SendJobService(
+        redis, links, audit_log, partial(links_csv, short_url=settings.short_url)
+    )
+    app[rate_limiter_key] = RateLimiter(redis, settings.rate_limit)
     await warn_about_memory_config(redis)
     yield
     await redis.aclose()
@@ -80,7 +94,9 @@ def create_app(settings: AdminSettings) -> web.Application:
     )
     app[settings_key] = settings
     app.cleanup_ctx.append(redis_ctx)
+    app.on_response_prepare.append(send_quota)
     setup_routes(app)
     setup_access_routes(app)
     app.router.add_get("/metrics", metrics_text)
+    setup_dashboard(app)
     return app

@@ -11,6 +11,9 @@ from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
+from admin.service.ratelimit import Quota, RateLimiter
+from admin.service.send_jobs import SendJobService
+from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
 from admin.settings import AdminSettings
@@ -24,6 +27,9 @@ stats_key = web.AppKey("stats", StatsService)
 workspaces_key = web.AppKey("workspaces", WorkspaceService)
 api_keys_key = web.AppKey("api_keys", KeyService)
 audit_log_key = web.AppKey("audit_log", AuditService)
+sessions_key = web.AppKey("sessions", SessionService)  # the dashboard's
+send_jobs_key = web.AppKey("send_jobs", SendJobService)  # the dashboard's
+rate_limiter_key = web.AppKey("rate_limiter", RateLimiter)
 openapi_key = web.AppKey("openapi", bytes)  # the document, serialised at start-up
 
 
@@ -39,3 +45,5 @@ class AuditTarget:
 # The key the request was authenticated with (admin.auth), on every /api/ request.
 principal_key = web.RequestKey("principal", Principal)
 audit_target_key = web.RequestKey("audit_target", AuditTarget)
+# Where the request's key stands in its rate-limit window (absent when there is no limit).
+quota_key = web.RequestKey("quota", Quota)

@@ -2,8 +2,9 @@
 (the scope the route's `Operation` names), and the audit entry of what they wrote.
 
 A request goes through, in order: the key is found (401 if none: `KeyService.authenticate`),
-[a per-key rate limit: see `auth_middleware`], the operation's scope is checked (403), the
-handler runs, and a write that succeeded is recorded in its workspace's audit log.
+it spends one request of its rate-limit window (429 when none is left: `RateLimiter`), the
+operation's scope is checked (403), the handler runs, and a write that succeeded is recorded
+in its workspace's audit log. Every answer to a known key carries its RateLimit fields.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from admin.appkeys import (
     audit_log_key,
     audit_target_key,
     principal_key,
+    quota_key,
+    rate_limiter_key,
 )
 from admin.errors import Handler
-from admin.exceptions import NotAuthenticated
+from admin.exceptions import NotAuthenticated, RateLimited
 from admin.openapi import operation_of
+from redirector.store.keys import RATE_WINDOW
 
 # The methods that write: each such request that succeeds is audited.
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -34,8 +38,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     principal = await request.app[api_keys_key].authenticate(_bearer(request))
     request[principal_key] = principal
-    # A per-key rate limiter (issue 10, part 3) goes here: the key is known (its id, and
-    # its workspace), and nothing else has been done for the request yet.
+    # Before anything else is done for the request: a refused one costs one Redis call.
+    quota = await request.app[rate_limiter_key].spend(principal.key_id)
+    if quota is not None:
+        request[quota_key] = quota  # for its answer's fields, whatever the answer
+        if quota.exceeded:
+            raise RateLimited(quota.limit, RATE_WINDOW, quota.reset)
     operation = operation_of(request.match_info.handler)
     principal.check(operation.access if operation is not None else None)
     return await handler(request)
@@ -61,6 +69,14 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         int(time.time() * 1000),
     )
     return response
+
+
+async def send_quota(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the RateLimit fields on every answer to a known key, the errors
+    answered after authentication (403, 404, 429, ...) and streamed answers included."""
+    quota = request.get(quota_key)
+    if quota is not None:
+        response.headers.update(quota.fields())
 
 
 def audit(request: web.Request, target: str, workspace: str | None = None) -> None:

@@ -19,6 +19,7 @@ from admin.exceptions import (
     Forbidden,
     NotAuthenticated,
     NotFound,
+    RateLimited,
     ValidationFailed,
 )
 
@@ -61,6 +62,9 @@ def _domain(exc: AdminError) -> web.Response:
         return error_response(401, error, headers={"WWW-Authenticate": "Bearer"})
     if isinstance(exc, Forbidden):
         return error_response(403, error)
+    if isinstance(exc, RateLimited):
+        # RateLimit-* come with every answer to a known key (admin.auth.send_quota).
+        return error_response(429, error, headers={"Retry-After": str(exc.retry_after)})
     return error_response(400, error)  # pragma: no cover - every kind above
 
 
@@ -75,7 +79,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = _STATUS_CODES.get(exc.status, "http_error")
         message = exc.text if exc.status != 413 else "request body is too large"
-        return error_response(exc.status, {"code": code, "message": message or exc.reason})
+        # A 405 must say which methods the resource has (RFC 9110 15.5.6).
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        error: responses.ErrorDetail = {"code": code, "message": message or exc.reason}
+        return error_response(exc.status, error, headers=allow)
     except Contention as exc:
         return error_response(409, {"code": "conflict", "message": str(exc)})
     except RedisError as exc:

@@ -3,6 +3,7 @@
 AdminError
 ├── NotAuthenticated        401  no key, a malformed one, or not a key (revoked, expired)
 ├── Forbidden               403  the key lacks the scope the operation needs
+├── RateLimited             429  the key made ADMIN_RATE_LIMIT requests in its window
 ├── ValidationFailed        422  one or more fields are invalid (each named, with batch index)
 ├── NotFound                404  also what another workspace's campaign, link or key is
 │   ├── CampaignNotFound
@@ -57,6 +58,16 @@ class Forbidden(AdminError):
         what = "a root key (ADMIN_API_KEYS)" if needed == "root" else f"the scope {needed}"
         super().__init__(f"this operation needs {what}")
         self.needed = needed
+
+
+class RateLimited(AdminError):
+    code = "rate_limited"
+
+    def __init__(self, limit: int, window: int, retry_after: int) -> None:
+        super().__init__(
+            f"this key made its {limit} requests of {window} s; try again in {retry_after} s"
+        )
+        self.retry_after = retry_after  # whole seconds until the key's window ends
 
 
 class ValidationFailed(AdminError):

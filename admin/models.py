@@ -362,8 +362,18 @@ class Paging(_Query):
     )
 
 
+def _stream_id(raw: str | None) -> str | None:
+    """A stream entry id is two 64-bit numbers: Redis refuses a larger one (it was a 503)."""
+    if raw is not None and any(int(part) >= 2**64 for part in raw.split("-")):
+        raise ValueError(_PATTERN_MESSAGES[AUDIT_ENTRY_ID])
+    return raw
+
+
+AuditEntryId = Annotated[str | None, Field(pattern=AUDIT_ENTRY_ID), AfterValidator(_stream_id)]
+
+
 class AuditQuery(_Query):
-    before: Annotated[str | None, Field(pattern=AUDIT_ENTRY_ID)] = Field(
+    before: AuditEntryId = Field(
         None,
         description="The `next` of the previous page: entries older than that one. Absent: "
         "from the newest.",

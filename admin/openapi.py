@@ -19,7 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import CoreSchema
 
 from admin import apidoc
-from admin.access import Access, needs_key
+from admin.access import Access, is_dashboard, needs_key
 from admin.responses import Error
 
 JSON = "application/json"
@@ -70,6 +70,8 @@ def document(app: web.Application) -> dict[str, Any]:
         if route.method == "HEAD" or route.resource is None:  # aiohttp adds HEAD to every GET
             continue
         path = route.resource.canonical
+        if is_dashboard(path):  # HTML pages, not the API
+            continue
         operation = operation_of(route.handler)
         if operation is None:
             raise LookupError(f"{route.method} {path}: the handler has no @Operation(...)")
@@ -93,15 +95,26 @@ def document(app: web.Application) -> dict[str, Any]:
                 }
             },
             "schemas": schemas,
+            "headers": apidoc.HEADERS,
             "responses": {
                 name: {
                     "description": description,
+                    **_headers(status),
                     "content": {JSON: {"schema": refs[Error], "example": example}},
                 }
-                for name, description, example in apidoc.ERRORS.values()
+                for status, (name, description, example) in apidoc.ERRORS.items()
             },
         },
     }
+
+
+def _headers(status: int) -> dict[str, Any]:
+    """The header fields of an answer to a known key: its rate limit's (absent with no limit);
+    a 429 also has Retry-After. A 401 knows no key; a 500 may come from anywhere."""
+    if status in (401, 500):
+        return {}
+    names = [*apidoc.RATE_LIMIT_HEADERS, *(["Retry-After"] if status == 429 else [])]
+    return {"headers": {name: {"$ref": f"#/components/headers/{name}"} for name in names}}
 
 
 def _schemas(operations: Iterable[Operation]) -> tuple[dict[Any, Any], dict[str, Any]]:
@@ -129,7 +142,7 @@ def _operation(operation: Operation, path: str, refs: dict[Any, Any]) -> dict[st
     if operation.body is not None:
         media = {"schema": refs[operation.body], "example": text.example}
         out["requestBody"] = {"required": True, "content": {JSON: media}}
-    out["responses"] = _answers(operation, text, refs) | {
+    out["responses"] = _answers(operation, path, text, refs) | {
         str(status): {"$ref": f"#/components/responses/{apidoc.ERRORS[status][0]}"}
         for status in sorted(_errors(operation, path) - set(operation.statuses))
     }
@@ -144,7 +157,9 @@ def _security(operation: Operation, path: str) -> list[dict[str, list[str]]]:
     return [{"bearerAuth": [] if operation.access is None else [operation.access]}]
 
 
-def _answers(operation: Operation, text: apidoc.Text, refs: dict[Any, Any]) -> dict[str, Any]:
+def _answers(
+    operation: Operation, path: str, text: apidoc.Text, refs: dict[Any, Any]
+) -> dict[str, Any]:
     content: dict[str, Any] = {}
     if operation.response is not None:
         schema = refs.get(operation.response) or TypeAdapter(operation.response).json_schema()
@@ -155,6 +170,7 @@ def _answers(operation: Operation, text: apidoc.Text, refs: dict[Any, Any]) -> d
     return {
         str(status): {
             "description": text.responses.get(status, HTTPStatus(status).phrase),
+            **(_headers(status) if needs_key(path) else {}),
             **({"content": content} if content else {}),
         }
         for status in operation.statuses
@@ -162,12 +178,14 @@ def _answers(operation: Operation, text: apidoc.Text, refs: dict[Any, Any]) -> d
 
 
 def _errors(operation: Operation, path: str) -> set[int]:
-    """Every operation may fail (500); the auth middleware guards /api/ (401), and refuses a
-    key without the scope an operation needs (403); a body may be malformed, too large, of an
-    unknown Content-Encoding or invalid (400, 413, 415, 422), and so may a query (422)."""
+    """Every operation may fail (500); the auth middleware guards /api/ (401), limits the
+    rate of each key (429; with Redis unreachable, 503: the count and keys other than root
+    keys are read there), and refuses a key without the scope an operation needs (403); a
+    body may be malformed, too large, of an unknown Content-Encoding or invalid (400, 413,
+    415, 422), and so may a query (422)."""
     statuses = {500, *operation.errors}
     if needs_key(path):
-        statuses.add(401)
+        statuses |= {401, 429, 503}
     if operation.access is not None:
         statuses.add(403)
     if operation.body is not None:

@@ -42,6 +42,13 @@ class AdminSettings(StoreSettings):
         int, Field(ge=1024, le=1 << 30, validation_alias="ADMIN_MAX_BODY_BYTES")
     ] = 64 * 1024 * 1024
     redis_timeout: Annotated[float, Field(ge=0.01, le=300.0)] = 5.0
+    # Seconds a dashboard session lasts from signing in (admin/dashboard); its key's
+    # revocation or expiry ends it sooner.
+    dashboard_session_ttl: Annotated[int, Field(ge=60, le=30 * 86400)] = 8 * 3600
+    # Requests per API key per RATE_WINDOW (60 s), across every admin process; 0: no limit.
+    rate_limit: Annotated[
+        int, Field(ge=0, le=1_000_000_000, validation_alias="ADMIN_RATE_LIMIT")
+    ] = 600
     # Where worker processes share their metrics (prometheus-client's multiprocess mode);
     # set by the supervisor (admin/server.py) when ADMIN_WORKERS > 1.
     metrics_dir: Annotated[str | None, Field(validation_alias="PROMETHEUS_MULTIPROC_DIR")] = None

@@ -121,7 +121,8 @@ async def create_links(
     assert store is not None, "the links are created in the bench's Redis"
     env = {"REDIS_URL": redis_url, "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port)}
     env |= {"ADMIN_API_KEYS": key, "PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
-    env |= {"ADMIN_WORKERS": str(ADMIN_WORKERS)}
+    # No rate limit: the bench measures how fast links are made, not how fast a key may ask.
+    env |= {"ADMIN_WORKERS": str(ADMIN_WORKERS), "ADMIN_RATE_LIMIT": "0"}
     cpus = bench.pinning.both
     command = procs.pinned(procs.python_command("admin"), cpus)
     note = f"The admin creates the links with {ADMIN_WORKERS} workers" + (

@@ -93,7 +93,9 @@ def create_app(settings: Settings) -> web.Application:
     """Serve it with `RedirectorRunner` (web.run_app and AppRunner would find no route)."""
     app = web.Application()
     app[settings_key] = settings
-    app[cache_key] = LinkCache(settings.cache_size, settings.cache_ttl, settings.cache_miss_ttl)
+    app[cache_key] = LinkCache(
+        settings.cache_size, settings.cache_ttl, settings.cache_miss_ttl, settings.cache_miss_size
+    )
     app[invalidation_ready_key] = asyncio.Event()
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(invalidation_ctx)

@@ -1,18 +1,24 @@
-"""Bounded in-process caches: of links, with misses cached briefly, and of destinations.
+"""Bounded in-process caches: of links, of codes known not to exist (briefly), and of
+destinations.
 
 Eviction is first-in-first-out over insertion order: O(1) with no bookkeeping on a hit, which
 keeps the hot path to one dict lookup and one comparison. A hot link that is evicted comes
 back on its next miss; with a cache sized for the working set that is rare. The order is an
 OrderedDict's, whose oldest entry is at hand: a plain dict finds its first entry by skipping
 the slots its deletions left, ~44 µs per eviction in a full cache of 100,000 links.
+
+Unknown codes are kept apart, bounded on their own: a scan of code-shaped paths (or a burst of
+mistyped ones) then churns only them, and can never push a cached link out.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Final
+from typing import Final, TypeVar
 
 from redirector.store.record import Destination, Link
+
+V = TypeVar("V")
 
 
 class _Absent:
@@ -25,14 +31,17 @@ ABSENT: Final = _Absent()
 
 
 class LinkCache:
-    def __init__(self, max_entries: int, ttl: float, miss_ttl: float) -> None:
+    def __init__(self, max_entries: int, ttl: float, miss_ttl: float, max_absent: int) -> None:
         self.max_entries = max_entries
         self.ttl = ttl
         self.miss_ttl = miss_ttl
+        self.max_absent = max_absent
         # False while the invalidation feed is down: entries are still served but no new ones
         # are added (see redirector/invalidation.py for why).
         self.enabled = False
-        self._entries: OrderedDict[str, tuple[float, Link | _Absent]] = OrderedDict()
+        self._links: OrderedDict[str, tuple[float, Link]] = OrderedDict()
+        # Codes Redis did not hold, each until when it is answered 404 without asking again.
+        self._absent: OrderedDict[str, float] = OrderedDict()
         # Bumped by every invalidation; a reader that saw it change while it asked Redis
         # does not cache what it read (see LinkResolver.find).
         self.generation = 0
@@ -41,39 +50,55 @@ class LinkCache:
         self.destinations = DestinationCache(DESTINATIONS_CACHED)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """The links cached (not the unknown codes)."""
+        return len(self._links)
 
     def get(self, code: str, now: float) -> Link | _Absent | None:
-        """The cached record, ABSENT for a cached miss, or None when Redis must be asked."""
-        entry = self._entries.get(code)
-        if entry is None:
+        """The cached link, ABSENT for a cached miss, or None when Redis must be asked."""
+        entry = self._links.get(code)
+        if entry is not None:
+            # Frozen (the feed down, or Redis not answering reads yet): served even past its
+            # TTL, as Redis could not answer for it; the cache is dropped once it can.
+            if entry[0] > now or not self.enabled:
+                return entry[1]
+            del self._links[code]
             return None
-        # Frozen (the feed down, or Redis not answering reads yet): served even past its TTL,
-        # as Redis could not answer for it; the cache is dropped once it can.
-        if entry[0] > now or not self.enabled:
-            return entry[1]
-        del self._entries[code]
+        until = self._absent.get(code)
+        if until is None:
+            return None
+        if until > now:
+            return ABSENT
+        del self._absent[code]
         return None
 
     def put(self, code: str, link: Link | None, now: float) -> None:
-        if not self.enabled or self.max_entries == 0:
+        if not self.enabled:
             return
-        ttl = self.ttl if link is not None else self.miss_ttl
-        if ttl <= 0:
-            return
-        entries = self._entries
-        if code not in entries and len(entries) >= self.max_entries:
-            entries.popitem(last=False)
-        entries[code] = (now + ttl, link if link is not None else ABSENT)
+        if link is None:
+            if self.max_absent and self.miss_ttl > 0:
+                _bounded_put(self._absent, self.max_absent, code, now + self.miss_ttl)
+        elif self.max_entries and self.ttl > 0:
+            # A code is cached one way at most (an invalidation drops both anyway).
+            self._absent.pop(code, None)
+            _bounded_put(self._links, self.max_entries, code, (now + self.ttl, link))
 
     def discard(self, code: str) -> None:
         self.generation += 1
-        self._entries.pop(code, None)
+        self._links.pop(code, None)
+        self._absent.pop(code, None)
 
     def clear(self) -> None:
         self.generation += 1
-        self._entries.clear()
+        self._links.clear()
+        self._absent.clear()
         self.destinations.clear()
+
+
+def _bounded_put(entries: OrderedDict[str, V], bound: int, code: str, value: V) -> None:
+    """`code` -> `value`; the oldest entry goes first when `entries` is full."""
+    if code not in entries and len(entries) >= bound:
+        entries.popitem(last=False)
+    entries[code] = value
 
 
 # Destinations kept per process: a few per campaign, so this covers thousands of campaigns.

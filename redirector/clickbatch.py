@@ -1,6 +1,6 @@
 """Raw hits to FLUSH_CLICKS batches, in the click worker: the user agent classified, the
-visitor hashed (salted, so that no raw IP address is stored), the hits grouped by campaign.
-No I/O here."""
+visitor hashed (salted, so that no raw IP address is stored), the hits grouped by campaign
+and summed per counter (redirector/store/flushbatch.py). No I/O here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from redirector.store.flush import ClickBatch
+from redirector.clicks import USER_AGENT_MAX
+from redirector.store.flushbatch import Click, ClickBatch
 from redirector.useragents import classify
 
 log = logging.getLogger(__name__)
@@ -34,52 +35,42 @@ def batches(elements: list[bytes], salt: bytes) -> Batches:
     found = Batches()
     for element in elements:
         try:
-            rows = orjson.loads(element)
-            lines = [_line(found.by_campaign, row, salt) for row in rows]
+            clicks = [_click(row, salt) for row in orjson.loads(element)]
         except (TypeError, ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError
             # Never a flush of ours: dropped, or it would block its queue for good.
             log.error("dropped a raw-hit queue element that is no flush of hits (%s)", exc)
             found.malformed += 1
             continue
-        for campaign_id, bot, line in lines:
-            found.by_campaign[campaign_id].hit_lines.append(line)
-            found.bots += bot
-        found.hits += len(lines)
+        for click in clicks:
+            campaign_id = click[0]
+            batch = found.by_campaign.get(campaign_id)
+            if batch is None:
+                batch = found.by_campaign[campaign_id] = ClickBatch(campaign_id)
+            batch.add(click)
+        found.hits += len(clicks)
+    found.bots = sum(batch.bots for batch in found.by_campaign.values())
     return found
 
 
-def _line(
-    by_campaign: dict[int | None, ClickBatch], row: list[Any], salt: bytes
-) -> tuple[int | None, bool, str]:
-    """A hit's campaign, whether it is a bot's, and its line for its campaign's batch (the
-    format is FLUSH_CLICKS's, in flush.py). The batch is made here, if need be, so that the
-    link's keys are declared in it."""
+def _click(row: list[Any], salt: bytes) -> Click:
+    """A raw hit classified and hashed."""
     code, campaign_id, recipient, link_created_at, at, head, user_agent, referer, ip = row
-    created = str(int(link_created_at))  # the script compares it as a number
-    batch = by_campaign.get(campaign_id)
-    if batch is None:
-        batch = by_campaign[campaign_id] = ClickBatch(campaign_id)
     agent = classify(user_agent)
-    bot = bool(head) or agent.bot
     person = f"{ip}\0{user_agent}".encode()
-    digest = hashlib.blake2b(person, key=salt, digest_size=8).hexdigest()
-    line = "\t".join(
-        (
-            code,
-            batch.link(code),
-            recipient or "",
-            str(int(at * 1000)),
-            "1" if bot else "0",
-            _one_line(user_agent[:512]),
-            referer_host(referer),
-            digest,
-            agent.device,
-            _one_line(agent.os),
-            _one_line(agent.browser),
-            created,
-        )
+    return (
+        campaign_id,
+        code,
+        int(link_created_at),
+        recipient or "",
+        int(at * 1000),
+        bool(head) or agent.bot,
+        user_agent[:USER_AGENT_MAX],
+        referer_host(referer),
+        hashlib.blake2b(person, key=salt, digest_size=8).hexdigest(),
+        agent.device,
+        agent.os,
+        agent.browser,
     )
-    return campaign_id, bot, line
 
 
 def referer_host(referer: str) -> str:
@@ -90,8 +81,3 @@ def referer_host(referer: str) -> str:
     except ValueError:
         return ""
     return host[:253]
-
-
-def _one_line(text: str) -> str:
-    # Header values may hold a tab; the script splits on tabs and newlines.
-    return text.replace("\t", " ").replace("\n", " ") if "\t" in text or "\n" in text else text

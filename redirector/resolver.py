@@ -23,7 +23,7 @@ from redirector.metrics import COUNTS
 from redirector.store.connection import Store
 from redirector.store.keys import CODE_PATTERN
 from redirector.store.lookup import LinkReader
-from redirector.store.record import Destination, Link, Record, RecordError, decode
+from redirector.store.record import Destination, Link, Record, RecordError, decode_link
 from redirector.store.record import decode_destination as decode_target
 
 # Anything that could never be a code is answered 404 without touching Redis or the cache,
@@ -99,20 +99,23 @@ class LinkResolver:
         generation = cache.generation
         now = time.monotonic()
         raws = await self._reader.records(list(batch))
-        # A tombstone or an alias is no link: its code answers 404 like an unknown one.
-        records = [None if raw is None else decode(raw) for raw in raws]
-        records = [r if r is not None and r.live else None for r in records]
+        known = self._destinations.get
+        found = [None if raw is None else decode_link(raw, known) for raw in raws]
+        # A record whose destination is not cached yet (or that is not a campaign's plain
+        # link) is completed below; a tombstone or an alias is no link: 404 like an unknown.
+        records = [r if isinstance(r, Record) and r.live else None for r in found]
         lost = await self._load_destinations(records)
         # An invalidation that arrived while Redis answered may concern these very records:
         # caching the answers could then pin old versions, so only cache when none did.
         keep = cache.generation == generation
-        for (code, futures), record in zip(batch.items(), records, strict=True):
+        for (code, futures), link, record in zip(batch.items(), found, records, strict=True):
             error: RecordError | None = None
-            link: Link | None = None
-            if record is not None:
-                error = lost.get((record.campaign_id, record.destination))  # type: ignore[arg-type]
-                if error is None:
-                    link = record.link(self._destination(record))
+            if isinstance(link, Record):
+                link = None
+                if record is not None:
+                    error = lost.get((record.campaign_id, record.destination))  # type: ignore[arg-type]
+                    if error is None:
+                        link = record.link(self._destination(record))
             if error is None and keep:
                 cache.put(code, link, now)
             for future in futures:

@@ -32,11 +32,13 @@ class Settings(StoreSettings):
     miss_limit: Annotated[
         int, Field(ge=0, le=1_000_000, validation_alias="REDIRECTOR_MISS_LIMIT")
     ] = 100
-    # In-process cache: how many links, how long a found link and a miss stay cached. The admin
-    # publishes every change, so the TTL only bounds staleness if an invalidation is lost.
+    # In-process cache: how many links, how long a found link and a miss stay cached, and how
+    # many unknown codes (kept apart, so that they never evict a link). The admin publishes
+    # every change, so the TTL only bounds staleness if an invalidation is lost.
     cache_size: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000
     cache_ttl: Annotated[float, Field(ge=0.0, le=86_400.0)] = 300.0
     cache_miss_ttl: Annotated[float, Field(ge=0.0, le=3600.0)] = 5.0
+    cache_miss_size: Annotated[int, Field(ge=0, le=100_000_000)] = 10_000
     # Every Redis command gives up after this long, so a request never hangs on Redis.
     redis_timeout: Annotated[float, Field(ge=0.01, le=60.0)] = 0.5
     access_log: bool = False

@@ -2,11 +2,13 @@
 server on CPU 0, wrk and Redis on CPU 1. Not the benchmark: `make bench` gives the figures.
 
     .venv/bin/python scripts/redirect_ab.py [--rows aiohttp,hot,hot-notrack,miss]
-        [--seconds 5] [--rounds 2] [--tree DIR ...] [--profile DIR]
+        [--seconds 5] [--rounds 2] [--tree DIR ...] [--profile DIR] [--open-rate REQ/S]
 
 Every row runs `--rounds` times, the trees (`--tree`, default this one) interleaved within
 each round. `--profile` adds, per redirector row and tree, one py-spy run (not counted) and
 prints its top functions by own time (the raw stacks are kept in the given directory).
+`--open-rate` follows each wrk run with h2load at that fixed rate, as the bench's open-loop
+rows (one rate for every tree, so that their p99s compare).
 Honour /work/wt/QUIET before running it.
 """
 
@@ -29,6 +31,7 @@ from redis.asyncio import Redis  # noqa: E402
 
 from admin.codes import draw  # noqa: E402
 from loadtests import bench_procs as procs  # noqa: E402
+from loadtests.bench_open import run_open_loop  # noqa: E402
 from loadtests.seed import recipient  # noqa: E402
 from loadtests.user_agents import load_user_agents  # noqa: E402
 from redirector.store.keys import destinations_key, link_key  # noqa: E402
@@ -112,8 +115,8 @@ async def measure(args: argparse.Namespace, tmp: Path, redis_url: str, codes: li
         for row in args.rows:
             for tree in trees if row != "aiohttp" else trees[:1]:
                 profile = bool(args.profile) and round_number == 0 and row != "aiohttp"
-                rate = await one_run(args, tmp, redis_url, codes, row, tree, paths, profile)
-                rates[row, str(tree)].append(rate)
+                measured = await one_run(args, tmp, redis_url, codes, row, tree, paths, profile)
+                rates[row, str(tree)].append(measured)
     for (row, tree), values in rates.items():
         rate = sorted(value[0] for value in values)[len(values) // 2]
         cpu = sorted(value[1] for value in values)[len(values) // 2]
@@ -156,17 +159,40 @@ async def one_run(
             await spying.wait()
             print(f"-- py-spy {row} {tree}:", *top_lines(raw), sep="\n", flush=True)
         command = procs.wrk_command(url, 2, 64, args.seconds, "1")
-        cpu_before = _cpu_seconds(server.pid)
+        cpu_before, redis_before = _cpu_seconds(server.pid), _cpu_seconds(args.redis_pid)
+        load_before = psutil.cpu_times(percpu=True)[1]
         result = await procs.run_wrk(command, tapped, tmp / "user-agents", args.seconds)
         cpu = _cpu_seconds(server.pid) - cpu_before
+        redis_cpu = _cpu_seconds(args.redis_pid) - redis_before
+        load_after = psutil.cpu_times(percpu=True)[1]
+        if args.open_rate:
+            tapped_codes = codes if row.startswith("miss") else codes[:1000]
+            await open_loop(args, tmp, base, [f"/{code}" for code in tapped_codes], row, tree)
+    # How busy the load core was (wrk, Redis, and whatever else runs there): a saturated one
+    # holds the server back.
+    load_idle = (load_after.idle - load_before.idle) / max(sum(load_after) - sum(load_before), 1e-9)
     errors = f" ({result.errors} errors)" if result.errors else ""
     print(
         f"{row:12} {tree!s:24} {result.requests_per_second:9,.0f} req/s "
         f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms "
-        f"{cpu / result.requests * 1e6:6.1f} µs CPU/request{errors}",
+        f"{cpu / result.requests * 1e6:6.1f} µs CPU/request, Redis "
+        f"{redis_cpu / result.requests * 1e6:4.1f} µs, CPU 1 idle {load_idle:4.0%}{errors}",
         flush=True,
     )
     return result.requests_per_second, cpu / result.requests * 1e6
+
+
+async def open_loop(
+    args: argparse.Namespace, tmp: Path, base: str, paths: list[str], row: str, tree: Path
+) -> None:
+    """h2load at `--open-rate` req/s, as the bench's open-loop rows (on the load core)."""
+    agents = [agent.string for agent in load_user_agents()]
+    run = await run_open_loop(base, paths, agents, args.open_rate, args.seconds, tmp, "1")
+    print(
+        f"{row:12} {tree!s:24} open loop {run.achieved_rps:7,.0f} of {run.target_rps:,.0f} "
+        f"req/s p50 {run.p50_ms:.2f} ms p99 {run.p99_ms:.2f} ms max {run.max_ms:.2f} ms",
+        flush=True,
+    )
 
 
 async def main() -> None:
@@ -178,6 +204,7 @@ async def main() -> None:
     parser.add_argument("--miss-cache", type=int, default=2_000)
     parser.add_argument("--tree", type=Path, action="append", help="source trees to compare")
     parser.add_argument("--profile", type=Path, help="profile with py-spy; raw stacks go here")
+    parser.add_argument("--open-rate", type=float, help="then h2load at this rate (open loop)")
     args = parser.parse_args()
     args.rows, args.tree = args.rows.split(","), [t.resolve() for t in args.tree or [ROOT]]
     with tempfile.TemporaryDirectory(prefix="redirect-ab-") as tmp:
@@ -186,6 +213,7 @@ async def main() -> None:
         command = procs.pinned(procs.redis_command(port, Path(tmp)), "1")
         with procs.Service("redis", command, Path(tmp) / "redis.log", {}) as redis:
             await redis.wait(redis_url)
+            args.redis_pid = redis.pid
             codes = await seed(redis_url, args.links)
             await measure(args, Path(tmp), redis_url, codes)
 

@@ -77,6 +77,7 @@ def test_admin_defaults() -> None:
     assert s.api_keys == (KEY,)
     assert (s.host, s.port, s.public_base_url) == ("127.0.0.1", 8081, "http://127.0.0.1:8080")
     assert s.workers == 1
+    assert s.rate_limit == 600
     assert (s.utm_source, s.utm_medium, s.code_length, s.max_url_length) == (
         "instasent",
         "sms",
@@ -100,9 +101,11 @@ def test_admin_reads_every_variable() -> None:
             "UTM_MEDIUM": "text",
             "CODE_LENGTH": "9",
             "MAX_URL_LENGTH": "2048",
+            "ADMIN_RATE_LIMIT": "0",
         }
     )
     assert s.api_keys == (KEY, "x" * 20)
+    assert s.rate_limit == 0
     assert s.public_base_url == "https://SMS.Shop.example"
     assert s.own_host == "sms.shop.example"
     assert s.short_url("abc") == "https://SMS.Shop.example/abc"
@@ -123,6 +126,7 @@ def test_admin_reads_every_variable() -> None:
         (AdminSettings, {"ADMIN_PORT": "70000"}, "ADMIN_PORT must be between 1 and 65535"),
         (AdminSettings, {"ADMIN_WORKERS": "0"}, "ADMIN_WORKERS must be between 1 and 64, got 0"),
         (AdminSettings, {"ADMIN_WORKERS": "2.5"}, "ADMIN_WORKERS must be a whole number"),
+        (AdminSettings, {"ADMIN_RATE_LIMIT": "-1"}, "ADMIN_RATE_LIMIT must be between 0 and"),
         (AdminSettings, {"CODE_LENGTH": "2"}, "CODE_LENGTH must be between 5 and 32, got 2"),
         (AdminSettings, {"MAX_URL_LENGTH": "-1"}, "MAX_URL_LENGTH must be between 64 and"),
         (AdminSettings, {"PUBLIC_BASE_URL": "sho.rt"}, "PUBLIC_BASE_URL must be an http(s) URL"),

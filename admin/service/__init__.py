@@ -8,6 +8,9 @@ stats      click analytics over what the redirector records
 workspaces create and find workspaces
 keys       API keys: made, listed, deleted, and each request's key found
 audit      the audit log: an entry per write request, pages of it
+sessions   the dashboard's sessions: made by signing in with a key, found by their cookie
+send_jobs  the dashboard's sends: a CSV's rows made into links in batches, progress, links CSV
+ratelimit  the requests each API key may still make in its window
 migration  `python -m admin migrate`: a store of the layout before the tagged key schema moved
            into it; legacy_store, the reads and writes it makes
 """

@@ -48,6 +48,8 @@ class AuditService:
     ) -> tuple[list[AuditEntry], str | None]:
         """Up to `limit` entries, newest first, older than the entry `before` (from the
         newest without it); and where the next page starts (None after the oldest)."""
+        if before is not None and _first(before):
+            return [], None  # nothing is older; and Redis refuses "(0-0" as a range's end
         end = "+" if before is None else "(" + before
         # redis-py's annotation of XREVRANGE is looser than what it returns.
         rows = cast(
@@ -57,6 +59,11 @@ class AuditService:
         entries = [_entry(as_text(entry_id), fields) for entry_id, fields in rows[:limit]]
         after = entries[-1].id if len(rows) > limit else None
         return entries, after
+
+
+def _first(entry_id: str) -> bool:
+    """Whether `entry_id` is 0-0 (leading zeros and all), the smallest there is."""
+    return all(int(part) == 0 for part in entry_id.split("-"))
 
 
 def _entry(entry_id: str, fields: Mapping[bytes, bytes]) -> AuditEntry:

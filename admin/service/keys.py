@@ -17,7 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from admin import codes
-from admin.access import KEY_PREFIX, Principal, key_digest, root_principal
+from admin.access import (
+    KEY_PREFIX,
+    ROOT_KEY_PREFIX,
+    Principal,
+    key_digest,
+    root_key_id,
+    root_principal,
+)
 from admin.exceptions import KeyNotFound, NotAuthenticated
 from admin.service import as_text
 from redirector.store.access import TouchKeyScript
@@ -88,6 +95,25 @@ class KeyService:
         now = time.time()
         if record is None or not hmac.compare_digest(record.digest, digest) or record.expired(now):
             raise NotAuthenticated
+        await self._used(record, now)
+        return record.principal()
+
+    async def principal_of(self, key_id: str) -> Principal | None:
+        """The caller a dashboard session made with the key `key_id` acts as, read as
+        `authenticate` reads a key (a record is kept KEY_CACHE_TTL at most); None once the key
+        is deleted or expired, or for a root key no longer in ADMIN_API_KEYS."""
+        if key_id.startswith(ROOT_KEY_PREFIX):
+            found = None
+            for digest in self._roots:
+                if hmac.compare_digest(root_key_id(digest), key_id):
+                    found = root_principal(digest)
+            return found
+        if not _KEY_ID.fullmatch(key_id):
+            return None
+        record = await self._record(key_id)
+        now = time.time()
+        if record is None or record.expired(now):
+            return None
         await self._used(record, now)
         return record.principal()
 

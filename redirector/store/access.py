@@ -1,12 +1,14 @@
-"""The scripts of the admin's access records: an API key's last use, and the audit log
-(key names and layout in `redirector.store.keys`). Each touches one key, given in KEYS."""
+"""The scripts of the admin's access records: an API key's last use, the audit log, and
+the count of a key's requests for the rate limit (key names and layout in
+`redirector.store.keys`). Each touches one key, given in KEYS."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
-from redirector.store.keys import api_key_key, audit_key
+from redirector.store.keys import api_key_key, audit_key, rate_window_key
 
 # -- TOUCH_KEY -----------------------------------------------------------------------------
 #
@@ -69,3 +71,44 @@ class AppendAuditScript:
         keys = [audit_key(workspace)]
         reply = await run_replicated(self._redis, self._script, keys, args, self._durability)
         return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+# -- COUNT_REQUEST -------------------------------------------------------------------------
+#
+# Counts a request made with an API key in the key's current window, in one round trip. The
+# first request of a window makes the counter with the window's expiry (so the window is
+# fixed: a key may spend it all at once); a counter found without expiry gets one too, so
+# that none ever counts forever.
+#
+#   KEYS[1]  the key's counter
+#   ARGV     the window (milliseconds)
+# Returns {requests in the window, this one included; milliseconds until the window ends}.
+COUNT_REQUEST = """
+local counter = KEYS[1]
+local window = tonumber(ARGV[1])
+local requests = redis.call('INCR', counter)
+local left = redis.call('PTTL', counter)
+if left < 0 then
+  redis.call('PEXPIRE', counter, window)
+  left = window
+end
+return {requests, left}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCount:
+    requests: int  # made with the key in its window, this one included
+    left_ms: int  # until the window ends
+
+
+class CountRequestScript:
+    def __init__(self, redis: Store, window_seconds: int) -> None:
+        self._window_ms = window_seconds * 1000
+        self._script = redis.register_script(COUNT_REQUEST)
+
+    async def __call__(self, key_id: str) -> RequestCount:
+        """Not waited for on replicas: a count lost in a failover forgives one window."""
+        reply = await self._script(keys=[rate_window_key(key_id)], args=[self._window_ms])
+        requests, left_ms = reply
+        return RequestCount(int(requests), int(left_ms))

@@ -5,14 +5,13 @@ hash tag (see keys.py). Redis runs a script atomically: no reader sees half a fl
 
 from __future__ import annotations
 
+from redis.typing import EncodableT
+
 from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
+from redirector.store.flushbatch import ClickBatch
 from redirector.store.keys import (
-    BOT_DAY_PREFIX,
-    BOT_HOUR_PREFIX,
-    BOTS,
-    BREAKDOWNS,
-    CLICKS,
-    DAY_PREFIX,
+    BREAKDOWN_OTHER,
+    BREAKDOWN_VALUES_MAX,
     EVENT_BOT,
     EVENT_CODE,
     EVENT_RECIPIENT,
@@ -20,41 +19,37 @@ from redirector.store.keys import (
     EVENT_TIME,
     EVENT_USER_AGENT,
     EVENT_VISITOR_HASH,
-    HOUR_PREFIX,
     LINK_CREATED,
-    campaign_breakdowns_key,
-    campaign_stats_key,
-    campaign_uniques_key,
-    click_stream_key,
-    clickers_key,
-    flush_key,
-    link_breakdowns_key,
-    link_stats_key,
-    link_uniques_key,
 )
 
 # -- FLUSH_CLICKS --------------------------------------------------------------------------
 #
 # The hits of one campaign (or of the links without one): every key they touch has the
-# campaign's tag. Sending each XADD and HINCRBY through redis-py costs ~30 µs of client CPU per
-# command; instead the worker sends one tab-separated line per hit and Redis does the
-# fan-out. Counters are summed per key and field inside the script.
+# campaign's tag. The worker has summed them already (flushbatch.py): per hit Redis only
+# appends the stream entry; the counters come as one increment per key and field, the
+# visitors once per key and the clickers once each. ARGV[15..17] are JSON (cjson.decode, in
+# C: cheaper for Redis than a Lua parser, and for the worker than redis-py packing one
+# argument per value).
 #
 #   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
-#   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[6] == '1')
-#   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its hits' lines give it
-#   ARGV[1]           the hits, one per line: code, l, recipient ('' if none), time (unix ms),
-#                     bot ('1'/'0'), user agent, referer host, visitor hash, device type, OS,
-#                     browser, the link's creation time (unix s). No field holds a tab or
-#                     newline (the worker replaces them in user agents; the rest are validated
-#                     or generated).
-#   ARGV[2]           the stream's approximate MAXLEN
-#   ARGV[3], ARGV[4]  the flusher's id (a raw-hit queue's) and this batch's number (its
+#   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[16] is not [])
+#   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its part in ARGV[17]
+#   ARGV[1]           the stream's approximate MAXLEN
+#   ARGV[2], ARGV[3]  the flusher's id (a raw-hit queue's) and this batch's number (its
 #                     chunk's, increasing per queue)
-#   ARGV[5]           seconds the flush record is kept after the last flush
-#   ARGV[6]           '1' when the hits are of a campaign's links
-#   ARGV[7..24]       the stats field names and prefixes, then the field names of a stream
-#                     entry, both in the order of `_FLUSH_FIELDS`
+#   ARGV[4]           seconds the flush record is kept after the last flush
+#   ARGV[5..11]       the field names of a stream entry, in the order of `_EVENT_FIELDS`
+#   ARGV[12]          the field of a link's stats that holds its creation time
+#   ARGV[13], ARGV[14]  the most values a breakdown keeps, and the value that counts the rest
+#   ARGV[15]          the stream entries in order, as one flat array of seven strings per
+#                     hit: code, recipient ('' if none), time (unix ms), user agent,
+#                     referer host, visitor hash, bot ('1'/'0')
+#   ARGV[16]          the campaign's part, [] for the links without one: {stats: {field:
+#                     increment}, breakdowns: {field: increment}, visitors: {hash: null},
+#                     clickers: [first click time, recipient, ...]}
+#   ARGV[17]          the links' parts, [{index: l, created: the link's creation time (unix
+#                     s), stats, breakdowns, visitors}, ...], each of the newest link of its
+#                     code in the batch
 # Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
 # or a chunk applied again after its worker died).
 #
@@ -65,151 +60,125 @@ from redirector.store.keys import (
 # deleted would not stop a flush still on its way. So the newest link of a code (by creation
 # time, here or in Redis) owns its counters; on taking them over it drops the older one's, and
 # hits of an older one count for the campaign only. (The admin deletes a custom link only once
-# its creation second is over, so that two links of a code never share a creation time.)
+# its creation second is over, so that two links of a code never share a creation time.) The
+# worker keeps the newest link's part of each code; the script compares it with Redis's.
 FLUSH_CLICKS = """
 local stream, batches = KEYS[1], KEYS[2]
-local hits, maxlen, flusher, seq, keep = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local campaign = ARGV[6] == '1'
-local CLICKS, BOTS, HOUR, BOT_HOUR, DAY, BOT_DAY, DEVICE, OS, BROWSER, REFERER, CREATED =
-  unpack(ARGV, 7, 17)
-local E_CODE, E_RECIPIENT, E_TIME, E_USER_AGENT, E_REFERER, E_HASH, E_BOT = unpack(ARGV, 18, 24)
-if tonumber(redis.call('HGET', batches, flusher) or '0') >= seq then
+local maxlen, flusher, number, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local E_CODE, E_RECIPIENT, E_TIME, E_USER_AGENT, E_REFERER, E_HASH, E_BOT = unpack(ARGV, 5, 11)
+local CREATED, VALUES_MAX, OTHER = ARGV[12], tonumber(ARGV[13]), ARGV[14]
+if tonumber(redis.call('HGET', batches, flusher) or '0') >= number then
   -- Still a write: after Redis 7.0 a WAIT covers only what its own connection wrote, and it
   -- must cover the first attempt's writes, which may not be on a replica (hence the retry).
   redis.call('EXPIRE', batches, keep)
   return 0
 end
-local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local entries, campaign, links = cjson.decode(ARGV[15]), cjson.decode(ARGV[16]),
+  cjson.decode(ARGV[17])
 
-local counts, sets, first = {}, {}, {}
-local function bump(key, field)
-  local t = counts[key]
-  if not t then t = {}; counts[key] = t end
-  t[field] = (t[field] or 0) + 1
+-- First, so that a stream that cannot be written fails the batch before anything counts.
+for i = 1, #entries, 7 do
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', E_CODE, entries[i],
+    E_RECIPIENT, entries[i + 1], E_TIME, entries[i + 2], E_USER_AGENT, entries[i + 3],
+    E_REFERER, entries[i + 4], E_HASH, entries[i + 5], E_BOT, entries[i + 6])
 end
-local function count(stats_key, breakdowns_key, f, hour, day)
-  if f[5] == '1' then
-    bump(stats_key, BOTS); bump(stats_key, BOT_HOUR .. hour); bump(stats_key, BOT_DAY .. day)
-  else
-    bump(stats_key, CLICKS); bump(stats_key, HOUR .. hour); bump(stats_key, DAY .. day)
-    bump(breakdowns_key, DEVICE .. f[9]); bump(breakdowns_key, OS .. f[10])
-    bump(breakdowns_key, BROWSER .. f[11])
-    if f[7] ~= '' then bump(breakdowns_key, REFERER .. f[7]) end
+
+local function add(key, increments)
+  for field, n in pairs(increments) do redis.call('HINCRBY', key, field, n) end
+end
+-- In slices: unpack() of thousands of values would overflow Lua's C stack. (Even: ZADD takes
+-- pairs.)
+local SLICE = 500
+local function each_slice(values, apply)
+  for first = 1, #values, SLICE do
+    apply(unpack(values, first, math.min(first + SLICE - 1, #values)))
   end
 end
-local function unique(key, member)
-  local t = sets[key]
-  if not t then t = {}; sets[key] = t end
-  t[#t + 1] = member
+local function visitors(key, hashes)
+  local members = {}
+  for hash in pairs(hashes) do members[#members + 1] = hash end
+  each_slice(members, function(...) redis.call('PFADD', key, ...) end)
 end
 
-local rows, newest = {}, {}
-local pos, len = 1, string.len(hits)
-while pos <= len do
-  local eol = string.find(hits, '\\n', pos, true) or (len + 1)
-  local f, i = {}, pos
-  while true do
-    local tab = string.find(hits, '\\t', i, true)
-    if not tab or tab > eol then f[#f + 1] = string.sub(hits, i, eol - 1); break end
-    f[#f + 1] = string.sub(hits, i, tab - 1)
-    i = tab + 1
+-- A breakdown keeps at most VALUES_MAX values: one already there keeps counting, a new one
+-- past that counts as its breakdown's OTHER. The fields are added VALUES_MAX at a time, a
+-- new one told by its sum being its increment; if some are new and the hash now holds more
+-- than VALUES_MAX fields (else no breakdown can be past the cap), one HKEYS counts the
+-- values of each breakdown (named by its fields' prefix up to ':'), and the new values
+-- past the cap are moved to OTHER. A hash past its cap by at most VALUES_MAX fields, and
+-- within this script only, stays listpack-encoded (4 breakdowns * 101 + 100 < 512).
+local function breakdown_of(field)
+  return string.match(field, '^[^:]*:')
+end
+local function past_the_cap(key, new, increments)
+  local sizes, moved, others = {}, {}, {}
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    local breakdown = breakdown_of(field)
+    if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
   end
-  pos = eol + 1
-  -- First, so that a stream that cannot be written fails the batch before anything counts.
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', E_CODE, f[1], E_RECIPIENT, f[3],
-    E_TIME, f[4], E_USER_AGENT, f[6], E_REFERER, f[7], E_HASH, f[8], E_BOT, f[5])
-  rows[#rows + 1] = f
-  local link, created = tonumber(f[2]), tonumber(f[12])
-  if created > (newest[link] or -1) then newest[link] = created end
-end
-
--- Which link of each code owns its counters (see above). Counters without a creation time
--- are taken as the newest link's: there is nothing to tell otherwise.
-local owner = {}
-for link, created in pairs(newest) do
-  local held = tonumber(redis.call('HGET', KEYS[link], CREATED) or '')
-  if held and held >= created then
-    owner[link] = held
-  else
-    if held then redis.call('DEL', KEYS[link], KEYS[link + 1], KEYS[link + 2]) end
-    redis.call('HSET', KEYS[link], CREATED, created)
-    owner[link] = created
+  for _, field in ipairs(new) do
+    local breakdown = breakdown_of(field)
+    if field ~= breakdown .. OTHER and sizes[breakdown] > VALUES_MAX then
+      sizes[breakdown] = sizes[breakdown] - 1
+      moved[#moved + 1] = field
+      others[breakdown .. OTHER] = (others[breakdown .. OTHER] or 0) + increments[field]
+    end
   end
+  if #moved > 0 then redis.call('HDEL', key, unpack(moved)) end
+  for field, n in pairs(others) do redis.call('HINCRBY', key, field, n) end
 end
-
-for _, f in ipairs(rows) do
-  local link, rcp, t, bot, h = tonumber(f[2]), f[3], f[4], f[5], f[8]
-  local owned = tonumber(f[12]) == owner[link]
-  local ms = tonumber(t)
-  local hour = string.format('%d', math.floor(ms / 3600000))
-  local day = string.format('%d', math.floor(ms / 86400000))
-  if owned then count(KEYS[link], KEYS[link + 1], f, hour, day) end
-  if campaign then count(stats, breakdowns, f, hour, day) end
-  if bot ~= '1' then
-    if rcp == '' then
-      if owned then unique(KEYS[link + 2], h) end
-      if campaign then unique(uniques, h) end
-    elseif campaign then
-      -- Unique per recipient: a campaign's clickers, each with their first click.
-      if not first[rcp] then first[rcp] = t end
+local function add_breakdowns(key, increments)
+  local fields = {}
+  for field in pairs(increments) do fields[#fields + 1] = field end
+  for first = 1, #fields, VALUES_MAX do
+    local new = {}
+    for i = first, math.min(first + VALUES_MAX - 1, #fields) do
+      local field, n = fields[i], increments[fields[i]]
+      if redis.call('HINCRBY', key, field, n) == n then new[#new + 1] = field end
+    end
+    if #new > 0 and redis.call('HLEN', key) > VALUES_MAX then
+      past_the_cap(key, new, increments)
     end
   end
 end
 
-for key, fields in pairs(counts) do
-  for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
+if campaign.stats then
+  local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+  add(stats, campaign.stats)
+  add_breakdowns(breakdowns, campaign.breakdowns)
+  visitors(uniques, campaign.visitors)
+  -- Unique per recipient: a campaign's clickers, each with their first click.
+  each_slice(campaign.clickers, function(...) redis.call('ZADD', clickers, 'NX', ...) end)
 end
-for key, members in pairs(sets) do
-  -- In slices: unpack() of thousands of values would overflow Lua's C stack.
-  for s = 1, #members, 500 do
-    redis.call('PFADD', key, unpack(members, s, math.min(s + 499, #members)))
+
+-- Which link of each code owns its counters (see above). Counters without a creation time
+-- are taken as the newest link's: there is nothing to tell otherwise.
+for _, link in ipairs(links) do
+  local l, created = link.index, link.created
+  local stats, breakdowns, uniques = KEYS[l], KEYS[l + 1], KEYS[l + 2]
+  local held = tonumber(redis.call('HGET', stats, CREATED) or '')
+  local newer = tonumber(created)
+  if not held or held <= newer then
+    if held ~= newer then
+      if held then redis.call('DEL', stats, breakdowns, uniques) end
+      redis.call('HSET', stats, CREATED, created)
+    end
+    add(stats, link.stats)
+    add_breakdowns(breakdowns, link.breakdowns)
+    visitors(uniques, link.visitors)
   end
 end
-for rcp, t in pairs(first) do redis.call('ZADD', clickers, 'NX', t, rcp) end
-redis.call('HSET', batches, flusher, seq)
+redis.call('HSET', batches, flusher, number)
 redis.call('EXPIRE', batches, keep)
 return 1
 """
 
-_FLUSH_FIELDS = (
-    CLICKS, BOTS, HOUR_PREFIX, BOT_HOUR_PREFIX, DAY_PREFIX, BOT_DAY_PREFIX,
-    BREAKDOWNS["device"], BREAKDOWNS["os"], BREAKDOWNS["browser"], BREAKDOWNS["referer"],
-    LINK_CREATED,
+_EVENT_FIELDS = (
     EVENT_CODE, EVENT_RECIPIENT, EVENT_TIME, EVENT_USER_AGENT, EVENT_REFERER_HOST,
     EVENT_VISITOR_HASH, EVENT_BOT,
 )  # fmt: skip
 # A worker applies a chunk again within a lease; a day covers any outage it waits through.
 FLUSH_RECORD_SECONDS = 86_400
-
-
-class ClickBatch:
-    """The arguments of one FLUSH_CLICKS call: the hits of one campaign. The worker appends
-    the hit lines, with `link(code)` as l: each link declares its keys on first use."""
-
-    def __init__(self, campaign_id: int | None) -> None:
-        self.campaign_id = campaign_id
-        self.hit_lines: list[str] = []
-        self.keys = [click_stream_key(campaign_id), flush_key(campaign_id)]
-        if campaign_id is not None:
-            self.keys += (
-                campaign_stats_key(campaign_id),
-                campaign_breakdowns_key(campaign_id),
-                campaign_uniques_key(campaign_id),
-                clickers_key(campaign_id),
-            )
-        self._links: dict[str, str] = {}
-
-    def link(self, code: str) -> str:
-        index = self._links.get(code)
-        if index is None:
-            index = self._links[code] = str(len(self.keys) + 1)
-            campaign = self.campaign_id
-            self.keys += (
-                link_stats_key(campaign, code),
-                link_breakdowns_key(campaign, code),
-                link_uniques_key(campaign, code),
-            )
-        return index
 
 
 class FlushClicksScript:
@@ -224,16 +193,8 @@ class FlushClicksScript:
         self, batch: ClickBatch, stream_maxlen: int, flusher: str, number: int
     ) -> bool:
         """Apply `batch`, numbered `number` by `flusher`; False if it was applied before."""
-        hits = "\n".join(batch.hit_lines)
-        of_campaign = "0" if batch.campaign_id is None else "1"
-        args: list[str | int] = [
-            hits,
-            stream_maxlen,
-            flusher,
-            number,
-            FLUSH_RECORD_SECONDS,
-            of_campaign,
-        ]
-        args += _FLUSH_FIELDS
+        args: list[EncodableT] = [stream_maxlen, flusher, number, FLUSH_RECORD_SECONDS]
+        args += (*_EVENT_FIELDS, LINK_CREATED, BREAKDOWN_VALUES_MAX, BREAKDOWN_OTHER)
+        args += batch.arguments()
         reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
         return bool(reply)

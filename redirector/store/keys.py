@@ -8,7 +8,7 @@ in KEYS, and the field names they write in ARGV.
 
 The schema runs unchanged on one Redis and on Redis Cluster. The part of a name between
 braces is its hash tag: keys with the same tag live in the same slot, and every multi-key
-operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of tag:
+operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of tag:
 
 - `{xx}`, two hex digits: one of 256 tags of link records. A code's bucket is
   crc32(code) mod 2**16; its high byte is the tag, its low byte the rest of the name.
@@ -53,7 +53,10 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
                              s:/b:/u:l: keys, hits of the old one still in flight count for
                              the campaign only, and readers ignore another link's counters.
     b:c:{C}           hash   breakdowns of the campaign's clicks, b:l:{C}:<code> of a link's:
-                             dev:{type}, os:{family}, br:{browser}, ref:{host}.
+                             dev:{type}, os:{family}, br:{browser}, ref:{host}. At most
+                             BREAKDOWN_VALUES_MAX (100) values per breakdown: a value there
+                             keeps counting, a new one past that counts as `other` (so a
+                             hash stays small, and listpack-encoded, whatever the referers).
     u:c:{C}           HLL    salted IP+UA hashes of clicks on links without recipient;
                              u:l:{C}:<code> of one such link.
     k:{C}             zset   recipients who clicked, scored by their first click (unix ms).
@@ -76,6 +79,15 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
     hp:{hN}:<sender>  string the last flush number a redirector process (a random id) pushed
                              here: a flush sent again, its first reply lost, is pushed once.
                              Expires a day after the last push.
+
+- `{<key id>}`, an API key's id (`root-` and 12 hex digits for a root key): the admin's rate
+  limit (admin/ratelimit.py). One key per API key, touched by one script alone; its tag is the
+  key id, so that anything counted per key later can join it in that one script.
+
+    rl:{<key id>}     string requests made with the key in its current window (ADMIN_RATE_LIMIT
+                             per RATE_WINDOW seconds); the first request of a window makes it,
+                             with that window's expiry, so a window is fixed and starts with
+                             its first request.
 
 - No tag (single keys, never in a multi-key operation):
 
@@ -107,6 +119,18 @@ operation (a script, a MULTI) touches keys of ONE tag. There are three kinds of 
     wa:<ws>           stream the workspace's audit log: one entry per write request, fields
                              key (its id), action (the operationId), target, at (unix ms);
                              capped with approximate MAXLEN (AUDIT_MAXLEN).
+
+- The dashboard's (admin/dashboard): single keys that expire; the tag of a send job's two
+  keys is its id, so that one MULTI writes a batch's progress and its links together.
+
+    ds:{<digest>}     hash   a dashboard session, found by the SHA-256 of its cookie's token
+                             (hex; the token itself is stored nowhere): key (the id of the API
+                             key it acts as, `root-...` for a root key), csrf (the token of its
+                             forms), expires_at. Expires with the session (DASHBOARD_SESSION_TTL).
+    sj:{<job>}        hash   a send of the dashboard (a CSV of recipients made into links):
+                             workspace, campaign, key, rows, done, created, state, error,
+                             started_at, updated_at. Expires SEND_JOB_TTL after its last change.
+    so:{<job>}        list   its links CSV so far, one element per batch of rows, in file order.
 
 A per-recipient link needs no index: its code is derived from (campaign, recipient) with
 `cfg:code_key` (admin/codes.py), k = 0, 1, ... until a free position or the recipient's own
@@ -278,6 +302,10 @@ LINK_CREATED = "created"  # of a link's counters: the creation time of the link 
 HOUR_PREFIX, BOT_HOUR_PREFIX = "h:", "hb:"
 DAY_PREFIX, BOT_DAY_PREFIX = "d:", "db:"
 BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"}
+# The most values a breakdown of a link or campaign keeps (referer hosts are the visitors'
+# to choose); the clicks of any further value count under BREAKDOWN_OTHER.
+BREAKDOWN_VALUES_MAX = 100
+BREAKDOWN_OTHER = "other"
 HOUR = 3600
 DAY = 86400
 
@@ -319,3 +347,35 @@ def workspace_api_keys_key(workspace: str) -> str:
 
 def audit_key(workspace: str) -> str:
     return "wa:" + workspace
+
+
+# -- the dashboard (admin/dashboard; see the module docstring) ------------------------------
+
+# Seconds a send job's progress and links CSV are kept after its last change: a send takes
+# seconds, and sending the same file again gives the same links, so an hour is plenty.
+SEND_JOB_TTL = 3600
+
+
+def dashboard_session_key(digest: str) -> str:
+    return "ds:{" + digest + "}"
+
+
+def send_job_key(job_id: str) -> str:
+    return "sj:{" + job_id + "}"
+
+
+def send_output_key(job_id: str) -> str:
+    return "so:{" + job_id + "}"
+
+
+# -- the admin's rate limit (see the module docstring) ----------------------------------------
+
+# Seconds of one rate-limit window: ADMIN_RATE_LIMIT is a number of requests per window.
+RATE_WINDOW = 60
+
+
+RATE_WINDOW_PREFIX = "rl:"
+
+
+def rate_window_key(key_id: str) -> str:
+    return RATE_WINDOW_PREFIX + "{" + key_id + "}"

@@ -218,14 +218,7 @@ def decode(raw: bytes | str) -> Record:
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
         if text[:3] == _PLAIN_V2:  # most records (a campaign's links): read the short way
-            _, created, expires, campaign, reference, rlen, tail = text.split("|", 6)
-            return Record(
-                int(created, 36),
-                reference,
-                int(expires, 36) if expires else None,
-                int(campaign, 36) if campaign else None,
-                _split(tail, int(rlen, 36), True)[0] if rlen else None,
-            )
+            return Record(*_plain(text))
         head, _, rest = text.partition("|")
         flags = int(head[1:], 36 if head[:1] == _V2 else 10)
         if head[:1] == _V1:
@@ -262,6 +255,50 @@ def decode(raw: bytes | str) -> Record:
         if isinstance(exc, RecordError):
             raise
         raise RecordError(f"corrupt link record: {raw[:16]!r}") from exc
+
+
+def decode_link(
+    raw: bytes | str, destination: Callable[[int, str], Destination | None]
+) -> Link | Record:
+    """The link of a plain record (a campaign's link, the miss path's usual one) whose
+    destination `destination(campaign_id, destination_id)` knows, made without a `Record`
+    (~1.5 µs less per link read); any other record as `decode` gives it."""
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if text[:3] != _PLAIN_V2:
+            return decode(text)
+        fields = created_at, destination_id, expires_at, campaign_id, recipient = _plain(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, RecordError):
+            raise
+        raise RecordError(f"corrupt link record: {raw[:16]!r}") from exc
+    target = None if campaign_id is None else destination(campaign_id, destination_id)
+    if target is None:
+        return Record(*fields)
+    return Link(
+        target.destination,
+        created_at,
+        expires_at,
+        campaign_id,
+        recipient,
+        False,
+        target.tagged,
+        target.insert_at,
+        target.inserted,
+    )
+
+
+def _plain(text: str) -> tuple[int, str, int | None, int | None, str | None]:
+    """created_at, destination id, expires_at, campaign_id and recipient of a version 2
+    record without flags."""
+    _, created, expires, campaign, reference, rlen, tail = text.split("|", 6)
+    return (
+        int(created, 36),
+        reference,
+        int(expires, 36) if expires else None,
+        int(campaign, 36) if campaign else None,
+        _split(tail, int(rlen, 36), True)[0] if rlen else None,
+    )
 
 
 def _split(tail: str, size: int | None, in_bytes: bool) -> tuple[str | None, str]:

@@ -1,18 +1,25 @@
-"""What the admin tests share: API calls that must succeed, the check of an error answer, and
-taps through the redirector with the stats they end up in. Not a test module."""
+"""What the admin tests share: API calls that must succeed, the check of an error answer,
+taps through the redirector with the stats they end up in, and `python -m admin` in a process
+of its own. Not a test module."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import ClientResponse
 from redis.asyncio import Redis
 
-from tests.conftest import Client, schema_errors
+from redirector.store.keys import RATE_WINDOW_PREFIX
+from tests.conftest import API_KEY, Client, schema_errors
+from tests.redis_server import free_port
 from tests.user_agents import ANDROID, IPHONE, WINDOWS
+from tests.waiting import wait_healthy
 
 URL = "https://shop.example/p"
 BROWSERS = [IPHONE, ANDROID, WINDOWS]
@@ -24,6 +31,8 @@ PREVIEWS = [
     "",
 ]
 FLUSH_DEADLINE = 5.0
+# Seconds an admin process started by a test has to stop on SIGTERM before it is killed.
+STOP_WITHIN = 30.0
 
 
 async def create_campaign(admin: Client, **fields: Any) -> dict[str, Any]:
@@ -84,7 +93,10 @@ async def expect_error(resp: ClientResponse, status: int, code: str) -> dict[str
 
 
 async def redis_keys(redis: Redis) -> set[bytes]:
-    return {k async for k in redis.scan_iter()}
+    """What requests wrote: every key but the rate limit's counters, which every request with
+    a key spends, refused or not (tests/admin/test_rate_limit.py has theirs)."""
+    counters = RATE_WINDOW_PREFIX.encode()
+    return {k async for k in redis.scan_iter() if not k.startswith(counters)}
 
 
 async def tap(
@@ -110,3 +122,28 @@ async def stats_once_flushed(
             return body
         assert time.monotonic() < deadline, f"expected {clicks}/{bot_hits} clicks/bots: {body}"
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def admin_process(
+    args: list[str], env: Mapping[str, str]
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`python -m admin *args`, healthy; stopped at the end unless the test stopped it: with
+    SIGTERM, so that a supervisor stops its workers (SIGKILL would leave them running)."""
+    port = free_port()
+    # No PROMETHEUS_MULTIPROC_DIR: the supervisor makes its own.
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = inherited | {"ADMIN_PORT": str(port), "ADMIN_API_KEYS": API_KEY} | dict(env)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "admin", *args, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url)
+        yield proc, url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_WITHIN)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -128,7 +128,9 @@ async def test_oversized_body_is_413(
 
 async def test_unknown_route_and_method_are_json(admin: Client) -> None:
     await expect_error(await admin.get("/api/nope"), 404, "not_found")
-    await expect_error(await admin.put("/api/links/abc", json={}), 405, "method_not_allowed")
+    resp = await admin.put("/api/links/abc", json={})
+    await expect_error(resp, 405, "method_not_allowed")
+    assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD", "PATCH", "DELETE"}
 
 
 # -- campaigns -----------------------------------------------------------------------------

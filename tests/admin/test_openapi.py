@@ -12,7 +12,7 @@ from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel
 
-from admin.access import SCOPES
+from admin.access import SCOPES, is_dashboard
 from admin.app import create_app
 from admin.exceptions import ValidationFailed
 from admin.models import (
@@ -55,7 +55,9 @@ def test_every_route_is_documented_and_every_operation_exists() -> None:
     routes = {
         (route.method.lower(), route.resource.canonical)
         for route in create_app(SETTINGS).router.routes()
-        if route.method != "HEAD" and route.resource is not None  # aiohttp adds HEAD to a GET
+        if route.method != "HEAD"
+        and route.resource is not None  # aiohttp adds HEAD to a GET
+        and not is_dashboard(route.resource.canonical)  # HTML pages, not the API
     }
     assert {(method, path) for method, path, _ in operations()} == routes
 
@@ -104,6 +106,26 @@ def test_api_operations_need_bearer_auth_and_a_scope_and_health_does_not() -> No
             assert "401" in operation["responses"], (method, path)
         # Any unexpected failure is the documented JSON error.
         assert operation["responses"]["500"] == {"$ref": "#/components/responses/Internal"}
+
+
+def test_every_answer_to_a_key_documents_the_rate_limit_and_a_429_its_retry_after() -> None:
+    limit_fields = {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"}
+    declared = SPEC["components"]["headers"]
+    assert set(declared) == {*limit_fields, "Retry-After"}
+    assert [name for name, field in declared.items() if field.get("required")] == ["Retry-After"]
+    shared = SPEC["components"]["responses"]
+    assert set(shared["RateLimited"]["headers"]) == {*limit_fields, "Retry-After"}
+    assert "headers" not in shared["Unauthorized"]  # no key known
+    for method, path, operation in operations():
+        answers = operation["responses"]
+        if not path.startswith("/api/"):
+            assert "429" not in answers and all("headers" not in a for a in answers.values())
+            continue
+        assert answers["429"] == {"$ref": "#/components/responses/RateLimited"}, (method, path)
+        assert answers["503"] == {"$ref": "#/components/responses/StorageUnavailable"}
+        for status, answer in answers.items():
+            if status.startswith("2"):
+                assert set(answer["headers"]) == limit_fields, (method, path, status)
 
 
 def test_operation_ids_are_present_and_unique() -> None:

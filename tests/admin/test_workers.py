@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from redirector.store.connection import Store
-from tests.admin.helpers import bearer
-from tests.conftest import API_KEY, AUTH
+from tests.admin.helpers import admin_process, bearer
+from tests.conftest import AUTH
 from tests.prometheus import metric_value
-from tests.redis_server import RedisServer, free_port
-from tests.waiting import eventually, wait_healthy
-
-
-@contextlib.asynccontextmanager
-async def admin_process(
-    args: list[str], env: Mapping[str, str]
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """`python -m admin *args`, healthy; killed at the end unless the test stopped it."""
-    port = free_port()
-    # No PROMETHEUS_MULTIPROC_DIR: the supervisor makes its own.
-    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env = inherited | {"ADMIN_PORT": str(port), "ADMIN_API_KEYS": API_KEY} | dict(env)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "admin", *args, env=env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        await wait_healthy(url)
-        yield proc, url
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+from tests.redis_server import RedisServer
+from tests.waiting import eventually
 
 
 def metrics_dirs(tmp: Path) -> list[Path]:
@@ -152,3 +129,34 @@ async def test_a_deleted_key_is_refused_by_every_worker_within_a_second(
     assert {status for _, status in seen} <= {200, 401}
     late = [status for since, status in seen if since >= 1.0]
     assert len(late) >= 10 and set(late) == {401}, seen
+
+
+def requests_served(counters: Path) -> float:
+    """The API requests one worker answered, from its counters file."""
+    return sum(
+        sample.value
+        for family in MultiProcessCollector.merge([str(counters)])  # type: ignore[no-untyped-call]
+        for sample in family.samples
+        if sample.name == "smslinks_admin_requests_total"
+    )
+
+
+async def test_the_rate_limit_holds_across_two_workers(
+    redis_url: str, store_kind: str, redis: Store, tmp_path: Path
+) -> None:
+    env = {"ADMIN_WORKERS": "2", "REDIS_URL": redis_url, "TMPDIR": str(tmp_path)}
+    env |= {"REDIS_CLUSTER": str(store_kind == "cluster"), "ADMIN_RATE_LIMIT": "30"}
+    async with admin_process([], env) as (_, url):
+        files = await worker_files(tmp_path)
+        # A new connection per request, so the kernel spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(url, connector=connector, headers=AUTH) as session:
+            answers = []
+            for _ in range(60):
+                async with session.get("/api/campaigns") as resp:
+                    answers.append((resp.status, resp.headers["RateLimit-Remaining"]))
+        served = [requests_served(counters) for counters in files]
+    # One budget of 30 for the key, whichever process answered (each counting its own would
+    # have let up to 60 through).
+    assert answers == [(200, str(left)) for left in range(29, -1, -1)] + [(429, "0")] * 30
+    assert all(count > 0 for count in served), served  # both workers answered

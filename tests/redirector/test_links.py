@@ -25,6 +25,7 @@ from redirector.store.record import (
     RecordError,
     decode,
     decode_destination,
+    decode_link,
     encode,
     encode_destination,
 )
@@ -81,6 +82,21 @@ def test_a_link_round_trips_as_a_record_holding_its_destination(link: Link) -> N
 @given(records)
 def test_records_round_trip(record: Record) -> None:
     assert decode(encode(record)) == record
+
+
+@given(records, destinations)
+def test_a_plain_record_is_decoded_straight_into_its_link(
+    record: Record, destination: Destination
+) -> None:
+    """What the resolver reads: a campaign's plain link is made at once when its destination
+    is known; anything else comes back as the record `decode` gives."""
+    raw = encode(record)
+    known = {(record.campaign_id, record.destination): destination}
+    found = decode_link(raw, lambda campaign_id, id_: known.get((campaign_id, id_)))
+    plain = record.campaign_id is not None and isinstance(record.destination, str)
+    plain = plain and not (record.disabled or record.custom or record.deleted)
+    assert found == (record.link(destination) if plain else decode(raw))
+    assert decode_link(raw, lambda campaign_id, id_: None) == decode(raw)
 
 
 @given(records, st.from_regex(r"\A[A-Za-z0-9_-]{3,64}\Z"))
@@ -157,11 +173,17 @@ def test_tombstones_and_aliases_are_no_links() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"2|x", b"10|zz", b"\xff\xfe", b"1x|1||||||a", b"10|1|", b"3|1|||1||", b"24|1||"]
+    "raw",
+    [
+        *(b"", b"2|x", b"10|zz", b"\xff\xfe", b"1x|1||||||a", b"10|1|", b"3|1|||1||", b"24|1||"),
+        *(b"20|1||3|1|", b"20|1||3|1|-|", b"20|\xff||3|1||"),  # plain ones, read the short way
+    ],
 )
 def test_corrupt_records_raise(raw: bytes) -> None:
     with pytest.raises(RecordError):
         decode(raw)
+    with pytest.raises(RecordError):
+        decode_link(raw, lambda campaign_id, id_: Destination("https://a/"))
 
 
 def test_a_record_of_a_campaign_needs_its_destination() -> None:

@@ -85,3 +85,30 @@ def test_the_addresses_counted_are_bounded_oldest_window_first() -> None:
         limiter.miss(address, 7.0)
         limiter.miss(address, 7.0)
     assert len(limiter.blocked) == 2
+
+
+async def test_an_ipv6_guesser_is_counted_by_its_64_bit_prefix(redirector: Client) -> None:
+    """An IPv6 host holds a /64 (2**64 addresses): counted per address, it could give each
+    guess an address of its own and never be limited."""
+    for guess in range(LIMIT):
+        headers = {"X-Forwarded-For": f"2001:db8:1:2::{guess + 1:x}"}
+        assert await _status(redirector, f"guess{guess:02}", headers) == 404
+    for address in ("2001:db8:1:2:ffff::9", "2001:DB8:1:2::1"):
+        assert await _status(redirector, "guess99", {"X-Forwarded-For": address}) == 429
+    assert await _status(redirector, "guess99", {"X-Forwarded-For": "2001:db8:1:3::1"}) == 404
+
+
+def test_addresses_are_counted_by_prefix_only_for_ipv6() -> None:
+    limiter = MissLimiter(2, window=60.0)
+    limiter.miss("2001:db8::1", 0.0)
+    limiter.miss("2001:db8::2", 1.0)
+    assert limiter.wait("2001:db8:0:0:1::", 2.0) == 58.0
+    assert limiter.wait("2001:db8:0:1::1", 2.0) == 0.0
+    for address in ("::ffff:192.0.2.1", "192.0.2.1"):  # the mapped form is the IPv4 address
+        limiter.miss(address, 3.0)
+    assert limiter.wait("192.0.2.1", 4.0) == 59.0
+    assert limiter.wait("192.0.2.2", 4.0) == 0.0
+    for junk in ("", "not an address", "::zz", "1.2.3.4.5"):  # as given: counted as themselves
+        limiter.miss(junk, 5.0)
+        limiter.miss(junk, 5.0)
+        assert limiter.wait(junk, 6.0) == 59.0

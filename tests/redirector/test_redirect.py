@@ -28,6 +28,7 @@ from redirector.store.record import (
     encode_destination,
 )
 from tests.conftest import Client, redirector_client
+from tests.prometheus import growth, scrape
 from tests.redis_server import RedisServer
 from tests.waiting import eventually
 
@@ -140,6 +141,27 @@ async def two_redirectors(
 async def _location(client: Client, code: str) -> tuple[int, str | None]:
     resp = await client.get(f"/{code}", allow_redirects=False)
     return resp.status, resp.headers.get("Location")
+
+
+async def test_a_scan_of_unknown_codes_evicts_no_cached_link(
+    aiohttp_client: AiohttpClient, redirector_settings: Settings, redis: Store
+) -> None:
+    settings = redirector_settings.model_copy(update={"cache_size": 5, "click_tracking": False})
+    app = create_app(settings)
+    client = await redirector_client(aiohttp_client, app)
+    await app[invalidation_ready_key].wait()
+    known = [f"kept{i:03d}" for i in range(5)]
+    for code in known:  # the cache full of links
+        await redis.hset(link_key(code), code, encode(Link(DEST, created_at=1)))
+        assert await _location(client, code) == (302, DEST)
+    for i in range(50):  # code-shaped paths, none of them a link
+        assert await _location(client, f"scan{i:03d}") == (404, None)
+    before = await scrape(client)
+    for code in known:
+        assert await _location(client, code) == (302, DEST)
+    lookups = growth(before, await scrape(client))
+    assert lookups('smslinks_cache_lookups_total{result="hit"}') == 5
+    assert lookups('smslinks_cache_lookups_total{result="miss"}') == 0
 
 
 async def test_admin_update_disable_delete_reach_all_caches(

@@ -1,0 +1,124 @@
+"""What chunks of raw hits add up to, key by key and field by field, once the click worker
+has summed them and FLUSH_CLICKS has applied the sums; and the stream entries, as sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redirector.clicks import Hit
+from redirector.settings import Settings
+from redirector.store.connection import Store
+from redirector.store.keys import (
+    BREAKDOWN_VALUES_MAX,
+    campaign_breakdowns_key,
+    campaign_stats_key,
+    campaign_uniques_key,
+    click_stream_key,
+    clickers_key,
+    link_breakdowns_key,
+    link_stats_key,
+    link_uniques_key,
+)
+from tests.redirector.clicks_helpers import flusher, push, worker
+from tests.user_agents import ANDROID, IPHONE
+
+MIDNIGHT = 1_767_225_600  # 2026-01-01T00:00:00Z: the hits below fall in two hours, two days
+BEFORE, AFTER = MIDNIGHT - 1.5, MIDNIGHT + 0.25
+HOURS, DAYS = (MIDNIGHT // 3600 - 1, MIDNIGHT // 3600), (MIDNIGHT // 86400 - 1, MIDNIGHT // 86400)
+
+
+def _hit(code: str, at: float, ip: str, **fields: Any) -> Hit:
+    hit = Hit(code, 7, None, 1, at, False, IPHONE, "", ip)
+    return hit._replace(**fields)
+
+
+CHUNK = [
+    _hit("sum-a", BEFORE, "10.0.0.1"),
+    _hit("sum-a", AFTER, "10.0.0.2", user_agent=ANDROID, referer="https://m.facebook.com/x"),
+    _hit("sum-a", AFTER, "10.0.0.1"),  # the first visitor again
+    _hit("sum-a", AFTER, "10.0.0.3", head=True),  # a bot hit
+    _hit("sum-b", BEFORE, "10.0.0.4", recipient="+34600000001"),
+    _hit("sum-b", AFTER, "10.0.0.4", recipient="+34600000001"),
+]
+
+
+async def _flushed(redis: Store, settings: Settings, hits: list[Hit]) -> None:
+    """`hits` pushed as one flush and applied as one chunk."""
+    await push(flusher(redis, settings), hits)
+    assert await worker(redis, settings).work_once() == 1
+
+
+async def _hash(redis: Store, key: str) -> dict[str, int]:
+    fields: Any = await redis.hgetall(key)
+    return {name.decode(): int(value) for name, value in fields.items()}
+
+
+async def test_a_chunk_adds_up_per_key_and_field_and_a_second_one_adds_to_it(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    clicks_a = {"clicks": 3, f"h:{HOURS[0]}": 1, f"h:{HOURS[1]}": 2}
+    clicks_a |= {f"d:{DAYS[0]}": 1, f"d:{DAYS[1]}": 2}
+    bots = {"bots": 1, f"hb:{HOURS[1]}": 1, f"db:{DAYS[1]}": 1}
+    clicks_b = {"clicks": 2, f"h:{HOURS[0]}": 1, f"h:{HOURS[1]}": 1}
+    clicks_b |= {f"d:{DAYS[0]}": 1, f"d:{DAYS[1]}": 1}
+    shown_a = {"dev:mobile": 3, "os:iOS": 2, "os:Android": 1, "br:Mobile Safari": 2}
+    shown_a |= {"br:Chrome Mobile": 1, "ref:m.facebook.com": 1}
+    shown_b = {"dev:mobile": 2, "os:iOS": 2, "br:Mobile Safari": 2}
+    for times in (1, 2):  # the same hits again, in a second chunk: counted again
+        await _flushed(redis, redirector_settings, CHUNK)
+        twice = {name: count * times for name, count in (clicks_a | bots).items()}
+        assert await _hash(redis, link_stats_key(7, "sum-a")) == twice | {"created": 1}
+        twice = {name: count * times for name, count in clicks_b.items()}
+        assert await _hash(redis, link_stats_key(7, "sum-b")) == twice | {"created": 1}
+        campaign = {name: clicks_a.get(name, 0) + clicks_b.get(name, 0) for name in clicks_a}
+        twice = {name: count * times for name, count in (campaign | bots).items()}
+        assert await _hash(redis, campaign_stats_key(7)) == twice
+        twice = {name: count * times for name, count in shown_a.items()}
+        assert await _hash(redis, link_breakdowns_key(7, "sum-a")) == twice
+        both = {name: shown_a.get(name, 0) + shown_b.get(name, 0) for name in shown_a}
+        twice = {name: count * times for name, count in both.items()}
+        assert await _hash(redis, campaign_breakdowns_key(7)) == twice
+    # Two people tapped sum-a (the bot hit is none); sum-b's recipient counts as a clicker,
+    # at their first click.
+    assert await redis.pfcount(link_uniques_key(7, "sum-a")) == 2
+    assert await redis.pfcount(campaign_uniques_key(7)) == 2
+    assert not await redis.exists(link_uniques_key(7, "sum-b"))
+    clickers: Any = await redis.zrange(clickers_key(7), 0, -1, withscores=True)
+    assert clickers == [(b"+34600000001", BEFORE * 1000)]
+    entries: Any = await redis.xrange(click_stream_key(7))
+    assert [(e[b"code"], e[b"t"], e[b"bot"]) for _, e in entries[:6]] == [
+        (hit.code.encode(), b"%d" % (hit.at * 1000), b"1" if hit.head else b"0") for hit in CHUNK
+    ]
+
+
+async def test_a_user_agent_is_kept_as_sent(redis: Store, redirector_settings: Settings) -> None:
+    odd = 'Odd\t"Agent" \\ ✓ 🎉/1.0'
+    await _flushed(redis, redirector_settings, [_hit("odd-ua", AFTER, "10.0.0.1", user_agent=odd)])
+    entries: Any = await redis.xrange(click_stream_key(7))
+    assert [entry[b"ua"].decode() for _, entry in entries] == [odd]
+
+
+async def test_a_breakdown_keeps_its_first_100_values_and_counts_the_rest_as_other(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    referers = [f"https://m{i}.example/" for i in range(3_000)]
+    hits = [_hit("many-ref", AFTER, "10.0.0.1", referer=referer) for referer in referers]
+    await _flushed(redis, redirector_settings, hits[:2_000])  # two chunks: the second
+    await _flushed(redis, redirector_settings, hits[2_000:])  # finds the first's values
+    for key in (link_breakdowns_key(7, "many-ref"), campaign_breakdowns_key(7)):
+        fields = await _hash(redis, key)
+        hosts = {name: count for name, count in fields.items() if name.startswith("ref:")}
+        assert len(hosts) == BREAKDOWN_VALUES_MAX + 1 and hosts["ref:other"] == 2_900
+        assert sum(hosts.values()) == 3_000 == fields["dev:mobile"]
+        assert len(fields) == len(hosts) + 3  # and one device, OS and browser
+        # Never past its cap by enough to leave the compact encoding (keys.py)
+        assert await redis.object("encoding", key) == b"listpack"
+    # A value kept goes on counting; a new one, or one that was counted as other, does not.
+    kept = next(name for name in hosts if name != "ref:other").removeprefix("ref:")
+    again = [_hit("many-ref", AFTER, "10.0.0.1", referer=f"https://{kept}/")]
+    again += [_hit("many-ref", AFTER, "10.0.0.1", referer=referer) for referer in referers]
+    await _flushed(redis, redirector_settings, again)
+    for key in (link_breakdowns_key(7, "many-ref"), campaign_breakdowns_key(7)):
+        fields = await _hash(redis, key)
+        assert fields[f"ref:{kept}"] == 3 and fields["ref:other"] == 2 * 2_900
+        assert len(fields) == BREAKDOWN_VALUES_MAX + 1 + 3
