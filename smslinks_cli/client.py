@@ -3,12 +3,13 @@ every failure an `ApiError` (the API's own error) or a `CliError` (no answer).""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from smslinks_cli.errors import ApiError, CliError
@@ -17,6 +18,10 @@ from smslinks_cli.errors import ApiError, CliError
 READ_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 10.0
 USER_AGENT = "smslinks-cli"
+# A key's rate limit (ADMIN_RATE_LIMIT per 60 s window) is waited out, as long as a window
+# lasts at most, and this many times per request (another client may spend the next one).
+RATE_LIMIT_WAIT_MAX = 120
+RATE_LIMIT_WAITS = 5
 
 
 def api_base(raw: str | None) -> URL:
@@ -44,11 +49,16 @@ def api_key(raw: str | None) -> str:
 
 class Api:
     """Calls of the admin API with one key; `call` returns the decoded JSON answer (None for
-    an empty one, as a 204)."""
+    an empty one, as a 204). A 429 (the key's rate limit spent) is waited out and the request
+    sent again: the limit refuses a request before anything is done for it, so any request
+    may be; `on_wait` hears of each wait."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: URL) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, base: URL, on_wait: Callable[[int], None]
+    ) -> None:
         self._session = session
         self._base = base
+        self._on_wait = on_wait
 
     def url(self, path: str) -> URL:
         return self._base.with_path(self._base.path.rstrip("/") + path, encoded=False)
@@ -61,15 +71,31 @@ class Api:
         json: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
+        for _ in range(RATE_LIMIT_WAITS):
+            status, retry_after, body = await self._send(method, path, json, params)
+            if status != 429 or retry_after is None or retry_after > RATE_LIMIT_WAIT_MAX:
+                break
+            self._on_wait(retry_after)
+            await asyncio.sleep(retry_after)
+        if status >= 400:
+            raise _error(status, body, f"{method} {self.url(path)}")
+        try:
+            return orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            raise CliError(f"{method} {self.url(path)}: HTTP {status}, not JSON") from None
+
+    async def _send(
+        self, method: str, path: str, json: Any, params: Mapping[str, str] | None
+    ) -> tuple[int, int | None, bytes]:
+        """The answer's status, Retry-After (whole seconds, if given) and body."""
         url = self.url(path)
         try:
             async with self._session.request(method, url, json=json, params=params) as resp:
-                body = await resp.read()
-                if resp.status >= 400:
-                    raise _error(resp.status, body, f"{method} {url}")
-                if not body:
-                    return None
-                return await resp.json(content_type=None)
+                retry_after = resp.headers.get("Retry-After", "")
+                seconds = (
+                    int(retry_after) if retry_after.isascii() and retry_after.isdigit() else None
+                )
+                return resp.status, seconds, await resp.read()
         except aiohttp.ClientConnectorError as exc:
             raise CliError(f"cannot reach the admin API at {self._base}: {exc.strerror}") from None
         except aiohttp.ClientResponseError as exc:
@@ -83,9 +109,9 @@ class Api:
 def _error(status: int, body: bytes, what: str) -> CliError:
     """The API's JSON error, or what a proxy in between said."""
     try:
-        detail = json.loads(body)["error"]
+        detail = orjson.loads(body)["error"]
         code, message = str(detail["code"]), str(detail["message"])
-    except (ValueError, KeyError, TypeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError):
         text = body.decode(errors="replace").strip()[:200] or "(no body)"
         return CliError(f"{what}: HTTP {status}: {text}")
     if status == 401:
@@ -94,8 +120,8 @@ def _error(status: int, body: bytes, what: str) -> CliError:
 
 
 @asynccontextmanager
-async def connect(base: URL, key: str) -> AsyncIterator[Api]:
+async def connect(base: URL, key: str, on_wait: Callable[[int], None]) -> AsyncIterator[Api]:
     timeout = aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT)
     headers = {"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT}
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-        yield Api(session, base)
+        yield Api(session, base, on_wait)

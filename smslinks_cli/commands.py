@@ -55,10 +55,14 @@ class Target:
         base, key = api_base(self.url), api_key(self.key)
 
         async def connected() -> T:
-            async with connect(base, key) as api:
+            async with connect(base, key, _say_wait) as api:
                 return await work(api)
 
         return asyncio.run(connected())
+
+
+def _say_wait(seconds: int) -> None:
+    err.print(f"the key's rate limit is spent: waiting {seconds} s (ADMIN_RATE_LIMIT)")
 
 
 class Commands(click.Group):

@@ -18,6 +18,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from admin.app import create_app
+from admin.service import ratelimit
 from admin.settings import AdminSettings
 from redirector.store.connection import Store
 from tests.admin.helpers import create_campaign
@@ -207,3 +208,27 @@ async def test_a_bad_item_names_its_line_and_what_is_wrong(
     contacts.write_text("+34600000001\n")
     result = await smslinks("send", "--campaign", "987654", "--url", URL, *args)
     assert one_error_line(result).startswith("campaign_id: no campaign with id 987654")
+
+
+async def test_a_spent_rate_limit_is_waited_out(
+    aiohttp_client: AiohttpClient,
+    admin_settings: AdminSettings,
+    redis: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """3 requests per 1-second window (60 s in earnest): the send's 4th and 5th batch get 429
+    with Retry-After, are sent again once it has passed, and go through."""
+    monkeypatch.setattr(ratelimit, "RATE_WINDOW", 1)
+    app = create_app(admin_settings.model_copy(update={"rate_limit": 3}))
+    admin = await aiohttp_client(app, headers=AUTH)
+    campaign = await create_campaign(admin)  # the window's first request
+    contacts, out = tmp_path / "contacts.csv", tmp_path / "links.csv"
+    contacts.write_text("".join(f"+3460000000{i}\n" for i in range(5)))
+    result = await Smslinks(str(admin.make_url("")), API_KEY)(
+        "send", "--campaign", str(campaign["id"]), "--url", URL,
+        "--recipients", str(contacts), "--out", str(out), "--batch-size", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "the key's rate limit is spent: waiting 1 s" in result.stderr
+    assert [row[0] for row in links_rows(out)[1:]] == [f"+3460000000{i}" for i in range(5)]
