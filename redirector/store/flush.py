@@ -21,6 +21,7 @@ from redirector.store.keys import (
     EVENT_USER_AGENT,
     EVENT_VISITOR_HASH,
     HOUR_PREFIX,
+    CLICK_TIMES_KEPT,
     LINK_CREATED,
     campaign_breakdowns_key,
     campaign_stats_key,
@@ -31,6 +32,7 @@ from redirector.store.keys import (
     link_breakdowns_key,
     link_stats_key,
     link_uniques_key,
+    recipient_clicks_key,
 )
 
 # -- FLUSH_CLICKS --------------------------------------------------------------------------
@@ -41,7 +43,8 @@ from redirector.store.keys import (
 # fan-out. Counters are summed per key and field inside the script.
 #
 #   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
-#   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[6] == '1')
+#   KEYS[3..7]        its stats, breakdowns, uniques, clickers and recipients' latest clicks
+#                     (when ARGV[6] == '1')
 #   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its hits' lines give it
 #   ARGV[1]           the hits, one per line: code, l, recipient ('' if none), time (unix ms),
 #                     bot ('1'/'0'), user agent, referer host, visitor hash, device type, OS,
@@ -55,6 +58,7 @@ from redirector.store.keys import (
 #   ARGV[6]           '1' when the hits are of a campaign's links
 #   ARGV[7..24]       the stats field names and prefixes, then the field names of a stream
 #                     entry, both in the order of `_FLUSH_FIELDS`
+#   ARGV[25]          how many of a recipient's latest clicks KEYS[7] keeps (CLICK_TIMES_KEPT)
 # Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
 # or a chunk applied again after its worker died).
 #
@@ -80,8 +84,9 @@ if tonumber(redis.call('HGET', batches, flusher) or '0') >= seq then
   return 0
 end
 local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local latest_clicks, kept = KEYS[7], tonumber(ARGV[25])
 
-local counts, sets, first = {}, {}, {}
+local counts, sets, first, latest = {}, {}, {}, {}
 local function bump(key, field)
   local t = counts[key]
   if not t then t = {}; counts[key] = t end
@@ -152,6 +157,10 @@ for _, f in ipairs(rows) do
     elseif campaign then
       -- Unique per recipient: a campaign's clickers, each with their first click.
       if not first[rcp] then first[rcp] = t end
+      -- And their latest clicks, for attribution (a click between a send and a sale).
+      local times = latest[rcp]
+      if not times then times = {}; latest[rcp] = times end
+      times[#times + 1] = ms
     end
   end
 end
@@ -166,6 +175,16 @@ for key, members in pairs(sets) do
   end
 end
 for rcp, t in pairs(first) do redis.call('ZADD', clickers, 'NX', t, rcp) end
+for rcp, times in pairs(latest) do
+  for held in string.gmatch(redis.call('HGET', latest_clicks, rcp) or '', '%d+') do
+    times[#times + 1] = tonumber(held)
+  end
+  table.sort(times)
+  local from = math.max(1, #times - kept + 1)
+  local out = {}
+  for i = from, #times do out[#out + 1] = string.format('%d', times[i]) end
+  redis.call('HSET', latest_clicks, rcp, table.concat(out, ' '))
+end
 redis.call('HSET', batches, flusher, seq)
 redis.call('EXPIRE', batches, keep)
 return 1
@@ -196,6 +215,7 @@ class ClickBatch:
                 campaign_breakdowns_key(campaign_id),
                 campaign_uniques_key(campaign_id),
                 clickers_key(campaign_id),
+                recipient_clicks_key(campaign_id),
             )
         self._links: dict[str, str] = {}
 
@@ -235,5 +255,6 @@ class FlushClicksScript:
             of_campaign,
         ]
         args += _FLUSH_FIELDS
+        args.append(CLICK_TIMES_KEPT)
         reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
         return bool(reply)
