@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import NoDecode
 
+from admin.attribution import Windows
 from redirector.store.connection import StoreSettings
 
 # Bearer keys shorter than this are refused: they would be guessable.
@@ -41,6 +42,9 @@ class AdminSettings(StoreSettings):
         int, Field(ge=1024, le=1 << 30, validation_alias="ADMIN_MAX_BODY_BYTES")
     ] = 64 * 1024 * 1024
     redis_timeout: Annotated[float, Field(ge=0.01, le=300.0)] = 5.0
+    # Attribution (admin/attribution.py), in seconds; 0 turns that model off.
+    attribution_click_window: Annotated[int, Field(ge=0, le=365 * 86400)] = 259_200
+    attribution_view_window: Annotated[int, Field(ge=0, le=365 * 86400)] = 86_400
     # Where worker processes share their metrics (prometheus-client's multiprocess mode);
     # set by the supervisor (admin/server.py) when ADMIN_WORKERS > 1.
     metrics_dir: Annotated[str | None, Field(validation_alias="PROMETHEUS_MULTIPROC_DIR")] = None
@@ -68,6 +72,10 @@ class AdminSettings(StoreSettings):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"must be an http(s) URL with a host: {value!r}")
         return value.rstrip("/")
+
+    @property
+    def windows(self) -> Windows:
+        return Windows(self.attribution_click_window * 1000, self.attribution_view_window * 1000)
 
     @property
     def own_host(self) -> str:
