@@ -239,7 +239,7 @@ OPERATIONS = {
         example={
             "name": "shop backend",
             "scopes": ["campaigns:read", "links:write"],
-            "expires_at": "2027-06-30T00:00:00Z",
+            "expires_at": "2030-01-01T00:00:00Z",
         },
         responses={201: "The new key, with `key` shown this once."},
     ),

@@ -5,6 +5,9 @@ plan       a batch of new links planned before anything is written (pure, no Red
 links      create links (checking and writing a plan), get, update and delete them
 store      the link store as the admin uses it: records read, chains walked, groups written
 stats      click analytics over what the redirector records
+workspaces create and find workspaces
+keys       API keys: made, listed, deleted, and each request's key found
+audit      the audit log: an entry per write request, pages of it
 migration  `python -m admin migrate`: a store of the layout before the tagged key schema moved
            into it; legacy_store, the reads and writes it makes
 """

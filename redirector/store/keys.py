@@ -37,7 +37,8 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
   while its campaign exists: so a campaign's keys, and the click keys of its links, share it.
 
     c:{C}             hash   campaign: name, kind, utm_source, utm_medium, created_at,
-                             code_length (of its recipients' derived codes, fixed at creation).
+                             code_length (of its recipients' derived codes, fixed at creation),
+                             workspace (absent: `default`; see below).
     d:{C}             hash   the campaign's destinations, each stored once: id (base 36) ->
                              destination record; `#<sha1 of that record>` -> its id (to find
                              it again); `#` -> the last id given. An id never changes meaning.
@@ -65,13 +66,13 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              a send and a conversion). Written by the flush, like k:{C}.
     al:{C}            hash   the campaign's send ledger, for its report: recipient -> a mark
                              (`+` once their implied send, a per-recipient link, was counted
-                             as replaced by a reported one, else `-`), then ` {sent_at ms}:
-                             {s|d|f}` for each reported send (sent, delivered, failed). Kept
+                             as replaced by a reported one, else `-`), then ` <sent_at ms>:
+                             <s|d|f>` for each reported send (sent, delivered, failed). Kept
                              for good: a repeat of a send updates its status, counted once.
-    ar:{C}            hash   the campaign's report counters (REPORT_FIELDS): reported sends,
+    ar:{C}            hash   the campaign's report counters (REPORT_*): reported sends,
                              delivered, failed, replaced (implied sends a reported one
                              replaced), conversions, click / view conversions, and per
-                             currency `rev:{CUR}` (revenue, minor units) and `n:{CUR}`.
+                             currency `rev:<CUR>` (revenue, minor units) and `n:<CUR>`.
     ac:{C}            set    order ids counted in ar:{C}: a conversion counts once, even when
                              the request that stored it is retried after a failure.
     f:{C}             hash   raw-hit queue (`hN:<epoch>`) -> number of the last chunk of it
@@ -94,17 +95,17 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              here: a flush sent again, its first reply lost, is pushed once.
                              Expires a day after the last push.
 
-- `{ws:xx}`, a workspace id and two hex digits: one of 256 tags per workspace of the
-  attribution state of its recipients and orders (admin/service/attribution*.py). A
+- `{<ws>:xx}`, a workspace id and two hex digits: one of 256 tags per workspace of the
+  attribution state of its recipients and orders (admin/service/sends.py, conversions.py). A
   recipient's sends are one key, so one script call (one per tag on a cluster, at most 256
   per batch) writes a batch's sends; recipients are opaque bytes, hashed for their tag.
 
-    as:{ws:xx}<recipient>
+    as:{<ws>:xx}<recipient>
                       string the recipient's reported sends that a window can still reach
-                             (not failed): `{campaign}:{sent_at ms}:{delivered_at ms or ''}`,
+                             (not failed): `<campaign>:<sent_at ms>:<delivered_at ms or ''>`,
                              space-separated. Expires (PXAT) when the last of them can no
                              longer be reached, so it holds days of sends at most.
-    ao:{ws:xx}yy      hash   order id -> the conversion as stored (JSON: recipient, amount in
+    ao:{<ws>:xx}yy    hash   order id -> the conversion as stored (JSON: recipient, amount in
                              minor units, currency, occurred_at ms, campaign id or null, type
                              or null), bucketed by crc32(order id) as links are (yy the low
                              byte): 65,536 small hashes per workspace stay listpack-encoded.
@@ -125,24 +126,23 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
   existed belongs to `default` (DEFAULT_WORKSPACE), which has no hash: it always exists. A
   campaign's workspace is a field of its hash (absent: `default`), and its links are its
   campaign's: nothing per link. A link without campaign outside `default` carries its
-  workspace in its record (`~{ws}` in the campaign field, record.py): a few bytes, and only
+  workspace in its record (`~<ws>` in the campaign field, record.py): a few bytes, and only
   there.
 
-    w:{ws}            hash   a workspace: name, created_at. Ids are w1, w2, ... (WORKSPACE_ID).
+    w:<ws>            hash   a workspace: name, created_at. Ids are w1, w2, ... (WORKSPACE_ID).
     seq:workspace     string INCR counter that hands out workspace ids.
-    wc:{ws}           zset   as `campaigns`, for the workspace's campaigns (`default`: `campaigns`).
-    ak:{key id}       hash   an API key: workspace, name, scopes (space-separated), hash (the
+    wc:<ws>           zset   as `campaigns`, for the workspace's campaigns (`default`: `campaigns`).
+    ak:<key id>       hash   an API key: workspace, name, scopes (space-separated), hash (the
                              SHA-256 of the key, hex; the key itself is stored nowhere),
                              created_at, expires_at (absent: never), last_used_at (written at
                              most once a minute). The id is the first 16 hex digits of the hash.
-    wk:{ws}           set    the ids of the workspace's keys, for listing.
-    wl:{ws}           zset   campaign id -> the last time (unix s) a per-recipient link of it
+    wk:<ws>           set    the ids of the workspace's keys, for listing.
+    wl:<ws>           zset   campaign id -> the last time (unix s) a per-recipient link of it
                              was created: the campaigns where a conversion looks for implied
                              sends (the recipient's link, found on their chain of codes).
-    wa:{ws}           stream the workspace's audit log: one entry per write request, fields
+    wa:<ws>           stream the workspace's audit log: one entry per write request, fields
                              key (its id), action (the operationId), target, at (unix ms);
                              capped with approximate MAXLEN (AUDIT_MAXLEN).
-  (Braces in these names stand for the value, not a hash tag: e.g. `w:w3`, `ak:9f86d081884c7d65`.)
 
 A per-recipient link needs no index: its code is derived from (campaign, recipient) with
 `cfg:code_key` (admin/codes.py), k = 0, 1, ... until a free position or the recipient's own
