@@ -110,10 +110,9 @@ class ConversionService:
         first_of: dict[str, ConversionIn] = {}
         for item in items:
             first_of.setdefault(item.order_id, item)  # a repeat within the batch: a duplicate
-        firsts = list(first_of.values())
-        held = await self._stored(workspace, [item.order_id for item in firsts])
-        new = [item for item in firsts if held[item.order_id] is None]
-        decided = await self._decide(workspace, new)
+        # Every order is decided, duplicates too: they are rare, and telling them apart
+        # first would cost a read per order (the store's claim tells them apart anyway).
+        decided = await self._decide(workspace, list(first_of.values()))
         claims = await self._scripts.claim_orders(
             workspace, [OrderRow(c.order_id, c.record()) for c in decided]
         )
@@ -124,7 +123,6 @@ class ConversionService:
             for c, claim in zip(decided, claims, strict=True)
             if claim is not None
         ]
-        counted += [decode_conversion(order, raw) for order, raw in held.items() if raw is not None]
         await self._count(counted)
         return Ingested(accepted, len(items) - len(accepted))
 
@@ -133,13 +131,6 @@ class ConversionService:
         if raw is None:
             raise ConversionNotFound(order_id)
         return decode_conversion(order_id, raw)  # type: ignore[arg-type]  # bytes: no decoding
-
-    async def _stored(self, workspace: str, order_ids: list[str]) -> dict[str, bytes | None]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for order_id in order_ids:
-                pipe.hget(order_key(workspace, order_id), order_id)
-            raws: list[bytes | None] = await pipe.execute()
-        return dict(zip(order_ids, raws, strict=True))
 
     async def _count(self, conversions: list[Conversion]) -> None:
         by_campaign: dict[int, list[CountedRow]] = {}
