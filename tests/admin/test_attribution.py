@@ -22,8 +22,14 @@ from redirector.clickbatch import batches
 from redirector.clicks import Hit, pack_hits
 from redirector.store.connection import Store
 from redirector.store.flush import FlushClicksScript
-from redirector.store.keys import recipient_sends_key
-from tests.admin.helpers import create_campaign, create_link, expect_error
+from redirector.store.keys import CLICK_TIMES_KEPT, recipient_clicks_key, recipient_sends_key
+from tests.admin.helpers import (
+    create_campaign,
+    create_link,
+    expect_error,
+    stats_once_flushed,
+    tap,
+)
 from tests.conftest import AUTH, Client, schema_errors
 from tests.user_agents import IPHONE
 
@@ -477,3 +483,49 @@ async def test_a_window_of_0_turns_that_model_off(
         await clicks(redis, campaign, "code1", sent + 1000)
     won = await convert(admin, sent + 2000)
     assert won == ((campaign, expected) if expected else (None, None))
+
+
+# -- end to end: taps through the redirector, recorded by the click worker ------------------
+
+
+async def test_a_tap_through_the_redirector_makes_it_a_click_a_preview_does_not(
+    admin: Client, redirector: Client
+) -> None:
+    campaign, _ = await two_campaigns(admin)
+    link = await create_link(admin, campaign_id=campaign, recipient=R)
+    stats = f"/api/campaigns/{campaign}/stats"
+    await tap(redirector, link["code"], "WhatsApp/2.23.20.0 A")
+    await stats_once_flushed(admin, stats, clicks=0, bot_hits=1)
+    assert await convert(admin, now_ms() + 1000, "previewed") == (campaign, "view")
+    await tap(redirector, link["code"], IPHONE)
+    await stats_once_flushed(admin, stats, clicks=1, bot_hits=1)
+    assert await convert(admin, now_ms() + 1000, "tapped") == (campaign, "click")
+
+
+async def test_a_batch_sent_again_counts_once(admin: Client) -> None:
+    campaign, _ = await two_campaigns(admin)
+    sent = now_ms() - H
+    batch = [send(campaign, sent, sent + 1000, recipient=f"+3461{i:07d}") for i in range(300)]
+    await post_sends(admin, *batch)
+    await post_sends(admin, *batch)  # a retry after, say, a 503
+    body = await report(admin, campaign)
+    assert (body["sends"], body["delivered"]) == (300, 300)
+    orders = [
+        {"order_id": f"o{i}", "recipient": item["recipient"], "amount": "1.00", "currency": "EUR"}
+        | {"occurred_at": rfc3339_ms(sent + H)}
+        for i, item in enumerate(batch)
+    ]
+    for _ in range(2):
+        resp = await admin.post("/api/conversions", json={"conversions": orders})
+        assert resp.status == 200, await resp.text()
+    body = await report(admin, campaign)
+    assert (body["conversions"], body["revenue"], body["cvr"]) == (300, {"EUR": "300.00"}, 1.0)
+
+
+async def test_a_recipients_latest_clicks_are_kept_and_no_more(admin: Client, redis: Store) -> None:
+    campaign, _ = await two_campaigns(admin)
+    base = now_ms() - 2 * H
+    await clicks(redis, campaign, "code1", *(base + i for i in range(6)))
+    await clicks(redis, campaign, "code1", *(base + i for i in range(6, 12)))
+    kept = await redis.hget(recipient_clicks_key(campaign), R)
+    assert kept == " ".join(str(base + i) for i in range(12 - CLICK_TIMES_KEPT, 12)).encode()
