@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from admin.service.plan import Chain
 from admin.service.store import MAX_CHAIN
 from redirector.store.lookup import LinkReader
-from redirector.store.record import Record, decode
+from redirector.store.record import PLAIN_LINK, Record, b36, decode
 
 
 class ImpliedSends:
@@ -27,6 +27,7 @@ class ImpliedSends:
         chains walked (almost always one)."""
         wanted = list(dict.fromkeys(recipients))
         found: dict[str, list[int]] = {}
+        campaign = b36(campaign_id).encode()
         at = dict(zip(wanted, chain.first_codes(campaign_id, wanted), strict=True))
         for _ in range(MAX_CHAIN):
             if not at:
@@ -36,6 +37,10 @@ class ImpliedSends:
             for (recipient, (position, _)), raw in zip(at.items(), raws, strict=True):
                 if raw is None:
                     continue  # a free position: the chain ends here
+                created = _plain_link(raw, campaign, recipient)
+                if created is not None:
+                    found[recipient] = [created]  # the usual case: their link, first on the chain
+                    continue
                 record = decode(raw)
                 if _owned(record, campaign_id, recipient):
                     found.setdefault(recipient, []).append(record.created_at)
@@ -50,3 +55,16 @@ def _owned(record: Record, campaign_id: int, recipient: str) -> bool:
     """A link, tombstone or alias of the campaign's recipient (an alias was made with its
     custom link, at its creation time)."""
     return record.campaign_id == campaign_id and record.recipient == recipient
+
+
+def _plain_link(raw: bytes, campaign: bytes, recipient: str) -> int | None:
+    """The creation time of `raw` if it is the most common record of all, a plain link (no
+    flag) of that campaign (base 36) and recipient, read without decoding it whole (a
+    tenth of the cost); None for any other record (decode it)."""
+    if not raw.startswith(PLAIN_LINK):
+        return None
+    _, created, _, owner, _, size, tail = raw.split(b"|", 6)
+    mine = recipient.encode()
+    if owner != campaign or size != b36(len(mine)).encode() or tail[: len(mine)] != mine:
+        return None
+    return int(created, 36)
