@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from redis.asyncio import Redis
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
@@ -106,6 +107,8 @@ async def event_rates(
         if any(won["type"] != "view" for won in body["attributed"]):
             raise SeedError("a conversion of the bench was not credited to its send by view")
 
+    store = bench.store
+    assert store is not None, "the events go to the bench's Redis"
     with admin_service(bench, redis_url, port, key) as admin:
         url = f"http://127.0.0.1:{port}"
         await admin.wait(f"{url}/healthz")
@@ -116,16 +119,29 @@ async def event_rates(
             ) as session,
             asyncio.timeout(options.seed_timeout),
         ):
+            used = [await _used_memory(store)]
             print(f"posting {events:,} sends through the admin API ...", flush=True)
             bodies = (sends_body(campaign_id, chunk, sent_ms) for chunk in _chunks(events))
             sends = await post_all(session, "/api/sends", bodies, options.concurrency, accepted)
+            used.append(await _used_memory(store))
             print(f"posting {events:,} conversions through the admin API ...", flush=True)
             now_ms = int(time.time() * 1000)
             bodies = (conversions_body(chunk, now_ms) for chunk in _chunks(events))
             conversions = await post_all(
                 session, "/api/conversions", bodies, options.concurrency, credited
             )
+            used.append(await _used_memory(store))
+    bench.report.notes.append(
+        f"Redis memory added by the attribution rows: {(used[1] - used[0]) / events:.0f} B per "
+        f"send (the campaign's ledger, the recipient's reachable sends), "
+        f"{(used[2] - used[1]) / events:.0f} B per conversion (its record, its order id in "
+        "the campaign's counted set)."
+    )
     return (
         results.Creation(events, sends, events / sends),
         results.Creation(events, conversions, events / conversions),
     )
+
+
+async def _used_memory(store: Redis) -> int:
+    return int((await store.info("memory"))["used_memory"])
