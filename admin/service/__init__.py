@@ -8,6 +8,10 @@ stats      click analytics over what the redirector records
 workspaces create and find workspaces
 keys       API keys: made, listed, deleted, and each request's key found
 audit      the audit log: an entry per write request, pages of it
+sends      sends recorded for attribution and their campaigns' reports
+conversions conversions attributed (admin.attribution) and stored once per order id
+implied    implied sends: recipients' per-recipient links, found on their chains
+report     a campaign's attribution report, from its counters
 migration  `python -m admin migrate`: a store of the layout before the tagged key schema moved
            into it; legacy_store, the reads and writes it makes
 """
