@@ -29,7 +29,7 @@ from admin.appkeys import (
 )
 from admin.auth import audit
 from admin.batch_body import parse_batch
-from admin.exceptions import CampaignNotFound
+from admin.exceptions import CampaignNotFound, ValidationFailed
 from admin.export import clicks_csv
 from admin.metrics import LINKS_CREATED
 from admin.models import (
@@ -300,8 +300,12 @@ async def _write_csv(response: web.StreamResponse, chunks: AsyncIterator[list[Cl
     access="events:write",
 )
 async def record_sends(request: web.Request) -> web.StreamResponse:
-    data = parse(SendBatchIn, await read_json(request), _rules(request))
-    accepted = await request.app[sends_key].record(workspace(request), data.sends)
+    body, service = await read_json(request), request.app[sends_key]
+    try:
+        data = parse(SendBatchIn, body, _rules(request))
+    except ValidationFailed as invalid:
+        raise await service.with_campaign_errors(workspace(request), body, invalid) from None
+    accepted = await service.record(workspace(request), data.sends)
     audit(request, f"sends ({accepted})")
     return json_response(responses.sends_accepted(accepted))
 

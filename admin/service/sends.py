@@ -20,10 +20,11 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from admin.attribution import Windows
-from admin.exceptions import CampaignNotFound, FieldError, ValidationFailed
-from admin.models import SendIn
+from admin.exceptions import FieldError, ValidationFailed
+from admin.models import MAX_BATCH, SendIn
 from admin.service.campaigns import CampaignService
 from admin.service.implied import ImpliedSends
 from admin.service.links import LinkService
@@ -96,22 +97,40 @@ class SendService:
         await self._scripts.mark_replaced(campaign_id, list(linked))
 
     async def _check_campaigns(self, workspace: str, sends: Sequence[SendIn]) -> None:
-        wanted = {send.campaign_id for send in sends}
-        missing = set()
-        for campaign_id in wanted:
-            try:
-                await self._campaigns.get_campaign(campaign_id, workspace, count_links=False)
-            except CampaignNotFound:
-                missing.add(campaign_id)
-        if missing:
-            raise ValidationFailed(
-                [
-                    FieldError(
-                        f"sends[{index}].campaign_id",
-                        f"no campaign with id {send.campaign_id}",
-                        index,
-                    )
-                    for index, send in enumerate(sends)
-                    if send.campaign_id in missing
-                ]
+        errors = await self.campaign_errors(workspace, [send.campaign_id for send in sends])
+        if errors:
+            raise ValidationFailed(errors)
+
+    async def campaign_errors(
+        self, workspace: str, campaign_ids: Sequence[object]
+    ) -> list[FieldError]:
+        """An error for each item (by its campaign_id, None or anything but an id for an item
+        without one) whose campaign the workspace does not have."""
+        wanted = {i for i in campaign_ids if type(i) is int and 1 <= i < 2**63}
+        missing = await self._campaigns.missing(wanted, workspace) if wanted else set()
+        return [
+            FieldError(f"sends[{index}].campaign_id", f"no campaign with id {campaign_id}", index)
+            for index, campaign_id in enumerate(campaign_ids)
+            if campaign_id in missing
+        ]
+
+    async def with_campaign_errors(
+        self, workspace: str, body: Any, invalid: ValidationFailed
+    ) -> ValidationFailed:
+        """A refused batch's errors with those of its items' campaigns, so that one answer
+        names every bad item."""
+        items = body.get("sends") if isinstance(body, dict) else None
+        if not isinstance(items, list) or len(items) > MAX_BATCH:
+            return invalid
+        ids = [item.get("campaign_id") if isinstance(item, dict) else None for item in items]
+        named = {(error.index, error.field) for error in invalid.errors}
+        extra = [
+            e for e in await self.campaign_errors(workspace, ids) if (e.index, e.field) not in named
+        ]
+        if not extra:
+            return invalid
+        return ValidationFailed(
+            sorted(
+                invalid.errors + extra, key=lambda e: (e.index is not None, e.index or 0, e.field)
             )
+        )

@@ -24,8 +24,11 @@ from redirector.store.connection import Store
 from redirector.store.flush import FlushClicksScript
 from redirector.store.keys import CLICK_TIMES_KEPT, recipient_clicks_key, recipient_sends_key
 from tests.admin.helpers import (
+    bearer,
     create_campaign,
+    create_key,
     create_link,
+    create_workspace,
     expect_error,
     stats_once_flushed,
     tap,
@@ -418,10 +421,10 @@ async def test_a_bad_send_batch_names_every_bad_item_and_writes_nothing(
     assert [(f["index"], f["field"]) for f in error["fields"]] == [
         (1, "sends[1].delivered_at"),
         (2, "sends[2].status"),
+        (3, "sends[3].campaign_id"),
         (4, "sends[4].status"),
         (5, "sends[5].sent_at"),
     ]
-    # The campaign is checked once the items are: alone, it is named as well.
     resp = await admin.post("/api/sends", json={"sends": [bad[0], bad[3]]})
     error = await expect_error(resp, 422, "validation_failed")
     assert [f["field"] for f in error["fields"]] == ["sends[1].campaign_id"]
@@ -529,3 +532,18 @@ async def test_a_recipients_latest_clicks_are_kept_and_no_more(admin: Client, re
     await clicks(redis, campaign, "code1", *(base + i for i in range(6, 12)))
     kept = await redis.hget(recipient_clicks_key(campaign), R)
     assert kept == " ".join(str(base + i) for i in range(12 - CLICK_TIMES_KEPT, 12)).encode()
+
+
+async def test_a_send_to_another_workspaces_campaign_is_refused_as_a_missing_one(
+    admin: Client, redis: Store
+) -> None:
+    campaign, _ = await two_campaigns(admin)  # in `default`
+    workspace = await create_workspace(admin, "B")
+    key = (await create_key(admin, workspace, ["events:write"]))["key"]
+    item = send(campaign, now_ms() - H)
+    resp = await admin.post("/api/sends", json={"sends": [item]}, headers=bearer(key))
+    error = await expect_error(resp, 422, "validation_failed")
+    assert error["fields"] == [
+        {"field": "sends[0].campaign_id", "index": 0, "message": f"no campaign with id {campaign}"}
+    ]
+    assert await redis.exists(recipient_sends_key(workspace, R)) == 0
