@@ -16,25 +16,30 @@ from redis.exceptions import RedisError
 from admin import responses
 from admin.appkeys import (
     campaigns_key,
+    conversions_key,
     links_key,
     openapi_key,
     principal_key,
     redis_key,
+    reports_key,
+    sends_key,
     settings_key,
     stats_key,
 )
 from admin.auth import audit
 from admin.batch_body import parse_batch
-from admin.exceptions import CampaignNotFound
+from admin.exceptions import CampaignNotFound, ValidationFailed
 from admin.export import clicks_csv_response
 from admin.metrics import LINKS_CREATED
 from admin.models import (
     BatchIn,
     CampaignIn,
+    ConversionBatchIn,
     ExportQuery,
     LinkIn,
     LinkPatch,
     Paging,
+    SendBatchIn,
     StatsQuery,
     UrlRules,
     click_filter,
@@ -275,6 +280,59 @@ async def campaign_clicks_csv(request: web.Request) -> web.StreamResponse:
     return await clicks_csv_response(request, campaign_id, chunks)
 
 
+@Operation(
+    "recordSends",
+    "attribution",
+    responses.SendsAccepted,
+    body=SendBatchIn,
+    errors=STORED,
+    access="events:write",
+)
+async def record_sends(request: web.Request) -> web.StreamResponse:
+    body, service = await read_json(request), request.app[sends_key]
+    try:
+        data = parse(SendBatchIn, body, rules(request))
+    except ValidationFailed as invalid:
+        raise await service.with_campaign_errors(workspace(request), body, invalid) from None
+    accepted = await service.record(workspace(request), data.sends)
+    audit(request, f"sends ({accepted})")
+    return json_response(responses.sends_accepted(accepted))
+
+
+@Operation(
+    "recordConversions",
+    "attribution",
+    responses.ConversionsAccepted,
+    body=ConversionBatchIn,
+    errors=STORED,
+    access="events:write",
+)
+async def record_conversions(request: web.Request) -> web.StreamResponse:
+    data = parse(ConversionBatchIn, await read_json(request), rules(request))
+    result = await request.app[conversions_key].ingest(workspace(request), data.conversions)
+    audit(request, f"conversions ({len(result.accepted)} new, {result.duplicates} duplicates)")
+    return json_response(responses.conversions_accepted(result))
+
+
+@Operation("getConversion", "attribution", responses.Conversion, errors=FOUND, access="stats:read")
+async def get_conversion(request: web.Request) -> web.StreamResponse:
+    order_id = request.match_info["order_id"]
+    found = await request.app[conversions_key].get(workspace(request), order_id)
+    return json_response(responses.conversion(found))
+
+
+@Operation(
+    "getCampaignReport",
+    "attribution",
+    responses.CampaignReport,
+    errors=FOUND,
+    access="stats:read",
+)
+async def campaign_report(request: web.Request) -> web.StreamResponse:
+    report = await request.app[reports_key].report(campaign_id_of(request), workspace(request))
+    return json_response(responses.campaign_report(report))
+
+
 @Operation("getOpenAPI", "service", dict[str, Any])
 async def openapi(request: web.Request) -> web.StreamResponse:
     return web.Response(body=request.app[openapi_key], content_type="application/json")
@@ -308,6 +366,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/campaigns/{id}/stats", campaign_stats)
     r.add_get("/api/campaigns/{id}/clickers", campaign_clickers)
     r.add_get("/api/campaigns/{id}/clicks.csv", campaign_clicks_csv)
+    r.add_get("/api/campaigns/{id}/report", campaign_report)
+    r.add_post("/api/sends", record_sends)
+    r.add_post("/api/conversions", record_conversions)
+    r.add_get("/api/conversions/{order_id}", get_conversion)
     r.add_post("/api/links", create_link)
     r.add_post("/api/links/batch", create_batch)
     r.add_get("/api/links/{code}", get_link)

@@ -36,6 +36,11 @@ INFO = {
 TAGS = [
     {"name": "campaigns", "description": "Campaigns group links and name their UTM values."},
     {"name": "links", "description": "Short links."},
+    {
+        "name": "attribution",
+        "description": "Sends and conversions, and what each campaign earned (the billboard "
+        "model).",
+    },
     {"name": "access", "description": "Workspaces, their API keys, and the audit log."},
     {"name": "service", "description": "Health, metrics and this document."},
 ]
@@ -88,6 +93,7 @@ PATH_PARAMETERS = {
         "schema": {"type": "string"},
     },
     "key_id": {"description": "The key's id (not the key).", "schema": {"type": "string"}},
+    "order_id": {"description": "The conversion's order id.", "schema": {"type": "string"}},
     "id": {
         "description": "The campaign's id; an id that is not a number is a 404.",
         "schema": {"type": "integer", "minimum": 1},
@@ -109,6 +115,15 @@ one.
 (4096 by default), without user info or control characters, and must not point at the
 redirector's own host. Internationalised hosts are stored in IDNA form and non-ASCII characters
 elsewhere are percent-encoded."""
+
+ATTRIBUTION_RULES = """\
+**Attribution** (the billboard model): a conversion of a recipient at time T goes to their
+latest send S (any campaign of the workspace, sent at or before T, not failed) that they
+clicked a link of S's campaign after (between S's sent_at and T, within
+ATTRIBUTION_CLICK_WINDOW of the send: type click), or that was delivered within
+ATTRIBUTION_VIEW_WINDOW before T (type view); a tie goes to the higher campaign id. A
+per-recipient link counts as a send, sent and delivered when it was made, unless a send of
+that campaign was reported to that recipient."""
 
 STATS_RULES = """\
 Counted as the redirector flushes its clicks (every 0.1 s). A hit is a **bot hit**, not a
@@ -214,6 +229,55 @@ OPERATIONS = {
         "The campaign's recipients (of per-recipient links) who clicked at least once (bot hits "
         "do not count), ordered by their first click, with that time and their link's code "
         "(null if the link was deleted since).",
+    ),
+    "recordSends": Text(
+        "Report sends of campaigns and automations",
+        f"Up to {MAX_BATCH:,} sends; every item is checked first, and a 422 names each bad "
+        "one and writes nothing. A send is keyed by (campaign_id, recipient, sent_at): a repeat "
+        "sets its `delivered_at` and `status` (delivery reports come after the send). A "
+        "reported send replaces the implied send of the recipient's link of that campaign. "
+        + ATTRIBUTION_RULES,
+        example={
+            "sends": [
+                {"campaign_id": 1, "recipient": "+34600000001", "sent_at": "2026-03-01T09:00:00Z"},
+                {
+                    "campaign_id": 1,
+                    "recipient": "+34600000001",
+                    "sent_at": "2026-03-01T09:00:00Z",
+                    "delivered_at": "2026-03-01T09:00:04Z",
+                },
+            ]
+        },
+        responses={200: "How many sends were recorded."},
+    ),
+    "recordConversions": Text(
+        "Report conversions (orders), each attributed as it is stored",
+        f"Up to {MAX_BATCH:,} conversions; every item is checked first (422, nothing "
+        "written). Each is decided now, from the sends and clicks recorded so far, and stored "
+        "with its decision; an order id already stored (or given earlier in the batch) is a "
+        "duplicate: the first one wins and counts once. " + ATTRIBUTION_RULES,
+        example={
+            "conversions": [
+                {
+                    "order_id": "A-1001",
+                    "recipient": "+34600000001",
+                    "amount": "80.00",
+                    "currency": "EUR",
+                    "occurred_at": "2026-03-01T10:30:00Z",
+                }
+            ]
+        },
+        responses={200: "The conversions stored now, with the campaign each went to."},
+    ),
+    "getConversion": Text("Get a conversion as stored, with its attribution"),
+    "getCampaignReport": Text(
+        "A campaign's sends, clicks, conversions and revenue",
+        "`sends` counts every reported send (failed ones too) and every per-recipient link "
+        "that no reported send replaced; `delivered`, those delivered (an implied send is "
+        "delivered). ctr = unique_clicks / delivered and cvr = conversions / delivered (all "
+        "currencies together), rounded to 4 decimals, null when delivered is 0. Per currency: "
+        "revenue, aov (revenue / its conversions) and epm (revenue x 1000 / sends), in its "
+        "minor units, rounded half-up.",
     ),
     "createWorkspace": Text(
         "Create a workspace (root keys only)",

@@ -15,10 +15,13 @@ from admin.appkeys import (
     api_keys_key,
     audit_log_key,
     campaigns_key,
+    conversions_key,
     links_key,
     rate_limiter_key,
     redis_key,
+    reports_key,
     send_jobs_key,
+    sends_key,
     sessions_key,
     settings_key,
     stats_key,
@@ -32,16 +35,23 @@ from admin.metrics import metrics_middleware, metrics_text
 from admin.request_body import READ_AS_SENT
 from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
+from admin.service.conversions import ConversionService
+from admin.service.implied import ImpliedSends
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
 from admin.service.ratelimit import RateLimiter
+from admin.service.report import ReportService
 from admin.service.send_jobs import SendJobService
+from admin.service.sends import SendService
 from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
 from admin.settings import AdminSettings
+from redirector.store.attribution import AttributionScripts
 from redirector.store.connection import Store, connect
+from redirector.store.counts import LinkCounts
 from redirector.store.keys import REDIS_MEMORY_CONFIG
+from redirector.store.lookup import LinkReader
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[links_key] = links = LinkService(redis, campaigns, settings)
     app[stats_key] = StatsService(redis, campaigns, links)
+    scripts = AttributionScripts(redis, settings.durability)
+    implied = ImpliedSends(LinkReader(redis))
+    link_counts = LinkCounts(redis)
+    windows = settings.windows
+    app[sends_key] = SendService(scripts, campaigns, links, implied, link_counts, windows)
+    app[conversions_key] = ConversionService(redis, scripts, campaigns, links, implied, windows)
+    app[reports_key] = ReportService(redis, campaigns, link_counts)
     app[workspaces_key] = WorkspaceService(redis, settings.durability)
     app[api_keys_key] = KeyService(redis, settings.api_keys, settings.durability)
     app[audit_log_key] = audit_log = AuditService(redis, settings.durability)

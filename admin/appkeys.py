@@ -9,10 +9,13 @@ from aiohttp import web
 from admin.access import Principal
 from admin.service.audit import AuditService
 from admin.service.campaigns import CampaignService
+from admin.service.conversions import ConversionService
 from admin.service.keys import KeyService
 from admin.service.links import LinkService
 from admin.service.ratelimit import Quota, RateLimiter
+from admin.service.report import ReportService
 from admin.service.send_jobs import SendJobService
+from admin.service.sends import SendService
 from admin.service.sessions import SessionService
 from admin.service.stats import StatsService
 from admin.service.workspaces import WorkspaceService
@@ -24,6 +27,9 @@ redis_key: web.AppKey[Store] = web.AppKey("redis")
 campaigns_key = web.AppKey("campaigns", CampaignService)
 links_key = web.AppKey("links", LinkService)
 stats_key = web.AppKey("stats", StatsService)
+sends_key = web.AppKey("sends", SendService)
+conversions_key = web.AppKey("conversions", ConversionService)
+reports_key = web.AppKey("reports", ReportService)
 workspaces_key = web.AppKey("workspaces", WorkspaceService)
 api_keys_key = web.AppKey("api_keys", KeyService)
 audit_log_key = web.AppKey("audit_log", AuditService)

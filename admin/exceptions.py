@@ -9,7 +9,8 @@ AdminError
 │   ├── CampaignNotFound
 │   ├── LinkNotFound
 │   ├── WorkspaceNotFound
-│   └── KeyNotFound
+│   ├── KeyNotFound
+│   └── ConversionNotFound
 └── CodeTaken               409  a custom code is already in use
 """
 
@@ -120,3 +121,10 @@ class KeyNotFound(NotFound):
 
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no API key with id {key_id!r}")
+
+
+class ConversionNotFound(NotFound):
+    code = "conversion_not_found"
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"no conversion with order id {order_id!r}")

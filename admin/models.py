@@ -9,11 +9,14 @@ body is already the pure-ASCII form that gets tagged and stored.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
@@ -23,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -32,6 +36,7 @@ from pydantic_core import CoreSchema, ErrorDetails, core_schema
 from admin.access import SCOPES, Scope
 from admin.codes import MAX_LENGTH, MIN_LENGTH
 from admin.exceptions import FieldError, InvalidURL, ValidationFailed
+from admin.money import CURRENCY_PATTERN, minor_units, to_minor_units
 from admin.tagging import CONTROL_CHARACTERS, normalize_url
 from redirector.store.keys import CODE_PATTERN, DAY, HOUR, RESERVED_CODES
 
@@ -39,11 +44,14 @@ from redirector.store.keys import CODE_PATTERN, DAY, HOUR, RESERVED_CODES
 AUDIT_ENTRY_ID = "^[0-9]{1,20}-[0-9]{1,20}$"
 
 MAX_BATCH = 10_000
+# The list fields of batch bodies: an error inside one names the item's index.
+BATCHES = ("links", "sends", "conversions")
 
 NO_CONTROL = f"^[^{CONTROL_CHARACTERS}]*$"
 # Said in words: pydantic's own message would quote the regex.
 _PATTERN_MESSAGES = {
     CODE_PATTERN: "must be 3 to 64 characters from A-Z, a-z, 0-9, '_' and '-'",
+    CURRENCY_PATTERN: "must be an ISO 4217 currency code with minor units, e.g. EUR",
     NO_CONTROL: "must not contain control characters",
     AUDIT_ENTRY_ID: "must be the next of an earlier page",
 }
@@ -219,6 +227,135 @@ class WorkspaceIn(_Body):
     name: Name
 
 
+# -- sends and conversions (attribution) -----------------------------------------------------
+
+# How far ahead of the admin's clock an event's time may be (clocks drift): a later one would
+# be decided against sends and clicks that are not recorded yet.
+CLOCK_SKEW = 300
+_EVENT_TIME_RULE = f"must not be more than {CLOCK_SKEW} s ahead of the server's clock"
+
+
+@lru_cache(maxsize=4096)
+def _event_datetime(value: str) -> datetime:
+    """Cached: the sends of a batch, reported by a gateway to the second, share their times."""
+    when: datetime = _rfc3339(value)
+    if when.timestamp() < 0:
+        raise ValueError("must not be before 1970")
+    return when
+
+
+def _event_time(value: Any) -> datetime:
+    """An RFC 3339 time (as `Time`), from 1970 and not ahead of the clock by more than
+    CLOCK_SKEW."""
+    if not isinstance(value, str):
+        raise ValueError(_RFC3339_RULE)
+    when = _event_datetime(value)
+    if when.timestamp() > time.time() + CLOCK_SKEW:
+        raise ValueError(_EVENT_TIME_RULE)
+    return when
+
+
+EventTime = Annotated[datetime, PlainValidator(_event_time, json_schema_input_type=str)]
+SendStatus = Literal["sent", "delivered", "failed"]
+
+
+def _delivered_after_sent(value: datetime | None, info: ValidationInfo) -> datetime | None:
+    sent = info.data.get("sent_at")  # absent when it was refused
+    if value is not None and sent is not None and value < sent:
+        raise ValueError("must not be before sent_at")
+    return value
+
+
+def _status(value: SendStatus | None, info: ValidationInfo) -> SendStatus:
+    """The default (delivered when delivered_at is given, else sent), or the status given,
+    which must agree with delivered_at."""
+    delivered = info.data.get("delivered_at")
+    if value is None:
+        return "delivered" if delivered is not None else "sent"
+    if (value == "delivered") != (delivered is not None) and "delivered_at" in info.data:
+        raise ValueError(
+            "delivered needs delivered_at"
+            if value == "delivered"
+            else f"{value} goes without delivered_at (a send with delivered_at was delivered)"
+        )
+    return value
+
+
+class SendIn(_Body):
+    campaign_id: Id = Field(
+        description="The campaign or automation sent; 422 if not one of the key's workspace."
+    )
+    recipient: Text = Field(description="As the links' `recipient`: compared byte for byte.")
+    sent_at: EventTime = Field(description="When the message was sent.")
+    delivered_at: Annotated[EventTime | None, AfterValidator(_delivered_after_sent)] = Field(
+        None, description="When the delivery report says it was received."
+    )
+    status: Annotated[SendStatus | None, AfterValidator(_status)] = Field(
+        None,
+        validate_default=True,
+        description="Default: delivered when `delivered_at` is given, else sent. Delivered "
+        "needs `delivered_at`; sent and failed go without it.",
+    )
+
+
+class SendBatchIn(_Body):
+    sends: list[SendIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def _amount(value: Any) -> Any:
+    """A decimal string (digits, an optional point and decimals) or a JSON number, as a Decimal;
+    a number is taken as its shortest decimal form (80.1, not the binary float's digits)."""
+    if isinstance(value, str):
+        if not _AMOUNT.fullmatch(value):
+            raise ValueError('must be a decimal string such as "80.00" or a number')
+        return Decimal(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return Decimal(repr(value))
+    raise ValueError('must be a decimal string such as "80.00" or a number')
+
+
+def _currency(value: str) -> str:
+    if minor_units(value) is None:
+        raise ValueError("must be an ISO 4217 currency code with minor units, e.g. EUR")
+    return value
+
+
+def _in_minor_units(value: Decimal, info: ValidationInfo) -> int:
+    currency = info.data.get("currency")
+    if currency is None:  # refused itself: nothing to check the amount against
+        return 0
+    return to_minor_units(value, currency)
+
+
+_AMOUNT = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?")
+
+
+class ConversionIn(_Body):
+    order_id: Text = Field(
+        description="The order's id: a conversion is stored once per order "
+        "id in the workspace (a repeat is a duplicate; the first one wins)."
+    )
+    recipient: Text = Field(description="Who bought, as the sends' `recipient`.")
+    currency: Annotated[str, Field(pattern=CURRENCY_PATTERN), AfterValidator(_currency)] = Field(
+        description="ISO 4217, e.g. EUR."
+    )
+    amount: Annotated[
+        int,
+        PlainValidator(_amount, json_schema_input_type=str | float),
+        AfterValidator(_in_minor_units),
+    ] = Field(
+        description="A decimal string or a number, >= 0, with at most the currency's "
+        "minor-unit digits (EUR 2, JPY 0, BHD 3). Stored in minor units."
+    )
+    occurred_at: EventTime = Field(description="When the order was placed.")
+
+
+class ConversionBatchIn(_Body):
+    conversions: list[ConversionIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 def _distinct(scopes: list[Scope]) -> list[Scope]:
     return list(dict.fromkeys(scopes))
 
@@ -266,7 +403,7 @@ def _validated(model: type[M], data: Any, context: dict[str, Any] | None) -> M:
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])
             index = (
-                loc[1] if len(loc) > 1 and loc[0] == "links" and isinstance(loc[1], int) else None
+                loc[1] if len(loc) > 1 and loc[0] in BATCHES and isinstance(loc[1], int) else None
             )
             errors.append(FieldError(field_name(loc), _message(err), index))
         raise ValidationFailed(errors) from None

@@ -18,10 +18,14 @@ from typing_extensions import TypedDict
 
 from admin.access import SCOPES, Scope
 from admin.exceptions import FieldError as FieldProblem
+from admin.money import as_decimal, ratio, share
 from admin.service.audit import AuditEntry as AuditRecord
 from admin.service.campaigns import Campaign as CampaignRecord
+from admin.service.conversions import Conversion as ConversionRecord
+from admin.service.conversions import Ingested
 from admin.service.keys import ApiKey as ApiKeyRecord
 from admin.service.links import Created
+from admin.service.report import Report as ReportRecord
 from admin.service.stats import Clicker as ClickerRecord
 from admin.service.stats import Stats as StatsRecord
 from admin.service.workspaces import Workspace as WorkspaceRecord
@@ -326,6 +330,132 @@ def audit_page(entries: Sequence[AuditRecord], after: str | None) -> AuditPage:
     }
 
 
+class SendsAccepted(TypedDict):
+    accepted: Annotated[int, Field(ge=0, description="Sends recorded (repeats included).")]
+
+
+AttributionType = Literal["click", "view"]
+
+
+class Attributed(TypedDict):
+    order_id: str
+    campaign_id: Annotated[
+        int | None, Field(description="The campaign credited; null: unattributed.")
+    ]
+    type: Annotated[AttributionType | None, Field(description="Null: unattributed.")]
+
+
+class ConversionsAccepted(TypedDict):
+    accepted: Annotated[int, Field(ge=0, description="Conversions stored now.")]
+    duplicates: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Items whose order id was stored already, or given earlier in the "
+            "batch: the first one wins.",
+        ),
+    ]
+    attributed: Annotated[
+        list[Attributed], Field(description="Each conversion stored now, in request order.")
+    ]
+
+
+Money = Annotated[
+    dict[str, str],
+    Field(
+        description="By ISO 4217 currency: a decimal string in that currency's minor units, "
+        'e.g. {"EUR": "80.00"}.'
+    ),
+]
+
+
+class Conversion(TypedDict):
+    order_id: str
+    recipient: str
+    amount: Annotated[str, Field(description="In the currency's minor units, e.g. 80.00.")]
+    currency: str
+    occurred_at: Timestamp
+    campaign_id: Annotated[int | None, Field(description="Null: unattributed.")]
+    type: AttributionType | None
+
+
+class CampaignReport(TypedDict):
+    sends: Annotated[
+        int, Field(ge=0, description="Reported sends, failed ones too, and implied ones.")
+    ]
+    delivered: Count
+    failed: Count
+    clicks: Count
+    unique_clicks: Count
+    ctr: Annotated[float | None, Field(description="unique_clicks / delivered; null if 0.")]
+    conversions: Count
+    click_conversions: Count
+    view_conversions: Count
+    cvr: Annotated[float | None, Field(description="conversions / delivered; null if 0.")]
+    revenue: Money
+    aov: Money
+    epm: Money
+
+
+def sends_accepted(accepted: int) -> SendsAccepted:
+    return {"accepted": accepted}
+
+
+def conversions_accepted(result: Ingested) -> ConversionsAccepted:
+    return {
+        "accepted": len(result.accepted),
+        "duplicates": result.duplicates,
+        "attributed": [
+            {
+                "order_id": c.order_id,
+                "campaign_id": None if c.attribution is None else c.attribution.campaign_id,
+                "type": None if c.attribution is None else c.attribution.type,
+            }
+            for c in result.accepted
+        ],
+    }
+
+
+def conversion(record: ConversionRecord) -> Conversion:
+    won = record.attribution
+    return {
+        "order_id": record.order_id,
+        "recipient": record.recipient,
+        "amount": as_decimal(record.amount_minor, record.currency),
+        "currency": record.currency,
+        "occurred_at": rfc3339_ms(record.occurred_ms),
+        "campaign_id": None if won is None else won.campaign_id,
+        "type": None if won is None else won.type,
+    }
+
+
+def campaign_report(record: ReportRecord) -> CampaignReport:
+    revenue, orders, sends = record.revenue, record.orders, record.sends
+    return {
+        "sends": sends,
+        "delivered": record.delivered,
+        "failed": record.failed,
+        "clicks": record.clicks,
+        "unique_clicks": record.unique_clicks,
+        "ctr": ratio(record.unique_clicks, record.delivered),
+        "conversions": record.conversions,
+        "click_conversions": record.click_conversions,
+        "view_conversions": record.view_conversions,
+        "cvr": ratio(record.conversions, record.delivered),
+        "revenue": {cur: as_decimal(minor, cur) for cur, minor in revenue.items()},
+        "aov": {
+            cur: as_decimal(share(minor, 1, orders[cur]), cur)
+            for cur, minor in revenue.items()
+            if orders.get(cur)
+        },
+        "epm": {
+            cur: as_decimal(share(minor, 1000, sends), cur)
+            for cur, minor in revenue.items()
+            if sends
+        },
+    }
+
+
 class Health(TypedDict):
     status: Literal["ok", "unavailable"]
 
@@ -350,7 +480,7 @@ class ErrorDetail(TypedDict):
         Field(
             description="Machine-readable: bad_request, unauthorized, not_found, "
             "forbidden, campaign_not_found, link_not_found, workspace_not_found, key_not_found, "
-            "code_taken, conflict, body_too_large, "
+            "conversion_not_found, code_taken, conflict, body_too_large, "
             "validation_failed, storage_unavailable, method_not_allowed, internal, …"
         ),
     ]

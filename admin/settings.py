@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import NoDecode
 
+from admin.attribution import Windows
 from admin.codes import MAX_LENGTH, MIN_LENGTH
 from redirector.store.connection import StoreSettings
 
@@ -49,6 +50,9 @@ class AdminSettings(StoreSettings):
     rate_limit: Annotated[
         int, Field(ge=0, le=1_000_000_000, validation_alias="ADMIN_RATE_LIMIT")
     ] = 600
+    # Attribution (admin/attribution.py), in seconds; 0 turns that model off.
+    attribution_click_window: Annotated[int, Field(ge=0, le=365 * 86400)] = 259_200
+    attribution_view_window: Annotated[int, Field(ge=0, le=365 * 86400)] = 86_400
     # Where worker processes share their metrics (prometheus-client's multiprocess mode);
     # set by the supervisor (admin/server.py) when ADMIN_WORKERS > 1.
     metrics_dir: Annotated[str | None, Field(validation_alias="PROMETHEUS_MULTIPROC_DIR")] = None
@@ -76,6 +80,10 @@ class AdminSettings(StoreSettings):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"must be an http(s) URL with a host: {value!r}")
         return value.rstrip("/")
+
+    @property
+    def windows(self) -> Windows:
+        return Windows(self.attribution_click_window * 1000, self.attribution_view_window * 1000)
 
     @property
     def own_host(self) -> str:

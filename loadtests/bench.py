@@ -10,6 +10,9 @@
   create       per-recipient links of one campaign and one URL created through the admin
                batch API, 10,000 per request (a ratio of `pipe`)
   memory       Redis memory per link (INFO memory before and after creating them)
+  sends        `--events` sends to the create row's recipients through the admin's batch API,
+               10,000 per request (bench_events.py)
+  conversions  then as many conversions of those recipients, each credited to its send
 
 Every request carries a User-Agent drawn from `loadtests/user_agents.txt` (500 real-world
 browsers, 80% phones). For `hot` and `hot-2w` the clicks recorded in Redis are checked against
@@ -41,6 +44,7 @@ import orjson
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
+from loadtests.bench_events import event_rates
 from loadtests.bench_report import CLICKS_MIN_REQUESTS, Report, render_markdown, report_json
 from loadtests.bench_rows import (
     ALL_ROWS,
@@ -81,6 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     option("--miss-cache", type=int, default=2000, help="CACHE_SIZE, miss rows (2,000)")
     option("--workers", type=int, default=2, help="workers of the -2w rows (2)")
     option("--concurrency", type=int, default=4, help="batch requests in flight (4)")
+    option("--events", type=int, help="sends and conversions posted (500,000; quick 50,000)")
     option("--seed-timeout", type=float, default=900, help="bound on creation (s)")
     option(
         "--click-requests",
@@ -99,13 +104,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = (1.0 if args.quick else 2.0) if args.warmup is None else args.warmup
     args.links = args.links or (50_000 if args.quick else 1_000_000)
+    args.events = min(args.events or (50_000 if args.quick else 500_000), args.links)
     if args.click_requests is None:
         args.click_requests = 0 if args.quick else CLICKS_MIN_REQUESTS
     args.threads = min(args.threads, args.connections)
     args.only = tuple(name.strip() for name in args.only.split(",") if name.strip())
     if unknown := sorted(set(args.only) - set(ALL_ROWS)):
         parser.error(f"--only: unknown rows {', '.join(unknown)}")
-    positive = ("duration", "connections", "threads", "links", "hot_links", "miss_links")
+    positive = ("duration", "connections", "threads", "links", "hot_links", "miss_links", "events")
     for name in (*positive, "miss_cache"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
@@ -153,6 +159,10 @@ async def run_rows(bench: Bench, stack: contextlib.AsyncExitStack) -> None:
         codes, creation, memory = await create_links(bench, redis_url, links_needed(options))
         report.creation = creation if "create" in options.only else None
         report.memory = memory if "memory" in options.only else None
+        if {"sends", "conversions"} & set(options.only):
+            report.sends, report.conversions = await event_rates(
+                bench, redis_url, bench.campaign_id, options.events
+            )
     if "nginx" in options.only and not shutil.which("nginx"):
         why = "nginx is not installed (apt-get install -y nginx-light): no ceiling"
         report.rows.append(results.LoadRow("nginx", "", skipped=why))

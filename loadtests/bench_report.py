@@ -24,6 +24,8 @@ CREATE_RATE_MIN = 100_000.0  # links/s through the batch API
 # Bytes per per-recipient link, all sharing one destination of this many bytes.
 MEMORY_PER_LINK_MAX, MEMORY_URL_LENGTH = 80.0, 135
 GROWTH_P99_RATIO_MAX = 1.5  # miss p99 with the most links / with the fewest: flat
+SENDS_RATE_MIN = 50_000.0  # sends/s through the batch API (issue 11)
+CONVERSIONS_RATE_MIN = 20_000.0  # conversions/s through the batch API (issue 11)
 
 Status = Literal["pass", "fail", "n/a"]
 
@@ -131,6 +133,8 @@ class Report:
     pipe: Creation | None = None
     creation: Creation | None = None
     memory: Memory | None = None
+    sends: Creation | None = None  # sends posted (`links`: how many)
+    conversions: Creation | None = None  # conversions posted
     growth: list[Growth] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -216,7 +220,18 @@ def evaluate(report: Report) -> list[Check]:
         _check("batch creation / redis-cli --pipe", ratio(rate, pipe), CREATE_PIPE_RATIO_MIN),
         _check("batch creation rate", rate, CREATE_RATE_MIN, " links/s"),
         memory_check,
+        _check("sends ingest rate", _rate(report.sends), SENDS_RATE_MIN, " sends/s"),
+        _check(
+            "conversions ingest rate",
+            _rate(report.conversions),
+            CONVERSIONS_RATE_MIN,
+            " conversions/s",
+        ),
     ]
+
+
+def _rate(run: Creation | None) -> float | None:
+    return None if run is None else run.links_per_second
 
 
 def workers_note(report: Report) -> str | None:
@@ -322,7 +337,9 @@ def _creation_table(report: Report) -> list[str]:
     """The pipe and create rows, the API's rate as a ratio of the pipe's."""
     pipe = report.pipe.links_per_second if report.pipe else None
     rows = []
-    for key, run in (("pipe", report.pipe), ("create", report.creation)):
+    runs = [("pipe", report.pipe), ("create", report.creation)]
+    runs += [("sends", report.sends), ("conversions", report.conversions)]
+    for key, run in runs:
         if run is not None:
             vs_pipe = ratio(run.links_per_second, pipe)
             rows.append([key, f"{run.links:,}", f"{run.seconds:.2f} s"])
@@ -330,7 +347,8 @@ def _creation_table(report: Report) -> list[str]:
                 f"{run.links_per_second:,.0f}",
                 "n/a" if vs_pipe is None else f"{vs_pipe:.2f}",
             ]
-    return _table(["row", "links", "seconds", "links/s", "vs pipe"], rows) if rows else []
+    headers = ["row", "links (or events)", "seconds", "per second", "vs pipe"]
+    return _table(headers, rows) if rows else []
 
 
 def _growth_table(growth: Sequence[Growth]) -> list[str]:

@@ -24,7 +24,7 @@ from redirector.store.keys import BOTS, CLICKS, campaign_stats_key
 
 Value = TypeVar("Value")
 REDIRECTOR_ROWS = ("hot", "hot-notrack", "miss", "hot-2w", "miss-2w")
-STORE_ROWS = ("create", "memory")
+STORE_ROWS = ("create", "memory", "sends", "conversions")
 ALL_ROWS = ("nginx", "aiohttp", *REDIRECTOR_ROWS, "pipe", *STORE_ROWS)
 CAMPAIGN_NAME = "bench"
 # A click-counted run lasts long enough for this many times the requests it needs at the
@@ -54,6 +54,7 @@ class Options:
     seed_timeout: float
     click_requests: int  # requests a click-counted run should exceed; 0: just --duration
     scale: tuple[int, ...] = ()  # `make bench-scale`: the growth rows' numbers of links
+    events: int = 500_000  # sends, then conversions, of the attribution rows
 
 
 def needs_redis(options: Options) -> bool:

@@ -119,18 +119,14 @@ async def create_links(
     their codes, the rate, the memory."""
     options, store, port, key = bench.options, bench.store, procs.free_port(), secrets.token_hex(24)
     assert store is not None, "the links are created in the bench's Redis"
-    env = {"REDIS_URL": redis_url, "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port)}
-    env |= {"ADMIN_API_KEYS": key, "PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
-    # No rate limit: the bench measures how fast links are made, not how fast a key may ask.
-    env |= {"ADMIN_WORKERS": str(ADMIN_WORKERS), "ADMIN_RATE_LIMIT": "0"}
-    cpus = bench.pinning.both
-    command = procs.pinned(procs.python_command("admin"), cpus)
     note = f"The admin creates the links with {ADMIN_WORKERS} workers" + (
-        f" on CPUs {cpus}, beside Redis and this script." if cpus else "."
+        f" on CPUs {bench.pinning.both}, beside Redis and this script."
+        if bench.pinning.both
+        else "."
     )
     if note not in bench.report.notes:  # once, however many --scale sizes
         bench.report.notes.append(note)
-    with procs.Service("admin", command, bench.tmp / "admin.log", env) as admin:
+    with admin_service(bench, redis_url, port, key) as admin:
         await admin.wait(f"http://127.0.0.1:{port}/healthz")
         before = int((await store.info("memory"))["used_memory"])
         print(f"creating {links:,} links through the admin API ...", flush=True)
@@ -150,6 +146,16 @@ async def create_links(
     records = await keys_memory(store, "l:*")
     memory = results.Memory(links, options.url_length, used / links, records / links)
     return seeded.codes, creation, memory
+
+
+def admin_service(bench: Bench, redis_url: str, port: int, key: str) -> procs.Service:
+    """The admin on `redis_url` (ADMIN_WORKERS workers on both CPUs), its only key `key`."""
+    env = {"REDIS_URL": redis_url, "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port)}
+    env |= {"ADMIN_API_KEYS": key, "PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
+    # No rate limit: the bench measures how fast links are made, not how fast a key may ask.
+    env |= {"ADMIN_WORKERS": str(ADMIN_WORKERS), "ADMIN_RATE_LIMIT": "0"}
+    command = procs.pinned(procs.python_command("admin"), bench.pinning.both)
+    return procs.Service("admin", command, bench.tmp / "admin.log", env)
 
 
 async def keys_memory(redis: Redis, pattern: str) -> int:

@@ -228,6 +228,8 @@ def _report(*, nginx: bool = True, url_length: int = 135) -> Report:
     report.pipe = results.Creation(links=1_000_000, seconds=1.6, links_per_second=625_000.0)
     report.creation = results.Creation(links=1_000_000, seconds=8.0, links_per_second=125_000.0)
     report.memory = results.Memory(1_000_000, url_length, 85.0, 60.0)
+    report.sends = results.Creation(500_000, 8.0, 62_500.0)
+    report.conversions = results.Creation(500_000, 50.0, 10_000.0)
     return report
 
 
@@ -251,6 +253,8 @@ def test_evaluate_targets() -> None:
         ("batch creation / redis-cli --pipe", "pass"),
         ("batch creation rate", "pass"),
         ("Redis memory per link (135-byte URL)", "fail"),
+        ("sends ingest rate", "pass"),  # 62,500 >= 50,000
+        ("conversions ingest rate", "fail"),  # 10,000 < 20,000
     ]
     report = _report()
     report.rows[4] = replace(report.rows[4], open_loop=_open_loop(5_000, 4_800, p99=2.0))
@@ -258,7 +262,7 @@ def test_evaluate_targets() -> None:
     report.pipe = replace(report.pipe, links_per_second=750_000.0)  # type: ignore[type-var]
     report.memory = replace(report.memory, total_per_link=80.0)  # type: ignore[type-var]
     assert [check.status for check in evaluate(report)[3:5]] == ["fail", "pass"]
-    assert [check.status for check in evaluate(report)[7:]] == ["fail", "pass", "pass"]
+    assert [check.status for check in evaluate(report)[7:10]] == ["fail", "pass", "pass"]
     report.rows[4] = replace(report.rows[4], open_loop=_open_loop(5_000, 4_800, 2.0, errors=1))
     assert evaluate(report)[4].status == "fail"  # an error answer is not a latency
 
@@ -266,9 +270,10 @@ def test_evaluate_targets() -> None:
 def test_targets_are_not_applicable_without_their_conditions() -> None:
     report = _report(nginx=False, url_length=90)
     report.rows[1] = replace(report.rows[1], clicks=_clicks(45_000, settled=False), open_loop=None)
-    report.pipe = None
+    report.pipe, report.sends = None, None
     # The ratios need no ceiling, only their rows; the rate no pipe row.
     statuses = ["fail", "fail", "fail", "n/a", "fail", "n/a", "n/a", "n/a", "pass", "n/a"]
+    statuses += ["n/a", "fail"]
     assert [check.status for check in evaluate(report)] == statuses
     assert evaluate(report)[5].measured.endswith("; counters still changing")
     empty = Report("now", "cmd", {}, {"connections": 64})
@@ -399,7 +404,11 @@ def test_options() -> None:
     quick, full = parse_args(["--quick"]), parse_args([])
     assert (quick.duration, quick.warmup, quick.links) == (3.0, 1.0, 50_000)
     assert (full.duration, full.connections, full.links, full.url_length) == (10.0, 64, 10**6, 135)
-    assert (full.scale, full.only[-3:]) == ((), ("pipe", "create", "memory"))
+    assert (full.scale, full.only[-5:]) == (
+        (),
+        ("pipe", "create", "memory", "sends", "conversions"),
+    )
+    assert (quick.events, full.events) == (50_000, 500_000)
     # The miss rows: 100,000 per-recipient links tapped in turn, a cache of 2,000.
     assert (full.miss_links, full.miss_cache) == (100_000, 2000)
     assert parse_args(["--quick", "--links", "7"]).links == 7

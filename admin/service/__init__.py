@@ -11,6 +11,10 @@ audit      the audit log: an entry per write request, pages of it
 sessions   the dashboard's sessions: made by signing in with a key, found by their cookie
 send_jobs  the dashboard's sends: a CSV's rows made into links in batches, progress, links CSV
 ratelimit  the requests each API key may still make in its window
+sends      sends recorded for attribution and their campaigns' reports
+conversions conversions attributed (admin.attribution) and stored once per order id
+implied    implied sends: recipients' per-recipient links, found on their chains
+report     a campaign's attribution report, from its counters
 migration  `python -m admin migrate`: a store of the layout before the tagged key schema moved
            into it; legacy_store, the reads and writes it makes
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,6 +120,21 @@ class CampaignService:
         found = DEFAULT_WORKSPACE if raw[0] is None else as_text(raw[0])
         self._workspaces[campaign_id] = found
         return found
+
+    async def missing(self, ids: Iterable[int], workspace: str) -> set[int]:
+        """Those of `ids` that are no campaign of `workspace` (another's, or none): one round
+        trip, however many."""
+        wanted = list(dict.fromkeys(ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for campaign_id in wanted:
+                pipe.hmget(campaign_key(campaign_id), [WORKSPACE, "created_at"])
+            found = await pipe.execute()
+        return {
+            campaign_id
+            for campaign_id, (owner, created) in zip(wanted, found, strict=True)
+            if created is None
+            or (DEFAULT_WORKSPACE if owner is None else as_text(owner)) != workspace
+        }
 
     async def _campaigns(self, ids: list[int]) -> list[Campaign | None]:
         """The campaigns, None for those that do not exist, with their link counts: each

@@ -41,11 +41,13 @@ from admin.service.plan import (
 from admin.service.store import MAX_ATTEMPTS, LinkStore, check_chain
 from admin.settings import AdminSettings
 from admin.tagging import utm_params
+from redirector.store.attribution import AttributionScripts
 from redirector.store.connection import Store
 from redirector.store.keys import (
     CODE_KEY,
     DEFAULT_WORKSPACE,
     DESTINATION_HASH_PREFIX,
+    active_campaigns_key,
     campaign_key,
     destinations_key,
     link_key,
@@ -60,7 +62,7 @@ from redirector.store.record import (
     encode_text,
     encoder,
 )
-from redirector.store.scripts import MakeDestinationsScript, SwapLinkScript
+from redirector.store.scripts import MakeDestinationsScript, SingleKeyWrites, SwapLinkScript
 from redirector.store.secret import SharedSecret
 
 # The length of the codes derived for recipients of links without a campaign: fixed, since
@@ -111,6 +113,8 @@ class LinkService:
         self.store = LinkStore(redis, durability)
         self._make_destinations = MakeDestinationsScript(redis, durability)
         self._swap = SwapLinkScript(redis, durability)
+        self._writes = SingleKeyWrites(redis, durability)
+        self._attribution = AttributionScripts(redis, durability)
         self.code_key = SharedSecret(redis, CODE_KEY, 32, durability, recheck=CODE_KEY_RECHECK)
 
     async def create_links(
@@ -147,13 +151,14 @@ class LinkService:
         if campaign_id is not None:
             campaign = await self._campaign_field(campaign_id, workspace)
         length = await self._code_length(campaign)
+        now = int(time.time())
         plan = plan_batch(
             items,
             url=url,
             campaign_id=campaign_id,
             params=self._utm(campaign) if tagged else (),
             tagged=tagged,
-            now=int(time.time()),
+            now=now,
             code_length=length,
         )
         # Only recipients' codes are derived: without any, the key is neither needed nor made.
@@ -163,6 +168,8 @@ class LinkService:
         else:
             chain = Chain(b"", length, _unmarked(campaign, workspace))
         derive_codes(plan, chain)
+        if personal and campaign_id is not None:
+            await self._sending(workspace, campaign_id, now)
         found = await self._find_destinations(campaign_id, plan.destinations)
         done, aliases = await self._checked(campaign_id, plan, found, chain)
         ids = await self._destination_ids(campaign_id, plan.destinations, found)
@@ -177,7 +184,21 @@ class LinkService:
             await self.store.write(campaign_id, [w for w in writes if not w.existing], chain)
         else:
             await self.store.write(campaign_id, writes + aliases, chain)
+        if personal and campaign_id is not None:
+            await self._sent(campaign_id, plan)
         return await self._results(plan, done)
+
+    async def _sending(self, workspace: str, campaign_id: int, now: int) -> None:
+        """Before a campaign's per-recipient links are written: conversions look for implied
+        sends in the campaigns that made such links lately (admin/service/conversions.py)."""
+        await self._writes.command(active_campaigns_key(workspace), "ZADD", "GT", now, campaign_id)
+
+    async def _sent(self, campaign_id: int, plan: Plan) -> None:
+        """Once they are written: the implied send of each recipient that had a send of the
+        campaign reported already is replaced (admin/service/sends.py says why both sides
+        look). Those found written already too, so that a retried batch catches up."""
+        recipients = [p.recipient for p in plan.links if p.recipient is not None and p.counted]
+        await self._attribution.mark_replaced(campaign_id, recipients)
 
     async def chain(self, campaign: Campaign | None, workspace: str = DEFAULT_WORKSPACE) -> Chain:
         """How the campaign's per-recipient codes are derived, or without a campaign those of

@@ -52,9 +52,14 @@ class LinkCounts:
 
     async def __call__(self, campaign_ids: Sequence[int]) -> list[int]:
         """How many links each campaign has."""
-        if not campaign_ids:
+        return await self.fields([str(campaign_id) for campaign_id in campaign_ids])
+
+    async def fields(self, wanted: Sequence[str]) -> list[int]:
+        """The sum over the 256 tags of each field of the link-count hashes (a campaign's id,
+        or `keys.recipient_links_field` of one)."""
+        if not wanted:
             return []
-        fields = [str(campaign_id) for campaign_id in campaign_ids]
+        fields = list(wanted)
         redis = self._redis
         if isinstance(redis, RedisCluster):
             try:

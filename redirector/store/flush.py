@@ -12,6 +12,7 @@ from redirector.store.flushbatch import ClickBatch
 from redirector.store.keys import (
     BREAKDOWN_OTHER,
     BREAKDOWN_VALUES_MAX,
+    CLICK_TIMES_KEPT,
     EVENT_BOT,
     EVENT_CODE,
     EVENT_RECIPIENT,
@@ -32,7 +33,8 @@ from redirector.store.keys import (
 # argument per value).
 #
 #   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
-#   KEYS[3..6]        its stats, breakdowns, uniques and clickers (when ARGV[16] is not [])
+#   KEYS[3..7]        its stats, breakdowns, uniques, clickers and recipients' latest clicks
+#                     (when ARGV[16] is not [])
 #   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its part in ARGV[17]
 #   ARGV[1]           the stream's approximate MAXLEN
 #   ARGV[2], ARGV[3]  the flusher's id (a raw-hit queue's) and this batch's number (its
@@ -46,10 +48,12 @@ from redirector.store.keys import (
 #                     referer host, visitor hash, bot ('1'/'0')
 #   ARGV[16]          the campaign's part, [] for the links without one: {stats: {field:
 #                     increment}, breakdowns: {field: increment}, visitors: {hash: null},
-#                     clickers: [first click time, recipient, ...]}
+#                     clickers: [first click time, recipient, ...], latest: {recipient:
+#                     [click times (unix ms), ascending, at most ARGV[18] of them]}}
 #   ARGV[17]          the links' parts, [{index: l, created: the link's creation time (unix
 #                     s), stats, breakdowns, visitors}, ...], each of the newest link of its
 #                     code in the batch
+#   ARGV[18]          how many of a recipient's latest clicks KEYS[7] keeps (CLICK_TIMES_KEPT)
 # Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
 # or a chunk applied again after its worker died).
 #
@@ -149,6 +153,19 @@ if campaign.stats then
   visitors(uniques, campaign.visitors)
   -- Unique per recipient: a campaign's clickers, each with their first click.
   each_slice(campaign.clickers, function(...) redis.call('ZADD', clickers, 'NX', ...) end)
+  -- And each one's latest clicks, for attribution (a click between a send and a sale).
+  local latest_clicks, kept = KEYS[7], tonumber(ARGV[18])
+  for rcp, times in pairs(campaign.latest) do
+    for held in string.gmatch(redis.call('HGET', latest_clicks, rcp) or '', '%d+') do
+      times[#times + 1] = tonumber(held)
+    end
+    table.sort(times)
+    local out = {}
+    for i = math.max(1, #times - kept + 1), #times do
+      out[#out + 1] = string.format('%d', times[i])
+    end
+    redis.call('HSET', latest_clicks, rcp, table.concat(out, ' '))
+  end
 end
 
 -- Which link of each code owns its counters (see above). Counters without a creation time
@@ -196,5 +213,6 @@ class FlushClicksScript:
         args: list[EncodableT] = [stream_maxlen, flusher, number, FLUSH_RECORD_SECONDS]
         args += (*_EVENT_FIELDS, LINK_CREATED, BREAKDOWN_VALUES_MAX, BREAKDOWN_OTHER)
         args += batch.arguments()
+        args.append(CLICK_TIMES_KEPT)
         reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
         return bool(reply)

@@ -13,6 +13,7 @@ import orjson
 from redirector.store.keys import (
     BOTS,
     BREAKDOWNS,
+    CLICK_TIMES_KEPT,
     CLICKS,
     DAY,
     HOUR,
@@ -27,6 +28,7 @@ from redirector.store.keys import (
     link_breakdowns_key,
     link_stats_key,
     link_uniques_key,
+    recipient_clicks_key,
 )
 
 _DEVICE, _OS, _BROWSER, _REFERER = (
@@ -95,6 +97,7 @@ class ClickBatch:
                 campaign_breakdowns_key(campaign_id),
                 campaign_uniques_key(campaign_id),
                 clickers_key(campaign_id),
+                recipient_clicks_key(campaign_id),
             )
         # Seven values per hit, as FLUSH_CLICKS's stream entries: one flat list of strings,
         # which the garbage collector does not track.
@@ -102,6 +105,8 @@ class ClickBatch:
         self._links: dict[str, _LinkCounts] = {}
         self._older = _Counts()  # hits that count for the campaign only
         self._clickers: dict[str, str] = {}  # recipient -> their first click in the batch
+        # recipient -> their clicks in the batch (unix ms), for attribution by click
+        self._clicks: dict[str, list[int]] = {}
         # The breakdown fields of each user agent, made once: a field made per hit would be
         # a new string to hash every time it is counted.
         self._agent_fields: dict[str, tuple[str, str, str]] = {}
@@ -135,8 +140,10 @@ class ClickBatch:
             breakdowns[name] = breakdowns.get(name, 0) + 1
         if not recipient:
             counts.visitors[visitor] = None
-        elif self.campaign_id is not None and recipient not in self._clickers:
-            self._clickers[recipient] = at
+        elif self.campaign_id is not None:
+            if recipient not in self._clickers:
+                self._clickers[recipient] = at
+            self._clicks.setdefault(recipient, []).append(at_ms)
 
     def _counts(self, code: str, created: int) -> _Counts:
         """Where a hit of `code`'s link created at `created` counts: its link's part, unless
@@ -169,6 +176,12 @@ class ClickBatch:
             campaign["clickers"] = [
                 value for first in self._clickers.items() for value in first[::-1]
             ]
+            # Each recipient's latest CLICK_TIMES_KEPT clicks of the batch (the script keeps
+            # as many of these and those stored).
+            campaign["latest"] = {
+                recipient: sorted(times)[-CLICK_TIMES_KEPT:]
+                for recipient, times in self._clicks.items()
+            }
         parts = [
             {"index": link.index, "created": str(link.created), **link.part()} for link in links
         ]

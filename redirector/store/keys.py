@@ -28,6 +28,9 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              A campaign's link count is the sum over the 256 tags
                              (read by counts.py: on one Redis by the one script that
                              reads keys of many tags, never run on a cluster).
+                             `r` + campaign id -> how many per-recipient links of it were
+                             created in tag xx (`recipient_links_field`): each is an implied
+                             send (attribution), so deleting the link does not uncount it.
 
 - `{C}`, a campaign id in decimal (`{-}` for links without a campaign). A flushed click
   updates its link's and its campaign's counters and stream, and a destination is made only
@@ -60,6 +63,21 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
     u:c:{C}           HLL    salted IP+UA hashes of clicks on links without recipient;
                              u:l:{C}:<code> of one such link.
     k:{C}             zset   recipients who clicked, scored by their first click (unix ms).
+    kr:{C}            hash   recipient -> their latest clicks (not bot hits) on the campaign's
+                             links, unix ms, space-separated, oldest first, at most
+                             CLICK_TIMES_KEPT: what attribution by click asks (a click between
+                             a send and a conversion). Written by the flush, like k:{C}.
+    al:{C}            hash   the campaign's send ledger, for its report: recipient -> a mark
+                             (`+` once their implied send, a per-recipient link, was counted
+                             as replaced by a reported one, else `-`), then ` <sent_at ms>:
+                             <s|d|f>` for each reported send (sent, delivered, failed). Kept
+                             for good: a repeat of a send updates its status, counted once.
+    ar:{C}            hash   the campaign's report counters (REPORT_*): reported sends,
+                             delivered, failed, replaced (implied sends a reported one
+                             replaced), conversions, click / view conversions, and per
+                             currency `rev:<CUR>` (revenue, minor units) and `n:<CUR>`.
+    ac:{C}            set    order ids counted in ar:{C}: a conversion counts once, even when
+                             the request that stored it is retried after a failure.
     f:{C}             hash   raw-hit queue (`hN:<epoch>`) -> number of the last chunk of it
                              applied: a chunk applied again (its worker died before acking
                              it) is skipped. Expires when idle.
@@ -89,6 +107,21 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              with that window's expiry, so a window is fixed and starts with
                              its first request.
 
+- `{<ws>:xx}`, a workspace id and two hex digits: one of 256 tags per workspace of the
+  attribution state of its recipients and orders (admin/service/sends.py, conversions.py). A
+  recipient's sends are one key, so one script call (one per tag on a cluster, at most 256
+  per batch) writes a batch's sends; recipients are opaque bytes, hashed for their tag.
+
+    as:{<ws>:xx}<recipient>
+                      string the recipient's reported sends that a window can still reach
+                             (not failed): `<campaign>:<sent_at ms>:<delivered_at ms or ''>`,
+                             space-separated. Expires (PXAT) when the last of them can no
+                             longer be reached, so it holds days of sends at most.
+    ao:{<ws>:xx}yy    hash   order id -> the conversion as stored (JSON: recipient, amount in
+                             minor units, currency, occurred_at ms, campaign id or null, type
+                             or null), bucketed by crc32(order id) as links are (yy the low
+                             byte): 65,536 small hashes per workspace stay listpack-encoded.
+
 - No tag (single keys, never in a multi-key operation):
 
     campaigns         zset   campaign id scored by creation time, for listing: those of the
@@ -116,6 +149,9 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              created_at, expires_at (absent: never), last_used_at (written at
                              most once a minute). The id is the first 16 hex digits of the hash.
     wk:<ws>           set    the ids of the workspace's keys, for listing.
+    wl:<ws>           zset   campaign id -> the last time (unix s) a per-recipient link of it
+                             was created: the campaigns where a conversion looks for implied
+                             sends (the recipient's link, found on their chain of codes).
     wa:<ws>           stream the workspace's audit log: one entry per write request, fields
                              key (its id), action (the operationId), target, at (unix ms);
                              capped with approximate MAXLEN (AUDIT_MAXLEN).
@@ -379,3 +415,60 @@ RATE_WINDOW_PREFIX = "rl:"
 
 def rate_window_key(key_id: str) -> str:
     return RATE_WINDOW_PREFIX + "{" + key_id + "}"
+
+
+# -- attribution (see the module docstring) -------------------------------------------------
+
+# The fields of ar:{C}, and the prefixes of its per-currency fields.
+REPORT_SENDS, REPORT_DELIVERED, REPORT_FAILED, REPORT_REPLACED = (
+    "sends", "delivered", "failed", "replaced"
+)  # fmt: skip
+REPORT_CONVERSIONS, REPORT_CLICK, REPORT_VIEW = "conversions", "click", "view"
+REVENUE_PREFIX, CONVERSIONS_PREFIX = "rev:", "n:"
+# The latest clicks per recipient and campaign that kr:{C} keeps: a conversion needs one
+# between its send and itself, so only clicks made after it can hide an earlier one.
+CLICK_TIMES_KEPT = 8
+
+
+def recipient_links_field(campaign_id: int) -> str:
+    """The field of n:{xx} that counts the campaign's per-recipient links (implied sends)."""
+    return f"r{campaign_id}"
+
+
+def recipient_clicks_key(campaign_id: int) -> str:
+    return "kr:" + _campaign_tag(campaign_id)
+
+
+def send_ledger_key(campaign_id: int) -> str:
+    return "al:" + _campaign_tag(campaign_id)
+
+
+def report_key(campaign_id: int) -> str:
+    return "ar:" + _campaign_tag(campaign_id)
+
+
+def counted_orders_key(campaign_id: int) -> str:
+    return "ac:" + _campaign_tag(campaign_id)
+
+
+def active_campaigns_key(workspace: str) -> str:
+    return "wl:" + workspace
+
+
+def _bucket(text: str) -> int:
+    return zlib.crc32(text.encode()) & BUCKET_MASK
+
+
+def attribution_tag(workspace: str, text: str) -> str:
+    """The hash tag of a recipient's (or an order's) attribution keys in `workspace`."""
+    return "{" + workspace + ":" + _HEX[_bucket(text) >> 8] + "}"
+
+
+def recipient_sends_key(workspace: str, recipient: str) -> str:
+    return "as:" + attribution_tag(workspace, recipient) + recipient
+
+
+def order_key(workspace: str, order_id: str) -> str:
+    """The hash that holds the conversion of `order_id` (the field is the order id)."""
+    bucket = _bucket(order_id)
+    return "ao:{" + workspace + ":" + _HEX[bucket >> 8] + "}" + _HEX[bucket & 0xFF]

@@ -21,6 +21,7 @@ _V1, _V2 = "1", "2"
 # A version 2 record without flags: a link referring to its campaign's destination, neither
 # disabled nor custom, no tombstone, no alias.
 _PLAIN_V2 = "20|"
+PLAIN_LINK = _PLAIN_V2.encode()
 # Flag bits of a record (the tag bit is also a destination's).
 _DISABLED, _UNTAGGED, _INLINE, _DELETED, _ALIAS, _CUSTOM = 1, 2, 4, 8, 16, 32
 # Starts the campaign field of a link without campaign that belongs to a workspace other than

@@ -31,6 +31,7 @@ from redirector.store.keys import (
     campaign_key,
     destinations_key,
     link_keys,
+    recipient_links_field,
     script_link_keys,
 )
 
@@ -73,8 +74,8 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
 #             their tags
 #   ARGV[1]   the invalidation channel
 #   ARGV[2]   the items, as a JSON array of four columns: each item's code, its kind, the
-#             KEYS index of its link-count hash (0: not counted) and its encoded record; kind
-#             one of
+#             KEYS index of its link-count hash (0: not counted; negative: a link with a
+#             recipient, counted in ARGV[4] too) and its encoded record; kind one of
 #             'random' (the code must be free), 'custom' (free, a custom link's tombstone, or
 #             holding this very record but for its creation time: then it is that link),
 #             'chain' (a recipient's chain position: free, or holding a record of the same
@@ -83,12 +84,13 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
 #             the recipient got one since the request looked, so the custom item the alias is
 #             for is not written but answered as that link)
 #   ARGV[3]   the campaign's id, the field of the link-count hashes ('' for none)
+#   ARGV[4]   the field that counts the campaign's per-recipient links (its implied sends)
 # One JSON argument decoded by Redis's C cjson costs half the time of splitting per-item
 # strings in Lua, and columns a third less than an array per item (no table per item).
 # The reply: {'ok', {i, code, ...}} for the items that were already written (see
 # `Written`), {'taken', i} or {'collided', {i, ...}}; decoded by `CreateLinksScript`.
 CREATE_LINKS = """
-local channel, items, campaign = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
+local channel, items, campaign, personal = ARGV[1], cjson.decode(ARGV[2]), ARGV[3], ARGV[4]
 local codes, kinds, counts, records = items[1], items[2], items[3], items[4]
 local INLINE, DELETED, ALIAS, CUSTOM = 4, 8, 16, 32
 
@@ -171,13 +173,18 @@ for _, i in ipairs(later) do
     wrote[#wrote + 1] = i
   end
 end
-local written, counted = {}, {}
+local written, counted, recipients = {}, {}, {}
 for n, i in ipairs(wrote) do
   written[n] = codes[i]
   local count = counts[i]
+  if count < 0 then
+    count = -count
+    recipients[count] = (recipients[count] or 0) + 1
+  end
   if count > 0 then counted[count] = (counted[count] or 0) + 1 end
 end
 for index, n in pairs(counted) do redis.call('HINCRBY', KEYS[index], campaign, n) end
+for index, n in pairs(recipients) do redis.call('HINCRBY', KEYS[index], personal, n) end
 if #written > 0 then
   -- A code may sit in a redirector's cache as a recent miss: tell them it exists now.
   redis.call('PUBLISH', channel, table.concat(written, ' '))
@@ -205,6 +212,8 @@ class NewLink(Protocol):
     def record(self) -> str: ...
     @property
     def counted(self) -> bool: ...
+    @property
+    def recipient(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +247,7 @@ class CreateLinksScript:
         keys, campaign, codes, counts = _link_columns(campaign_id, links)
         kinds = ["alias" if new.kind == "chain" and not new.counted else new.kind for new in links]
         items = orjson.dumps((codes, kinds, counts, [new.record for new in links]))
-        args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign]
+        args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign, _personal(campaign_id)]
         reply = await run_replicated(self._redis, self._script, keys, args, self._durability)
         return _create_outcome(reply)
 
@@ -253,10 +262,19 @@ def _link_columns(
     codes = [new.code for new in links]
     keys, count_hashes = script_link_keys(codes)
     campaign = "" if campaign_id is None else str(campaign_id)
-    # A link counts in its campaign; an alias, or a link without a campaign, nowhere.
+    # A link counts in its campaign; an alias, or a link without a campaign, nowhere. A link
+    # with a recipient counts as an implied send too (negative: see CREATE_LINKS).
     counted = zip(count_hashes, links, strict=True)
-    counts = [at if new.counted and campaign else 0 for at, new in counted]
+    counts = [
+        (at if new.recipient is None else -at) if new.counted and campaign else 0
+        for at, new in counted
+    ]
     return keys, campaign, codes, counts
+
+
+def _personal(campaign_id: int | None) -> str:
+    """The link-count field of the campaign's per-recipient links ('' for none)."""
+    return "" if campaign_id is None else recipient_links_field(campaign_id)
 
 
 def _create_outcome(reply: list[Any]) -> CreateOutcome:
@@ -284,20 +302,26 @@ def _create_outcome(reply: list[Any]) -> CreateOutcome:
 #   ARGV[2]   the items, a JSON array of three columns: the KEYS index of each item's
 #             link-count hash (0: not counted), its code and the record it was written with
 #   ARGV[3]   the campaign's id, the field of the link-count hashes ('' for none)
+#   ARGV[4]   the field of its per-recipient links, as CREATE_LINKS's
 # Returns how many records were deleted.
 UNDO_LINKS = """
-local channel, items, campaign = ARGV[1], cjson.decode(ARGV[2]), ARGV[3]
+local channel, items, campaign, personal = ARGV[1], cjson.decode(ARGV[2]), ARGV[3], ARGV[4]
 local counts, codes, records = items[1], items[2], items[3]
-local undone, uncounted = {}, {}
+local undone, uncounted, recipients = {}, {}, {}
 for i = 1, #codes do
   if redis.call('HGET', KEYS[i], codes[i]) == records[i] then
     redis.call('HDEL', KEYS[i], codes[i])
     undone[#undone + 1] = codes[i]
     local count = counts[i]
+    if count < 0 then
+      count = -count
+      recipients[count] = (recipients[count] or 0) + 1
+    end
     if count > 0 then uncounted[count] = (uncounted[count] or 0) + 1 end
   end
 end
 for index, n in pairs(uncounted) do redis.call('HINCRBY', KEYS[index], campaign, -n) end
+for index, n in pairs(recipients) do redis.call('HINCRBY', KEYS[index], personal, -n) end
 if #undone > 0 then
   -- A redirector may have cached one of them since: it must ask Redis again.
   redis.call('PUBLISH', channel, table.concat(undone, ' '))
@@ -314,7 +338,7 @@ class UndoLinksScript:
     async def __call__(self, campaign_id: int | None, links: Sequence[NewLink]) -> int:
         keys, campaign, codes, counts = _link_columns(campaign_id, links)
         items = orjson.dumps((counts, codes, [new.record for new in links]))
-        args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign]
+        args: list[str | bytes] = [INVALIDATION_CHANNEL, items, campaign, _personal(campaign_id)]
         return int(await run_replicated(self._redis, self._script, keys, args, self._durability))
 
 

@@ -113,7 +113,30 @@ async def _delete_key(admin: Client, me: Tenant) -> Entry:
     return me.workspace, me.key_id, "deleteKey", f"key:{made['id']}"
 
 
+async def _sends(admin: Client, me: Tenant) -> Entry:
+    campaign = await me.request("POST", "/api/campaigns", {"name": "Spring"})
+    send = {"campaign_id": campaign["id"], "recipient": "+34600000001", "sent_at": SOME_TIME}
+    await me.request("POST", "/api/sends", {"sends": [send, send]})
+    return me.workspace, me.key_id, "recordSends", "sends (2)"
+
+
+async def _conversions(admin: Client, me: Tenant) -> Entry:
+    order = {
+        "order_id": "A-1",
+        "recipient": "+34600000001",
+        "amount": "80.00",
+        "currency": "EUR",
+        "occurred_at": SOME_TIME,
+    }
+    await me.request("POST", "/api/conversions", {"conversions": [order, order]})
+    return me.workspace, me.key_id, "recordConversions", "conversions (1 new, 1 duplicates)"
+
+
+SOME_TIME = "2026-01-01T00:00:00Z"
+
 SCENARIOS: dict[tuple[str, str], Scenario] = {
+    ("POST", "/api/sends"): _sends,
+    ("POST", "/api/conversions"): _conversions,
     ("POST", "/api/campaigns"): _campaign,
     ("POST", "/api/links"): _link,
     ("POST", "/api/links/batch"): _batch,
@@ -158,6 +181,7 @@ async def test_every_write_route_records_one_entry(admin: Client, method: str, p
     assert started - 0.001 <= at <= time.time()
     # One entry per write: a scenario that writes twice (a link, then its change) left two.
     twice = {"createLinkBatch", "updateLink", "deleteLink", "deleteWorkspaceKey", "deleteKey"}
+    twice.add("recordSends")  # its campaign first
     writes = 2 if action in twice else 1
     assert len(entries) - before[workspace] == writes
 

@@ -18,9 +18,11 @@ from admin.exceptions import ValidationFailed
 from admin.models import (
     BatchIn,
     CampaignIn,
+    ConversionBatchIn,
     KeyIn,
     LinkIn,
     LinkPatch,
+    SendBatchIn,
     UrlRules,
     WorkspaceIn,
     parse,
@@ -38,6 +40,8 @@ REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("patch", "/api/links/{code}"): LinkPatch,
     ("post", "/api/workspaces"): WorkspaceIn,
     ("post", "/api/workspaces/{workspace_id}/keys"): KeyIn,
+    ("post", "/api/sends"): SendBatchIn,
+    ("post", "/api/conversions"): ConversionBatchIn,
 }
 
 SETTINGS = AdminSettings(api_keys=("k" * 16,))

@@ -55,7 +55,13 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/workspaces/{workspace_id}/keys"): {"name": "k", "scopes": ["links:read"]},
 }
 # Ids that nothing has, for the answers to compare with.
-MISSING = {"id": "987654321", "code": "nosuchcode", "key_id": "0" * 16, "workspace_id": "wzzzz"}
+MISSING = {
+    "id": "987654321",
+    "code": "nosuchcode",
+    "key_id": "0" * 16,
+    "workspace_id": "wzzzz",
+    "order_id": "no-such-order",
+}
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,30 @@ async def holdings(admin: Client, owner: Tenant) -> list[dict[str, str]]:
         assert resp.status == 201, await resp.text()
         key_id = (await create_key(admin, owner.workspace, ["links:read"]))["id"]
         code = (await resp.json())["code"]
+        order_id = f"order-{code}"
+        await record_conversion(admin, order_id, headers)
         found.append(
-            {"id": campaign, "code": code, "key_id": key_id, "workspace_id": owner.workspace}
+            {
+                "id": campaign,
+                "code": code,
+                "key_id": key_id,
+                "workspace_id": owner.workspace,
+                "order_id": order_id,
+            }
         )
     return found
+
+
+async def record_conversion(admin: Client, order_id: str, headers: dict[str, str]) -> None:
+    item = {
+        "order_id": order_id,
+        "recipient": "+34600000001",
+        "amount": "1.00",
+        "currency": "EUR",
+        "occurred_at": "2026-01-01T00:00:00Z",
+    }
+    resp = await admin.post("/api/conversions", json={"conversions": [item]}, headers=headers)
+    assert resp.status == 200, await resp.text()
 
 
 async def campaign_field(redis: Redis, code: str) -> str:
