@@ -320,11 +320,12 @@ def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[Serv
         clicker = None
         if tracking and workers == 1 and bench.pinning.load is not None:
             # The one-worker rows measure the redirect process on its core: the click worker
-            # runs apart, on the load generator's core, as it would on another machine.
+            # runs apart, on the load generator's core, as it would on another machine, at a
+            # lower priority (as under the supervisor) so that it never delays wrk or h2load
+            # there: counting can wait, the load generator's clock cannot.
             env["CLICK_WORKERS"] = "0"
-            clicker = procs.pinned(
-                procs.python_command("redirector.clickworker"), bench.pinning.load
-            )
+            worker = ["nice", "-n", "10", *procs.python_command("redirector.clickworker")]
+            clicker = procs.pinned(worker, bench.pinning.load)
         checks = [(f"/{codes[i]}", plan.destination) for i in indices[:5]]
         warm = [f"/{codes[i]}" for i in indices] if tapped == "hot" else []
         setup = f"{workers} worker(s), {len(indices):,} codes, cache {cache_size:,}"
