@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -106,6 +106,12 @@ def _gone(element: WebElement) -> bool:
         element.is_enabled()
     except StaleElementReferenceException:
         return True
+    except WebDriverException as exc:
+        # Asked while the page is being replaced, chromium may answer that the node no longer
+        # belongs to the document instead of calling it stale: gone all the same.
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
     return False
 
 
