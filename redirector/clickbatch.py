@@ -1,6 +1,19 @@
 """Raw hits to FLUSH_CLICKS batches, in the click worker: the user agent classified, the
-visitor hashed (salted, so that no raw IP address is stored), the hits grouped by campaign
-and summed per counter (redirector/store/flushbatch.py). No I/O here."""
+visitor hashed (salted, so that no raw IP address is stored), the hits grouped by campaign,
+then into parts by link, and summed per counter (redirector/store/flushbatch.py). No I/O.
+
+Why parts: Redis runs a script to its end before anything else, and a link's counters cost
+it ~25 µs to update, so one FLUSH_CLICKS call per campaign and chunk (thousands of
+per-recipient links) held every link lookup queued behind it for 70-130 ms. A part holds the
+hits of at most PART_LINKS links (all the hits of each: the sums stay as large as one call's),
+about a millisecond of Redis; the first part also carries the campaign's stats, breakdowns
+and uniques for the whole chunk, so those are written once. Links go to parts in the order of
+their first hit, so a recipient's first click is in the earliest part that has one (the
+clickers' ZADD NX keeps it). The parts of a campaign are applied in order, each under a
+number of its own (`part_number`): a chunk applied again skips exactly the parts that went
+through. The stream gets a chunk's entries part by part (entry ids are the time they are
+written, and every entry carries its click's own time).
+"""
 
 from __future__ import annotations
 
@@ -13,26 +26,43 @@ from urllib.parse import urlsplit
 import orjson
 
 from redirector.clicks import USER_AGENT_MAX
-from redirector.store.flushbatch import Click, ClickBatch
+from redirector.store.flushbatch import Click, ClickBatch, Counts
 from redirector.useragents import classify
 
 log = logging.getLogger(__name__)
 
 
+# Links per FLUSH_CLICKS call at most (all their hits).
+PART_LINKS = 50
+# Parts of one campaign in one chunk at most; past it the last part takes the rest. A chunk
+# holds at most 256 flushes of at most 5,000 hits (clickworker.py, clicks.py): 25,600 parts.
+PARTS_PER_CHUNK = 1 << 16
+
+
+def part_number(chunk_number: int, part: int) -> int:
+    """The number FLUSH_CLICKS records part `part` of a campaign's hits in chunk
+    `chunk_number` under: increasing over the parts, then over the queue's chunks (exact in
+    Lua's doubles for 2^37 chunks)."""
+    return chunk_number * PARTS_PER_CHUNK + part
+
+
 @dataclass(slots=True)
 class Batches:
-    """One chunk's hits by campaign, and how many hits and bot hits it held."""
+    """One chunk's hits by campaign, each campaign's in parts (in order), and how many hits
+    and bot hits it held."""
 
-    by_campaign: dict[int | None, ClickBatch] = field(default_factory=dict)
+    by_campaign: dict[int | None, list[ClickBatch]] = field(default_factory=dict)
     hits: int = 0
     bots: int = 0
     malformed: int = 0  # queue elements that were not raw hits, dropped (and logged)
 
 
-def batches(elements: list[bytes], salt: bytes) -> Batches:
+def batches(elements: list[bytes], salt: bytes, part_links: int = PART_LINKS) -> Batches:
     """The FLUSH_CLICKS batches of `elements`, each a flush of raw hits
-    (`redirector.clicks.pack_hits`), in order."""
+    (`redirector.clicks.pack_hits`), in order: a campaign's hits in parts of `part_links`
+    links."""
     found = Batches()
+    by_campaign: dict[int | None, list[Click]] = {}
     for element in elements:
         try:
             clicks = [_click(row, salt) for row in orjson.loads(element)]
@@ -42,14 +72,33 @@ def batches(elements: list[bytes], salt: bytes) -> Batches:
             found.malformed += 1
             continue
         for click in clicks:
-            campaign_id = click[0]
-            batch = found.by_campaign.get(campaign_id)
-            if batch is None:
-                batch = found.by_campaign[campaign_id] = ClickBatch(campaign_id)
-            batch.add(click)
+            by_campaign.setdefault(click[0], []).append(click)
         found.hits += len(clicks)
-    found.bots = sum(batch.bots for batch in found.by_campaign.values())
+    for campaign_id, clicks in by_campaign.items():
+        parts = found.by_campaign[campaign_id] = _parts(campaign_id, clicks, part_links)
+        found.bots += sum(part.bots for part in parts)
     return found
+
+
+def _parts(campaign_id: int | None, clicks: list[Click], part_links: int) -> list[ClickBatch]:
+    """`clicks` (of one campaign, at least one) by link, `part_links` links a part, in the
+    order of each link's first click; the first part carries the campaign's totals."""
+    last = PARTS_PER_CHUNK - 1
+    part_of: dict[str, int] = {}
+    for click in clicks:
+        code = click[1]
+        if code not in part_of:
+            part_of[code] = min(len(part_of) // part_links, last)
+    parts = [ClickBatch(campaign_id) for _ in range(max(part_of.values()) + 1)]
+    for click in clicks:
+        parts[part_of[click[1]]].add(click)
+    if len(parts) > 1:
+        totals = Counts()
+        for part in parts:
+            totals.merge(part.own_totals())
+            part.totals = Counts()
+        parts[0].totals = totals
+    return parts
 
 
 def _click(row: list[Any], salt: bytes) -> Click:

@@ -4,9 +4,10 @@
 if it dies; `python -m redirector.clickworker` runs one on its own (with CLICK_WORKERS=0 on
 the redirectors). Any number may run, on one Redis or a cluster: a worker claims a chunk of
 a queue (redirector/store/hitqueue.py says how that makes every hit count once), turns its
-hits into one FLUSH_CLICKS batch per campaign (redirector/clickbatch.py), applies them, and
-trims the chunk off the queue. It looks at every queue each round, one chunk from each that
-has hits, and waits `interval` when none had. A worker that dies holding a chunk holds it
+hits into FLUSH_CLICKS batches per campaign, in parts of a hundred hits
+(redirector/clickbatch.py), applies them, and trims the chunk off the queue. It looks at
+every queue each round, one chunk from each that has hits, and waits `interval` when none
+had. A worker that dies holding a chunk holds it
 until its lease expires; another worker then applies it again, and what was applied before
 is skipped. On SIGTERM it finishes its round and drains the queues before it exits.
 """
@@ -26,10 +27,11 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError
 
 from redirector import metrics
-from redirector.clickbatch import batches
+from redirector.clickbatch import batches, part_number
 from redirector.settings import Settings
 from redirector.store.connection import NO_WAIT, Durability, SettingsError, Store, connect
 from redirector.store.flush import FlushClicksScript
+from redirector.store.flushbatch import ClickBatch
 from redirector.store.hitqueue import Chunk, HitQueue
 from redirector.store.keys import CLICK_SALT_KEY, HIT_QUEUES, hit_queue_key
 from redirector.store.scripts import call_each
@@ -37,8 +39,8 @@ from redirector.store.secret import SharedSecret
 
 log = logging.getLogger(__name__)
 
-# A chunk is the head of a queue up to this many bytes (about 5,000 hits): small enough that
-# one campaign's FLUSH_CLICKS call holds Redis for milliseconds, big enough to amortise it.
+# A chunk is the head of a queue up to this many bytes (about 5,000 hits), applied in parts
+# of clickbatch.PART_HITS hits: claiming and trimming are amortised over the chunk.
 CHUNK_BYTES = 1_000_000
 CHUNK_ELEMENTS = 256
 # No request waits on a worker, and a chunk's script calls take a while: a short timeout
@@ -133,10 +135,7 @@ class ClickWorker:
 
     async def _apply(self, chunk: Chunk) -> None:
         found = batches(chunk.elements, await self._salt_bytes())
-        results = await call_each(
-            self._flush(batch, self._stream_maxlen, chunk.flusher, chunk.number)
-            for batch in found.by_campaign.values()
-        )
+        results = await call_each(self._parts(chunk, parts) for parts in found.by_campaign.values())
         for result in results:
             if isinstance(result, Exception):
                 raise result  # the chunk stays claimed: applied again, what went through skipped
@@ -144,6 +143,14 @@ class ClickWorker:
         self.bot_hits += found.bots
         metrics.CLICKS_RECORDED.inc(found.hits)
         metrics.BOT_HITS.inc(found.bots)
+
+    async def _parts(self, chunk: Chunk, parts: list[ClickBatch]) -> None:
+        """A campaign's parts of `chunk`, one call each, in order: a part is applied only
+        once the parts before it were (its number is higher, and FLUSH_CLICKS skips a number
+        not above the last one applied)."""
+        for index, part in enumerate(parts):
+            number = part_number(chunk.number, index)
+            await self._flush(part, self._stream_maxlen, chunk.flusher, number)
 
     async def _salt_bytes(self) -> bytes:
         if self._salt is None:

@@ -1,6 +1,7 @@
 """The click flush script, run by the click worker (`redirector.clickworker`): one call per
-campaign present in a chunk of raw hits, since every key a hit touches carries its campaign's
-hash tag (see keys.py). Redis runs a script atomically: no reader sees half a flush.
+part of a campaign's hits in a chunk of raw hits (redirector/clickbatch.py), since every key
+a hit touches carries its campaign's hash tag (see keys.py). Redis runs a script
+atomically: no reader sees half a flush.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from redirector.store.keys import (
 #   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its part in ARGV[17]
 #   ARGV[1]           the stream's approximate MAXLEN
 #   ARGV[2], ARGV[3]  the flusher's id (a raw-hit queue's) and this batch's number (its
-#                     chunk's, increasing per queue)
+#                     chunk's and part's, clickbatch.part_number: increasing per queue)
 #   ARGV[4]           seconds the flush record is kept after the last flush
 #   ARGV[5..11]       the field names of a stream entry, in the order of `_EVENT_FIELDS`
 #   ARGV[12]          the field of a link's stats that holds its creation time

@@ -45,7 +45,7 @@ _HOUR_MS = HOUR * 1000
 Click = tuple[int | None, str, int, str, int, bool, str, str, str, str, str, str]
 
 
-class _Counts:
+class Counts:
     """What some hits add: how many there are per hour (each hour's stats fields are made
     when the batch is sent), to each breakdown field, and their visitors' hashes (once
     each: a dict's keys)."""
@@ -57,7 +57,7 @@ class _Counts:
         self.breakdowns: dict[str, int] = {}
         self.visitors: dict[str, None] = {}
 
-    def merge(self, other: _Counts) -> None:
+    def merge(self, other: Counts) -> None:
         _add(self.hours, other.hours)
         _add(self.breakdowns, other.breakdowns)
         self.visitors |= other.visitors
@@ -71,7 +71,7 @@ class _Counts:
         return {"stats": stats, "breakdowns": self.breakdowns, "visitors": self.visitors}
 
 
-class _LinkCounts(_Counts):
+class _LinkCounts(Counts):
     """The counts of one link: of the hits in the batch of its code's newest link."""
 
     __slots__ = ("created", "index")
@@ -89,6 +89,11 @@ class ClickBatch:
 
     def __init__(self, campaign_id: int | None) -> None:
         self.campaign_id = campaign_id
+        # What the campaign's stats, breakdowns and uniques get from this batch: its own hits'
+        # (None), or what the caller put there (one part of a campaign's hits carries the
+        # totals of all: clickbatch.py).
+        self.totals: Counts | None = None
+        self.hits = 0  # added
         self.bots = 0  # of the hits added, those of bots
         self.keys = [click_stream_key(campaign_id), flush_key(campaign_id)]
         if campaign_id is not None:
@@ -103,7 +108,7 @@ class ClickBatch:
         # which the garbage collector does not track.
         self._entries: list[str] = []
         self._links: dict[str, _LinkCounts] = {}
-        self._older = _Counts()  # hits that count for the campaign only
+        self._older = Counts()  # hits that count for the campaign only
         self._clickers: dict[str, str] = {}  # recipient -> their first click in the batch
         # recipient -> their clicks in the batch (unix ms), for attribution by click
         self._clicks: dict[str, list[int]] = {}
@@ -114,6 +119,7 @@ class ClickBatch:
     def add(self, click: Click) -> None:
         _, code, created, recipient, at_ms, bot, user_agent, referer, visitor, *agent = click
         at = str(at_ms)
+        self.hits += 1
         self._entries += (code, recipient, at, user_agent, referer, visitor, "1" if bot else "0")
         link = self._links.get(code)
         counts = (
@@ -145,7 +151,7 @@ class ClickBatch:
                 self._clickers[recipient] = at
             self._clicks.setdefault(recipient, []).append(at_ms)
 
-    def _counts(self, code: str, created: int) -> _Counts:
+    def _counts(self, code: str, created: int) -> Counts:
         """Where a hit of `code`'s link created at `created` counts: its link's part, unless
         the batch has a newer link of that code (which owns the code's counters: see
         FLUSH_CLICKS); then the campaign's alone."""
@@ -164,14 +170,19 @@ class ClickBatch:
             return self._older
         return link
 
+    def own_totals(self) -> Counts:
+        """What this batch's hits add to the campaign's stats, breakdowns and uniques."""
+        total = Counts()
+        for counts in (self._older, *self._links.values()):
+            total.merge(counts)
+        return total
+
     def arguments(self) -> tuple[bytes, bytes, bytes]:
         """ARGV[15..17] of FLUSH_CLICKS: the stream entries, the campaign's part, the links'."""
         links = self._links.values()
         campaign: dict[str, Any] | list[None] = []
         if self.campaign_id is not None:
-            total = _Counts()
-            for counts in (self._older, *links):
-                total.merge(counts)
+            total = self.own_totals() if self.totals is None else self.totals
             campaign = total.part()
             campaign["clickers"] = [
                 value for first in self._clickers.items() for value in first[::-1]

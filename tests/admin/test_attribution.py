@@ -104,8 +104,9 @@ async def clicks(
     hits = [Hit(code, campaign, R, 0, at / 1000, False, user_agent, "", "10.0.0.1") for at in times]
     found = batches([pack_hits(hits)], b"salt")
     flush = FlushClicksScript(redis)
-    for batch in found.by_campaign.values():
-        assert await flush(batch, 1000, "test", next(_flushes))
+    for parts in found.by_campaign.values():
+        for batch in parts:
+            assert await flush(batch, 1000, "test", next(_flushes))
 
 
 async def two_campaigns(admin: Client) -> tuple[int, int]:

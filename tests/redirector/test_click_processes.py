@@ -15,6 +15,7 @@ import psutil
 import pytest
 from redis.asyncio import Redis
 
+from redirector.clickbatch import PARTS_PER_CHUNK
 from redirector.settings import Settings
 from redirector.store.keys import flush_key, hit_chunk_key, link_key
 from redirector.store.record import Link, encode
@@ -86,8 +87,8 @@ async def test_python_m_redirector_records_clicks_and_restarts_its_click_worker(
 
 
 async def _applied_unacked(redis: Redis, campaigns: list[int]) -> int | None:
-    """The number of the chunk of queue 0 that is claimed, not trimmed, and applied for at
-    least one campaign; else None."""
+    """The number of the chunk of queue 0 that is claimed, not trimmed, and applied (a part
+    of it) for at least one campaign; else None."""
     state: list[Any] = await redis.hmget(hit_chunk_key(0), ["number", "size", "epoch"])
     number, size, epoch = state
     if not size or int(size) == 0 or epoch is None:
@@ -96,7 +97,9 @@ async def _applied_unacked(redis: Redis, campaigns: list[int]) -> int | None:
         for campaign in campaigns:
             pipe.hget(flush_key(campaign), f"h0:{epoch.decode()}")
         applied = await pipe.execute()
-    return int(number) if number in applied else None
+    # FLUSH_CLICKS records the number of a chunk's part (clickbatch.part_number).
+    chunks = {int(part) // PARTS_PER_CHUNK for part in applied if part is not None}
+    return int(number) if int(number) in chunks else None
 
 
 async def _kill_mid_chunk(redis: Redis, env: dict[str, str], campaigns: list[int]) -> int:

@@ -13,10 +13,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from redirector.clickbatch import PART_LINKS
 from redirector.clicks import Hit
 from redirector.settings import Settings
 from redirector.store.hitqueue import HitQueue
-from redirector.store.keys import click_stream_key, hit_queue_key
+from redirector.store.keys import click_stream_key, hit_queue_key, link_stats_key
 from tests.redirector.clicks_helpers import counted, flusher, hits, push, queued, worker
 from tests.user_agents import ANDROID
 from tests.waiting import eventually
@@ -75,6 +76,59 @@ async def test_a_chunk_applied_again_by_another_worker_counts_once(
     await eventually(taken_over)
     assert (await counted(redis, 7), await counted(redis, 8)) == (4, 2)
     assert await queued(redis) == 0
+
+
+async def test_a_campaigns_hits_go_in_parts_and_a_chunk_applied_again_skips_those_done(
+    redis: Redis, redirector_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One FLUSH_CLICKS call holds Redis to its end: a campaign's hits on 120 links go as
+    parts of PART_LINKS links, all the hits of a link in one; worker A dies after the first
+    part, B applies the other two."""
+    assert PART_LINKS == 50
+    taps = [hit._replace(code=f"p{i % 120}") for i, hit in enumerate(hits(7, 250))]
+    await push(flusher(redis, redirector_settings), taps)
+    first = worker(redis, redirector_settings, lease=0.3)
+    flush, sizes = first._flush, list[int]()
+
+    async def dies_at_the_second_part(batch: Any, *args: Any) -> bool:
+        if sizes:
+            raise RedisConnectionError("killed")
+        sizes.append(batch.hits)
+        return await flush(batch, *args)
+
+    monkeypatch.setattr(first, "_flush", dies_at_the_second_part)
+    with pytest.raises(RedisConnectionError):
+        await first.work_once()
+    # Links p0-p49, three hits each but p10-p49 two; the campaign's total comes with them.
+    assert (sizes, await counted(redis, 7)) == ([110], 250)
+    assert await link_clicks(redis, 7, "p0", "p49", "p50") == [3, 2, 0]
+
+    second = worker(redis, redirector_settings)
+    flush = second._flush
+    applied: list[tuple[int, bool]] = []
+
+    async def watched(batch: Any, *args: Any) -> bool:
+        applied.append((batch.hits, await flush(batch, *args)))
+        return applied[-1][1]
+
+    monkeypatch.setattr(second, "_flush", watched)
+
+    async def taken_over() -> bool:
+        return await second.work_once() == 1
+
+    await eventually(taken_over)
+    # The same three parts again, under the same numbers: the first one is skipped.
+    assert applied == [(110, False), (100, True), (40, True)]
+    assert await counted(redis, 7) == 250
+    assert await link_clicks(redis, 7, "p0", "p50", "p119") == [3, 2, 2]
+    assert await redis.xlen(click_stream_key(7)) == 250
+    assert await queued(redis) == 0
+
+
+async def link_clicks(redis: Redis, campaign_id: int, *codes: str) -> list[int]:
+    return [
+        int(await redis.hget(link_stats_key(campaign_id, code), "clicks") or 0) for code in codes
+    ]
 
 
 async def test_a_worker_that_lost_its_chunk_neither_recounts_nor_trims_it(
@@ -141,7 +195,11 @@ async def test_several_redirectors_and_workers_count_every_hit_once(
     async def all_counted() -> bool:
         return [await counted(redis, c) for c in sent] == list(sent.values())
 
+    async def all_trimmed() -> bool:  # a worker counts a chunk as recorded before trimming it
+        return await queued(redis) == 0
+
     await eventually(all_counted, within=20)
+    await eventually(all_trimmed, within=20)
     stop.set()
     for task in running:
         task.cancel()
