@@ -150,6 +150,31 @@ def test_open_loop_latency_from_when_each_request_was_due() -> None:
         ["1000000\t302\t100\n1004000\t302\t100\n"], target_rps=1000.0, clients=1, seconds=1.0
     )
     assert late.p99_ms == 0.1 and late.p99_scheduled_ms == 3.1  # due at 1001 ms, done at 1004.1
+    # Nothing held that one back: h2load itself sent it 3 ms late, which is not judged.
+    assert late.p99_server_ms == 0.1 and late.generator_late_p99_ms == 3.0
+
+
+def test_open_loop_judged_latency_leaves_out_h2loads_own_stalls_not_the_servers() -> None:
+    # Due at 0, 1, 2, 3 ms. h2load stalls 4 ms before the second (nothing outstanding), then
+    # sends its backlog as fast as answers come: from when due 4.1, 3.2 and 2.3 ms, but the
+    # server answered each in 0.1 ms.
+    stalled = "1000000\t302\t100\n1005000\t302\t100\n1005100\t302\t100\n1005200\t302\t100\n"
+    run = bench_open.read_logs([stalled], target_rps=1000.0, clients=1, seconds=1.0)
+    assert run.p99_scheduled_ms == 4.1 and run.generator_late_p99_ms == 4.0
+    assert run.p99_server_ms == 0.1
+    # The server holds the second answer 2.5 ms; the third goes out at once when it arrives:
+    # its wait behind that answer is the server's and counts (1.6 ms from its due time).
+    blocked = "1000000\t302\t100\n1001000\t302\t2500\n1003500\t302\t100\n"
+    run = bench_open.read_logs([blocked], target_rps=1000.0, clients=1, seconds=1.0)
+    assert run.generator_late_p99_ms == 0.0
+    assert sorted([run.p99_server_ms, run.p99_ms]) == [2.5, 2.5]
+    one_late = bench_open.read_logs(
+        [blocked.replace("1003500\t302\t100", "1003500\t302\t900")],
+        target_rps=1000.0,
+        clients=1,
+        seconds=1.0,
+    )
+    assert one_late.p99_server_ms == 2.5  # p99 of 4 is the max: the 2.5 ms answer
 
 
 def test_h2load_command_is_one_paced_http1_client() -> None:
@@ -198,7 +223,10 @@ def _clicks(sent: int = 250_000, difference: int = 0, **kwargs: Any) -> ClickCou
 
 def _open_loop(target: float, achieved: float, p99: float, errors: int = 0) -> OpenLoopResult:
     requests = int(achieved * 10)
-    return OpenLoopResult(target, 100, requests, 10.0, achieved, 0.4, p99 / 2, p99 * 3, errors, p99)
+    """`p99` the judged one (h2load's stalls out); from when due, twice that."""
+    return OpenLoopResult(
+        target, 100, requests, 10.0, achieved, 0.4, p99 / 2, p99 * 3, errors, p99 * 2, p99, 0.5
+    )
 
 
 def _report(*, nginx: bool = True, url_length: int = 135) -> Report:
