@@ -124,7 +124,7 @@ def h2load_command(
     """One HTTP/1.1 client sending `rps` req/s for `seconds` after the warm-up, logging each."""
     command = ["h2load", "--h1", "-c1", "-t1", f"--rps={rps:.3f}", "-i", str(uris)]
     command += [f"-D{seconds:g}", f"--warm-up-time={WARMUP_SECONDS:g}", f"--log-file={log}"]
-    return procs.pinned([*command, "-H", f"User-Agent: {user_agent}"], cpus)
+    return procs.load_generator([*command, "-H", f"User-Agent: {user_agent}"], cpus)
 
 
 async def run_open_loop(
