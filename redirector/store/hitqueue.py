@@ -59,7 +59,9 @@ return 1
 #               most elements a chunk takes, and an epoch for a state made now
 # The chunk claimed and not yet trimmed, if any (whoever claimed it: its lease is free or
 # ours); else a new one, the oldest elements up to the budget (at least one). Returns
-# {number, epoch, elements...}, or {} when the queue is empty or another worker holds it.
+# {number, epoch, size}, or {} when the queue is empty or another worker holds it. The
+# elements are read apart (`HitQueue.claim`): a script that returned a megabyte of them held
+# Redis 3-9 ms (its slow log, bench row miss), and every lookup with it.
 CLAIM_HITS = """
 local queue, state, lease = KEYS[1], KEYS[2], KEYS[3]
 local worker, lease_ms, budget, most, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]),
@@ -81,11 +83,7 @@ if size == 0 then
 end
 redis.call('SET', lease, worker, 'PX', lease_ms)
 local claimed = redis.call('HMGET', state, 'number', 'epoch')
-local reply = {claimed[1], claimed[2]}
-for _, element in ipairs(redis.call('LRANGE', queue, 0, size - 1)) do
-  reply[#reply + 1] = element
-end
-return reply
+return {claimed[1], claimed[2], size}
 """
 
 # -- ACK_HITS --------------------------------------------------------------------------------
@@ -146,8 +144,23 @@ class HitQueue:
         )
         if not reply:
             return None
-        number, claimed_epoch, *elements = reply
-        return Chunk(queue, int(number), f"h{queue}:{_text(claimed_epoch)}", elements)
+        number, claimed_epoch, size = (_text(value) for value in reply)
+        elements = await self._elements(queue, number, size)
+        if elements is None:
+            return None
+        return Chunk(queue, int(number), f"h{queue}:{claimed_epoch}", elements)
+
+    async def _elements(self, queue: int, number: str, size: str) -> list[bytes] | None:
+        """The elements of the chunk claimed as `number` of `size` elements, read with its
+        state in one transaction (one tag: the queue's); None if it is no longer that chunk
+        (the lease ran out meanwhile and another worker applied and trimmed it)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(hit_chunk_key(queue), ["number", "size"])
+            pipe.lrange(hit_queue_key(queue), 0, int(size) - 1)
+            state, elements = await pipe.execute()
+        if [None if value is None else _text(value) for value in state] != [number, size]:
+            return None
+        return list(elements)
 
     async def ack(self, chunk: Chunk, worker: str) -> bool:
         """Trim `chunk` off its queue; False if that was done already."""
@@ -159,5 +172,7 @@ def _keys(queue: int) -> list[str]:
     return [hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue)]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: bytes | str | int) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)

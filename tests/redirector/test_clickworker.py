@@ -149,6 +149,9 @@ async def test_a_worker_that_lost_its_chunk_neither_recounts_nor_trims_it(
     assert await counted(redis, 7) == 2
     assert await queue.ack(stale, "B")
     await push(flusher(redis, redirector_settings), hits(7, 3))
+    # A reads its chunk's elements after its claim: B trimmed it since, and a later flush is
+    # at the head, so A gets nothing rather than that flush under its chunk's number.
+    assert await queue._elements(0, str(stale.number), str(len(stale.elements))) is None
     assert not await queue.ack(stale, "A")  # A acks late: the new flush stays
     assert await redis.llen(hit_queue_key(0)) == 1
 
