@@ -17,7 +17,14 @@ from redirector.clickbatch import PART_LINKS
 from redirector.clicks import Hit
 from redirector.settings import Settings
 from redirector.store.hitqueue import HitQueue
-from redirector.store.keys import click_stream_key, hit_queue_key, link_stats_key
+from redirector.store.keys import (
+    BREAKDOWNS,
+    LINK_CREATED,
+    click_stream_key,
+    hit_queue_key,
+    link_breakdowns_key,
+    link_stats_key,
+)
 from tests.redirector.clicks_helpers import counted, flusher, hits, push, queued, worker
 from tests.user_agents import ANDROID
 from tests.waiting import eventually
@@ -129,6 +136,23 @@ async def link_clicks(redis: Redis, campaign_id: int, *codes: str) -> list[int]:
     return [
         int(await redis.hget(link_stats_key(campaign_id, code), "clicks") or 0) for code in codes
     ]
+
+
+async def test_a_links_first_hits_are_written_at_once_only_where_nothing_is_counted(
+    redis: Redis, redirector_settings: Settings
+) -> None:
+    """A new link's counters are set with one HSET per hash; a link whose breakdowns are
+    there without its stats (or stats without a creation time) is added to, never reset."""
+    taps = [hit._replace(code=f"n{i % 3}") for i, hit in enumerate(hits(7, 6, ANDROID))]
+    device = BREAKDOWNS["device"] + "mobile"
+    await redis.hset(link_breakdowns_key(7, "n1"), device, 5)
+    await redis.hset(link_stats_key(7, "n2"), "clicks", 10)  # counted before creation times
+    await push(flusher(redis, redirector_settings), taps)
+    assert await worker(redis, redirector_settings).work_once() == 1
+    assert await link_clicks(redis, 7, "n0", "n1", "n2") == [2, 2, 12]
+    counts = [await redis.hget(link_breakdowns_key(7, code), device) for code in ("n0", "n1")]
+    assert counts == [b"2", b"7"]
+    assert await redis.hget(link_stats_key(7, "n0"), LINK_CREATED) == b"1"
 
 
 async def test_a_worker_that_lost_its_chunk_neither_recounts_nor_trims_it(
