@@ -51,7 +51,7 @@ def test_wrk_reports_one_json_line() -> None:
 def test_wrk_command_pins_and_runs_whole_seconds() -> None:
     command = wrk_command("http://127.0.0.1:1/", threads=2, connections=64, seconds=10, cpus="1")
     # Before Redis and the click worker on its core, when we may raise its priority.
-    raised = ["nice", "-n", "-10"] if os.geteuid() == 0 else []
+    raised = ["chrt", "--fifo", "1"] if os.geteuid() == 0 else []
     assert command[: 4 + len(raised)] == ["taskset", "-c", "1", *raised, "wrk"]
     assert "-d10s" in command
     assert command[-2:] == ["--", "2"]  # bench.lua spreads the threads' walks over the paths
@@ -183,7 +183,7 @@ def test_open_loop_judged_latency_leaves_out_h2loads_own_stalls_not_the_servers(
 def test_h2load_command_is_one_paced_http1_client() -> None:
     command = bench_open.h2load_command(Path("u"), 99.5, 10, IPHONE, Path("l"), "1")
     # Before Redis and the click worker on its core, when we may raise its priority.
-    raised = ["nice", "-n", "-10"] if os.geteuid() == 0 else []
+    raised = ["chrt", "--fifo", "1"] if os.geteuid() == 0 else []
     assert command[: 4 + len(raised)] == ["taskset", "-c", "1", *raised, "h2load"]
     assert {"--h1", "-c1", "--rps=99.500", "-D10", "--log-file=l"} <= set(command)
     assert command[-2:] == ["-H", f"User-Agent: {IPHONE}"]
