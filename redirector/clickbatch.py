@@ -2,17 +2,21 @@
 visitor hashed (salted, so that no raw IP address is stored), the hits grouped by campaign,
 then into parts by link, and summed per counter (redirector/store/flushbatch.py). No I/O.
 
-Why parts: Redis runs a script to its end before anything else, and a link's counters cost
-it ~25 µs to update, so one FLUSH_CLICKS call per campaign and chunk (thousands of
-per-recipient links) held every link lookup queued behind it for 70-130 ms. A part holds the
-hits of at most PART_LINKS links (all the hits of each: the sums stay as large as one call's),
-about a millisecond of Redis; the first part also carries the campaign's stats, breakdowns
-and uniques for the whole chunk, so those are written once. Links go to parts in the order of
-their first hit, so a recipient's first click is in the earliest part that has one (the
-clickers' ZADD NX keeps it). The parts of a campaign are applied in order, each under a
-number of its own (`part_number`): a chunk applied again skips exactly the parts that went
-through. The stream gets a chunk's entries part by part (entry ids are the time they are
-written, and every entry carries its click's own time).
+Why parts: Redis runs a script to its end before anything else, so one FLUSH_CLICKS call per
+campaign and chunk (thousands of per-recipient links) held every link lookup queued behind it
+for 70-130 ms. A part holds the hits of at most PART_LINKS links (all their hits in the chunk,
+so that the sums stay as large as one call's) and at most PART_HITS hits (a link tapped more
+often than that in a chunk is spread over parts): a millisecond or two of Redis. The first
+part also carries the campaign's stats, breakdowns and uniques for the whole chunk, so those
+are written once (between a crash and the chunk's next application a reader may see them
+ahead of the links' counters and the stream). Links go to parts in the order of their first
+hit and each link's hits in order, so a recipient's first click is in the earliest part that
+has one (the clickers' ZADD NX keeps it). The parts of a campaign are applied in order, each
+under a number of its own (`part_number`) recorded under a name that says how chunks are cut
+(`part_flusher`): a chunk applied again skips exactly the parts that went through, and a
+worker that cuts chunks otherwise (another release) records under another name, so that it
+never skips, and so drops, what it did not apply. The stream gets a chunk's entries part by
+part (entry ids are the time they are written; every entry carries its click's own time).
 """
 
 from __future__ import annotations
@@ -32,11 +36,19 @@ from redirector.useragents import classify
 log = logging.getLogger(__name__)
 
 
-# Links per FLUSH_CLICKS call at most (all their hits).
+# Links per FLUSH_CLICKS call at most (all their hits, up to PART_HITS).
 PART_LINKS = 50
+# Hits per call at most (each an entry to decode and XADD: ~2.3 µs of Redis).
+PART_HITS = 500
 # Parts of one campaign in one chunk at most; past it the last part takes the rest. A chunk
-# holds at most 256 flushes of at most 5,000 hits (clickworker.py, clicks.py): 25,600 parts.
+# holds at most 256 flushes of at most 5,000 hits (clickworker.py, clicks.py): 2,560 parts.
 PARTS_PER_CHUNK = 1 << 16
+
+
+def part_flusher(flusher: str) -> str:
+    """The name FLUSH_CLICKS records a queue's parts under: the queue's (`Chunk.flusher`) and
+    how its chunks are cut into parts."""
+    return f"{flusher}:p{PART_LINKS}x{PART_HITS}"
 
 
 def part_number(chunk_number: int, part: int) -> int:
@@ -57,10 +69,12 @@ class Batches:
     malformed: int = 0  # queue elements that were not raw hits, dropped (and logged)
 
 
-def batches(elements: list[bytes], salt: bytes, part_links: int = PART_LINKS) -> Batches:
+def batches(
+    elements: list[bytes], salt: bytes, part_links: int = PART_LINKS, part_hits: int = PART_HITS
+) -> Batches:
     """The FLUSH_CLICKS batches of `elements`, each a flush of raw hits
     (`redirector.clicks.pack_hits`), in order: a campaign's hits in parts of `part_links`
-    links."""
+    links and `part_hits` hits at most."""
     found = Batches()
     by_campaign: dict[int | None, list[Click]] = {}
     for element in elements:
@@ -75,23 +89,39 @@ def batches(elements: list[bytes], salt: bytes, part_links: int = PART_LINKS) ->
             by_campaign.setdefault(click[0], []).append(click)
         found.hits += len(clicks)
     for campaign_id, clicks in by_campaign.items():
-        parts = found.by_campaign[campaign_id] = _parts(campaign_id, clicks, part_links)
+        parts = _parts(campaign_id, clicks, part_links, part_hits)
+        found.by_campaign[campaign_id] = parts
         found.bots += sum(part.bots for part in parts)
     return found
 
 
-def _parts(campaign_id: int | None, clicks: list[Click], part_links: int) -> list[ClickBatch]:
-    """`clicks` (of one campaign, at least one) by link, `part_links` links a part, in the
-    order of each link's first click; the first part carries the campaign's totals."""
-    last = PARTS_PER_CHUNK - 1
-    part_of: dict[str, int] = {}
+def _parts(
+    campaign_id: int | None, clicks: list[Click], part_links: int, part_hits: int
+) -> list[ClickBatch]:
+    """`clicks` (of one campaign, at least one) by link, `part_links` links a part in the
+    order of each link's first click, each link's in order, `part_hits` at most a part; the
+    first part carries the campaign's totals."""
+    group_of: dict[str, int] = {}
+    groups: list[list[Click]] = []
     for click in clicks:
         code = click[1]
-        if code not in part_of:
-            part_of[code] = min(len(part_of) // part_links, last)
-    parts = [ClickBatch(campaign_id) for _ in range(max(part_of.values()) + 1)]
-    for click in clicks:
-        parts[part_of[click[1]]].add(click)
+        index = group_of.get(code)
+        if index is None:
+            index = group_of[code] = len(group_of) // part_links
+            if index == len(groups):
+                groups.append([])
+        groups[index].append(click)
+    cuts = [group[i : i + part_hits] for group in groups for i in range(0, len(group), part_hits)]
+    if len(cuts) > PARTS_PER_CHUNK:
+        cuts[PARTS_PER_CHUNK - 1 :] = [
+            [click for cut in cuts[PARTS_PER_CHUNK - 1 :] for click in cut]
+        ]
+    parts = []
+    for cut in cuts:
+        part = ClickBatch(campaign_id)
+        for click in cut:
+            part.add(click)
+        parts.append(part)
     if len(parts) > 1:
         totals = Counts()
         for part in parts:

@@ -4,7 +4,7 @@
 if it dies; `python -m redirector.clickworker` runs one on its own (with CLICK_WORKERS=0 on
 the redirectors). Any number may run, on one Redis or a cluster: a worker claims a chunk of
 a queue (redirector/store/hitqueue.py says how that makes every hit count once), turns its
-hits into FLUSH_CLICKS batches per campaign, in parts of a hundred hits
+hits into FLUSH_CLICKS batches per campaign, in parts of at most 50 links and 500 hits
 (redirector/clickbatch.py), applies them, and trims the chunk off the queue. It looks at
 every queue each round, one chunk from each that has hits, and waits `interval` when none
 had. A worker that dies holding a chunk holds it
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError
 
 from redirector import metrics
-from redirector.clickbatch import batches, part_number
+from redirector.clickbatch import batches, part_flusher, part_number
 from redirector.settings import Settings
 from redirector.store.connection import NO_WAIT, Durability, SettingsError, Store, connect
 from redirector.store.flush import FlushClicksScript
@@ -40,7 +40,7 @@ from redirector.store.secret import SharedSecret
 log = logging.getLogger(__name__)
 
 # A chunk is the head of a queue up to this many bytes (about 5,000 hits), applied in parts
-# of clickbatch.PART_HITS hits: claiming and trimming are amortised over the chunk.
+# (clickbatch.py): claiming and trimming are amortised over the chunk.
 CHUNK_BYTES = 1_000_000
 CHUNK_ELEMENTS = 256
 # No request waits on a worker, and a chunk's script calls take a while: a short timeout
@@ -148,9 +148,10 @@ class ClickWorker:
         """A campaign's parts of `chunk`, one call each, in order: a part is applied only
         once the parts before it were (its number is higher, and FLUSH_CLICKS skips a number
         not above the last one applied)."""
+        flusher = part_flusher(chunk.flusher)
         for index, part in enumerate(parts):
             number = part_number(chunk.number, index)
-            await self._flush(part, self._stream_maxlen, chunk.flusher, number)
+            await self._flush(part, self._stream_maxlen, flusher, number)
 
     async def _salt_bytes(self) -> bytes:
         if self._salt is None:

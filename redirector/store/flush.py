@@ -1,7 +1,9 @@
 """The click flush script, run by the click worker (`redirector.clickworker`): one call per
 part of a campaign's hits in a chunk of raw hits (redirector/clickbatch.py), since every key
 a hit touches carries its campaign's hash tag (see keys.py). Redis runs a script
-atomically: no reader sees half a flush.
+atomically: no reader sees half a part (between a worker's crash and the chunk's next
+application, a reader may see the campaign's totals, carried by its first part, ahead of
+the later parts' link counters and stream entries).
 """
 
 from __future__ import annotations
@@ -190,6 +192,8 @@ for _, link in ipairs(links) do
       if not fresh then redis.call('HSET', stats, CREATED, created) end
     end
     if fresh then
+      -- unpack() whole: a part has at most 500 hits (clickbatch.PART_HITS), so at most
+      -- ~1,500 stats fields, and breakdowns at most 2 * VALUES_MAX values here.
       local values = {CREATED, created}
       for field, n in pairs(link.stats) do
         values[#values + 1] = field

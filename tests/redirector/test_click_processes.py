@@ -15,7 +15,7 @@ import psutil
 import pytest
 from redis.asyncio import Redis
 
-from redirector.clickbatch import PARTS_PER_CHUNK
+from redirector.clickbatch import PARTS_PER_CHUNK, part_flusher
 from redirector.settings import Settings
 from redirector.store.keys import flush_key, hit_chunk_key, link_key
 from redirector.store.record import Link, encode
@@ -95,7 +95,7 @@ async def _applied_unacked(redis: Redis, campaigns: list[int]) -> int | None:
         return None
     async with redis.pipeline(transaction=False) as pipe:
         for campaign in campaigns:
-            pipe.hget(flush_key(campaign), f"h0:{epoch.decode()}")
+            pipe.hget(flush_key(campaign), part_flusher(f"h0:{epoch.decode()}"))
         applied = await pipe.execute()
     # FLUSH_CLICKS records the number of a chunk's part (clickbatch.part_number).
     chunks = {int(part) // PARTS_PER_CHUNK for part in applied if part is not None}

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from redirector.clickbatch import PART_LINKS
+from redirector.clickbatch import PART_HITS, PART_LINKS
 from redirector.clicks import Hit
 from redirector.settings import Settings
 from redirector.store.hitqueue import HitQueue
@@ -136,6 +136,47 @@ async def link_clicks(redis: Redis, campaign_id: int, *codes: str) -> list[int]:
     return [
         int(await redis.hget(link_stats_key(campaign_id, code), "clicks") or 0) for code in codes
     ]
+
+
+async def test_a_new_links_counters_take_one_hset_per_hash_and_no_increment(
+    redis: Redis, redirector_settings: Settings, store_kind: str
+) -> None:
+    if store_kind == "cluster":
+        pytest.skip("commandstats are per node; the script is the same on both stores")
+    await push(flusher(redis, redirector_settings), hits(7, 1, ANDROID))
+    await redis.config_resetstat()
+    assert await worker(redis, redirector_settings).work_once() == 1
+    stats = await redis.info("commandstats")
+    # Increments: the chunk's number (the claim), and the campaign's clicks, hour and day,
+    # device, OS and browser; the link's own six counters and its creation time are set by
+    # two HSETs (besides the claim's, the trim's and the flush record's): 7 and 5, where an
+    # increment per counter made 13 and 4.
+    assert stats["cmdstat_hincrby"]["calls"] == 7
+    assert stats["cmdstat_hset"]["calls"] == 5
+    assert await link_clicks(redis, 7, "c7x0") == [1]
+
+
+async def test_a_link_tapped_more_than_part_hits_times_in_a_chunk_spreads_over_parts(
+    redis: Redis, redirector_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part caps hits too (each is a stream entry to decode and add): one link's 1,200
+    hits go as 500, 500 and 200, and count once each."""
+    assert PART_HITS == 500
+    taps = [hit._replace(code="one") for hit in hits(7, 1_200)]
+    await push(flusher(redis, redirector_settings), taps)
+    clicks = worker(redis, redirector_settings)
+    flush, sizes = clicks._flush, list[int]()
+
+    async def watched(batch: Any, *args: Any) -> bool:
+        sizes.append(batch.hits)
+        return await flush(batch, *args)
+
+    monkeypatch.setattr(clicks, "_flush", watched)
+    assert await clicks.work_once() == 1
+    assert sizes == [500, 500, 200]
+    assert await counted(redis, 7) == 1_200
+    assert await link_clicks(redis, 7, "one") == [1_200]
+    assert await redis.xlen(click_stream_key(7)) == 1_200
 
 
 async def test_a_links_first_hits_are_written_at_once_only_where_nothing_is_counted(
