@@ -89,6 +89,7 @@ async def _serve(settings: Settings) -> None:
         # links) sets off, no longer walks them. A full collection took 20-35 ms with them
         # (tail latency: the event loop stands still), 1-3 ms without (bench rows hot and
         # miss, a gc.callbacks timer, 2026-11-30).
+        gc.collect()  # what startup left unreachable is freed, not frozen
         gc.freeze()
         await stop.wait()
     finally:
