@@ -15,15 +15,14 @@ timers tick together).
 Three latencies per request: from when h2load sent it (`p99_ms`); from when it was due
 (`p99_scheduled_ms`): a client with an answer still outstanding sends its next request late,
 and only this counts that wait (coordinated omission, as wrk2 corrects it), request k of a
-client being due k / rps after its first; and the judged one, `p99_server_ms`, from when it
-was due on a clock that stops while h2load itself stalls. wrk2's correction assumes a load
-generator that keeps its schedule; h2load shares its core with Redis and the click worker,
-and when it is not scheduled for a while it sends the backlog at once and every request of
-it is late "from when due" (the bare aiohttp row, with nothing else on that core, measured
-3.9 ms one run and 126 ms the next, its slowest answer 8-10 ms both times). So a request's
-delay that no outstanding answer explains (sent after it was due and after the answer
-before it had arrived: `generator_late_p99_ms` reports it) is the generator's, not counted,
-and it shifts the client's later due times. A wait behind an answer still counts in full.
+client being due k / rps after its first; and the judged one, `p99_server_ms`: the same
+answers' times replayed by a client that never stalls itself, which sends each request when
+it is due or as soon as the answer before it arrived, whichever is later, and counts from
+when it was due. wrk2's correction assumes a load generator that keeps its schedule; h2load
+shares its core with Redis and the click worker, and a request it sends late on its own
+(nothing outstanding) would otherwise count its own delay, and that of the requests queued
+behind it, as the server's. Every wait behind an answer still counts in full; h2load's own
+lateness is reported apart (`generator_late_p99_ms`).
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ class OpenLoopResult:
     max_ms: float
     errors: int  # answers of 400 or more, and requests that failed
     p99_scheduled_ms: float = 0.0  # from when each request was due (see the docstring)
-    p99_server_ms: float = 0.0  # from when due, h2load's own stalls not counted (judged)
+    p99_server_ms: float = 0.0  # from when due, replayed without h2load's stalls (judged)
     generator_late_p99_ms: float = 0.0  # how late h2load sent what nothing held back
 
 
@@ -84,20 +83,19 @@ def read_logs(
             for start, status, micros in (line.split("\t") for line in text.splitlines())
         )
         first = rows[0][0] if rows else 0
-        stalled, answered = 0.0, float(first)  # h2load's own stalls so far; the last answer
+        answered = replayed = float(first)  # the last answer: as h2load got it, as replayed
         for k, (start, status, micros) in enumerate(rows):
             errors += not 0 < status < 400
             times_ms.append(micros / 1000)
             due = first + k * step_us
             scheduled_ms.append(max(micros, start + micros - due) / 1000)
-            # When it could have gone had h2load kept its clock: due, or once the answer
-            # before it arrived. Later than that is h2load's own stall.
-            ready = max(due + stalled, answered)
-            late = max(0.0, start - ready)
-            stalled += late
-            late_ms.append(late / 1000)
-            server_ms.append(max(micros, start + micros - due - stalled) / 1000)
+            # h2load's own lateness: sent after it was due and after the answer before it.
+            late_ms.append(max(0.0, start - max(due, answered)) / 1000)
             answered = start + micros
+            # A client that never stalls sends it when due or once the previous answer is in.
+            sent = max(due, replayed)
+            replayed = sent + micros
+            server_ms.append((replayed - due) / 1000)
     times_ms.sort()
     scheduled_ms.sort()
     server_ms.sort()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import platform
 import resource
@@ -72,15 +73,26 @@ def pinned(command: list[str], cpus: str | None) -> list[str]:
 # sharing that core. Real-time (SCHED_FIFO, lowest priority), not a niceness: under Linux's
 # EEVDF scheduler a woken task of niceness -10 still waits for the running one's slice, and
 # the hot row's open-loop p50 was 0.7-1.7 ms at half its maximum (answers waiting for
-# h2load to run), 0.16 ms with SCHED_FIFO (bare aiohttp: 0.17 ms either way). Both only
-# ever wait on their sockets; the kernel keeps 5% of a core from real-time tasks regardless.
-# Every row gets the same.
+# h2load to run), 0.16 ms with SCHED_FIFO (bare aiohttp: 0.17 ms either way). Neither
+# spins: they sleep on their sockets between events (wrk keeps 0.4-0.6 of the core busy at
+# saturation, ahead of Redis and the click worker, whose work then waits: the report says
+# how much of it was left for after the run); the kernel keeps 5% of a core from real-time
+# tasks regardless. Every row gets the same. Without the privilege (not root, or a
+# container without CAP_SYS_NICE) they run at the default priority.
 LOAD_PRIORITY = ["chrt", "--fifo", "1"]
+
+
+@functools.cache
+def _may_run_real_time() -> bool:
+    try:
+        return subprocess.run([*LOAD_PRIORITY, "true"], capture_output=True).returncode == 0
+    except OSError:  # no chrt
+        return False
 
 
 def load_generator(command: list[str], cpus: str | None) -> list[str]:
     """`command` pinned to `cpus`, at LOAD_PRIORITY when this process may set it."""
-    raised = LOAD_PRIORITY if os.geteuid() == 0 else []
+    raised = LOAD_PRIORITY if _may_run_real_time() else []
     return pinned([*raised, *command], cpus)
 
 

@@ -36,6 +36,8 @@ class Recorded(NamedTuple):
     clicks: int
     bots: int
     settled: bool
+    at_first: int = 0  # clicks + bots at the first read, when the run had just ended
+    caught_up_seconds: float = 0.0  # from then until the counters stopped changing
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,10 @@ class ClickCount:
     bots: int  # 0 when every request carries the phone's User-Agent
     slack: int  # connections + socket errors
     settled: bool  # the counters stopped changing within the wait
+    # Of those, recorded by the time wrk stopped, and how long the rest took: the click work
+    # that the run left for later (the click worker shares the load generator's core).
+    at_stop: int | None = None
+    caught_up_seconds: float = 0.0
 
     @classmethod
     def over(
@@ -59,7 +65,9 @@ class ClickCount:
     ) -> ClickCount:
         clicks, bots = after.clicks - before.clicks, after.bots - before.bots
         sent, slack = result.requests - result.bad_status, connections + result.socket_errors
-        return cls(sent, clicks, bots, slack, before.settled and after.settled)
+        settled = before.settled and after.settled
+        at_stop = after.at_first - before.clicks - before.bots
+        return cls(sent, clicks, bots, slack, settled, at_stop, after.caught_up_seconds)
 
     @property
     def difference(self) -> int:
@@ -176,6 +184,11 @@ def _clicks_check(report: Report, key: str) -> Check:
     if 0 < count.difference <= count.slack:
         measured += f" (in flight when wrk stopped: up to {count.slack})"
     measured += f"; {count.bots:,} as bots" if count.bots else ""
+    if count.at_stop is not None:
+        measured += (
+            f"; {count.at_stop:,} of them recorded when wrk stopped, the rest within "
+            f"{count.caught_up_seconds:.1f} s"
+        )
     measured += "" if count.settled else "; counters still changing"
     return Check(name, goal, measured, count.status)
 
