@@ -78,10 +78,11 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              currency `rev:<CUR>` (revenue, minor units) and `n:<CUR>`.
     ac:{C}            set    order ids counted in ar:{C}: a conversion counts once, even when
                              the request that stored it is retried after a failure.
-    f:{C}             hash   raw-hit queue (`hN:<epoch>`) -> number of the last part of a
-                             chunk of it applied (clickbatch.part_number): a part applied
-                             again (its worker died before acking the chunk) is skipped.
-                             Expires when idle.
+    f:{C}             hash   raw-hit queue and how its chunks are cut into parts
+                             (`hN:<epoch>:p50x500`, clickbatch.part_flusher) -> number of
+                             the last part of a chunk of it applied (clickbatch.part_number):
+                             a part applied again (its worker died before acking the chunk)
+                             is skipped. Expires when idle.
 
 - `{hN}`, N from 0 to HIT_QUEUES - 1: a raw-hit queue. Each redirector process pushes every
   click flush to one queue, picked at start (so a cluster spreads them); click workers
