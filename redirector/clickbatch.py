@@ -41,7 +41,8 @@ PART_LINKS = 50
 # Hits per call at most (each an entry to decode and XADD: ~2.3 µs of Redis).
 PART_HITS = 500
 # Parts of one campaign in one chunk at most; past it the last part takes the rest. A chunk
-# holds at most 256 flushes of at most 5,000 hits (clickworker.py, clicks.py): 2,560 parts.
+# holds at most 256 flushes of at most 5,000 hits (clickworker.py, clicks.py): 25,600 parts
+# when every hit is a link of its own (50 a part), 2,560 by hits alone (500 a part).
 PARTS_PER_CHUNK = 1 << 16
 
 
