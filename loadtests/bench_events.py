@@ -24,7 +24,7 @@ from loadtests import bench_procs as procs
 from loadtests import bench_report as results
 from loadtests.bench_rows import Bench
 from loadtests.bench_store import admin_service
-from loadtests.seed import SeedError, recipient
+from loadtests.seed import SeedError, recipient, timed_senders
 
 EVENTS_PER_REQUEST = 10_000
 _HOUR_MS = 3_600_000
@@ -74,14 +74,7 @@ async def post_all(
                     raise SeedError(f"POST {path} answered {resp.status}: {await resp.text()}")
                 check(orjson.loads(await resp.read()))
 
-    started = time.perf_counter()
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(concurrency):
-                group.create_task(sender())
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return time.perf_counter() - started
+    return await timed_senders(sender, concurrency)
 
 
 def _chunks(count: int) -> Iterator[range]:

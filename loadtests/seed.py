@@ -14,7 +14,7 @@ import ipaddress
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,19 @@ class SeedError(Exception):
 
 class RemoteHostRefused(ValueError):
     """A load test or a seeding run was pointed at a host that is not this machine."""
+
+
+async def timed_senders(sender: Callable[[], Coroutine[Any, Any, None]], concurrency: int) -> float:
+    """Seconds `concurrency` copies of `sender` took, run together until all are done; the
+    first failure cancels the others and is raised as itself (not as an ExceptionGroup)."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(sender())
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return time.perf_counter() - started
 
 
 def is_loopback_url(url: str) -> bool:
@@ -197,14 +210,7 @@ async def seed(
                 if progress:
                     progress(done)
 
-        started = time.perf_counter()
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(concurrency):
-                    group.create_task(sender())
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None
-        seconds = time.perf_counter() - started
+        seconds = await timed_senders(sender, concurrency)
     if out is not None:
         # Written beside `out` and renamed: Locust never sees a half-written file.
         out.parent.mkdir(parents=True, exist_ok=True)
