@@ -162,17 +162,19 @@ async def recorded(bench: Bench) -> results.Recorded:
     store, key = bench.store, campaign_stats_key(bench.campaign_id)
     assert store is not None, "click-counted rows run only with Redis"
 
+    seen: list[int] = []  # clicks + bots at each read
+
     async def read() -> tuple[int, int]:
         clicks, bots = await store.hmget(key, [CLICKS, BOTS])
+        seen.append(int(clicks or 0) + int(bots or 0))
         return int(clicks or 0), int(bots or 0)
 
     started = time.monotonic()
-    first = await read()
     (clicks, bots), settled = await settle(read)
     # What was recorded when asked, and how long the rest took to be (the settling wait's
     # quiet reads not counted): work the click worker left for after the run shows here.
     caught_up = max(0.0, time.monotonic() - started - POLL_SECONDS * QUIET_POLLS)
-    return results.Recorded(clicks, bots, settled, sum(first), caught_up)
+    return results.Recorded(clicks, bots, settled, seen[0], caught_up)
 
 
 async def load(bench: Bench, row: ServerRow, seconds: float) -> procs.WrkResult:
