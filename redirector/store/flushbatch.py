@@ -35,6 +35,7 @@ _DEVICE, _OS, _BROWSER, _REFERER = (
     BREAKDOWNS[kind] for kind in ("device", "os", "browser", "referer")
 )
 _HOUR_MS = HOUR * 1000
+_ENTRY_FIELDS = 7  # values of a hit's stream entry in ClickBatch._entries
 
 
 # A hit as the click worker adds it to a batch, classified and its visitor hashed: campaign
@@ -93,7 +94,6 @@ class ClickBatch:
         # (None), or what the caller put there (one part of a campaign's hits carries the
         # totals of all: clickbatch.py).
         self.totals: Counts | None = None
-        self.hits = 0  # added
         self.bots = 0  # of the hits added, those of bots
         self.keys = [click_stream_key(campaign_id), flush_key(campaign_id)]
         if campaign_id is not None:
@@ -116,10 +116,14 @@ class ClickBatch:
         # a new string to hash every time it is counted.
         self._agent_fields: dict[str, tuple[str, str, str]] = {}
 
+    @property
+    def hits(self) -> int:
+        """The hits added: a stream entry each."""
+        return len(self._entries) // _ENTRY_FIELDS
+
     def add(self, click: Click) -> None:
         _, code, created, recipient, at_ms, bot, user_agent, referer, visitor, *agent = click
         at = str(at_ms)
-        self.hits += 1
         self._entries += (code, recipient, at, user_agent, referer, visitor, "1" if bot else "0")
         link = self._links.get(code)
         counts = (
