@@ -1,12 +1,15 @@
 """Short, indicative A/B runs of the redirect path (issue 9), pinned as `make bench` pins:
-server on CPU 0, wrk and Redis on CPU 1. Not the benchmark: `make bench` gives the figures.
+server on CPU 0; wrk, Redis and (for the rows that record clicks) a click worker at niceness
+10 on CPU 1. Not the benchmark: `make bench` gives the figures.
 
     .venv/bin/python scripts/redirect_ab.py [--rows aiohttp,hot,hot-notrack,miss]
         [--seconds 5] [--rounds 2] [--tree DIR ...] [--profile DIR] [--open-rate REQ/S]
 
-Every row runs `--rounds` times, the trees (`--tree`, default this one) interleaved within
-each round. `--profile` adds, per redirector row and tree, one py-spy run (not counted) and
-prints its top functions by own time (the raw stacks are kept in the given directory).
+Rows: aiohttp (bare), hot, miss, and each of hot and miss with `-notrack` (no recording) or
+`-noworker` (recording, no click worker: the raw hits only queue up). Every row runs
+`--rounds` times, the trees (`--tree`, default this one) interleaved within each round.
+`--profile` adds, per redirector row and tree, one py-spy run (not counted) and prints its
+top functions by own time (the raw stacks are kept in the given directory).
 `--open-rate` follows each wrk run with h2load at that fixed rate, as the bench's open-loop
 rows (one rate for every tree, so that their p99s compare).
 Honour /work/wt/QUIET before running it.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import random
 import sys
 import tempfile
@@ -137,9 +141,20 @@ async def one_run(
     port = procs.free_port()
     cache = args.miss_cache if row.startswith("miss") else 100_000
     env = {"PYTHONPATH": str(tree), "REDIS_URL": redis_url, "REDIRECTOR_PORT": str(port)}
-    env |= {"CACHE_SIZE": str(cache), "CLICK_TRACKING": str(not row.endswith("-notrack")).lower()}
-    tapped = paths[row.removesuffix("-notrack")]
-    with procs.Service(row, server_command(row, tree, port), tmp / f"{row}.log", env) as server:
+    tracking = not row.endswith("-notrack")
+    env |= {"CACHE_SIZE": str(cache), "CLICK_TRACKING": str(tracking).lower()}
+    # As the bench's one-worker rows: the click worker apart, on the load core at a lower
+    # priority; `-noworker` leaves it out (the raw hits only queue up).
+    env["CLICK_WORKERS"] = "0"
+    tapped = paths[row.split("-")[0]]
+    with contextlib.ExitStack() as services:
+        server = services.enter_context(
+            procs.Service(row, server_command(row, tree, port), tmp / f"{row}.log", env)
+        )
+        if tracking and not row.endswith("-noworker") and row != "aiohttp":
+            clicker = [sys.executable, "-P", "-m", "redirector.clickworker"]
+            clicker = procs.pinned(["nice", "-n", "10", *clicker], "1")
+            services.enter_context(procs.Service(row, clicker, tmp / f"{row}-clicks.log", env))
         base = f"http://127.0.0.1:{port}"
         await server.wait(f"{base}/{codes[0]}" if row != "aiohttp" else f"{base}/x", 302)
         url = base + "/"
@@ -197,7 +212,11 @@ async def open_loop(
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="aiohttp,hot,hot-notrack,miss", help="also miss-notrack")
+    parser.add_argument(
+        "--rows",
+        default="aiohttp,hot,hot-notrack,miss",
+        help="also miss-notrack, hot-noworker, miss-noworker",
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--links", type=int, default=100_000)
