@@ -5,7 +5,8 @@ aiohttp's router and `web.Application` request handling cost more per request th
 redirect (a cached lookup, a hit appended, a 302), so `Handler` matches the paths as the
 router would (`/healthz`, `/metrics`, `/{code}`: GET and HEAD, else 405; any other path 404)
 and holds what it needs from the app, bound once. With METRICS_PORT set, `/metrics` is served
-there (redirector/metrics_listener.py) and is a code like any other here.
+there (redirector/metrics_listener.py) and is a code like any other here. The 302 itself is
+written as prebuilt bytes (redirector/redirect.py), not through aiohttp's response machinery.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from redirector.appkeys import clicks_key, redis_key, resolver_key, settings_key
 from redirector.clicks import ADDRESS_MAX, REFERER_MAX, USER_AGENT_MAX, Hit
 from redirector.metrics import COUNTS
 from redirector.misslimit import MissLimiter
+from redirector.redirect import Heads, Redirect
 from redirector.store.probe import answers
 
 # The redirect is personal to the recipient's tap: browsers and proxies must not cache it,
@@ -53,6 +55,7 @@ class Handler:
         self._misses = MissLimiter(settings.miss_limit) if settings.miss_limit else None
         # Addresses over their limit; looked at on every request only while not empty.
         self._blocked = self._misses.blocked if self._misses is not None else {}
+        self._heads = Heads(NO_CACHE)
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         # What the router matches: the path decoded but for %2F and %25 (yarl's path_safe),
@@ -120,9 +123,7 @@ class Handler:
         COUNTS.found += 1
         # The destination is stored pure ASCII and ready to serve: it goes out byte for byte,
         # never through a URL class that could re-encode it.
-        return web.Response(
-            status=302, headers={hdrs.LOCATION: link.destination, hdrs.CACHE_CONTROL: NO_CACHE}
-        )
+        return Redirect(self._heads(link.destination), now)
 
     def _limited(self, request: web.BaseRequest) -> web.StreamResponse | None:
         """429 if the client's address asked for too many unknown codes this minute."""
