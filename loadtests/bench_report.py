@@ -3,6 +3,7 @@ Pure: no I/O."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal, NamedTuple
@@ -100,6 +101,15 @@ class LoadRow:
     cpu: Cpu | None = None
     open_loop: OpenLoopResult | None = None  # hot and miss: half the maximum, at a fixed rate
     open_loop_skipped: str | None = None  # why they have none
+    # req/s of the row's further rounds (`--rounds`), interleaved with the other ratio rows'
+    # (bench.py ROUND_ROWS): the ratio targets take the median of these and `result`'s.
+    rounds: tuple[float, ...] = ()
+
+    @property
+    def median_rps(self) -> float | None:
+        if self.result is None:
+            return None
+        return statistics.median((self.result.requests_per_second, *self.rounds))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +162,11 @@ class Report:
     def rps(self, key: str) -> float | None:
         row = self.row(key)
         return row.result.requests_per_second if row and row.result else None
+
+    def judged_rps(self, key: str) -> float | None:
+        """What the ratio targets take: the median over the row's rounds."""
+        row = self.row(key)
+        return row.median_rps if row else None
 
 
 class Check(NamedTuple):
@@ -214,18 +229,22 @@ def evaluate(report: Report) -> list[Check]:
     length). A `make bench-scale` report has its own."""
     if report.growth:
         return [_growth_check(report.growth)]
-    hot, memory = report.rps("hot"), report.memory
+    hot, memory = report.judged_rps("hot"), report.memory
     per_link = memory.total_per_link if memory else None
     name = f"Redis memory per link ({MEMORY_URL_LENGTH}-byte URL)"
     memory_check = _check(name, per_link, MEMORY_PER_LINK_MAX, " B", at_most=True)
     if memory is not None and memory.url_length != MEMORY_URL_LENGTH:
         memory_check = memory_check._replace(status="n/a")
-    tracking = ratio(hot, report.rps("hot-notrack"))
+    tracking = ratio(hot, report.judged_rps("hot-notrack"))
     rate = report.creation.links_per_second if report.creation else None
     pipe = report.pipe.links_per_second if report.pipe else None
     return [
-        _check("hot path / bare aiohttp", ratio(hot, report.rps("aiohttp")), HOT_AIOHTTP_RATIO_MIN),
-        _check("miss path / hot path", ratio(report.rps("miss"), hot), MISS_HOT_RATIO_MIN),
+        _check(
+            "hot path / bare aiohttp",
+            ratio(hot, report.judged_rps("aiohttp")),
+            HOT_AIOHTTP_RATIO_MIN,
+        ),
+        _check("miss path / hot path", ratio(report.judged_rps("miss"), hot), MISS_HOT_RATIO_MIN),
         _check("hot path with recording / without", tracking, TRACKING_RATIO_MIN),
         _open_loop_check(report, "hot"),
         _open_loop_check(report, "miss"),
@@ -330,6 +349,21 @@ def _open_loop_table(report: Report) -> list[str]:
     return _table(headers, rows) if rows else []
 
 
+def _rounds_table(report: Report) -> list[str]:
+    """The ratio rows' req/s in each round and their medians (what the ratios judge)."""
+    measured = [row for row in report.rows if row.rounds and row.result is not None]
+    if not measured:
+        return []
+    count = 1 + max(len(row.rounds) for row in measured)
+    rows = []
+    for row in measured:
+        values = [row.result.requests_per_second, *row.rounds] if row.result else []
+        cells = [f"{value:,.0f}" for value in values] + [""] * (count - len(values))
+        rows.append([row.key, *cells, f"{row.median_rps:,.0f}"])
+    headers = ["rounds", *(f"req/s round {n}" for n in range(1, count + 1)), "median"]
+    return _table(headers, rows)
+
+
 def _workers_table(report: Report) -> list[str]:
     """1 against 2 workers (whatever --workers says) for the hot and miss paths."""
     rows = []
@@ -389,7 +423,7 @@ def render_markdown(report: Report) -> str:
     lines = [f"# smslinks benchmark, {report.started_at}", "", f"`{report.command}`", ""]
     if report.rows:
         lines += _table(headers, [_cells(row, report) for row in report.rows])
-        lines += _open_loop_table(report) + _workers_table(report)
+        lines += _rounds_table(report) + _open_loop_table(report) + _workers_table(report)
     lines += _growth_table(report.growth) if report.growth else _creation_table(report)
     checks: list[Sequence[str]] = list(evaluate(report))
     if memory := report.memory:

@@ -56,6 +56,7 @@ class Options:
     click_requests: int  # requests a click-counted run should exceed; 0: just --duration
     scale: tuple[int, ...] = ()  # `make bench-scale`: the growth rows' numbers of links
     events: int = 500_000  # sends, then conversions, of the attribution rows
+    rounds: int = 1  # of the rows whose ratios are judged (bench.py ROUND_ROWS)
 
 
 def needs_redis(options: Options) -> bool:

@@ -19,6 +19,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 from redis.asyncio import Redis
 
+from loadtests import bench as bench_module
 from loadtests import bench_open
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
@@ -314,6 +315,51 @@ def test_evaluate_targets() -> None:
     assert evaluate(report)[4].status == "fail"  # an error answer is not a latency
 
 
+def test_ratios_are_judged_on_each_rows_median_over_its_rounds() -> None:
+    report = _report()
+    for index, rounds in ((1, (31_000.0, 45_000.0)), (2, (41_000.0, 39_000.0))):
+        report.rows[index] = replace(report.rows[index], rounds=rounds)  # aiohttp, hot
+    report.rows[3] = replace(report.rows[3], rounds=(36_000.0,))  # hot-notrack: 2 rounds
+    # aiohttp 40k/31k/45k -> 40k; hot 25k/41k/39k -> 39k; hot-notrack 30k/36k -> 33k;
+    # miss measured once: 10k.
+    checks = evaluate(report)
+    assert [check.measured for check in checks[:3]] == ["0.97", "0.26", "1.18"]
+    table = results.render_markdown(report).split("| rounds |", 1)[1].split("\n\n", 1)[0]
+    assert "| hot | 25,000 | 41,000 | 39,000 | 39,000 |" in table
+    assert "| hot-notrack | 30,000 | 36,000 |  | 33,000 |" in table
+    assert "miss" not in table  # measured once: no rounds to show
+
+
+async def test_rounds_interleave_the_ratio_rows_and_leave_out_a_failed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = parse_args(["--only", "aiohttp,hot,miss", "--rounds", "3"])
+    bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
+    row_specs = [
+        rows.ServerRow(key, "", ["true"], 1, [], tmp_path, open_loop=True, count_clicks=True)
+        for key in ("aiohttp", "hot", "miss")
+    ]
+    bench.report.rows = [LoadRow(spec.key, "", _result(1_000)) for spec in row_specs]
+    calls: list[rows.ServerRow] = []
+
+    async def measured_again(bench: rows.Bench, row: rows.ServerRow) -> LoadRow:
+        calls.append(row)
+        if len(calls) == 2:  # round 2's hot
+            return LoadRow(row.key, "", skipped="did not start")
+        return LoadRow(row.key, "", _result(1_000 * len(calls)))
+
+    monkeypatch.setattr(bench_module, "server_row", measured_again)
+    await bench_module.run_rounds(bench, row_specs)
+    # Round 2 in reverse, round 3 in order; neither clicks counted nor open loop again.
+    assert [row.key for row in calls] == ["miss", "hot", "aiohttp", "aiohttp", "hot", "miss"]
+    assert not any(row.open_loop or row.count_clicks for row in calls)
+    assert [row.rounds for row in bench.report.rows] == [
+        (3_000.0, 4_000.0),
+        (5_000.0,),
+        (1_000.0, 6_000.0),
+    ]
+
+
 def test_targets_are_not_applicable_without_their_conditions() -> None:
     report = _report(nginx=False, url_length=90)
     report.rows[1] = replace(report.rows[1], clicks=_clicks(45_000, settled=False), open_loop=None)
@@ -470,7 +516,9 @@ def test_options() -> None:
     assert (full.click_requests, quick.click_requests) == (100_000, 0)
     assert parse_args(["--quick", "--click-requests", "500"]).click_requests == 500
     assert parse_args(["--only", "aiohttp,hot-notrack"]).only == ("aiohttp", "hot-notrack")
+    assert (full.rounds, quick.rounds, parse_args(["--rounds", "5"]).rounds) == (3, 1, 5)
     wrongs = [["--only", "hot,bogus"], ["--click-requests", "-1"], ["--duration", "-1"]]
+    wrongs.append(["--rounds", "-2"])
     for wrong in [*wrongs, ["--miss-cache", "0"]]:
         with pytest.raises(SystemExit):
             parse_args(wrong)
