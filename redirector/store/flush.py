@@ -31,9 +31,12 @@ from redirector.store.keys import (
 # The hits of one campaign (or of the links without one): every key they touch has the
 # campaign's tag. The worker has summed them already (flushbatch.py): per hit Redis only
 # appends the stream entry; the counters come as one increment per key and field, the
-# visitors once per key and the clickers once each. ARGV[15..17] are JSON (cjson.decode, in
-# C: cheaper for Redis than a Lua parser, and for the worker than redis-py packing one
-# argument per value).
+# visitors once per key and the clickers once each. ARGV[15..17] are flat JSON arrays of
+# strings and numbers (cjson.decode, in C: cheaper for Redis than a Lua parser, and for the
+# worker than redis-py packing one argument per value; flat, because a nested object per
+# link cost Redis ~5 µs per per-recipient hit to decode, scripts/click_cost.py), read with
+# a cursor; counts are given as "n, then n items" (`COUNTS` below: stats and breakdowns as
+# field, increment pairs, visitors as hashes).
 #
 #   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
 #   KEYS[3..7]        its stats, breakdowns, uniques, clickers and recipients' latest clicks
@@ -46,16 +49,15 @@ from redirector.store.keys import (
 #   ARGV[5..11]       the field names of a stream entry, in the order of `_EVENT_FIELDS`
 #   ARGV[12]          the field of a link's stats that holds its creation time
 #   ARGV[13], ARGV[14]  the most values a breakdown keeps, and the value that counts the rest
-#   ARGV[15]          the stream entries in order, as one flat array of seven strings per
-#                     hit: code, recipient ('' if none), time (unix ms), user agent,
-#                     referer host, visitor hash, bot ('1'/'0')
-#   ARGV[16]          the campaign's part, [] for the links without one: {stats: {field:
-#                     increment}, breakdowns: {field: increment}, visitors: {hash: null},
-#                     clickers: [first click time, recipient, ...], latest: {recipient:
-#                     [click times (unix ms), ascending, at most ARGV[18] of them]}}
-#   ARGV[17]          the links' parts, [{index: l, created: the link's creation time (unix
-#                     s), stats, breakdowns, visitors}, ...], each of the newest link of its
-#                     code in the batch
+#   ARGV[15]          the stream entries in order, seven strings per hit: code, recipient
+#                     ('' if none), time (unix ms), user agent, referer host, visitor hash,
+#                     bot ('1'/'0')
+#   ARGV[16]          the campaign's part, [] for the links without one: COUNTS; then the
+#                     clickers (n, then first click time, recipient, ...); then the latest
+#                     clicks (n, then recipient, their click times in the batch: unix ms,
+#                     ascending, at most ARGV[18] of them, space-separated, ...)
+#   ARGV[17]          the links' parts, each: l, the link's creation time (unix s), COUNTS;
+#                     each of the newest link of its code in the batch
 #   ARGV[18]          how many of a recipient's latest clicks KEYS[7] keeps (CLICK_TIMES_KEPT)
 # Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
 # or a chunk applied again after its worker died).
@@ -90,21 +92,21 @@ for i = 1, #entries, 7 do
     E_REFERER, entries[i + 4], E_HASH, entries[i + 5], E_BOT, entries[i + 6])
 end
 
-local function add(key, increments)
-  for field, n in pairs(increments) do redis.call('HINCRBY', key, field, n) end
+-- A flat array's "n, then n pairs" from position i: the first pair's position, and the
+-- position after the last.
+local function pairs_at(values, i)
+  return i + 1, i + 1 + 2 * values[i]
 end
--- In slices: unpack() of thousands of values would overflow Lua's C stack. (Even: ZADD takes
--- pairs.)
+local function add(key, values, from, to)
+  for i = from, to - 1, 2 do redis.call('HINCRBY', key, values[i], values[i + 1]) end
+end
+-- In slices: unpack() of thousands of values would overflow Lua's C stack. (Even: ZADD and
+-- HSET take pairs.)
 local SLICE = 500
-local function each_slice(values, apply)
-  for first = 1, #values, SLICE do
-    apply(unpack(values, first, math.min(first + SLICE - 1, #values)))
+local function each_slice(values, from, to, apply)
+  for first = from, to - 1, SLICE do
+    apply(unpack(values, first, math.min(first + SLICE, to) - 1))
   end
-end
-local function visitors(key, hashes)
-  local members = {}
-  for hash in pairs(hashes) do members[#members + 1] = hash end
-  each_slice(members, function(...) redis.call('PFADD', key, ...) end)
 end
 
 -- A breakdown keeps at most VALUES_MAX values: one already there keeps counting, a new one
@@ -117,65 +119,87 @@ end
 local function breakdown_of(field)
   return string.match(field, '^[^:]*:')
 end
-local function past_the_cap(key, new, increments)
+local function past_the_cap(key, new)
   local sizes, moved, others = {}, {}, {}
   for _, field in ipairs(redis.call('HKEYS', key)) do
     local breakdown = breakdown_of(field)
     if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
   end
-  for _, field in ipairs(new) do
+  for field, n in pairs(new) do
     local breakdown = breakdown_of(field)
     if field ~= breakdown .. OTHER and sizes[breakdown] > VALUES_MAX then
       sizes[breakdown] = sizes[breakdown] - 1
       moved[#moved + 1] = field
-      others[breakdown .. OTHER] = (others[breakdown .. OTHER] or 0) + increments[field]
+      others[breakdown .. OTHER] = (others[breakdown .. OTHER] or 0) + n
     end
   end
   if #moved > 0 then redis.call('HDEL', key, unpack(moved)) end
   for field, n in pairs(others) do redis.call('HINCRBY', key, field, n) end
 end
-local function add_breakdowns(key, increments)
-  local fields = {}
-  for field in pairs(increments) do fields[#fields + 1] = field end
-  for first = 1, #fields, VALUES_MAX do
-    local new = {}
-    for i = first, math.min(first + VALUES_MAX - 1, #fields) do
-      local field, n = fields[i], increments[fields[i]]
-      if redis.call('HINCRBY', key, field, n) == n then new[#new + 1] = field end
+local function add_breakdowns(key, values, from, to)
+  for first = from, to - 1, 2 * VALUES_MAX do
+    local new, any = {}, false
+    for i = first, math.min(first + 2 * VALUES_MAX, to) - 1, 2 do
+      local field, n = values[i], values[i + 1]
+      if redis.call('HINCRBY', key, field, n) == n then new[field], any = n, true end
     end
-    if #new > 0 and redis.call('HLEN', key) > VALUES_MAX then
-      past_the_cap(key, new, increments)
-    end
+    if any and redis.call('HLEN', key) > VALUES_MAX then past_the_cap(key, new) end
   end
 end
 
-if campaign.stats then
+-- Times are unix ms without leading zeros: by length, then as text, is by value.
+local function earlier(a, b)
+  return #a < #b or (#a == #b and a < b)
+end
+local function latest_of(held, new, kept)
+  local times = {}
+  for time in string.gmatch(held, '%d+') do times[#times + 1] = time end
+  for time in string.gmatch(new, '%d+') do times[#times + 1] = time end
+  table.sort(times, earlier)
+  return table.concat(times, ' ', math.max(1, #times - kept + 1), #times)
+end
+
+if #campaign > 0 then
   local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-  add(stats, campaign.stats)
-  add_breakdowns(breakdowns, campaign.breakdowns)
-  visitors(uniques, campaign.visitors)
+  local first, i = pairs_at(campaign, 1)
+  add(stats, campaign, first, i)
+  first, i = pairs_at(campaign, i)
+  add_breakdowns(breakdowns, campaign, first, i)
+  first, i = i + 1, i + 1 + campaign[i]
+  each_slice(campaign, first, i, function(...) redis.call('PFADD', uniques, ...) end)
   -- Unique per recipient: a campaign's clickers, each with their first click.
-  each_slice(campaign.clickers, function(...) redis.call('ZADD', clickers, 'NX', ...) end)
-  -- And each one's latest clicks, for attribution (a click between a send and a sale).
+  first, i = pairs_at(campaign, i)
+  each_slice(campaign, first, i, function(...) redis.call('ZADD', clickers, 'NX', ...) end)
+  -- And each one's latest clicks, for attribution (a click between a send and a sale): a
+  -- recipient's first clicks are written as the worker sent them (the common case), the
+  -- others merged with those held.
   local latest_clicks, kept = KEYS[7], tonumber(ARGV[18])
-  for rcp, times in pairs(campaign.latest) do
-    for held in string.gmatch(redis.call('HGET', latest_clicks, rcp) or '', '%d+') do
-      times[#times + 1] = tonumber(held)
-    end
-    table.sort(times)
+  first, i = pairs_at(campaign, i)
+  for from = first, i - 1, 2 * SLICE do
+    local to = math.min(from + 2 * SLICE, i)
+    local recipients = {}
+    for j = from, to - 1, 2 do recipients[#recipients + 1] = campaign[j] end
+    local held = redis.call('HMGET', latest_clicks, unpack(recipients))
     local out = {}
-    for i = math.max(1, #times - kept + 1), #times do
-      out[#out + 1] = string.format('%d', times[i])
+    for k, rcp in ipairs(recipients) do
+      local new = campaign[from + 2 * k - 1]
+      out[#out + 1] = rcp
+      out[#out + 1] = held[k] and latest_of(held[k], new, kept) or new
     end
-    redis.call('HSET', latest_clicks, rcp, table.concat(out, ' '))
+    redis.call('HSET', latest_clicks, unpack(out))
   end
 end
 
 -- Which link of each code owns its counters (see above). Counters without a creation time
 -- are taken as the newest link's: there is nothing to tell otherwise.
-for _, link in ipairs(links) do
-  local l, created = link.index, link.created
+local i = 1
+while i <= #links do
+  local l, created = links[i], links[i + 1]
   local stats, breakdowns, uniques = KEYS[l], KEYS[l + 1], KEYS[l + 2]
+  local stats_from, stats_to = pairs_at(links, i + 2)
+  local breakdowns_from, breakdowns_to = pairs_at(links, stats_to)
+  local visitors_from, visitors_to = breakdowns_to + 1, breakdowns_to + 1 + links[breakdowns_to]
+  i = visitors_to
   local held = tonumber(redis.call('HGET', stats, CREATED) or '')
   local newer = tonumber(created)
   if not held or held <= newer then
@@ -194,27 +218,19 @@ for _, link in ipairs(links) do
     if fresh then
       -- unpack() whole: a part has at most 500 hits (clickbatch.PART_HITS), so at most
       -- ~1,500 stats fields, and breakdowns at most 2 * VALUES_MAX values here.
-      local values = {CREATED, created}
-      for field, n in pairs(link.stats) do
-        values[#values + 1] = field
-        values[#values + 1] = n
-      end
-      redis.call('HSET', stats, unpack(values))
-      local fields = {}
-      for field, n in pairs(link.breakdowns) do
-        fields[#fields + 1] = field
-        fields[#fields + 1] = n
-      end
-      if #fields > 2 * VALUES_MAX then
-        add_breakdowns(breakdowns, link.breakdowns)  -- past the cap: as for any hash
-      elseif #fields > 0 then
-        redis.call('HSET', breakdowns, unpack(fields))
+      redis.call('HSET', stats, CREATED, created, unpack(links, stats_from, stats_to - 1))
+      if breakdowns_to - breakdowns_from > 2 * VALUES_MAX then
+        add_breakdowns(breakdowns, links, breakdowns_from, breakdowns_to)  -- past the cap
+      elseif breakdowns_to > breakdowns_from then
+        redis.call('HSET', breakdowns, unpack(links, breakdowns_from, breakdowns_to - 1))
       end
     else
-      add(stats, link.stats)
-      add_breakdowns(breakdowns, link.breakdowns)
+      add(stats, links, stats_from, stats_to)
+      add_breakdowns(breakdowns, links, breakdowns_from, breakdowns_to)
     end
-    visitors(uniques, link.visitors)
+    each_slice(links, visitors_from, visitors_to, function(...)
+      redis.call('PFADD', uniques, ...)
+    end)
   end
 end
 redis.call('HSET', batches, flusher, number)

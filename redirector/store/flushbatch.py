@@ -63,13 +63,20 @@ class Counts:
         _add(self.breakdowns, other.breakdowns)
         self.visitors |= other.visitors
 
-    def part(self) -> dict[str, Any]:
-        """The counts as FLUSH_CLICKS takes them (but for the link's or campaign's own)."""
+    def flat(self, into: list[Any]) -> None:
+        """Append the counts as FLUSH_CLICKS reads them (but for the link's or campaign's
+        own): how many stats fields, then field, increment, ...; the same for the
+        breakdowns; how many visitors, then their hashes."""
         stats: dict[str, int] = {}
         for hour_key, count in self.hours.items():
             for name in _stats_fields(hour_key):
                 stats[name] = stats.get(name, 0) + count
-        return {"stats": stats, "breakdowns": self.breakdowns, "visitors": self.visitors}
+        for counts in (stats, self.breakdowns):
+            into.append(len(counts))
+            for pair in counts.items():
+                into += pair
+        into.append(len(self.visitors))
+        into += self.visitors
 
 
 class _LinkCounts(Counts):
@@ -182,25 +189,25 @@ class ClickBatch:
         return total
 
     def arguments(self) -> tuple[bytes, bytes, bytes]:
-        """ARGV[15..17] of FLUSH_CLICKS: the stream entries, the campaign's part, the links'."""
-        links = self._links.values()
-        campaign: dict[str, Any] | list[None] = []
+        """ARGV[15..17] of FLUSH_CLICKS: the stream entries, the campaign's part, the links',
+        each one flat JSON array (flush.py says what is where)."""
+        campaign: list[Any] = []
         if self.campaign_id is not None:
-            total = self.own_totals() if self.totals is None else self.totals
-            campaign = total.part()
-            campaign["clickers"] = [
-                value for first in self._clickers.items() for value in first[::-1]
-            ]
-            # Each recipient's latest CLICK_TIMES_KEPT clicks of the batch (the script keeps
-            # as many of these and those stored).
-            campaign["latest"] = {
-                recipient: sorted(times)[-CLICK_TIMES_KEPT:]
-                for recipient, times in self._clicks.items()
-            }
-        parts = [
-            {"index": link.index, "created": str(link.created), **link.part()} for link in links
-        ]
-        return orjson.dumps(self._entries), orjson.dumps(campaign), orjson.dumps(parts)
+            (self.own_totals() if self.totals is None else self.totals).flat(campaign)
+            campaign.append(len(self._clickers))
+            for recipient, first in self._clickers.items():
+                campaign += (first, recipient)
+            # Each recipient's latest CLICK_TIMES_KEPT clicks of the batch, ascending, as
+            # kr:{C} holds them (the script keeps as many of these and those stored).
+            campaign.append(len(self._clicks))
+            for recipient, times in self._clicks.items():
+                latest = sorted(times)[-CLICK_TIMES_KEPT:]
+                campaign += (recipient, " ".join(map(str, latest)))
+        links: list[Any] = []
+        for link in self._links.values():
+            links += (link.index, str(link.created))
+            link.flat(links)
+        return orjson.dumps(self._entries), orjson.dumps(campaign), orjson.dumps(links)
 
 
 def _add(sums: dict[Any, int], counts: dict[Any, int]) -> None:

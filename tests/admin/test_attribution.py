@@ -533,6 +533,13 @@ async def test_a_recipients_latest_clicks_are_kept_and_no_more(admin: Client, re
     await clicks(redis, campaign, "code1", *(base + i for i in range(6, 12)))
     kept = await redis.hget(recipient_clicks_key(campaign), R)
     assert kept == " ".join(str(base + i) for i in range(12 - CLICK_TIMES_KEPT, 12)).encode()
+    # A batch from another queue may come later with older clicks: merged by time, so an
+    # older one stays out and one between takes its place (times of other lengths too).
+    await clicks(redis, campaign, "code1", base - 1, base + 5, base + 11, 10**15)
+    kept = await redis.hget(recipient_clicks_key(campaign), R)
+    latest = [*range(12 - CLICK_TIMES_KEPT, 12), 5, 11]
+    times = [*sorted(base + i for i in latest)[-(CLICK_TIMES_KEPT - 1) :], 10**15]
+    assert kept == " ".join(map(str, times)).encode()
 
 
 async def test_a_send_to_another_workspaces_campaign_is_refused_as_a_missing_one(
