@@ -18,9 +18,9 @@ Every request carries a User-Agent drawn from `loadtests/user_agents.txt` (500 r
 browsers, 80% phones). For `hot` and `hot-2w` the clicks recorded in Redis are checked against
 the 302s wrk got. `aiohttp`, `hot` and `miss` are then loaded again at a fixed rate, half
 what wrk reached, by h2load (`bench_open.py`): their latency, open loop. Then `aiohttp`, `hot`,
-`hot-notrack` and `miss` run `--rounds` - 1 more times each, interleaved (this machine's speed
-drifts by ±15% over minutes, more than the differences judged): the ratio targets take each
-row's median over its rounds.
+`hot-notrack` and `miss` run `--rounds` - 1 more times each, interleaved, open loop included
+(this machine's speed drifts by ±15% or more over minutes, more than the differences judged):
+the ratio and latency targets take each row's median over its rounds.
 
 `--scale 10000,10000000` (`make bench-scale`) measures growth instead: for each number of
 links, a fresh Redis, the links created, their memory, and the miss path tapping a sample of
@@ -187,18 +187,20 @@ ROUND_ROWS = ("aiohttp", "hot", "hot-notrack", "miss")
 
 async def run_rounds(bench: Bench, rows: list[ServerRow]) -> None:
     """Rounds 2 to --rounds of `rows` (measured once already), one after the other in each
-    round, every other round in reverse order: each throughput only, added to its row."""
+    round, every other round in reverse order: the throughput, and the open loop of the rows
+    that have one, added to the row (clicks are counted in the first round only)."""
     report = bench.report
     measured = [row for row in rows if (done := report.row(row.key)) and done.result]
     for number in range(2, bench.options.rounds + 1):
         for row in measured if number % 2 else measured[::-1]:
-            again = await server_row(bench, replace(row, count_clicks=False, open_loop=False))
+            again = await server_row(bench, replace(row, count_clicks=False))
             if again.result is None:
                 continue  # a round that failed is left out (the row says why only once)
             index = next(i for i, done in enumerate(report.rows) if done.key == row.key)
             done = report.rows[index]
             rounds = (*done.rounds, again.result.requests_per_second)
-            report.rows[index] = replace(done, rounds=rounds)
+            opened = (*done.open_rounds, *([again.open_loop] if again.open_loop else []))
+            report.rows[index] = replace(done, rounds=rounds, open_rounds=opened)
 
 
 async def run_growth(bench: Bench) -> None:

@@ -346,18 +346,42 @@ async def test_rounds_interleave_the_ratio_rows_and_leave_out_a_failed_one(
         calls.append(row)
         if len(calls) == 2:  # round 2's hot
             return LoadRow(row.key, "", skipped="did not start")
-        return LoadRow(row.key, "", _result(1_000 * len(calls)))
+        opened = _open_loop(500, 500, p99=len(calls)) if row.key == "miss" else None
+        return LoadRow(row.key, "", _result(1_000 * len(calls)), open_loop=opened)
 
     monkeypatch.setattr(bench_module, "server_row", measured_again)
     await bench_module.run_rounds(bench, row_specs)
-    # Round 2 in reverse, round 3 in order; neither clicks counted nor open loop again.
+    # Round 2 in reverse, round 3 in order; the open loop again, the clicks not counted.
     assert [row.key for row in calls] == ["miss", "hot", "aiohttp", "aiohttp", "hot", "miss"]
-    assert not any(row.open_loop or row.count_clicks for row in calls)
+    assert all(row.open_loop and not row.count_clicks for row in calls)
+    miss = bench.report.rows[2]
+    assert [run.p99_server_ms for run in miss.open_rounds] == [1.0, 6.0]
     assert [row.rounds for row in bench.report.rows] == [
         (3_000.0, 4_000.0),
         (5_000.0,),
         (1_000.0, 6_000.0),
     ]
+
+
+def test_the_open_loop_p99_is_the_median_of_the_rounds_and_a_rate_not_held_fails() -> None:
+    report = _report()
+    hot = report.rows[2]
+    spiky = (_open_loop(12_500, 12_500, p99=39.0), _open_loop(12_500, 12_450, p99=0.9))
+    report.rows[2] = replace(hot, open_rounds=spiky)  # 1.8 (first round), 39, 0.9
+    check = evaluate(report)[3]
+    assert (check.measured, check.status) == (
+        "1.80 ms, the median of 3 rounds (1.80, 39.00, 0.90 ms)",
+        "pass",
+    )
+    slow = (_open_loop(12_500, 9_000, p99=0.5), _open_loop(12_500, 12_500, p99=2.5))
+    report.rows[2] = replace(hot, open_rounds=slow)  # 1.8, not held, 2.5
+    check = evaluate(report)[3]
+    assert (check.measured, check.status) == (
+        "2.50 ms, the median of 3 rounds (1.80, rate not held, 2.50 ms)",
+        "fail",
+    )
+    table = results.render_markdown(report)
+    assert "| hot, round 2 | 12,500 | 9,000 |" in table
 
 
 def test_targets_are_not_applicable_without_their_conditions() -> None:
