@@ -100,6 +100,8 @@ class Handler:
         if link.gone(now):
             COUNTS.gone += 1
             return _text(410, "This link has expired or been disabled.\n")
+        # Before anything is counted: a destination that cannot be a header is a 500.
+        head = self._heads(link.destination)
         clicks = self._clicks
         if clicks is not None:
             # Only an append of what the request already holds: classification and storage
@@ -123,7 +125,7 @@ class Handler:
         COUNTS.found += 1
         # The destination is stored pure ASCII and ready to serve: it goes out byte for byte,
         # never through a URL class that could re-encode it.
-        return Redirect(self._heads(link.destination), now)
+        return Redirect(head, now)
 
     def _limited(self, request: web.BaseRequest) -> web.StreamResponse | None:
         """429 if the client's address asked for too many unknown codes this minute."""

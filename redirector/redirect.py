@@ -9,11 +9,12 @@ once a second, and a Connection header is added only when the connection closes 
 HTTP/1.0). So `Redirect` writes those pieces with one `transport.write`, the destination's
 part taken from `Heads`, and tells aiohttp's request handler that nothing is left to write.
 It subclasses `web.StreamResponse` through its public coroutines (`prepare`, `write_eof`) and
-its `keep_alive` property; what aiohttp does around a response (keep-alive, the access log,
-a client gone away) is unchanged.
+its `keep_alive` and `body_length` properties; what aiohttp does around a response
+(keep-alive, a client gone away, back-pressure) is unchanged.
 
-What differs from aiohttp's answer: no `Server` header (which told anyone the Python and
-aiohttp versions).
+What differs from aiohttp's 302: no `Server` header (the other answers still have aiohttp's);
+in the access log (ACCESS_LOG) `%b` is the bytes written, as before, but the response's
+headers (`%{Location}o`) show as `-`: they are never put in a headers mapping.
 """
 
 from __future__ import annotations
@@ -34,28 +35,39 @@ _KEEP_ALIVE = b"Connection: keep-alive\r\n"  # asked by an HTTP/1.0 client
 _STATUS_11 = b"HTTP/1.1 302 Found\r\n"
 
 
-class Heads:
-    """The headers of each destination's 302 (but for Date and Connection), made once:
-    bounded, first in first out (a campaign's links share one destination, so few are hot)."""
+# What `Heads` keeps at most, counting each destination twice (the key and its head): a few
+# thousand destinations of ordinary length (a campaign's links share one), and never more
+# than this however long the URLs (up to the admin's MAX_URL_LENGTH).
+HEADS_BYTES = 4 * 1024 * 1024
 
-    def __init__(self, cache_control: str, max_entries: int = 10_000) -> None:
+
+class Heads:
+    """The headers of each destination's 302 (but for Date and Connection), made once;
+    bounded by `max_bytes`, first in first out. An entry is never stale: its key is the
+    destination itself (a link retargeted has another)."""
+
+    def __init__(self, cache_control: str, max_bytes: int = HEADS_BYTES) -> None:
         self._tail = f"Cache-Control: {cache_control}\r\nContent-Length: 0\r\n".encode()
-        self._max = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._heads: OrderedDict[str, bytes] = OrderedDict()
 
     def __call__(self, destination: str) -> bytes:
+        """Raises ValueError for a destination that cannot be a header value."""
         head = self._heads.get(destination)
         if head is None:
-            if _FORBIDDEN.search(destination) is not None:
+            if _FORBIDDEN.search(destination) is not None or not destination.isascii():
                 raise ValueError(f"a destination that cannot be a header: {destination!r}")
             head = b"Location: " + destination.encode("ascii") + b"\r\n" + self._tail
-            if len(self._heads) >= self._max:
-                self._heads.popitem(last=False)
+            self._bytes += len(destination) + len(head)
             self._heads[destination] = head
+            while self._bytes > self._max_bytes and len(self._heads) > 1:
+                old, old_head = self._heads.popitem(last=False)
+                self._bytes -= len(old) + len(old_head)
         return head
 
 
-class _Date:
+class DateLine:
     """The Date header's line and the blank line that ends the headers, made once a second."""
 
     __slots__ = ("line", "second")
@@ -72,7 +84,7 @@ class _Date:
         return self.line
 
 
-_DATE = _Date()
+DATE = DateLine()
 
 
 class Redirect(web.StreamResponse):
@@ -83,6 +95,12 @@ class Redirect(web.StreamResponse):
         self._head: bytes | None = head
         self._now = now
         self._alive = False  # the connection stays open for the next request
+        self._written = 0
+
+    @property
+    def body_length(self) -> int:
+        """Bytes written, as aiohttp counts them for the access log's `%b`."""
+        return self._written
 
     @property
     def keep_alive(self) -> bool:
@@ -104,8 +122,9 @@ class Redirect(web.StreamResponse):
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
-        transport.write(b"".join((status, self._head, connection, _DATE.at(self._now))))
-        self._head = None
+        answer = b"".join((status, self._head, connection, DATE.at(self._now)))
+        transport.write(answer)
+        self._head, self._written = None, len(answer)
         # As aiohttp after each response: a client that sends and never reads makes its
         # connection's buffer wait here, not grow.
         await request.writer.drain()

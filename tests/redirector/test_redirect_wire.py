@@ -11,7 +11,9 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from redirector.redirect import Heads
+from redirector.appkeys import clicks_key
+from redirector.metrics import COUNTS
+from redirector.redirect import DateLine, Heads
 from redirector.store.keys import link_key
 from redirector.store.record import Link, encode
 from tests.conftest import Client
@@ -102,23 +104,40 @@ async def test_a_destination_that_cannot_be_a_header_is_a_500_not_an_injection(
 ) -> None:
     # Never written by the admin (it stores checked URLs): a record from elsewhere.
     await _put(redis, "wire003", "https://a.example/\r\nSet-Cookie: session=stolen")
+    found, buffer = COUNTS.found, redirector.app[clicks_key]
     reader, writer = await _connect(redirector)
     writer.write(b"GET /wire003 HTTP/1.1\r\nHost: sho.rt\r\n\r\n")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
     assert head.startswith(b"HTTP/1.1 500 ")
     assert b"Set-Cookie" not in head and b"stolen" not in head
+    # Neither counted as a redirect nor recorded as a click.
+    assert COUNTS.found == found
+    assert not [hit for hit in buffer.hits if hit.code == "wire003"]
     writer.close()
 
 
-def test_heads_are_made_once_each_and_bounded() -> None:
-    heads = Heads("private, max-age=0", max_entries=2)
+def test_heads_are_made_once_each_and_bounded_in_bytes() -> None:
+    head_bytes = len(b"Location: https://a.example/\r\nCache-Control: x\r\nContent-Length: 0\r\n")
+    entry = len("https://a.example/") + head_bytes
+    heads = Heads("x", max_bytes=2 * entry)  # two destinations of this length
     first = heads("https://a.example/")
-    assert first == (
-        b"Location: https://a.example/\r\nCache-Control: private, max-age=0\r\n"
-        b"Content-Length: 0\r\n"
-    )
+    assert first == b"Location: https://a.example/\r\nCache-Control: x\r\nContent-Length: 0\r\n"
     assert heads("https://a.example/") is first
     heads("https://b.example/")
-    heads("https://c.example/")  # the oldest goes
+    heads("https://c.example/")  # over the bound: the oldest goes
     assert heads("https://a.example/") is not first
     assert heads("https://a.example/") == first
+    long = "https://d.example/" + "x" * 1000  # alone over the bound: kept, all others go
+    assert heads(long).startswith(b"Location: https://d.example/x")
+    assert heads(long) is heads(long)
+    for bad in ("https://a.example/\r\nX: y", "https://a.example/\u00e9"):
+        with pytest.raises(ValueError, match="cannot be a header"):
+            heads(bad)
+
+
+def test_the_date_line_is_made_once_a_second() -> None:
+    date = DateLine()
+    line = date.at(1_764_500_000.2)
+    assert line == b"Date: Sun, 30 Nov 2025 10:53:20 GMT\r\n\r\n"
+    assert date.at(1_764_500_000.9) is line
+    assert date.at(1_764_500_001.0) == b"Date: Sun, 30 Nov 2025 10:53:21 GMT\r\n\r\n"
