@@ -187,20 +187,18 @@ ROUND_ROWS = ("aiohttp", "hot", "hot-notrack", "miss")
 
 async def run_rounds(bench: Bench, rows: list[ServerRow]) -> None:
     """Rounds 2 to --rounds of `rows` (measured once already), one after the other in each
-    round, every other round in reverse order: the throughput, and the open loop of the rows
-    that have one, added to the row (clicks are counted in the first round only)."""
+    round, every other round in reverse order, each `--duration` long (hot-notrack too): the
+    throughput, and the open loop of the rows that have one, added to the row as it is
+    measured or as it failed (clicks are counted in the first round only)."""
     report = bench.report
-    measured = [row for row in rows if (done := report.row(row.key)) and done.result]
+    measured = [row for row in rows if report.row(row.key)]
+    bench.hot_seconds = bench.options.duration
     for number in range(2, bench.options.rounds + 1):
         for row in measured if number % 2 else measured[::-1]:
             again = await server_row(bench, replace(row, count_clicks=False))
-            if again.result is None:
-                continue  # a round that failed is left out (the row says why only once)
             index = next(i for i, done in enumerate(report.rows) if done.key == row.key)
             done = report.rows[index]
-            rounds = (*done.rounds, again.result.requests_per_second)
-            opened = (*done.open_rounds, *([again.open_loop] if again.open_loop else []))
-            report.rows[index] = replace(done, rounds=rounds, open_rounds=opened)
+            report.rows[index] = replace(done, again=(*done.again, again))
 
 
 async def run_growth(bench: Bench) -> None:

@@ -3,6 +3,7 @@ Pure: no I/O."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -102,16 +103,15 @@ class LoadRow:
     cpu: Cpu | None = None
     open_loop: OpenLoopResult | None = None  # hot and miss: half the maximum, at a fixed rate
     open_loop_skipped: str | None = None  # why they have none
-    # req/s of the row's further rounds (`--rounds`), interleaved with the other ratio rows'
-    # (bench.py ROUND_ROWS): the ratio targets take the median of these and `result`'s.
-    rounds: tuple[float, ...] = ()
-    open_rounds: tuple[OpenLoopResult, ...] = ()  # the open-loop runs of those rounds
+    # The row's further rounds (`--rounds`), each measured as this one (server started,
+    # warmed, loaded; open loop where the row has one), interleaved with the other ratio
+    # rows' (bench.py ROUND_ROWS); a round that failed says why (`skipped`).
+    again: tuple[LoadRow, ...] = ()
 
     @property
-    def median_rps(self) -> float | None:
-        if self.result is None:
-            return None
-        return statistics.median((self.result.requests_per_second, *self.rounds))
+    def rounds(self) -> tuple[LoadRow, ...]:
+        """This measurement (round 1) and the further ones, in order."""
+        return (self, *self.again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +165,19 @@ class Report:
         row = self.row(key)
         return row.result.requests_per_second if row and row.result else None
 
-    def judged_rps(self, key: str) -> float | None:
-        """What the ratio targets take: the median over the row's rounds."""
-        row = self.row(key)
-        return row.median_rps if row else None
+    def round_ratio(self, key: str, reference: str) -> tuple[float | None, list[float | None]]:
+        """`key`'s req/s over `reference`'s in each round (None where either failed), and the
+        median of those measured: rounds pair two rows run minutes apart at most, so a
+        drift of the machine's speed cancels out of each ratio."""
+        row, other = self.row(key), self.row(reference)
+        if row is None or other is None:
+            return None, []
+        ratios = [
+            ratio(_rps(mine), _rps(theirs))
+            for mine, theirs in itertools.zip_longest(row.rounds, other.rounds)
+        ]
+        measured = [value for value in ratios if value is not None]
+        return (statistics.median(measured) if measured else None), ratios
 
 
 class Check(NamedTuple):
@@ -180,6 +189,20 @@ class Check(NamedTuple):
 
 def ratio(rps: float | None, reference: float | None) -> float | None:
     return None if rps is None or not reference else rps / reference
+
+
+def _rps(row: LoadRow | None) -> float | None:
+    return row.result.requests_per_second if row and row.result else None
+
+
+def _ratio_check(report: Report, name: str, key: str, reference: str, goal: float) -> Check:
+    """A ratio target, judged on the median of the rounds' ratios (all of them shown)."""
+    median, ratios = report.round_ratio(key, reference)
+    check = _check(name, median, goal)
+    if median is None or len(ratios) < 2:
+        return check
+    shown = ", ".join("failed" if value is None else f"{value:.2f}" for value in ratios)
+    return check._replace(measured=f"{median:.2f}, the median of rounds {shown}")
 
 
 def _check(
@@ -211,25 +234,32 @@ def _clicks_check(report: Report, key: str) -> Check:
 
 
 def _open_loop_check(report: Report, key: str) -> Check:
-    """The row's open-loop p99, the median over its rounds: a round whose fixed rate was not
-    held (or that had errors) counts as over the goal."""
+    """The row's open-loop p99, the median over its rounds: a round whose open loop did not
+    run, or whose fixed rate was not held (or that had errors), counts as over the goal."""
     goal = OPEN_P99_MAX_MS[key]
     row = report.row(key)
-    runs = [row.open_loop, *row.open_rounds] if row and row.open_loop else []
     check = _check(f"{key} path p99, open loop at half its maximum", None, goal, " ms", True)
-    if not runs:
+    runs = [measured.open_loop for measured in row.rounds] if row else []
+    if not any(runs):
         return check
     # From when each request was due, h2load's own stalls not counted (bench_open.py).
-    judged = [run.p99_server_ms if _held(run) else math.inf for run in runs]
+    judged = [run.p99_server_ms if run and _held(run) else math.inf for run in runs]
     p99 = statistics.median(judged)
-    first = runs[0]
-    measured = f"{p99:.2f} ms at {first.achieved_rps:,.0f} of {first.target_rps:,.0f} req/s"
-    if len(runs) > 1:
-        shown = ", ".join(
-            "rate not held" if value == math.inf else f"{value:.2f}" for value in judged
-        )
-        measured = f"{p99:.2f} ms, the median of {len(runs)} rounds ({shown} ms)"
+    if len(runs) == 1 and runs[0] is not None:
+        run = runs[0]
+        measured = f"{run.p99_server_ms:.2f} ms at {run.achieved_rps:,.0f} of "
+        measured += f"{run.target_rps:,.0f} req/s" + ("" if _held(run) else ", rate not held")
+    else:
+        shown = ", ".join(_open_loop_shown(run) for run in runs)
+        median = "none held" if p99 == math.inf else f"{p99:.2f} ms"
+        measured = f"{median}, the median of {len(runs)} rounds ({shown})"
     return check._replace(measured=measured, status="pass" if p99 <= goal else "fail")
+
+
+def _open_loop_shown(run: OpenLoopResult | None) -> str:
+    if run is None:
+        return "not run"
+    return f"{run.p99_server_ms:.2f} ms" + ("" if _held(run) else " (rate not held)")
 
 
 def _held(run: OpenLoopResult) -> bool:
@@ -241,23 +271,20 @@ def evaluate(report: Report) -> list[Check]:
     length). A `make bench-scale` report has its own."""
     if report.growth:
         return [_growth_check(report.growth)]
-    hot, memory = report.judged_rps("hot"), report.memory
+    memory = report.memory
     per_link = memory.total_per_link if memory else None
     name = f"Redis memory per link ({MEMORY_URL_LENGTH}-byte URL)"
     memory_check = _check(name, per_link, MEMORY_PER_LINK_MAX, " B", at_most=True)
     if memory is not None and memory.url_length != MEMORY_URL_LENGTH:
         memory_check = memory_check._replace(status="n/a")
-    tracking = ratio(hot, report.judged_rps("hot-notrack"))
     rate = report.creation.links_per_second if report.creation else None
     pipe = report.pipe.links_per_second if report.pipe else None
     return [
-        _check(
-            "hot path / bare aiohttp",
-            ratio(hot, report.judged_rps("aiohttp")),
-            HOT_AIOHTTP_RATIO_MIN,
+        _ratio_check(report, "hot path / bare aiohttp", "hot", "aiohttp", HOT_AIOHTTP_RATIO_MIN),
+        _ratio_check(report, "miss path / hot path", "miss", "hot", MISS_HOT_RATIO_MIN),
+        _ratio_check(
+            report, "hot path with recording / without", "hot", "hot-notrack", TRACKING_RATIO_MIN
         ),
-        _check("miss path / hot path", ratio(report.judged_rps("miss"), hot), MISS_HOT_RATIO_MIN),
-        _check("hot path with recording / without", tracking, TRACKING_RATIO_MIN),
         _open_loop_check(report, "hot"),
         _open_loop_check(report, "miss"),
         _clicks_check(report, "hot"),
@@ -343,9 +370,13 @@ def _open_loop_table(report: Report) -> list[str]:
     """The hot and miss paths at a fixed rate, half their closed-loop maximum."""
     rows = []
     for row in report.rows:
-        runs = [row.open_loop, *row.open_rounds] if row.open_loop else []
-        for number, run in enumerate(runs, 1):
-            name = row.key if len(runs) == 1 else f"{row.key}, round {number}"
+        rounds = row.rounds if any(one.open_loop for one in row.rounds) else ()
+        for number, one in enumerate(rounds, 1):
+            name = row.key if len(rounds) == 1 else f"{row.key}, round {number}"
+            if (run := one.open_loop) is None:
+                why = one.open_loop_skipped or one.skipped or "not run"
+                rows.append([name, f"skipped: {why}", *[""] * 9])
+                continue
             rows.append([name, f"{run.target_rps:,.0f}", f"{run.achieved_rps:,.0f}"])
             rows[-1] += [f"{run.clients}", f"{run.p50_ms:.2f} ms", f"{run.p99_ms:.2f} ms"]
             rows[-1] += [
@@ -355,7 +386,7 @@ def _open_loop_table(report: Report) -> list[str]:
                 f"{run.max_ms:.2f} ms",
                 f"{run.errors:,}",
             ]
-        if not runs and row.open_loop_skipped:
+        if not rounds and row.open_loop_skipped:
             rows.append([row.key, f"skipped: {row.open_loop_skipped}", *[""] * 9])
     headers = ["open loop", "req/s asked", "req/s answered", "clients", "p50", "p99"]
     headers += ["p99 from when due", "p99 judged: due, h2load's stalls out"]
@@ -364,16 +395,20 @@ def _open_loop_table(report: Report) -> list[str]:
 
 
 def _rounds_table(report: Report) -> list[str]:
-    """The ratio rows' req/s in each round and their medians (what the ratios judge)."""
-    measured = [row for row in report.rows if row.rounds and row.result is not None]
+    """The ratio rows' req/s in each round (or why a round failed), and their medians."""
+    measured = [row for row in report.rows if row.again]
     if not measured:
         return []
-    count = 1 + max(len(row.rounds) for row in measured)
+    count = max(len(row.rounds) for row in measured)
     rows = []
     for row in measured:
-        values = [row.result.requests_per_second, *row.rounds] if row.result else []
-        cells = [f"{value:,.0f}" for value in values] + [""] * (count - len(values))
-        rows.append([row.key, *cells, f"{row.median_rps:,.0f}"])
+        cells = [
+            f"{rps:,.0f}" if (rps := _rps(one)) is not None else f"failed: {one.skipped}"
+            for one in row.rounds
+        ]
+        values = [rps for one in row.rounds if (rps := _rps(one)) is not None]
+        median = f"{statistics.median(values):,.0f}" if values else ""
+        rows.append([row.key, *cells, *[""] * (count - len(cells)), median])
     headers = ["rounds", *(f"req/s round {n}" for n in range(1, count + 1)), "median"]
     return _table(headers, rows)
 

@@ -38,7 +38,14 @@ from loadtests import bench_procs as procs  # noqa: E402
 from loadtests.bench_open import run_open_loop  # noqa: E402
 from loadtests.seed import recipient  # noqa: E402
 from loadtests.user_agents import load_user_agents  # noqa: E402
-from redirector.store.keys import destinations_key, link_key  # noqa: E402
+from redirector.store.keys import (  # noqa: E402
+    HIT_QUEUES,
+    destinations_key,
+    hit_chunk_key,
+    hit_lease_key,
+    hit_queue_key,
+    link_key,
+)
 from redirector.store.record import Destination, Record, encode, encode_destination  # noqa: E402
 
 LOCATION = (
@@ -194,7 +201,16 @@ async def one_run(
         f"{redis_cpu / result.requests * 1e6:4.1f} µs, CPU 1 idle {load_idle:4.0%}{errors}",
         flush=True,
     )
+    if row.endswith("-noworker"):
+        await drop_hit_queues(redis_url)  # else the next row's click worker works them off
     return result.requests_per_second, cpu / result.requests * 1e6
+
+
+async def drop_hit_queues(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    for queue in range(HIT_QUEUES):
+        await redis.delete(hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue))
+    await redis.aclose()
 
 
 async def open_loop(

@@ -315,26 +315,41 @@ def test_evaluate_targets() -> None:
     assert evaluate(report)[4].status == "fail"  # an error answer is not a latency
 
 
-def test_ratios_are_judged_on_each_rows_median_over_its_rounds() -> None:
+def _again(*values: float | None) -> tuple[LoadRow, ...]:
+    """Further rounds of a row: their req/s, None for one that failed."""
+    return tuple(
+        LoadRow("x", "", _result(value)) if value else LoadRow("x", "", skipped="no server")
+        for value in values
+    )
+
+
+def test_ratios_are_judged_on_the_median_of_each_rounds_ratio() -> None:
     report = _report()
-    for index, rounds in ((1, (31_000.0, 45_000.0)), (2, (41_000.0, 39_000.0))):
-        report.rows[index] = replace(report.rows[index], rounds=rounds)  # aiohttp, hot
-    report.rows[3] = replace(report.rows[3], rounds=(36_000.0,))  # hot-notrack: 2 rounds
-    # aiohttp 40k/31k/45k -> 40k; hot 25k/41k/39k -> 39k; hot-notrack 30k/36k -> 33k;
-    # miss measured once: 10k.
+    report.rows[1] = replace(report.rows[1], again=_again(31_000, 45_000))  # aiohttp
+    report.rows[2] = replace(report.rows[2], again=_again(41_000, 39_000))  # hot
+    report.rows[3] = replace(report.rows[3], again=_again(None, 36_000))  # hot-notrack
+    # hot / aiohttp by round: 25/40, 41/31, 39/45 -> 0.625, 1.32, 0.87; median 0.87 (the
+    # ratio of the medians would be 39/40). Recording: 25/30, (failed), 39/36 -> 0.83, 1.08.
+    # miss measured once: 10k / 25k.
     checks = evaluate(report)
-    assert [check.measured for check in checks[:3]] == ["0.97", "0.26", "1.18"]
+    assert [check.measured for check in checks[:3]] == [
+        "0.87, the median of rounds 0.62, 1.32, 0.87",
+        "0.40, the median of rounds 0.40, failed, failed",
+        "0.96, the median of rounds 0.83, failed, 1.08",
+    ]
+    assert [check.status for check in checks[:3]] == ["fail", "fail", "pass"]
     table = results.render_markdown(report).split("| rounds |", 1)[1].split("\n\n", 1)[0]
     assert "| hot | 25,000 | 41,000 | 39,000 | 39,000 |" in table
-    assert "| hot-notrack | 30,000 | 36,000 |  | 33,000 |" in table
+    assert "| hot-notrack | 30,000 | failed: no server | 36,000 | 33,000 |" in table
     assert "miss" not in table  # measured once: no rounds to show
 
 
-async def test_rounds_interleave_the_ratio_rows_and_leave_out_a_failed_one(
+async def test_rounds_interleave_the_ratio_rows_and_keep_a_failed_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = parse_args(["--only", "aiohttp,hot,miss", "--rounds", "3"])
+    options = parse_args(["--only", "aiohttp,hot,miss", "--rounds", "3", "--duration", "7"])
     bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
+    bench.hot_seconds = 60.0  # round 1's hot counted clicks for that long
     row_specs = [
         rows.ServerRow(key, "", ["true"], 1, [], tmp_path, open_loop=True, count_clicks=True)
         for key in ("aiohttp", "hot", "miss")
@@ -344,6 +359,7 @@ async def test_rounds_interleave_the_ratio_rows_and_leave_out_a_failed_one(
 
     async def measured_again(bench: rows.Bench, row: rows.ServerRow) -> LoadRow:
         calls.append(row)
+        assert bench.hot_seconds == 7.0  # hot-notrack's rounds run as long as hot's
         if len(calls) == 2:  # round 2's hot
             return LoadRow(row.key, "", skipped="did not start")
         opened = _open_loop(500, 500, p99=len(calls)) if row.key == "miss" else None
@@ -355,33 +371,45 @@ async def test_rounds_interleave_the_ratio_rows_and_leave_out_a_failed_one(
     assert [row.key for row in calls] == ["miss", "hot", "aiohttp", "aiohttp", "hot", "miss"]
     assert all(row.open_loop and not row.count_clicks for row in calls)
     miss = bench.report.rows[2]
-    assert [run.p99_server_ms for run in miss.open_rounds] == [1.0, 6.0]
-    assert [row.rounds for row in bench.report.rows] == [
-        (3_000.0, 4_000.0),
-        (5_000.0,),
-        (1_000.0, 6_000.0),
+    assert [one.open_loop.p99_server_ms for one in miss.again if one.open_loop] == [1.0, 6.0]
+    assert [[one.skipped or _rps(one) for one in row.again] for row in bench.report.rows] == [
+        [3_000.0, 4_000.0],
+        ["did not start", 5_000.0],
+        [1_000.0, 6_000.0],
     ]
 
 
-def test_the_open_loop_p99_is_the_median_of_the_rounds_and_a_rate_not_held_fails() -> None:
+def _rps(row: LoadRow) -> float | None:
+    return row.result.requests_per_second if row.result else None
+
+
+def test_the_open_loop_p99_is_the_median_of_the_rounds_and_a_round_without_fails() -> None:
     report = _report()
     hot = report.rows[2]
     spiky = (_open_loop(12_500, 12_500, p99=39.0), _open_loop(12_500, 12_450, p99=0.9))
-    report.rows[2] = replace(hot, open_rounds=spiky)  # 1.8 (first round), 39, 0.9
+    again = tuple(LoadRow("hot", "", _result(25_000), open_loop=run) for run in spiky)
+    report.rows[2] = replace(hot, again=again)  # 1.8 (first round), 39, 0.9
     check = evaluate(report)[3]
     assert (check.measured, check.status) == (
-        "1.80 ms, the median of 3 rounds (1.80, 39.00, 0.90 ms)",
+        "1.80 ms, the median of 3 rounds (1.80 ms, 39.00 ms, 0.90 ms)",
         "pass",
     )
-    slow = (_open_loop(12_500, 9_000, p99=0.5), _open_loop(12_500, 12_500, p99=2.5))
-    report.rows[2] = replace(hot, open_rounds=slow)  # 1.8, not held, 2.5
+    not_held = LoadRow("hot", "", _result(25_000), open_loop=_open_loop(12_500, 9_000, p99=0.5))
+    not_run = LoadRow("hot", "", skipped="did not start")
+    report.rows[2] = replace(hot, again=(not_held, not_run))  # 1.8, not held, not run
     check = evaluate(report)[3]
     assert (check.measured, check.status) == (
-        "2.50 ms, the median of 3 rounds (1.80, rate not held, 2.50 ms)",
+        "none held, the median of 3 rounds (1.80 ms, 0.50 ms (rate not held), not run)",
         "fail",
     )
     table = results.render_markdown(report)
     assert "| hot, round 2 | 12,500 | 9,000 |" in table
+    assert "| hot, round 3 | skipped: did not start |" in table
+    # One round whose rate was not held: its own p99, said to be not judged.
+    report.rows[2] = replace(hot, open_loop=_open_loop(12_500, 9_000, p99=0.5))
+    check = evaluate(report)[3]
+    assert check.measured == "0.50 ms at 9,000 of 12,500 req/s, rate not held"
+    assert check.status == "fail"
 
 
 def test_targets_are_not_applicable_without_their_conditions() -> None:
