@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import psutil
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
@@ -130,7 +131,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     return Options(**{option.name: getattr(args, option.name) for option in fields(Options)})
 
 
-def add_notes(bench: Bench) -> None:
+# Steal above this share of the run's CPU time is noted: this virtual machine's cores stood
+# still that long, and absolute rates (links/s, req/s) are low by about as much or more.
+STOLEN_NOTED = 0.02
+
+
+def add_notes(bench: Bench, stolen: float = 0.0) -> None:
     """How the run was set up, before what the rows noted."""
     options, pin, report = bench.options, bench.pinning, bench.report
     notes = ["Not pinned (fewer than two cores or no taskset): numbers are noisier."]
@@ -150,6 +156,12 @@ def add_notes(bench: Bench) -> None:
         notes.append(
             f"Memory with only {min(counts):,} links: most bucket hashes hold a few links, so "
             "per-key overhead dominates; the target is for 1,000,000 links."
+        )
+    if stolen > STOLEN_NOTED:
+        notes.append(
+            f"The host took {stolen:.0%} of this machine's CPU time during the run (steal): "
+            "other tenants were busy, so absolute rates are low and noisy in this run; the "
+            "ratios, measured in interleaved rounds, are less affected."
         )
     report.notes[:0] = notes
 
@@ -227,13 +239,16 @@ async def run(options: Options, command: str) -> Report:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     if pinning.load is not None:  # this script (the creation client) stays off the server's core
         os.sched_setaffinity(0, {int(pinning.load)})
+    cpu_times = psutil.cpu_times()
     with tempfile.TemporaryDirectory(prefix="smslinks-bench-") as tmp:
         bench = Bench(options, Path(tmp), pinning, report)
         bench.user_agents = [user_agent.string for user_agent in load_user_agents()]
         bench.user_agents_file.write_text("".join(f"{ua}\n" for ua in bench.user_agents))
         async with contextlib.AsyncExitStack() as stack:
             await (run_growth(bench) if options.scale else run_rows(bench, stack))
-        add_notes(bench)
+        stolen = procs.stolen_share(cpu_times, psutil.cpu_times())
+        report.machine["CPU time taken by the host during the run (steal)"] = f"{stolen:.1%}"
+        add_notes(bench, stolen)
     return report
 
 

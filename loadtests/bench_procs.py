@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -277,6 +278,14 @@ def _version(command: list[str]) -> str:
     done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
     lines = (done.stdout + done.stderr).strip().splitlines()
     return lines[0].partition(" Copyright")[0].strip() if lines else "unknown"
+
+
+def stolen_share(before: Any, after: Any) -> float:
+    """The share of the CPU time between two `psutil.cpu_times()` that the hypervisor gave
+    to others (steal): this virtual machine's cores stood still for it."""
+    total = sum(after) - sum(before)
+    steal = getattr(after, "steal", 0.0) - getattr(before, "steal", 0.0)
+    return steal / total if total > 0 else 0.0
 
 
 def machine_info() -> dict[str, str]:

@@ -3,6 +3,7 @@ and no timing assertions here; `make bench` measures."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -542,6 +543,28 @@ def test_hot_notrack_repeats_the_hot_rows_run(tmp_path: Path) -> None:
     bench.hot_seconds = 25.0
     assert rows.measured_seconds(bench, notrack, warmup) == 25.0
     assert rows.measured_seconds(bench, miss, warmup) == 10.0
+
+
+def test_the_share_of_cpu_time_the_host_stole() -> None:
+    Times = collections.namedtuple("Times", "user system idle steal")
+    before, after = Times(10.0, 5.0, 80.0, 5.0), Times(40.0, 15.0, 120.0, 25.0)
+    assert procs.stolen_share(before, after) == 20 / 100
+    NoSteal = collections.namedtuple("NoSteal", "user idle")  # another OS: none reported
+    assert procs.stolen_share(NoSteal(1.0, 1.0), NoSteal(2.0, 3.0)) == 0.0
+    assert procs.stolen_share(before, before) == 0.0
+
+
+def test_a_run_the_host_stole_from_says_so(tmp_path: Path) -> None:
+    def notes(stolen: float) -> list[str]:
+        bench = rows.Bench(
+            parse_args([]), tmp_path, Pinning(None, None, None), Report("", "", {}, {})
+        )
+        bench_module.add_notes(bench, stolen)
+        return [note for note in bench.report.notes if "(steal)" in note]
+
+    assert notes(0.01) == []
+    [note] = notes(0.12)
+    assert note.startswith("The host took 12% of this machine's CPU time during the run")
 
 
 def test_pinning_plan() -> None:
