@@ -23,6 +23,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -42,7 +43,10 @@ USER_AGENT_MAX, REFERER_MAX, ADDRESS_MAX = 512, 1024, 64
 
 
 class Hit(NamedTuple):
-    """One redirect to record. Its fields, in this order, are the raw-hit queue's format."""
+    """One redirect to record. Its fields, in this order, are the raw-hit queue's format.
+    The redirect handler appends them as plain tuples (`RawHit`): made in half the time,
+    packed without a conversion, and out of the garbage collector's sight once it has seen
+    them (CPython stops tracking an exact tuple of strings and numbers, never a subclass's)."""
 
     code: str
     campaign_id: int | None
@@ -56,17 +60,21 @@ class Hit(NamedTuple):
     ip: str
 
 
+# A `Hit` as the redirect handler appends it: the same fields, a plain tuple.
+RawHit = tuple[str, int | None, str | None, int, float, bool, str, str, str]
+
+
 class ClickBuffer:
     """What the hot path touches: a list append and a length check."""
 
     def __init__(self, max_buffered: int, flush_size: int) -> None:
         self.max_buffered = max_buffered
         self.flush_size = flush_size
-        self.hits: list[Hit] = []
+        self.hits: list[RawHit] = []
         self.dropped = 0
         self.ready = asyncio.Event()
 
-    def add(self, hit: Hit) -> None:
+    def add(self, hit: RawHit) -> None:
         hits = self.hits
         if len(hits) >= self.max_buffered:
             self.dropped += 1
@@ -77,9 +85,9 @@ class ClickBuffer:
             self.ready.set()
 
 
-def pack_hits(hits: list[Hit]) -> bytes:
-    """The queue's element for `hits`: a JSON array of their fields (orjson, in C; a
-    NamedTuple goes through `default`, which makes it a plain tuple)."""
+def pack_hits(hits: Sequence[RawHit]) -> bytes:
+    """The queue's element for `hits`: a JSON array of their fields (orjson, in C; a `Hit`
+    goes through `default`, which makes it a plain tuple)."""
     try:
         return orjson.dumps(hits, default=tuple)
     except orjson.JSONEncodeError:

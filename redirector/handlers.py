@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.appkeys import clicks_key, redis_key, resolver_key, settings_key
-from redirector.clicks import ADDRESS_MAX, REFERER_MAX, USER_AGENT_MAX, Hit
+from redirector.clicks import ADDRESS_MAX, REFERER_MAX, USER_AGENT_MAX
 from redirector.metrics import COUNTS
 from redirector.misslimit import MissLimiter
 from redirector.redirect import Heads, Redirect
@@ -110,7 +110,7 @@ class Handler:
             # Bounded here, so that neither the buffer nor the click worker's parsing grows
             # with what a visitor sends (aiohttp takes headers of up to 8 KB).
             clicks.add(
-                Hit(
+                (  # a Hit's fields, as a plain tuple (clicks.RawHit)
                     code,
                     link.campaign_id,
                     link.recipient,

@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from redirector.appkeys import clicks_key
+from redirector.clicks import Hit
 from redirector.metrics import COUNTS
 from redirector.redirect import DateLine, Heads
 from redirector.store.keys import link_key
@@ -112,7 +113,7 @@ async def test_a_destination_that_cannot_be_a_header_is_a_500_not_an_injection(
     assert b"Set-Cookie" not in head and b"stolen" not in head
     # Neither counted as a redirect nor recorded as a click.
     assert COUNTS.found == found
-    assert not [hit for hit in buffer.hits if hit.code == "wire003"]
+    assert not [hit for hit in buffer.hits if Hit(*hit).code == "wire003"]
     writer.close()
 
 
