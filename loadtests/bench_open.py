@@ -10,7 +10,15 @@ hits, not misses) and its own User-Agent of the mix. Few busy processes, not man
 ones: measured against bare aiohttp at 10,000 req/s, 10 to 20 processes gave a p99 of
 0.3-0.7 ms where 100 processes at 100 req/s each gave 6-17 ms, the load generator's own
 scheduling on its shared core (a process of several clients sends them in bursts, as their
-timers tick together).
+timers tick together). The miss rows' clients send at most MISS_CLIENT_RPS req/s each: their
+answers wait for Redis (p50 about 1 ms), so a client at 500 req/s (one every 2 ms) is busy
+half the time and a run of slower answers (Redis busy with a click flush) queues its next
+requests behind them on its one connection, which independent visitors, each on a
+connection of their own, never do: at 5,000 req/s against the same miss server
+(scripts/redirect_ab.py, 2026-11-30) the judged p99 was 121-486 ms at 500 req/s a client and
+7.8-9.1 ms at 100, the p99 from sending 6-9 ms either way. The hot rows keep 500: their
+answers take 0.1-0.2 ms, and 100 a client (120 processes at 12,000 req/s) measured the load
+generator again (hot p99 1.3-2.0 ms against 0.55).
 
 Three latencies per request: from when h2load sent it (`p99_ms`); from when it was due
 (`p99_scheduled_ms`): a client with an answer still outstanding sends its next request late,
@@ -37,6 +45,7 @@ from pathlib import Path
 from loadtests import bench_procs as procs
 
 CLIENT_RPS_MAX = 500.0
+MISS_CLIENT_RPS = 100.0  # the miss rows' (see the docstring)
 WARMUP_SECONDS = 1.0  # connections made and timers running before the measured seconds
 H2LOAD_MISSING = "h2load is not installed (apt-get install -y nghttp2-client): no open-loop rows"
 
@@ -57,9 +66,9 @@ class OpenLoopResult:
     generator_late_p99_ms: float = 0.0  # how late h2load sent what nothing held back
 
 
-def plan(rate: float) -> tuple[int, float]:
-    """(clients, req/s each) sending `rate` req/s in all, none above CLIENT_RPS_MAX."""
-    clients = max(1, math.ceil(rate / CLIENT_RPS_MAX))
+def plan(rate: float, client_rps_max: float = CLIENT_RPS_MAX) -> tuple[int, float]:
+    """(clients, req/s each) sending `rate` req/s in all, none above `client_rps_max`."""
+    clients = max(1, math.ceil(rate / client_rps_max))
     return clients, rate / clients
 
 
@@ -133,12 +142,13 @@ async def run_open_loop(
     seconds: float,
     tmp: Path,
     cpus: str | None,
+    client_rps_max: float = CLIENT_RPS_MAX,
 ) -> OpenLoopResult:
     """`rate` req/s in all for `seconds`, over as many h2load processes as `plan` says; each
     taps its share of `paths` in turn. StartError if h2load is missing or one of them fails."""
     if shutil.which("h2load") is None:
         raise procs.StartError(H2LOAD_MISSING)
-    clients, rps = plan(rate)
+    clients, rps = plan(rate, client_rps_max)
     logs, processes = [], []
     try:
         for client in range(clients):

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
-from loadtests.bench_open import run_open_loop
+from loadtests.bench_open import CLIENT_RPS_MAX, MISS_CLIENT_RPS, run_open_loop
 from loadtests.seed import LinkPlan
 from redirector.store.keys import BOTS, CLICKS, campaign_stats_key
 
@@ -275,9 +275,19 @@ async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> 
     rate = measured.result.requests_per_second / 2
     paths = row.paths.read_text().split()
     base_url, cpus = f"http://127.0.0.1:{row.port}", bench.pinning.load
+    # Miss answers wait for Redis: slower clients, so that one slow answer does not queue a
+    # client's next requests as independent visitors' never are (bench_open.py).
+    per_client = MISS_CLIENT_RPS if row.key.startswith("miss") else CLIENT_RPS_MAX
     try:
         run = await run_open_loop(
-            base_url, paths, bench.user_agents, rate, bench.options.duration, bench.tmp, cpus
+            base_url,
+            paths,
+            bench.user_agents,
+            rate,
+            bench.options.duration,
+            bench.tmp,
+            cpus,
+            per_client,
         )
     except (procs.StartError, TimeoutError) as exc:
         return replace(measured, open_loop_skipped=str(exc) or repr(exc))

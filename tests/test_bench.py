@@ -129,6 +129,7 @@ def test_open_loop_plan_and_percentiles() -> None:
     # No client above 500 req/s: few busy h2load processes, each one client.
     assert bench_open.plan(12_345.0) == (25, 12_345.0 / 25)
     assert bench_open.plan(40.0) == (1, 40.0)
+    assert bench_open.plan(5_000.0, bench_open.MISS_CLIENT_RPS) == (50, 100.0)
     ordered = [float(value) for value in range(1, 101)]
     assert (
         bench_open.percentile(ordered, 0.5) == 50.0 and bench_open.percentile(ordered, 0.99) == 99.0
@@ -194,6 +195,29 @@ def test_open_loop_judged_latency_still_counts_a_wait_behind_an_answer_after_a_s
     slower = log.replace("1009000\t302\t100", "1009000\t302\t1500")
     run = bench_open.read_logs([slower], target_rps=1000.0, clients=1, seconds=1.0)
     assert run.p99_server_ms == 3.5 and run.generator_late_p99_ms == 4.0
+
+
+async def test_the_miss_rows_open_loop_uses_slower_clients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: dict[str, float] = {}
+
+    async def fake_open_loop(*args: Any) -> OpenLoopResult:
+        asked[args[0]] = args[-1]  # base URL -> req/s a client
+        return _open_loop(100, 100, p99=1.0)
+
+    monkeypatch.setattr(rows, "run_open_loop", fake_open_loop)
+    bench = rows.Bench(parse_args([]), tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
+    (tmp_path / "paths").write_text("/a\n/b\n")
+    for key, port in (("hot", 1), ("miss", 2), ("miss-2w", 3)):
+        row = rows.ServerRow(key, "", ["true"], port, [], tmp_path / "paths", open_loop=True)
+        measured = await rows.open_loop(bench, row, LoadRow(key, "", _result(1_000)))
+        assert measured.open_loop is not None
+    assert asked == {
+        "http://127.0.0.1:1": bench_open.CLIENT_RPS_MAX,
+        "http://127.0.0.1:2": bench_open.MISS_CLIENT_RPS,
+        "http://127.0.0.1:3": bench_open.MISS_CLIENT_RPS,
+    }
 
 
 def test_h2load_command_is_one_paced_http1_client() -> None:
