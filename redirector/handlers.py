@@ -23,16 +23,13 @@ from redirector.clicks import ADDRESS_MAX, REFERER_MAX, USER_AGENT_MAX
 from redirector.metrics import COUNTS
 from redirector.misslimit import MissLimiter
 from redirector.redirect import Heads, Redirect
-from redirector.store.probe import answers
+from redirector.store.probe import HEALTH_TIMEOUT, answers
 
 # The redirect is personal to the recipient's tap: browsers and proxies must not cache it,
 # so that disabling or retargeting a link takes effect on the next tap.
 NO_CACHE = "private, max-age=0"
 _PLAIN = "text/plain"
 _METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
-# /healthz answers 503 within this long when Redis does not answer (a load balancer or an
-# orchestrator waits a second or two for it).
-HEALTH_TIMEOUT = 0.5
 
 
 def _text(status: int, text: str) -> web.Response:

@@ -1,7 +1,7 @@
 """Whether the store answers now: a PING to the one Redis, or to every master of a cluster,
 within a deadline. A Redis that is loading its data answers LOADING (an error), so an answer
 means it serves reads again. Used by /healthz and by the invalidation feed, which waits for it
-before it drops the cache (redirector/invalidation.py)."""
+before it drops the cache (redirector/invalidation.py), and the admin's /healthz."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from redirector.store.connection import Store
+
+# What /healthz (the redirector's and the admin's) waits for Redis at most: a load balancer or
+# an orchestrator waits a second or two for the answer.
+HEALTH_TIMEOUT = 0.5
 
 
 async def answers(store: Store, within: float) -> bool:

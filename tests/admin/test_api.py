@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from tests.admin.helpers import (
 )
 from tests.conftest import API_KEY, AUTH, Client, schema_errors
 from tests.redis_server import RedisServer
+from tests.waiting import eventually
 
 KEY_BYTES = API_KEY.encode()
 
@@ -76,6 +78,28 @@ async def test_health_needs_no_key(admin: Client) -> None:
     resp = await admin.get("/healthz", headers={"Authorization": ""})
     assert resp.status == 200
     assert await resp.json() == {"status": "ok"}
+
+
+async def test_health_says_unavailable_within_a_second_while_redis_is_paused(
+    aiohttp_client: AiohttpClient, own_redis: RedisServer
+) -> None:
+    # Commands may wait longer (and are retried): the health check must not wait for them.
+    settings = AdminSettings(api_keys=(API_KEY,), redis_url=own_redis.url, redis_timeout=2.0)
+    client: Client = await aiohttp_client(create_app(settings))
+    assert await _healthy(client)
+    paused = Redis.from_url(own_redis.url)
+    await paused.client_pause(2500)  # takes connections, runs no command
+    started = time.monotonic()
+    resp = await client.get("/healthz")
+    assert (resp.status, time.monotonic() - started < 1.0) == (503, True)
+    assert await resp.json() == {"status": "unavailable"}
+    await paused.aclose()
+    await eventually(lambda: _healthy(client))
+
+
+async def _healthy(client: Client) -> bool:
+    resp = await client.get("/healthz")
+    return resp.status == 200
 
 
 async def test_health_says_unavailable_and_nothing_more(
