@@ -21,7 +21,7 @@ from loadtests import bench_procs as procs
 from loadtests import bench_report as results
 from loadtests.bench_open import CLIENT_RPS_MAX, MISS_CLIENT_RPS, run_open_loop
 from loadtests.seed import LinkPlan
-from redirector.store.keys import BOTS, CLICKS, campaign_stats_key
+from redirector.store.keys import BOTS, CLICKS, HIT_QUEUES, campaign_stats_key, hit_queue_key
 
 Value = TypeVar("Value")
 REDIRECTOR_ROWS = ("hot", "hot-notrack", "miss", "hot-2w", "miss-2w")
@@ -178,6 +178,30 @@ async def recorded(bench: Bench) -> results.Recorded:
     return results.Recorded(clicks, bots, settled, seen[0], caught_up)
 
 
+# A row's click workers get this long to work off the raw-hit queues between its loads.
+DRAIN_SECONDS = 60.0
+
+
+async def drained(bench: Bench, row: ServerRow) -> None:
+    """Wait until the raw-hit queues are empty (the redirector flushed its buffer and the
+    click workers applied every chunk), for a row that records clicks; at most
+    DRAIN_SECONDS (then the row goes on, and the wait is printed)."""
+    store = bench.store
+    if store is None or row.env.get("CLICK_TRACKING") != "true":
+        return
+    started, empty = time.monotonic(), 0
+    while empty < QUIET_POLLS // 5 and time.monotonic() - started < DRAIN_SECONDS:
+        async with store.pipeline(transaction=False) as pipe:
+            for queue in range(HIT_QUEUES):
+                pipe.llen(hit_queue_key(queue))
+            lengths = await pipe.execute()
+        empty = 0 if any(lengths) else empty + 1
+        await asyncio.sleep(POLL_SECONDS)
+    waited = time.monotonic() - started
+    if waited > 1.0:
+        print(f"  {row.key}: click work left over, {waited:.1f} s to apply it", flush=True)
+
+
 async def load(bench: Bench, row: ServerRow, seconds: float) -> procs.WrkResult:
     options = bench.options
     cpus = bench.pinning.load if row.workers == 1 else bench.pinning.both
@@ -251,14 +275,20 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
                     await response.read()
         warmup = await load(bench, row, options.warmup) if options.warmup > 0 else None
         seconds = measured_seconds(bench, row, warmup)
+        # Each load starts with no click work left over from the one before (the warm-up's,
+        # the closed loop's): a row measures its own load only, and the next row, started
+        # once this one is stopped, none of it.
+        await drained(bench, row)
         # Read once the warm-up's hits are flushed and once the run's are: the difference is
         # what the measured run recorded, nothing else.
         before = await recorded(bench) if row.count_clicks else None
         result, cpu = await measured_load(bench, row, server, seconds, clicker)
         after = await recorded(bench) if row.count_clicks else None
         measured = results.LoadRow(row.key, row.setup, result, cpu=cpu)
+        await drained(bench, row)
         if row.open_loop:
             measured = await open_loop(bench, row, measured)
+            await drained(bench, row)
     if row.key == "hot":
         bench.hot_seconds = seconds
     if before is not None and after is not None:

@@ -3,6 +3,7 @@ and no timing assertions here; `make bench` measures."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import os
@@ -31,7 +32,7 @@ from loadtests.bench_open import OpenLoopResult
 from loadtests.bench_procs import Pinning, WrkResult, pinned, run_wrk, wrk_command
 from loadtests.bench_report import ClickCount, Cpu, Growth, LoadRow, Recorded, Report, evaluate
 from loadtests.seed import recipient
-from redirector.store.keys import link_key
+from redirector.store.keys import hit_queue_key, link_key
 from redirector.store.record import decode
 from tests.redis_server import RedisServer
 from tests.user_agents import ANDROID, IPHONE, WINDOWS
@@ -218,6 +219,26 @@ async def test_the_miss_rows_open_loop_uses_slower_clients(
         "http://127.0.0.1:2": bench_open.MISS_CLIENT_RPS,
         "http://127.0.0.1:3": bench_open.MISS_CLIENT_RPS,
     }
+
+
+async def test_a_recording_row_waits_until_its_click_work_is_applied(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    redis = Redis.from_url(own_redis.url)
+    bench = rows.Bench(parse_args([]), tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
+    bench.store = redis
+    row = rows.ServerRow("hot", "", ["true"], 1, [], tmp_path, {"CLICK_TRACKING": "true"})
+    await redis.rpush(hit_queue_key(3), b"[]")  # a chunk not applied yet
+    waiting = asyncio.create_task(rows.drained(bench, row))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await redis.delete(hit_queue_key(3))  # applied and trimmed
+    await asyncio.wait_for(waiting, timeout=5)
+    # A row that records nothing has nothing to wait for.
+    await redis.rpush(hit_queue_key(3), b"[]")
+    silent = replace(row, env={"CLICK_TRACKING": "false"})
+    await asyncio.wait_for(rows.drained(bench, silent), timeout=0.5)
+    await redis.aclose()
 
 
 def test_h2load_command_is_one_paced_http1_client() -> None:
