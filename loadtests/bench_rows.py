@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import aiohttp
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
@@ -182,24 +183,31 @@ async def recorded(bench: Bench) -> results.Recorded:
 DRAIN_SECONDS = 60.0
 
 
-async def drained(bench: Bench, row: ServerRow) -> None:
+async def drained(bench: Bench, row: ServerRow) -> float | None:
     """Wait until the raw-hit queues are empty (the redirector flushed its buffer and the
-    click workers applied every chunk), for a row that records clicks; at most
-    DRAIN_SECONDS (then the row goes on, and the wait is printed)."""
+    click workers applied every chunk) for QUIET_POLLS polls in a row (a second: longer
+    than a flush interval, and than the redirector's pause after a failed flush), for a row
+    that records clicks; at most DRAIN_SECONDS. Returns the seconds until the queues were
+    first found empty, None for a row that records nothing."""
     store = bench.store
     if store is None or row.env.get("CLICK_TRACKING") != "true":
-        return
-    started, empty = time.monotonic(), 0
-    while empty < QUIET_POLLS // 5 and time.monotonic() - started < DRAIN_SECONDS:
+        return None
+    started, empty, emptied = time.monotonic(), 0, None
+    while empty < QUIET_POLLS and time.monotonic() - started < DRAIN_SECONDS:
         async with store.pipeline(transaction=False) as pipe:
             for queue in range(HIT_QUEUES):
                 pipe.llen(hit_queue_key(queue))
             lengths = await pipe.execute()
-        empty = 0 if any(lengths) else empty + 1
+        if any(lengths):
+            empty, emptied = 0, None
+        else:
+            empty += 1
+            emptied = emptied or time.monotonic() - started
         await asyncio.sleep(POLL_SECONDS)
-    waited = time.monotonic() - started
+    waited = time.monotonic() - started if emptied is None else emptied
     if waited > 1.0:
         print(f"  {row.key}: click work left over, {waited:.1f} s to apply it", flush=True)
+    return waited
 
 
 async def load(bench: Bench, row: ServerRow, seconds: float) -> procs.WrkResult:
@@ -248,7 +256,7 @@ async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
     print(f"row {row.key} ...", flush=True)
     try:
         return await _measured(bench, row)
-    except (procs.StartError, aiohttp.ClientError, TimeoutError) as exc:
+    except (procs.StartError, aiohttp.ClientError, TimeoutError, RedisError) as exc:
         return results.LoadRow(row.key, row.setup, skipped=repr(exc))
 
 
@@ -284,8 +292,10 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
         before = await recorded(bench) if row.count_clicks else None
         result, cpu = await measured_load(bench, row, server, seconds, clicker)
         after = await recorded(bench) if row.count_clicks else None
-        measured = results.LoadRow(row.key, row.setup, result, cpu=cpu)
-        await drained(bench, row)
+        catch_up = await drained(bench, row)
+        if after is not None:  # counted: what was left was applied while the count settled
+            catch_up = after.caught_up_seconds
+        measured = results.LoadRow(row.key, row.setup, result, cpu=cpu, catch_up_seconds=catch_up)
         if row.open_loop:
             measured = await open_loop(bench, row, measured)
             await drained(bench, row)

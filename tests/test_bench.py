@@ -349,6 +349,8 @@ def test_evaluate_targets() -> None:
         ("Redis memory per link (135-byte URL)", "fail"),
         ("sends ingest rate", "pass"),  # 62,500 >= 50,000
         ("conversions ingest rate", "fail"),  # 10,000 < 20,000
+        # No catch-up measured here: shown as not measured, never judged.
+        ("hot path with recording / without, its click work's catch-up included (shown)", "n/a"),
     ]
     report = _report()
     report.rows[4] = replace(report.rows[4], open_loop=_open_loop(5_000, 4_800, p99=2.0))
@@ -375,19 +377,26 @@ def test_ratios_are_judged_on_the_median_of_each_rounds_ratio() -> None:
     report.rows[2] = replace(report.rows[2], again=_again(41_000, 39_000))  # hot
     report.rows[3] = replace(report.rows[3], again=_again(None, 36_000))  # hot-notrack
     # hot / aiohttp by round: 25/40, 41/31, 39/45 -> 0.625, 1.32, 0.87; median 0.87 (the
-    # ratio of the medians would be 39/40). Recording: 25/30, (failed), 39/36 -> 0.83, 1.08.
-    # miss measured once: 10k / 25k.
+    # ratio of the medians would be 39/40). A round that failed (or was not run) counts as
+    # 0: miss measured once, 10k / 25k then nothing; recording 25/30, failed, 39/36.
     checks = evaluate(report)
     assert [check.measured for check in checks[:3]] == [
         "0.87, the median of rounds 0.62, 1.32, 0.87",
-        "0.40, the median of rounds 0.40, failed, failed",
-        "0.96, the median of rounds 0.83, failed, 1.08",
+        "0.00, the median of rounds 0.40, failed, failed",
+        "0.83, the median of rounds 0.83, failed, 1.08",
     ]
-    assert [check.status for check in checks[:3]] == ["fail", "fail", "pass"]
+    assert [check.status for check in checks[:3]] == ["fail", "fail", "fail"]
     table = results.render_markdown(report).split("| rounds |", 1)[1].split("\n\n", 1)[0]
     assert "| hot | 25,000 | 41,000 | 39,000 | 39,000 |" in table
     assert "| hot-notrack | 30,000 | failed: no server | 36,000 | 33,000 |" in table
     assert "miss" not in table  # measured once: no rounds to show
+    # Recording on/off over the load and its click work's catch-up (shown, not judged):
+    # 250,000 requests in 10 s + 2.5 s -> 20,000 req/s, against 30,000 without recording.
+    hot = report.rows[2]
+    report.rows[2] = replace(hot, catch_up_seconds=2.5, again=())
+    report.rows[3] = replace(report.rows[3], again=())
+    shown = evaluate(report)[-1]
+    assert (shown.measured, shown.status) == ("0.67", "n/a")
 
 
 async def test_rounds_interleave_the_ratio_rows_and_keep_a_failed_one(
@@ -464,7 +473,7 @@ def test_targets_are_not_applicable_without_their_conditions() -> None:
     report.pipe, report.sends = None, None
     # The ratios need no ceiling, only their rows; the rate no pipe row.
     statuses = ["fail", "fail", "fail", "n/a", "fail", "n/a", "n/a", "n/a", "pass", "n/a"]
-    statuses += ["n/a", "fail"]
+    statuses += ["n/a", "fail", "n/a"]
     assert [check.status for check in evaluate(report)] == statuses
     assert evaluate(report)[5].measured.endswith("; counters still changing")
     empty = Report("now", "cmd", {}, {"connections": 64})
