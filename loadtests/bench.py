@@ -18,7 +18,8 @@ Every request carries a User-Agent drawn from `loadtests/user_agents.txt` (500 r
 browsers, 80% phones). For `hot` and `hot-2w` the clicks recorded in Redis are checked against
 the 302s wrk got. `aiohttp`, `hot` and `miss` are then loaded again at a fixed rate, half
 what wrk reached, by h2load (`bench_open.py`): their latency, open loop. Then `aiohttp`, `hot`,
-`hot-notrack` and `miss` run `--rounds` - 1 more times each, interleaved, open loop included
+`hot-notrack` and `miss` run `--rounds` - 1 more times each (the miss row on another sample of
+the links each time), interleaved, open loop included
 (this machine's speed drifts by ±15% or more over minutes, more than the differences judged):
 the ratio and latency targets take each row's median over its rounds.
 
@@ -207,7 +208,8 @@ async def run_rounds(bench: Bench, rows: list[ServerRow]) -> None:
     bench.hot_seconds = bench.options.duration
     for number in range(2, bench.options.rounds + 1):
         for row in measured if number % 2 else measured[::-1]:
-            again = await server_row(bench, replace(row, count_clicks=False))
+            tapped = row.round_paths[number - 2] if len(row.round_paths) > number - 2 else row.paths
+            again = await server_row(bench, replace(row, count_clicks=False, paths=tapped))
             index = next(i for i, done in enumerate(report.rows) if done.key == row.key)
             done = report.rows[index]
             report.rows[index] = replace(done, again=(*done.again, again))

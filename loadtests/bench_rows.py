@@ -72,7 +72,9 @@ def links_needed(options: Options) -> int:
     if {"hot", "hot-notrack", "hot-2w"} & set(options.only):
         needed = options.hot_links
     if {"miss", "miss-2w"} & set(options.only):
-        needed = max(needed, options.miss_links)
+        # The miss row taps other links in each round (`redirector_rows`).
+        rounds = options.rounds if "miss" in options.only else 1
+        needed = max(needed, options.miss_links * rounds)
     return min(needed, options.links)
 
 
@@ -124,6 +126,10 @@ class ServerRow:
     # A click worker started beside the server (which then runs none of its own), pinned
     # apart from it: where the counting of the clicks the server ships is done.
     clicker: list[str] | None = None
+    # What rounds 2, 3, ... tap instead of `paths` (bench.py run_rounds): the miss row taps
+    # other links each round, so that each round is a repeat (a link's later taps cost Redis
+    # more than its first).
+    round_paths: tuple[Path, ...] = ()
 
 
 @dataclass(slots=True)
@@ -358,10 +364,20 @@ def reference_rows(bench: Bench) -> list[ServerRow]:
 def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[ServerRow]:
     options, plan, rows = bench.options, bench.plan, []
     hot = list(range(min(options.hot_links, len(codes))))
-    # Per-recipient links tapped in turn (bench.lua walks them), far more than the cache holds.
-    miss = random.Random(0).sample(range(len(codes)), min(options.miss_links, len(codes)))
+    # Per-recipient links tapped in turn (bench.lua walks them), far more than the cache
+    # holds; another sample of them for each further round of the miss row, as far as the
+    # links go (then the samples wrap around).
+    count = min(options.miss_links, len(codes))
+    drawn = random.Random(0).sample(range(len(codes)), min(count * options.rounds, len(codes)))
+    samples = [(drawn * options.rounds)[n * count : (n + 1) * count] for n in range(options.rounds)]
+    miss = samples[0]
     for name, indices in (("hot", hot), ("miss", miss)):
         (bench.tmp / f"{name}.paths").write_text("".join(f"/{codes[i]}\n" for i in indices))
+    miss_rounds = []
+    for number, indices in enumerate(samples[1:], 2):
+        path = bench.tmp / f"miss-round-{number}.paths"
+        path.write_text("".join(f"/{codes[i]}\n" for i in indices))
+        miss_rounds.append(path)
     specs = [  # key, workers, codes tapped, cache size, click recording
         ("hot", 1, "hot", options.hot_cache, True),
         ("hot-notrack", 1, "hot", options.hot_cache, False),
@@ -392,5 +408,7 @@ def redirector_rows(bench: Bench, codes: list[str], redis_url: str) -> list[Serv
         counted, open_loop = key in ("hot", "hot-2w"), key in ("hot", "miss")
         row = ServerRow(key, setup, command, port, checks, paths, env, workers, warm, counted)
         row = replace(row, open_loop=open_loop, clicker=clicker)
+        if key == "miss":
+            row = replace(row, round_paths=tuple(miss_rounds))
         rows += [row] if key in options.only else []
     return rows

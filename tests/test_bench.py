@@ -409,6 +409,8 @@ async def test_rounds_interleave_the_ratio_rows_and_keep_a_failed_one(
         rows.ServerRow(key, "", ["true"], 1, [], tmp_path, open_loop=True, count_clicks=True)
         for key in ("aiohttp", "hot", "miss")
     ]
+    later = (tmp_path / "miss-round-2.paths", tmp_path / "miss-round-3.paths")
+    row_specs[2] = replace(row_specs[2], round_paths=later)
     bench.report.rows = [LoadRow(spec.key, "", _result(1_000)) for spec in row_specs]
     calls: list[rows.ServerRow] = []
 
@@ -425,6 +427,8 @@ async def test_rounds_interleave_the_ratio_rows_and_keep_a_failed_one(
     # Round 2 in reverse, round 3 in order; the open loop again, the clicks not counted.
     assert [row.key for row in calls] == ["miss", "hot", "aiohttp", "aiohttp", "hot", "miss"]
     assert all(row.open_loop and not row.count_clicks for row in calls)
+    assert [row.paths for row in calls if row.key == "miss"] == list(later)
+    assert {row.paths for row in calls if row.key != "miss"} == {tmp_path}
     miss = bench.report.rows[2]
     assert [one.open_loop.p99_server_ms for one in miss.again if one.open_loop] == [1.0, 6.0]
     assert [[one.skipped or _rps(one) for one in row.again] for row in bench.report.rows] == [
@@ -599,6 +603,24 @@ def test_hot_notrack_repeats_the_hot_rows_run(tmp_path: Path) -> None:
     assert rows.measured_seconds(bench, miss, warmup) == 10.0
 
 
+def test_the_miss_row_taps_other_links_in_each_round(tmp_path: Path) -> None:
+    options = parse_args(["--only", "hot,miss,miss-2w", "--miss-links", "100", "--links", "1000"])
+    bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
+    codes = [f"c{i:04d}" for i in range(1000)]
+    made = {row.key: row for row in rows.redirector_rows(bench, codes, "redis://127.0.0.1:1")}
+    miss = made["miss"]
+    assert made["miss-2w"].paths == miss.paths and made["miss-2w"].round_paths == ()
+    assert made["hot"].round_paths == ()
+    tapped = [set(path.read_text().split()) for path in (miss.paths, *miss.round_paths)]
+    assert [len(paths) for paths in tapped] == [100, 100, 100]
+    assert len(set.union(*tapped)) == 300  # three samples, no link in two
+    # Fewer links than rounds need: the samples wrap around, each still 100 links.
+    bench.options = replace(options, links=150)
+    few = {row.key: row for row in rows.redirector_rows(bench, codes[:150], "redis://127.0.0.1:1")}
+    again = [set(path.read_text().split()) for path in few["miss"].round_paths]
+    assert [len(paths) for paths in again] == [100, 100]
+
+
 def test_the_share_of_cpu_time_the_host_stole() -> None:
     Times = collections.namedtuple("Times", "user system idle steal")
     before, after = Times(10.0, 5.0, 80.0, 5.0), Times(40.0, 15.0, 120.0, 25.0)
@@ -671,6 +693,10 @@ def test_links_needed() -> None:
     assert rows.links_needed(parse_args(["--only", "pipe"])) == 0  # its own records, its own Redis
     assert not rows.needs_redis(parse_args(["--only", "pipe"]))
     assert rows.links_needed(parse_args(["--only", "hot-notrack"])) == 1000
+    # The miss row taps other links each round; miss-2w runs once.
+    assert rows.links_needed(parse_args(["--only", "miss"])) == 300_000
+    assert rows.links_needed(parse_args(["--only", "miss", "--rounds", "1"])) == 100_000
+    assert rows.links_needed(parse_args(["--only", "miss-2w"])) == 100_000
     assert not rows.needs_redis(parse_args(["--only", "nginx,aiohttp"]))
     assert rows.needs_redis(parse_args(["--only", "aiohttp,hot-notrack"]))
 
