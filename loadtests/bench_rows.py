@@ -22,7 +22,8 @@ from loadtests import bench_procs as procs
 from loadtests import bench_report as results
 from loadtests.bench_open import CLIENT_RPS_MAX, MISS_CLIENT_RPS, run_open_loop
 from loadtests.seed import LinkPlan
-from redirector.store.keys import BOTS, CLICKS, HIT_QUEUES, campaign_stats_key, hit_queue_key
+from redirector.store.hitqueue import queue_lengths
+from redirector.store.keys import BOTS, CLICKS, HIT_QUEUES, campaign_stats_key
 
 Value = TypeVar("Value")
 REDIRECTOR_ROWS = ("hot", "hot-notrack", "miss", "hot-2w", "miss-2w")
@@ -200,11 +201,7 @@ async def drained(bench: Bench, row: ServerRow) -> float | None:
         return None
     started, empty, emptied = time.monotonic(), 0, None
     while empty < QUIET_POLLS and time.monotonic() - started < DRAIN_SECONDS:
-        async with store.pipeline(transaction=False) as pipe:
-            for queue in range(HIT_QUEUES):
-                pipe.llen(hit_queue_key(queue))
-            lengths = await pipe.execute()
-        if any(lengths):
+        if any(await queue_lengths(store, range(HIT_QUEUES))):
             empty, emptied = 0, None
         else:
             empty += 1

@@ -32,8 +32,8 @@ from redirector.settings import Settings
 from redirector.store.connection import NO_WAIT, Durability, SettingsError, Store, connect
 from redirector.store.flush import FlushClicksScript
 from redirector.store.flushbatch import ClickBatch
-from redirector.store.hitqueue import Chunk, HitQueue
-from redirector.store.keys import CLICK_SALT_KEY, HIT_QUEUES, hit_queue_key
+from redirector.store.hitqueue import Chunk, HitQueue, queue_lengths
+from redirector.store.keys import CLICK_SALT_KEY, HIT_QUEUES
 from redirector.store.scripts import call_each
 from redirector.store.secret import SharedSecret
 
@@ -106,10 +106,7 @@ class ClickWorker:
     async def work_once(self) -> int:
         """One chunk from every queue that has hits; returns how many chunks were done.
         Raises the first error once the other queues' chunks went through."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for queue in self._queues:
-                pipe.llen(hit_queue_key(queue))
-            lengths = await pipe.execute()
+        lengths = await queue_lengths(self._redis, self._queues)
         waiting = [queue for queue, length in zip(self._queues, lengths, strict=True) if length]
         results = await call_each(self._one_chunk(queue) for queue in waiting)
         errors = [result for result in results if isinstance(result, Exception)]

@@ -22,6 +22,7 @@ make both hold with three short scripts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +167,16 @@ class HitQueue:
         """Trim `chunk` off its queue; False if that was done already."""
         args: list[EncodableT] = [worker, chunk.number]
         return bool(await self._ack(keys=_keys(chunk.queue), args=args))
+
+
+async def queue_lengths(redis: Store, queues: Iterable[int]) -> list[int]:
+    """How many flushes each of `queues` holds (a claimed chunk's until it is trimmed), in
+    one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.llen(hit_queue_key(queue))
+        lengths: list[int] = await pipe.execute()
+    return lengths
 
 
 def _keys(queue: int) -> list[str]:
