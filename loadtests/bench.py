@@ -119,10 +119,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args.only = tuple(name.strip() for name in args.only.split(",") if name.strip())
     if unknown := sorted(set(args.only) - set(ALL_ROWS)):
         parser.error(f"--only: unknown rows {', '.join(unknown)}")
-    positive: tuple[str, ...] = ("duration", "connections", "threads", "links", "hot_links")
-    positive += ("miss_links",)
-    positive += ("events", "rounds")
-    for name in (*positive, "miss_cache"):
+    positive = (
+        *("duration", "connections", "threads", "links", "hot_links", "miss_links"),
+        *("events", "rounds", "miss_cache"),
+    )
+    for name in positive:
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if any(links <= 0 for links in args.scale):

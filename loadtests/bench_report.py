@@ -165,8 +165,7 @@ class Report:
         return next((row for row in self.rows if row.key == key), None)
 
     def rps(self, key: str) -> float | None:
-        row = self.row(key)
-        return row.result.requests_per_second if row and row.result else None
+        return _rps(self.row(key))
 
     def round_ratio(
         self, key: str, reference: str, sustained: bool = False
@@ -429,11 +428,12 @@ def _rounds_table(report: Report) -> list[str]:
     count = max(len(row.rounds) for row in measured)
     rows = []
     for row in measured:
+        rates = [_rps(one) for one in row.rounds]
         cells = [
-            f"{rps:,.0f}" if (rps := _rps(one)) is not None else f"failed: {one.skipped}"
-            for one in row.rounds
+            f"{rps:,.0f}" if rps is not None else f"failed: {one.skipped}"
+            for one, rps in zip(row.rounds, rates, strict=True)
         ]
-        values = [rps for one in row.rounds if (rps := _rps(one)) is not None]
+        values = [rps for rps in rates if rps is not None]
         median = f"{statistics.median(values):,.0f}" if values else ""
         rows.append([row.key, *cells, *[""] * (count - len(cells)), median])
     headers = ["rounds", *(f"req/s round {n}" for n in range(1, count + 1)), "median"]
