@@ -2,13 +2,15 @@
 to flush N hits (pack + push), then one click worker's CPU and rate to record them.
 
     .venv/bin/python scripts/click_cost.py [--hits 100000] [--agents 500] [--links 5000]
-                                           [--campaigns 4]
+                                           [--campaigns 4] [--recipients 0.5] [--warm]
 
-Hits are spread over `--campaigns` campaigns and `--links` links (half of them a recipient's),
+Hits are spread over `--campaigns` campaigns and `--links` links (`--recipients` of them a
+recipient's: 1 for an SMS campaign's per-recipient links),
 a third with a referer, User-Agents drawn from `--agents` distinct mobile-heavy strings (made
 from real templates with varied versions, so that classify's cache is not flattered by one
 string).
-The worker's figures include classifying each distinct User-Agent once (its cache is cold).
+The worker's figures include classifying each distinct User-Agent once (its cache is cold),
+unless `--warm` (a worker that has run a while: ~1.8 ms per new User-Agent left out).
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import uvloop
+
 from redirector.clicks import ClickBuffer, ClickFlusher, Hit
 from redirector.clickworker import ClickWorker
 from redirector.store.connection import NO_WAIT, connect
 from redirector.store.hitqueue import HitQueue
+from redirector.store.keys import click_stream_key
+from redirector.useragents import classify
 from tests.redis_server import RedisServer
 
 
@@ -57,13 +63,16 @@ def user_agents(count: int) -> list[str]:
     return sorted(found)
 
 
-def make_hits(count: int, agents: list[str], links: int, campaigns: int) -> list[Hit]:
+def make_hits(
+    count: int, agents: list[str], links: int, campaigns: int, recipients: float
+) -> list[Hit]:
     rnd = random.Random(2)
+    personal = round(links * recipients)  # the first ones
     return [
         Hit(
             f"c{i % links:06d}",
             1 + i % campaigns,
-            None if i % links % 2 else f"+3460{i % links:07d}",
+            f"+3460{i % links:07d}" if i % links < personal else None,
             1_764_000_000,
             1.7645e9 + i / 1000,
             False,
@@ -75,7 +84,7 @@ def make_hits(count: int, agents: list[str], links: int, campaigns: int) -> list
     ]
 
 
-async def measure(url: str, hits: list[Hit]) -> None:
+async def measure(url: str, hits: list[Hit], links: int, campaigns: int) -> None:
     redis = connect(url, timeout=30)
     buffer = ClickBuffer(len(hits) + 1, 1_000)
     buffer.hits = list(hits)
@@ -89,6 +98,7 @@ async def measure(url: str, hits: list[Hit]) -> None:
 
     worker = ClickWorker(redis, stream_maxlen=1_000_000, salt=b"salt")
     await redis.config_resetstat()
+    memory = await used_memory(redis)
     server_cpu = await redis_cpu(redis)
     cpu, wall = time.process_time(), time.perf_counter()
     while await worker.work_once():
@@ -113,7 +123,14 @@ async def measure(url: str, hits: list[Hit]) -> None:
     )
     # All of the server's CPU meanwhile, reading the scripts' arguments included.
     print(f"Redis CPU while the worker ran: {server_cpu * 1e6 / n:.2f} µs/hit")
+    await redis.delete(*[click_stream_key(c) for c in range(1, campaigns + 1)])
+    grown = await used_memory(redis) - memory
+    print(f"Redis memory of the counters (streams left out): {grown / links:.0f} B per link")
     await redis.aclose()
+
+
+async def used_memory(redis: Any) -> int:
+    return int((await redis.info("memory"))["used_memory"])
 
 
 async def redis_cpu(redis: Any) -> float:
@@ -128,14 +145,21 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=500)
     parser.add_argument("--links", type=int, default=5000)
     parser.add_argument("--campaigns", type=int, default=4)
+    parser.add_argument("--recipients", type=float, default=0.5)
+    parser.add_argument("--warm", action="store_true")
     options = parser.parse_args()
     agents = user_agents(options.agents)
-    hits = make_hits(options.hits, agents, options.links, options.campaigns)
+    if options.warm:
+        for agent in agents:
+            classify(agent)
+    hits = make_hits(options.hits, agents, options.links, options.campaigns, options.recipients)
     with tempfile.TemporaryDirectory() as directory:
         server = RedisServer(Path(directory))
         server.start()
         try:
-            asyncio.run(measure(server.url, hits))
+            # On uvloop, as the click worker runs (clickworker._new_loop).
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(measure(server.url, hits, options.links, options.campaigns))
         finally:
             server.stop()
 

@@ -40,7 +40,10 @@ from redirector.store.keys import (
     link_breakdowns_key,
     link_stats_key,
     link_uniques_key,
+    recipient_counters_key,
 )
+from redirector.store.linkcounters import LinkCounters
+from redirector.store.linkcounters import decode as decode_counters
 
 # Stream entries per XRANGE of the CSV export (module-level so tests can make it small).
 CSV_CHUNK = 1_000
@@ -123,11 +126,18 @@ class StatsService:
             pipe.hget(stats, LINK_CREATED)
             if link.recipient is None:
                 _queue_pfcount(pipe, link_uniques_key(campaign_id, code))
-            counts, fields, counted, *uniques = await pipe.execute()
+            else:  # and its field of s:r (keys.py): both, for a link counted before s:r
+                pipe.hget(recipient_counters_key(campaign_id), code)
+            counts, fields, counted, *more = await pipe.execute()
+        uniques = more if link.recipient is None else []
         if counted is not None and int(counted) != link.created_at:
             # Another link's, given this custom code before: this one has no clicks yet (its
             # first flush drops them, redirector/store/flush.py).
             counts, fields, uniques = [None] * len(counts), {}, [0] * len(uniques)
+        if link.recipient is not None and more[0] is not None:
+            held = decode_counters(more[0])
+            if held.created == link.created_at:  # else another link's of this code
+                counts, fields = _with_counters(counts, fields, held, window)
         clicks, bots, series = _counters(counts, window)
         # A link with a recipient has one person behind it: unique is whether they clicked.
         unique = int(uniques[0]) if link.recipient is None else int(clicks > 0)
@@ -187,10 +197,11 @@ class StatsService:
         async with self._redis.pipeline(transaction=True) as pipe:  # one tag: the campaign's
             for code, _ in top:
                 pipe.hget(link_stats_key(campaign_id, code), CLICKS)
-            clicks = await pipe.execute() if top else []
+                pipe.hget(recipient_counters_key(campaign_id), code)  # a recipient's link
+            replies = await pipe.execute() if top else []
         links = [
-            TopLink(code, seen, int(total or 0))
-            for (code, seen), total in zip(top, clicks, strict=True)
+            TopLink(code, seen, int(total or 0) + _clicks(held))
+            for (code, seen), total, held in zip(top, replies[::2], replies[1::2], strict=True)
         ]
         return counted.total(), links
 
@@ -249,15 +260,42 @@ def _queue_counters(pipe: StorePipeline, key: str, breakdowns: str, window: Wind
     """HMGET of the totals and of each bucket's clicks and bot hits; HGETALL of the
     breakdowns hash (its fields are not known in advance; there are as many as distinct
     devices, OSes, browsers and referers, whatever the window)."""
+    pipe.hmget(key, _counter_fields(window))
+    pipe.hgetall(breakdowns)
+
+
+def _counter_fields(window: Window) -> list[str]:
     field = hour_field if window.granularity == "hour" else day_field
     fields = [CLICKS, BOTS]
     for bucket in window.buckets():
         fields += (field(bucket), field(bucket, bot=True))
-    pipe.hmget(key, fields)
-    pipe.hgetall(breakdowns)
+    return fields
 
 
-def _counters(counts: Sequence[bytes | None], window: Window) -> tuple[int, int, list[Bucket]]:
+def _with_counters(
+    counts: Sequence[bytes | None],
+    fields: Mapping[bytes, bytes],
+    held: LinkCounters,
+    window: Window,
+) -> tuple[list[int], dict[bytes, int]]:
+    """What `_queue_counters` read, plus a per-recipient link's counters of its s:r field."""
+    names = _counter_fields(window)
+    summed = [int(v or 0) + held.stats.get(name, 0) for v, name in zip(counts, names, strict=True)]
+    breakdowns = {name: int(value) for name, value in fields.items()}
+    for name, value in held.breakdowns.items():
+        key = name.encode()
+        breakdowns[key] = breakdowns.get(key, 0) + value
+    return summed, breakdowns
+
+
+def _clicks(held: bytes | None) -> int:
+    """The clicks of a per-recipient link's s:r field, if any."""
+    return 0 if held is None else decode_counters(held).stats.get(CLICKS, 0)
+
+
+def _counters(
+    counts: Sequence[bytes | int | None], window: Window
+) -> tuple[int, int, list[Bucket]]:
     values = [int(v or 0) for v in counts]
     series = [
         Bucket(bucket * window.step, values[2 + 2 * i], values[3 + 2 * i])
@@ -266,7 +304,7 @@ def _counters(counts: Sequence[bytes | None], window: Window) -> tuple[int, int,
     return values[0], values[1], series
 
 
-def _breakdowns(fields: Mapping[bytes, bytes]) -> dict[str, dict[str, int]]:
+def _breakdowns(fields: Mapping[bytes, bytes | int]) -> dict[str, dict[str, int]]:
     """Breakdown fields by kind, each by count (highest first), then name."""
     found: dict[str, dict[str, int]] = {kind: {} for kind in BREAKDOWNS}
     for raw, value in fields.items():

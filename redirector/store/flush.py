@@ -39,7 +39,8 @@ from redirector.store.keys import (
 # field, increment pairs, visitors as hashes).
 #
 #   KEYS[1], KEYS[2]  the campaign's click stream and its flush record
-#   KEYS[3..7]        its stats, breakdowns, uniques, clickers and recipients' latest clicks
+#   KEYS[3]           its per-recipient links' counters (s:r, one field per link)
+#   KEYS[4..8]        its stats, breakdowns, uniques, clickers and recipients' latest clicks
 #                     (when ARGV[16] is not [])
 #   KEYS[l..l+2]      a link's stats, breakdowns and uniques, `l` as its part in ARGV[17]
 #   ARGV[1]           the stream's approximate MAXLEN
@@ -56,9 +57,14 @@ from redirector.store.keys import (
 #                     clickers (n, then first click time, recipient, ...); then the latest
 #                     clicks (n, then recipient, their click times in the batch: unix ms,
 #                     ascending, at most ARGV[18] of them, space-separated, ...)
-#   ARGV[17]          the links' parts, each: l, the link's creation time (unix s), COUNTS;
-#                     each of the newest link of its code in the batch
-#   ARGV[18]          how many of a recipient's latest clicks KEYS[7] keeps (CLICK_TIMES_KEPT)
+#   ARGV[17]          the parts of the links without recipient, each: l, the link's
+#                     creation time (unix s), COUNTS; each of the newest link of its code in
+#                     the batch
+#   ARGV[18]          how many of a recipient's latest clicks KEYS[8] keeps (CLICK_TIMES_KEPT)
+#   ARGV[19]          n, how many per-recipient links the batch counts; ARGV[20..19+n]
+#                     their codes, ARGV[20+n..19+2n] each one's counts from the batch as
+#                     its first value in KEYS[3] (linkcounters.py: JSON [created, stats,
+#                     breakdowns], capped)
 # Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
 # or a chunk applied again after its worker died).
 #
@@ -160,7 +166,7 @@ local function latest_of(held, new, kept)
 end
 
 if #campaign > 0 then
-  local stats, breakdowns, uniques, clickers = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+  local stats, breakdowns, uniques, clickers = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
   local first, i = pairs_at(campaign, 1)
   add(stats, campaign, first, i)
   first, i = pairs_at(campaign, i)
@@ -173,7 +179,7 @@ if #campaign > 0 then
   -- And each one's latest clicks, for attribution (a click between a send and a sale): a
   -- recipient's first clicks are written as the worker sent them (the common case), the
   -- others merged with those held.
-  local latest_clicks, kept = KEYS[7], tonumber(ARGV[18])
+  local latest_clicks, kept = KEYS[8], tonumber(ARGV[18])
   first, i = pairs_at(campaign, i)
   for from = first, i - 1, 2 * SLICE do
     local to = math.min(from + 2 * SLICE, i)
@@ -233,6 +239,57 @@ while i <= #links do
     end)
   end
 end
+
+-- Per-recipient links: a field each of KEYS[3], written as the worker made it when new (the
+-- common case: a recipient taps their link once or twice), else added to the value held, by
+-- the same rules as a link's hashes above: the newest link of a code owns its counters, and a
+-- breakdown keeps at most VALUES_MAX values. One HMGET and one HSET for all of them.
+local function merged(held, new)
+  local add = cjson.decode(new)
+  local ok, old = pcall(cjson.decode, held)
+  if not ok or type(old) ~= 'table' or type(old[1]) ~= 'number' then
+    return new  -- not counters (nothing of ours writes such a field): counted afresh
+  end
+  if old[1] > add[1] then return nil end  -- an older link's hits: the campaign's alone
+  if old[1] < add[1] then return new end  -- a newer link of the code: its own counters
+  local stats, counts, sizes = old[2], old[3], {}
+  for field, n in pairs(add[2]) do stats[field] = (stats[field] or 0) + n end
+  for field in pairs(counts) do
+    local breakdown = breakdown_of(field)
+    if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
+  end
+  for field, n in pairs(add[3]) do
+    if not counts[field] then
+      local breakdown = breakdown_of(field)
+      if field ~= breakdown .. OTHER then
+        if (sizes[breakdown] or 0) >= VALUES_MAX then
+          field = breakdown .. OTHER
+        else
+          sizes[breakdown] = (sizes[breakdown] or 0) + 1
+        end
+      end
+    end
+    counts[field] = (counts[field] or 0) + n
+  end
+  return cjson.encode(old)
+end
+local recipient_links = tonumber(ARGV[19])
+local codes, values = 19, 19 + recipient_links
+for from = 1, recipient_links, SLICE do
+  local to = math.min(from + SLICE - 1, recipient_links)
+  local held = redis.call('HMGET', KEYS[3], unpack(ARGV, codes + from, codes + to))
+  local out = {}
+  for k = from, to do
+    local value, old = ARGV[values + k], held[k - from + 1]
+    if old then value = merged(old, value) end
+    if value then
+      out[#out + 1] = ARGV[codes + k]
+      out[#out + 1] = value
+    end
+  end
+  if #out > 0 then redis.call('HSET', KEYS[3], unpack(out)) end
+end
+
 redis.call('HSET', batches, flusher, number)
 redis.call('EXPIRE', batches, keep)
 return 1
@@ -262,5 +319,6 @@ class FlushClicksScript:
         args += (*_EVENT_FIELDS, LINK_CREATED, BREAKDOWN_VALUES_MAX, BREAKDOWN_OTHER)
         args += batch.arguments()
         args.append(CLICK_TIMES_KEPT)
+        args += batch.recipient_arguments()
         reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
         return bool(reply)

@@ -29,7 +29,9 @@ from redirector.store.keys import (
     link_stats_key,
     link_uniques_key,
     recipient_clicks_key,
+    recipient_counters_key,
 )
+from redirector.store.linkcounters import encode as encode_counters
 
 _DEVICE, _OS, _BROWSER, _REFERER = (
     BREAKDOWNS[kind] for kind in ("device", "os", "browser", "referer")
@@ -63,15 +65,19 @@ class Counts:
         _add(self.breakdowns, other.breakdowns)
         self.visitors |= other.visitors
 
-    def flat(self, into: list[Any]) -> None:
-        """Append the counts as FLUSH_CLICKS reads them (but for the link's or campaign's
-        own): how many stats fields, then field, increment, ...; the same for the
-        breakdowns; how many visitors, then their hashes."""
+    def stats(self) -> dict[str, int]:
+        """The increments of the stats fields (clicks, bots, hours, days)."""
         stats: dict[str, int] = {}
         for hour_key, count in self.hours.items():
             for name in _stats_fields(hour_key):
                 stats[name] = stats.get(name, 0) + count
-        for counts in (stats, self.breakdowns):
+        return stats
+
+    def flat(self, into: list[Any]) -> None:
+        """Append the counts as FLUSH_CLICKS reads them (but for the link's or campaign's
+        own): how many stats fields, then field, increment, ...; the same for the
+        breakdowns; how many visitors, then their hashes."""
+        for counts in (self.stats(), self.breakdowns):
             into.append(len(counts))
             for pair in counts.items():
                 into += pair
@@ -86,14 +92,16 @@ class _LinkCounts(Counts):
 
     def __init__(self, index: int, created: int) -> None:
         super().__init__()
-        self.index = index  # of its stats key in KEYS, counting from 1
+        self.index = index  # of its stats key in KEYS, counting from 1 (0: a recipient's)
         self.created = created  # unix s
 
 
 class ClickBatch:
-    """The hits of one campaign, as FLUSH_CLICKS takes them. Each link declares its keys in
-    KEYS on its first hit. The campaign's counts are its links' parts, summed at the end,
-    and those of any hits that no link part counts (of an older link of a code)."""
+    """The hits of one campaign, as FLUSH_CLICKS takes them. Each link without recipient
+    declares its keys in KEYS on its first hit; a per-recipient link's counters are a field of
+    the campaign's s:r hash (linkcounters.py). The campaign's counts are its links' parts,
+    summed at the end, and those of any hits that no link part counts (of an older link of a
+    code)."""
 
     def __init__(self, campaign_id: int | None) -> None:
         self.campaign_id = campaign_id
@@ -102,7 +110,11 @@ class ClickBatch:
         # totals of all: clickbatch.py).
         self.totals: Counts | None = None
         self.bots = 0  # of the hits added, those of bots
-        self.keys = [click_stream_key(campaign_id), flush_key(campaign_id)]
+        self.keys = [
+            click_stream_key(campaign_id),
+            flush_key(campaign_id),
+            recipient_counters_key(campaign_id),
+        ]
         if campaign_id is not None:
             self.keys += (
                 campaign_stats_key(campaign_id),
@@ -114,7 +126,8 @@ class ClickBatch:
         # Seven values per hit, as FLUSH_CLICKS's stream entries: one flat list of strings,
         # which the garbage collector does not track.
         self._entries: list[str] = []
-        self._links: dict[str, _LinkCounts] = {}
+        self._links: dict[str, _LinkCounts] = {}  # of the links without recipient
+        self._recipient_links: dict[str, _LinkCounts] = {}
         self._older = Counts()  # hits that count for the campaign only
         self._clickers: dict[str, str] = {}  # recipient -> their first click in the batch
         # recipient -> their clicks in the batch (unix ms), for attribution by click
@@ -132,9 +145,12 @@ class ClickBatch:
         _, code, created, recipient, at_ms, bot, user_agent, referer, visitor, *agent = click
         at = str(at_ms)
         self._entries += (code, recipient, at, user_agent, referer, visitor, "1" if bot else "0")
-        link = self._links.get(code)
+        links = self._recipient_links if recipient else self._links
+        link = links.get(code)
         counts = (
-            link if link is not None and link.created == created else self._counts(code, created)
+            link
+            if link is not None and link.created == created
+            else self._counts(links, code, created)
         )
         hours, hour_key = counts.hours, at_ms // _HOUR_MS * 2 + bot
         hours[hour_key] = hours.get(hour_key, 0) + 1
@@ -162,13 +178,17 @@ class ClickBatch:
                 self._clickers[recipient] = at
             self._clicks.setdefault(recipient, []).append(at_ms)
 
-    def _counts(self, code: str, created: int) -> Counts:
+    def _counts(self, links: dict[str, _LinkCounts], code: str, created: int) -> Counts:
         """Where a hit of `code`'s link created at `created` counts: its link's part, unless
         the batch has a newer link of that code (which owns the code's counters: see
-        FLUSH_CLICKS); then the campaign's alone."""
-        link = self._links.get(code)
+        FLUSH_CLICKS); then the campaign's alone. `links`: the batch's links without
+        recipient, or its per-recipient links."""
+        link = links.get(code)
         if link is None:
-            link = self._links[code] = _LinkCounts(len(self.keys) + 1, created)
+            if links is self._recipient_links:
+                link = links[code] = _LinkCounts(0, created)
+                return link
+            link = links[code] = _LinkCounts(len(self.keys) + 1, created)
             self.keys += (
                 link_stats_key(self.campaign_id, code),
                 link_breakdowns_key(self.campaign_id, code),
@@ -176,7 +196,7 @@ class ClickBatch:
             )
         elif created > link.created:
             self._older.merge(link)
-            link = self._links[code] = _LinkCounts(link.index, created)
+            link = links[code] = _LinkCounts(link.index, created)
         elif created < link.created:
             return self._older
         return link
@@ -184,7 +204,7 @@ class ClickBatch:
     def own_totals(self) -> Counts:
         """What this batch's hits add to the campaign's stats, breakdowns and uniques."""
         total = Counts()
-        for counts in (self._older, *self._links.values()):
+        for counts in (self._older, *self._links.values(), *self._recipient_links.values()):
             total.merge(counts)
         return total
 
@@ -208,6 +228,13 @@ class ClickBatch:
             links += (link.index, str(link.created))
             link.flat(links)
         return orjson.dumps(self._entries), orjson.dumps(campaign), orjson.dumps(links)
+
+    def recipient_arguments(self) -> list[str | bytes]:
+        """ARGV[19..] of FLUSH_CLICKS: how many per-recipient links, their codes, and each
+        one's counters from this batch as its s:r field's first value (linkcounters.py)."""
+        links = self._recipient_links
+        values = [encode_counters(c.created, c.stats(), c.breakdowns) for c in links.values()]
+        return [str(len(links)), *links, *values]
 
 
 def _add(sums: dict[Any, int], counts: dict[Any, int]) -> None:

@@ -62,6 +62,15 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              hash stays small, and listpack-encoded, whatever the referers).
     u:c:{C}           HLL    salted IP+UA hashes of clicks on links without recipient;
                              u:l:{C}:<code> of one such link.
+    s:r:{C}           hash   code -> the counters of a per-recipient link of the campaign (or
+                             without one), one field each instead of s:l/b:l keys of their
+                             own (an SMS campaign's links are mostly per recipient and tapped
+                             once or twice: two keys per tapped link were ~3x the memory and
+                             ~3x Redis's work per tap): JSON `[created, {stats fields},
+                             {breakdown fields}]`, the fields and their rules as s:l/b:l's
+                             (redirector/store/linkcounters.py). A per-recipient link counted
+                             before this field existed keeps those counts in s:l/b:l keys;
+                             readers add both.
     k:{C}             zset   recipients who clicked, scored by their first click (unix ms).
     kr:{C}            hash   recipient -> their latest clicks (not bot hits) on the campaign's
                              links, unix ms, space-separated, oldest first, at most
@@ -326,6 +335,10 @@ def link_uniques_key(campaign_id: int | None, code: str) -> str:
 
 def campaign_uniques_key(campaign_id: int) -> str:
     return "u:c:" + _campaign_tag(campaign_id)
+
+
+def recipient_counters_key(campaign_id: int | None) -> str:
+    return "s:r:" + _campaign_tag(campaign_id)
 
 
 def clickers_key(campaign_id: int) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from redirector.store.connection import Store
+from redirector.store.keys import link_breakdowns_key, link_stats_key
 from tests.admin.helpers import (
     BROWSERS,
     PREVIEWS,
@@ -80,6 +83,29 @@ async def test_per_recipient_uniques_are_exact(admin: Client, redirector: Client
         admin, f"/api/links/{codes[12]}/stats", clicks=0, bot_hits=1
     )
     assert previewed["recipients_clicked"] == 0 and previewed["unique_clicks"] == 0
+
+
+async def test_a_recipients_link_counted_before_its_s_r_field_shows_both(
+    admin: Client, redirector: Client, redis: Store
+) -> None:
+    # Counted by a click worker of before s:r (keys.py): in the link's own s:l and b:l
+    # hashes, which readers add to its s:r field.
+    campaign_id = (await create_campaign(admin))["id"]
+    [code] = await create_links(admin, campaign_id, [{"recipient": "+34600000077"}])
+    made = await (await admin.get(f"/api/links/{code}")).json()
+    created = int(datetime.fromisoformat(made["created_at"]).timestamp())
+    hour = int(time.time() // 3600)
+    old: dict[Any, Any] = {"created": created, "clicks": 2}
+    old |= {f"h:{hour}": 2, f"d:{hour // 24}": 2}
+    await redis.hset(link_stats_key(campaign_id, code), mapping=old)
+    old_shown: dict[Any, Any] = {"dev:desktop": 2, "os:Windows": 2, "br:Chrome": 2}
+    await redis.hset(link_breakdowns_key(campaign_id, code), mapping=old_shown)
+    await tap(redirector, code, IPHONE)
+    body = await stats_once_flushed(admin, f"/api/links/{code}/stats", clicks=3, bot_hits=0)
+    assert body["breakdowns"]["device"] == {"desktop": 2, "mobile": 1}
+    assert body["breakdowns"]["os"] == {"Windows": 2, "iOS": 1}
+    assert sum(bucket["clicks"] for bucket in body["series"]) == 3
+    assert body["recipients_clicked"] == 1
 
 
 async def test_link_without_recipient_counts_distinct_visitors(

@@ -18,7 +18,9 @@ from redirector.store.keys import (
     link_breakdowns_key,
     link_stats_key,
     link_uniques_key,
+    recipient_counters_key,
 )
+from redirector.store.linkcounters import LinkCounters, decode
 from tests.redirector.clicks_helpers import flusher, push, worker
 from tests.user_agents import ANDROID, IPHONE
 
@@ -68,8 +70,14 @@ async def test_a_chunk_adds_up_per_key_and_field_and_a_second_one_adds_to_it(
         await _flushed(redis, redirector_settings, CHUNK)
         twice = {name: count * times for name, count in (clicks_a | bots).items()}
         assert await _hash(redis, link_stats_key(7, "sum-a")) == twice | {"created": 1}
-        twice = {name: count * times for name, count in clicks_b.items()}
-        assert await _hash(redis, link_stats_key(7, "sum-b")) == twice | {"created": 1}
+        # sum-b, a recipient's, is one field of the campaign's s:r hash, as its s:l and b:l
+        # hashes would hold it.
+        held = await _counters(redis, "sum-b")
+        assert held == LinkCounters(
+            1,
+            {name: count * times for name, count in clicks_b.items()},
+            {name: count * times for name, count in shown_b.items()},
+        )
         campaign = {name: clicks_a.get(name, 0) + clicks_b.get(name, 0) for name in clicks_a}
         twice = {name: count * times for name, count in (campaign | bots).items()}
         assert await _hash(redis, campaign_stats_key(7)) == twice
@@ -82,7 +90,8 @@ async def test_a_chunk_adds_up_per_key_and_field_and_a_second_one_adds_to_it(
     # at their first click.
     assert await redis.pfcount(link_uniques_key(7, "sum-a")) == 2
     assert await redis.pfcount(campaign_uniques_key(7)) == 2
-    assert not await redis.exists(link_uniques_key(7, "sum-b"))
+    for key in (link_stats_key, link_breakdowns_key, link_uniques_key):
+        assert not await redis.exists(key(7, "sum-b"))
     clickers: Any = await redis.zrange(clickers_key(7), 0, -1, withscores=True)
     assert clickers == [(b"+34600000001", BEFORE * 1000)]
     entries: Any = await redis.xrange(click_stream_key(7))
@@ -126,3 +135,67 @@ async def test_a_breakdown_keeps_its_first_100_values_and_counts_the_rest_as_oth
         fields = await _hash(redis, key)
         assert fields[f"ref:{kept}"] == 3 and fields["ref:other"] == 2 * 2_900
         assert len(fields) == BREAKDOWN_VALUES_MAX + 1 + 3
+
+
+async def _counters(redis: Store, code: str) -> LinkCounters:
+    raw = await redis.hget(recipient_counters_key(7), code)
+    assert raw is not None
+    return decode(raw)
+
+
+def _tap(code: str, created: int, at: float, **fields: Any) -> Hit:
+    return _hit(code, at, "10.0.0.9", recipient="+34600000009", link_created_at=created, **fields)
+
+
+async def test_a_recipients_link_counts_only_for_its_newest_link_of_the_code(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    # A custom code given to a recipient, deleted and given again (created at 5): the first
+    # link's hits, applied after the second's, count for the campaign alone; the second
+    # link's first hits replace the first link's counters.
+    await _flushed(redis, redirector_settings, [_tap("mine", 1, AFTER)] * 2)
+    assert (await _counters(redis, "mine")).stats["clicks"] == 2
+    await _flushed(redis, redirector_settings, [_tap("mine", 5, AFTER)])
+    assert await _counters(redis, "mine") == LinkCounters(
+        5,
+        {"clicks": 1, f"h:{HOURS[1]}": 1, f"d:{DAYS[1]}": 1},
+        {"dev:mobile": 1, "os:iOS": 1, "br:Mobile Safari": 1},
+    )
+    await _flushed(redis, redirector_settings, [_tap("mine", 1, AFTER)])  # alone: the script's
+    await _flushed(redis, redirector_settings, [_tap("mine", 1, AFTER), _tap("mine", 5, BEFORE)])
+    counters = await _counters(redis, "mine")
+    assert counters.created == 5 and counters.stats["clicks"] == 2
+    assert counters.stats[f"h:{HOURS[0]}"] == 1 and counters.breakdowns["os:iOS"] == 2
+    assert (await _hash(redis, campaign_stats_key(7)))["clicks"] == 6
+
+
+async def test_a_recipients_link_keeps_100_values_of_a_breakdown_in_one_batch_or_many(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    taps = [_tap("own", 1, AFTER, referer=f"https://m{i}.example/") for i in range(300)]
+    await _flushed(redis, redirector_settings, taps[:50])  # made by the worker: under the cap
+    await _flushed(redis, redirector_settings, taps[50:])  # 250 more: 50 kept, 200 as other
+    await _flushed(redis, redirector_settings, taps[:1] + taps[-1:])  # kept, and other again
+    hosts = {
+        name: count
+        for name, count in (await _counters(redis, "own")).breakdowns.items()
+        if name.startswith("ref:")
+    }
+    assert len(hosts) == BREAKDOWN_VALUES_MAX + 1 and hosts["ref:other"] == 201
+    assert hosts["ref:m0.example"] == 2 and sum(hosts.values()) == 302
+    # 300 in one batch: the worker's first value is capped as the script caps.
+    await _flushed(redis, redirector_settings, [t._replace(code="other") for t in taps])
+    hosts = {
+        name: count
+        for name, count in (await _counters(redis, "other")).breakdowns.items()
+        if name.startswith("ref:")
+    }
+    assert len(hosts) == BREAKDOWN_VALUES_MAX + 1 and hosts["ref:other"] == 200
+
+
+async def test_a_field_that_holds_no_counters_is_counted_afresh(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    await redis.hset(recipient_counters_key(7), "junk", "not json")
+    await _flushed(redis, redirector_settings, [_tap("junk", 1, AFTER)])
+    assert (await _counters(redis, "junk")).stats["clicks"] == 1

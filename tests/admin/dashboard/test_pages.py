@@ -50,6 +50,8 @@ async def test_campaigns_and_a_campaigns_page_show_its_clicks(
     for shown in ("Black Friday", "+34600000001", codes[0], "Mobile Safari", "Bot hits"):
         assert shown in page
     assert page.count(f'href="/dashboard/links/{codes[0]}"') == 2  # top link, clicker
+    # Its 3 clicks among the latest, and all time (a per-recipient link's: keys.py's s:r).
+    assert f'{codes[0]}</a></td><td class="n">3</td><td class="n">3</td>' in page
     chart = await admin.get(f"/dashboard/campaigns/{campaign['id']}/chart.svg?granularity=day")
     assert chart.status == 200 and chart.content_type == "image/svg+xml"
     assert "script-src" not in chart.headers["Content-Security-Policy"]
