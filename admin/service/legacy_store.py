@@ -130,13 +130,15 @@ class LegacyStore:
             pending = [move for move, o in zip(pending, outcomes, strict=True) if o == legacy.MORE]
         return moved
 
-    async def disown(self, codes: Iterable[tuple[str, int | None]]) -> None:
-        """Marks the click counters of deleted links, (code, campaign), as those of a link
-        made at time 0, before any: a custom code made again never shows them (see
-        redirector/store/flush.py). Counters that name their link already keep it."""
+    async def stamp(self, codes: Iterable[tuple[str, int | None, int]]) -> None:
+        """Marks the click counters of each (code, campaign, created) as those of the link
+        made at `created`: its record's time, or 0 for a deleted link (before any). A custom
+        code made again then never shows them (see redirector/store/flush.py), not even when
+        nothing writes these counters again (a per-recipient link counts in s:r since).
+        Counters that name their link already keep it."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for code, campaign_id in codes:
-                pipe.hsetnx(link_stats_key(campaign_id, code), LINK_CREATED, 0)
+            for code, campaign_id, created in codes:
+                pipe.hsetnx(link_stats_key(campaign_id, code), LINK_CREATED, created)
             await pipe.execute()
 
     async def drop(self, migrated: Iterable[Field]) -> int:

@@ -327,8 +327,12 @@ class Migration:
                 outcomes = await self._old.put(tombstones)
                 self.tally.tombstones += sum(o == legacy.WRITTEN for o in outcomes.values())
                 records.update(zip(orphans, await self._old.records(orphans), strict=True))
-                # Before the move, so that a run stopped between the two still does it.
-                await self._old.disown((code, _campaign_of(records[code])) for code in orphans)
+            # Before the move, so that a run stopped between the two still does it: every
+            # link's counters name their link (a deleted one's time 0, a tombstone's).
+            await self._old.stamp(
+                (code, _campaign_of(record), 0 if record is None else record.created_at)
+                for code, record in records.items()
+            )
             moves = [
                 (name, legacy.new_link_clicks_key(name, _campaign_of(records[code])))
                 for name, code in codes.items()

@@ -2,12 +2,14 @@
 
 A stats query never walks the click events: it reads the all-time totals and one pair of
 counters per bucket of the window (one HMGET), the breakdown fields and the unique counts,
-all in one MULTI, so it costs O(buckets). Only the CSV export reads the events, from the
+all in one MULTI, so it costs O(buckets) (and a per-recipient link's s:r field, at most
+RECIPIENT_COUNTERS_MAX bytes). Only the CSV export reads the events, from the
 campaign's stream, in chunks of `CSV_CHUNK` so that memory stays bounded.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,8 +44,10 @@ from redirector.store.keys import (
     link_uniques_key,
     recipient_counters_key,
 )
-from redirector.store.linkcounters import LinkCounters
+from redirector.store.linkcounters import CountersError, LinkCounters
 from redirector.store.linkcounters import decode as decode_counters
+
+log = logging.getLogger(__name__)
 
 # Stream entries per XRANGE of the CSV export (module-level so tests can make it small).
 CSV_CHUNK = 1_000
@@ -134,10 +138,9 @@ class StatsService:
             # Another link's, given this custom code before: this one has no clicks yet (its
             # first flush drops them, redirector/store/flush.py).
             counts, fields, uniques = [None] * len(counts), {}, [0] * len(uniques)
-        if link.recipient is not None and more[0] is not None:
-            held = decode_counters(more[0])
-            if held.created == link.created_at:  # else another link's of this code
-                counts, fields = _with_counters(counts, fields, held, window)
+        held = None if link.recipient is None else _decoded(more[0])
+        if held is not None and held.created == link.created_at:  # else another link's
+            counts, fields = _with_counters(counts, fields, held, window)
         clicks, bots, series = _counters(counts, window)
         # A link with a recipient has one person behind it: unique is whether they clicked.
         unique = int(uniques[0]) if link.recipient is None else int(clicks > 0)
@@ -196,12 +199,12 @@ class StatsService:
         top = counted.most_common(limit)
         async with self._redis.pipeline(transaction=True) as pipe:  # one tag: the campaign's
             for code, _ in top:
-                pipe.hget(link_stats_key(campaign_id, code), CLICKS)
+                pipe.hmget(link_stats_key(campaign_id, code), [LINK_CREATED, CLICKS])
                 pipe.hget(recipient_counters_key(campaign_id), code)  # a recipient's link
             replies = await pipe.execute() if top else []
         links = [
-            TopLink(code, seen, int(total or 0) + _clicks(held))
-            for (code, seen), total, held in zip(top, replies[::2], replies[1::2], strict=True)
+            TopLink(code, seen, _all_time_clicks(own, held))
+            for (code, seen), own, held in zip(top, replies[::2], replies[1::2], strict=True)
         ]
         return counted.total(), links
 
@@ -288,9 +291,31 @@ def _with_counters(
     return summed, breakdowns
 
 
-def _clicks(held: bytes | None) -> int:
-    """The clicks of a per-recipient link's s:r field, if any."""
-    return 0 if held is None else decode_counters(held).stats.get(CLICKS, 0)
+def _decoded(raw: bytes | None) -> LinkCounters | None:
+    """A per-recipient link's s:r field, None if it has none or it holds no counters (then
+    logged: the next flush counts it afresh)."""
+    if raw is None:
+        return None
+    try:
+        return decode_counters(raw)
+    except CountersError as exc:
+        log.warning("%s", exc)
+        return None
+
+
+def _all_time_clicks(own: Sequence[bytes | None], raw: bytes | None) -> int:
+    """A code's all-time clicks from its s:l hash (`created`, `clicks`) and its s:r field:
+    the newer link's, or both when they name the same link (or s:l names none: counted before
+    creation times were kept). A code given again to a link of the other kind counts in the
+    other place (redirector/store/flush.py)."""
+    created, clicks = own[0], int(own[1] or 0)
+    held = _decoded(raw)
+    if held is None:
+        return clicks
+    theirs = held.stats.get(CLICKS, 0)
+    if created is None or int(created) == held.created:
+        return clicks + theirs
+    return theirs if held.created > int(created) else clicks
 
 
 def _counters(

@@ -13,9 +13,11 @@ from redis.typing import EncodableT
 from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
 from redirector.store.flushbatch import ClickBatch
 from redirector.store.keys import (
+    BOTS,
     BREAKDOWN_OTHER,
     BREAKDOWN_VALUES_MAX,
     CLICK_TIMES_KEPT,
+    CLICKS,
     EVENT_BOT,
     EVENT_CODE,
     EVENT_RECIPIENT,
@@ -24,6 +26,7 @@ from redirector.store.keys import (
     EVENT_USER_AGENT,
     EVENT_VISITOR_HASH,
     LINK_CREATED,
+    RECIPIENT_COUNTERS_MAX,
 )
 
 # -- FLUSH_CLICKS --------------------------------------------------------------------------
@@ -61,8 +64,11 @@ from redirector.store.keys import (
 #                     creation time (unix s), COUNTS; each of the newest link of its code in
 #                     the batch
 #   ARGV[18]          how many of a recipient's latest clicks KEYS[8] keeps (CLICK_TIMES_KEPT)
-#   ARGV[19]          n, how many per-recipient links the batch counts; ARGV[20..19+n]
-#                     their codes, ARGV[20+n..19+2n] each one's counts from the batch as
+#   ARGV[19]          the size in bytes past which a per-recipient link's counters take no
+#                     new field (RECIPIENT_COUNTERS_MAX)
+#   ARGV[20], ARGV[21]  the stats fields of all-time clicks and bot hits
+#   ARGV[22]          n, how many per-recipient links the batch counts; ARGV[23..22+n]
+#                     their codes, ARGV[23+n..22+2n] each one's counts from the batch as
 #                     its first value in KEYS[3] (linkcounters.py: JSON [created, stats,
 #                     breakdowns], capped)
 # Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
@@ -77,6 +83,10 @@ from redirector.store.keys import (
 # hits of an older one count for the campaign only. (The admin deletes a custom link only once
 # its creation second is over, so that two links of a code never share a creation time.) The
 # worker keeps the newest link's part of each code; the script compares it with Redis's.
+# A per-recipient link's counters are its s:r field, named by the same time, and the same
+# rule holds there; but a code given again to a link of the other kind (with a recipient,
+# or without) counts in the other place, which neither drops: readers take the counters
+# whose time names the link they read (admin/service/stats.py).
 FLUSH_CLICKS = """
 local stream, batches = KEYS[1], KEYS[2]
 local maxlen, flusher, number, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -243,26 +253,42 @@ end
 -- Per-recipient links: a field each of KEYS[3], written as the worker made it when new (the
 -- common case: a recipient taps their link once or twice), else added to the value held, by
 -- the same rules as a link's hashes above: the newest link of a code owns its counters, and a
--- breakdown keeps at most VALUES_MAX values. One HMGET and one HSET for all of them.
-local function merged(held, new)
-  local add = cjson.decode(new)
-  local ok, old = pcall(cjson.decode, held)
-  if not ok or type(old) ~= 'table' or type(old[1]) ~= 'number' then
-    return new  -- not counters (nothing of ours writes such a field): counted afresh
+-- breakdown keeps at most VALUES_MAX values. A value of FULL bytes or more takes no new
+-- field (each flush decodes it whole: its size bounds the work): its totals and the fields
+-- it holds keep counting, a new breakdown value counts as OTHER, and new hours and days
+-- count for the campaign only. One HMGET and one HSET per SLICE links.
+local FULL, CLICKS, BOTS = tonumber(ARGV[19]), ARGV[20], ARGV[21]
+local function counters(value)
+  local ok, held = pcall(cjson.decode, value)
+  if ok and type(held) == 'table' and type(held[1]) == 'number' and type(held[2]) == 'table'
+      and type(held[3]) == 'table' then
+    return held
   end
+end
+local function merged(held, new)
+  local old, add = counters(held), cjson.decode(new)
+  if not old then return new end  -- not counters (nothing of ours writes that): afresh
   if old[1] > add[1] then return nil end  -- an older link's hits: the campaign's alone
   if old[1] < add[1] then return new end  -- a newer link of the code: its own counters
-  local stats, counts, sizes = old[2], old[3], {}
-  for field, n in pairs(add[2]) do stats[field] = (stats[field] or 0) + n end
-  for field in pairs(counts) do
-    local breakdown = breakdown_of(field)
-    if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
+  local full = #held >= FULL
+  local stats, counts, sizes = old[2], old[3], nil
+  for field, n in pairs(add[2]) do
+    if stats[field] or not full or field == CLICKS or field == BOTS then
+      stats[field] = (stats[field] or 0) + n
+    end
   end
   for field, n in pairs(add[3]) do
     if not counts[field] then
       local breakdown = breakdown_of(field)
       if field ~= breakdown .. OTHER then
-        if (sizes[breakdown] or 0) >= VALUES_MAX then
+        if not full and not sizes then  -- once, and only for a new value
+          sizes = {}
+          for held_field in pairs(counts) do
+            local b = breakdown_of(held_field)
+            if held_field ~= b .. OTHER then sizes[b] = (sizes[b] or 0) + 1 end
+          end
+        end
+        if full or (sizes[breakdown] or 0) >= VALUES_MAX then
           field = breakdown .. OTHER
         else
           sizes[breakdown] = (sizes[breakdown] or 0) + 1
@@ -273,8 +299,8 @@ local function merged(held, new)
   end
   return cjson.encode(old)
 end
-local recipient_links = tonumber(ARGV[19])
-local codes, values = 19, 19 + recipient_links
+local recipient_links = tonumber(ARGV[22])
+local codes, values = 22, 22 + recipient_links
 for from = 1, recipient_links, SLICE do
   local to = math.min(from + SLICE - 1, recipient_links)
   local held = redis.call('HMGET', KEYS[3], unpack(ARGV, codes + from, codes + to))
@@ -318,7 +344,7 @@ class FlushClicksScript:
         args: list[EncodableT] = [stream_maxlen, flusher, number, FLUSH_RECORD_SECONDS]
         args += (*_EVENT_FIELDS, LINK_CREATED, BREAKDOWN_VALUES_MAX, BREAKDOWN_OTHER)
         args += batch.arguments()
-        args.append(CLICK_TIMES_KEPT)
+        args += (CLICK_TIMES_KEPT, RECIPIENT_COUNTERS_MAX, CLICKS, BOTS)
         args += batch.recipient_arguments()
         reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
         return bool(reply)

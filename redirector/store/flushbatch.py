@@ -230,7 +230,7 @@ class ClickBatch:
         return orjson.dumps(self._entries), orjson.dumps(campaign), orjson.dumps(links)
 
     def recipient_arguments(self) -> list[str | bytes]:
-        """ARGV[19..] of FLUSH_CLICKS: how many per-recipient links, their codes, and each
+        """ARGV[22..] of FLUSH_CLICKS: how many per-recipient links, their codes, and each
         one's counters from this batch as its s:r field's first value (linkcounters.py)."""
         links = self._recipient_links
         values = [encode_counters(c.created, c.stats(), c.breakdowns) for c in links.values()]

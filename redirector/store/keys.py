@@ -53,8 +53,10 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              a link's also `created`, the creation time of the link counted.
                              A custom code deleted and created again is another link, made
                              later: the flush that first counts it drops the old one's
-                             s:/b:/u:l: keys, hits of the old one still in flight count for
-                             the campaign only, and readers ignore another link's counters.
+                             s:/b:/u:l: keys (or its s:r field, if both are a recipient's),
+                             hits of the old one still in flight count for the campaign only,
+                             and readers ignore counters whose `created` names another link
+                             (between s:l and s:r, the newer one counts).
     b:c:{C}           hash   breakdowns of the campaign's clicks, b:l:{C}:<code> of a link's:
                              dev:{type}, os:{family}, br:{browser}, ref:{host}. At most
                              BREAKDOWN_VALUES_MAX (100) values per breakdown: a value there
@@ -65,12 +67,15 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
     s:r:{C}           hash   code -> the counters of a per-recipient link of the campaign (or
                              without one), one field each instead of s:l/b:l keys of their
                              own (an SMS campaign's links are mostly per recipient and tapped
-                             once or twice: two keys per tapped link were ~3x the memory and
-                             ~3x Redis's work per tap): JSON `[created, {stats fields},
+                             once or twice: two keys per tapped link cost twice the memory
+                             and Redis's work per tap): JSON `[created, {stats fields},
                              {breakdown fields}]`, the fields and their rules as s:l/b:l's
-                             (redirector/store/linkcounters.py). A per-recipient link counted
+                             (redirector/store/linkcounters.py), within
+                             RECIPIENT_COUNTERS_MAX bytes. A per-recipient link counted
                              before this field existed keeps those counts in s:l/b:l keys;
-                             readers add both.
+                             readers add both when both name the link (`created`). One hash
+                             per campaign: ~140 B per tapped link (so ~140 MB for a
+                             campaign of a million taps, in one key and one slot).
     k:{C}             zset   recipients who clicked, scored by their first click (unix ms).
     kr:{C}            hash   recipient -> their latest clicks (not bot hits) on the campaign's
                              links, unix ms, space-separated, oldest first, at most
@@ -357,6 +362,13 @@ BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"
 # to choose); the clicks of any further value count under BREAKDOWN_OTHER.
 BREAKDOWN_VALUES_MAX = 100
 BREAKDOWN_OTHER = "other"
+# A per-recipient link's counters (its s:r field, JSON) stop taking new fields at this many
+# bytes: each flush decodes and encodes the value held, so its size bounds what one person
+# tapping their own link from ever more hours or referers costs Redis per flush (~4 KB:
+# ~150 distinct hours of taps, or tens of long referer hosts; a real recipient's is ~100 B).
+# Past it the link's totals and the fields it holds keep counting, new breakdown values count
+# as BREAKDOWN_OTHER, and new hours and days go to the campaign's counters only.
+RECIPIENT_COUNTERS_MAX = 4096
 HOUR = 3600
 DAY = 86400
 

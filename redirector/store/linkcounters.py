@@ -13,7 +13,11 @@ from typing import Any
 
 import orjson
 
-from redirector.store.keys import BREAKDOWN_OTHER, BREAKDOWN_VALUES_MAX
+from redirector.store.keys import (
+    BREAKDOWN_OTHER,
+    BREAKDOWN_VALUES_MAX,
+    RECIPIENT_COUNTERS_MAX,
+)
 
 
 class CountersError(ValueError):
@@ -29,30 +33,42 @@ class LinkCounters:
 
 def encode(created: int, stats: Mapping[str, int], breakdowns: Mapping[str, int]) -> bytes:
     """A link's first value; its breakdowns capped as FLUSH_CLICKS caps them (a batch may hold
-    one link's hits from more than BREAKDOWN_VALUES_MAX referers)."""
-    if len(breakdowns) > BREAKDOWN_VALUES_MAX:
-        breakdowns = capped(breakdowns)
-    return orjson.dumps([created, stats, breakdowns])
+    one link's hits from more than BREAKDOWN_VALUES_MAX referers, or long ones), so that the
+    value stays within about RECIPIENT_COUNTERS_MAX bytes."""
+    value = orjson.dumps([created, stats, breakdowns])
+    if len(breakdowns) > BREAKDOWN_VALUES_MAX or len(value) > RECIPIENT_COUNTERS_MAX:
+        value = orjson.dumps([created, stats, capped(breakdowns, RECIPIENT_COUNTERS_MAX)])
+    return value
 
 
-def capped(breakdowns: Mapping[str, int]) -> dict[str, int]:
-    """At most BREAKDOWN_VALUES_MAX values per breakdown (a field's prefix up to ':'), in the
-    order given; the others' counts go to the breakdown's BREAKDOWN_OTHER."""
+# What a field adds to a value besides its name's characters: quotes, colon, count, comma.
+_FIELD_BYTES = 8
+
+
+def capped(breakdowns: Mapping[str, int], budget: int) -> dict[str, int]:
+    """At most BREAKDOWN_VALUES_MAX values per breakdown (a field's prefix up to ':'), taken in
+    the order given while they fit in about `budget` bytes of JSON; the others' counts go to
+    the breakdown's BREAKDOWN_OTHER."""
     out: dict[str, int] = {}
     sizes: dict[str, int] = {}
     for name, count in breakdowns.items():
         breakdown = name[: name.find(":") + 1]
-        if name != breakdown + BREAKDOWN_OTHER:
-            size = sizes.get(breakdown, 0)
-            if size >= BREAKDOWN_VALUES_MAX:
-                name = breakdown + BREAKDOWN_OTHER
+        other = breakdown + BREAKDOWN_OTHER
+        if name != other:
+            size, cost = sizes.get(breakdown, 0), len(name) + _FIELD_BYTES
+            if size >= BREAKDOWN_VALUES_MAX or cost > budget:
+                name = other
             else:
-                sizes[breakdown] = size + 1
+                sizes[breakdown], budget = size + 1, budget - cost
+        if name not in out and name == other:
+            budget -= len(name) + _FIELD_BYTES
         out[name] = out.get(name, 0) + count
     return out
 
 
 def decode(raw: bytes | str) -> LinkCounters:
+    """Raises CountersError for a value that is not counters (FLUSH_CLICKS counts such a
+    field afresh)."""
     try:
         value: Any = orjson.loads(raw)
         created, stats, breakdowns = value

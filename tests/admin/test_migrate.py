@@ -186,6 +186,13 @@ async def test_old_links_campaigns_and_clicks_after_migration(
             assert resp.status == 302, code
             assert resp.headers["Location"] == link.destination
     assert (await redirector.get("/Gone001", allow_redirects=False)).status == 404
+    # Every link's counters name it, a deleted one's time 0: a per-recipient link counts in
+    # s:r since, so nothing would name them later (keys.py), and a custom code given again
+    # must not show them.
+    rcp = data.links["Rcp0001"]
+    stamped = await old_redis.hget(keys.link_stats_key(rcp.campaign_id, "Rcp0001"), "created")
+    assert stamped == str(rcp.created_at).encode()
+    assert await old_redis.hget(keys.link_stats_key(None, "Gone001"), "created") == b"0"
     campaigns = await get_json(admin, "/api/campaigns")
     assert [c["id"] for c in campaigns["campaigns"]] == [data.black_friday, data.welcome]
 

@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 from redirector.store.connection import Store
-from redirector.store.keys import link_breakdowns_key, link_stats_key
+from redirector.store.keys import (
+    link_breakdowns_key,
+    link_stats_key,
+    recipient_counters_key,
+)
 from tests.admin.helpers import (
     BROWSERS,
     PREVIEWS,
@@ -106,6 +110,17 @@ async def test_a_recipients_link_counted_before_its_s_r_field_shows_both(
     assert body["breakdowns"]["os"] == {"Windows": 2, "iOS": 1}
     assert sum(bucket["clicks"] for bucket in body["series"]) == 3
     assert body["recipients_clicked"] == 1
+
+
+async def test_a_recipients_field_that_holds_no_counters_reads_as_none(
+    admin: Client, redis: Store
+) -> None:
+    campaign_id = (await create_campaign(admin))["id"]
+    [code] = await create_links(admin, campaign_id, [{"recipient": "+34600000078"}])
+    await redis.hset(recipient_counters_key(campaign_id), code, "[1]")  # not counters
+    resp = await admin.get(f"/api/links/{code}/stats")
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["clicks"] == 0
 
 
 async def test_link_without_recipient_counts_distinct_visitors(

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from redirector.clicks import Hit
 from redirector.settings import Settings
 from redirector.store.connection import Store
 from redirector.store.keys import (
     BREAKDOWN_VALUES_MAX,
+    RECIPIENT_COUNTERS_MAX,
     campaign_breakdowns_key,
     campaign_stats_key,
     campaign_uniques_key,
@@ -20,7 +23,7 @@ from redirector.store.keys import (
     link_uniques_key,
     recipient_counters_key,
 )
-from redirector.store.linkcounters import LinkCounters, decode
+from redirector.store.linkcounters import LinkCounters, decode, encode
 from tests.redirector.clicks_helpers import flusher, push, worker
 from tests.user_agents import ANDROID, IPHONE
 
@@ -193,9 +196,42 @@ async def test_a_recipients_link_keeps_100_values_of_a_breakdown_in_one_batch_or
     assert len(hosts) == BREAKDOWN_VALUES_MAX + 1 and hosts["ref:other"] == 200
 
 
+@pytest.mark.parametrize("junk", ["not json", "[1]", '[1, {}, "x"]', '{"a": 1}'])
 async def test_a_field_that_holds_no_counters_is_counted_afresh(
-    redis: Store, redirector_settings: Settings
+    redis: Store, redirector_settings: Settings, junk: str
 ) -> None:
-    await redis.hset(recipient_counters_key(7), "junk", "not json")
+    await redis.hset(recipient_counters_key(7), "junk", junk)
     await _flushed(redis, redirector_settings, [_tap("junk", 1, AFTER)])
     assert (await _counters(redis, "junk")).stats["clicks"] == 1
+    assert (await _hash(redis, campaign_stats_key(7)))["clicks"] == 1  # once: no retry
+
+
+async def test_a_full_value_takes_no_new_field_but_keeps_counting(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    # One person's link tapped in ever more hours: its value stops growing at the bound.
+    hours = {f"h:{HOURS[0] - i}": 1 for i in range(RECIPIENT_COUNTERS_MAX // 10)}
+    full = LinkCounters(1, {"clicks": len(hours)} | hours, {"dev:mobile": len(hours)})
+    await redis.hset(
+        recipient_counters_key(7), "busy", encode(full.created, full.stats, full.breakdowns)
+    )
+    referred = _tap("busy", 1, AFTER, referer="https://new.example/")
+    await _flushed(redis, redirector_settings, [referred, _tap("busy", 1, AFTER, head=True)])
+    counters = await _counters(redis, "busy")
+    assert counters.stats == full.stats | {"clicks": len(hours) + 1, "bots": 1}
+    others = {"os:other": 1, "br:other": 1, "ref:other": 1}  # values it did not hold
+    assert counters.breakdowns == {"dev:mobile": len(hours) + 1} | others
+    assert (await _hash(redis, campaign_stats_key(7)))[f"h:{HOURS[1]}"] == 1  # counted there
+
+
+async def test_a_first_value_with_long_referers_is_made_within_the_bound(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    taps = [
+        _tap("long", 1, AFTER, referer=f"https://{i:03d}{'x' * 200}.example/") for i in range(60)
+    ]
+    await _flushed(redis, redirector_settings, taps)
+    raw = await redis.hget(recipient_counters_key(7), "long")
+    assert raw is not None and len(raw) <= RECIPIENT_COUNTERS_MAX + 200
+    hosts = {k: n for k, n in decode(raw).breakdowns.items() if k.startswith("ref:")}
+    assert sum(hosts.values()) == 60 and hosts["ref:other"] == 60 - (len(hosts) - 1)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from admin.dashboard.report import REPORTS_KEY
+from redirector.store.connection import Store
+from redirector.store.keys import link_stats_key
 from tests.admin.dashboard.pages import expect_page, post_form, sign_in
 from tests.admin.helpers import (
     BROWSERS,
@@ -61,6 +63,29 @@ async def test_campaigns_and_a_campaigns_page_show_its_clicks(
     exported = await admin.get(f"/dashboard/campaigns/{campaign['id']}/clicks.csv")
     assert exported.status == 200
     assert len((await exported.text()).strip().splitlines()) == 1 + 5
+
+
+async def test_a_top_links_all_time_clicks_are_its_newest_links(
+    admin: Client, redirector: Client, redis: Store
+) -> None:
+    # A custom code of a recipient's link counts in s:r; given before (or after) to a link
+    # without recipient, it counts in s:l too: the newer link's count is shown, or both when
+    # both name the same link (keys.py).
+    campaign = await create_campaign(admin)
+    [code] = await create_links(
+        admin, campaign["id"], [{"recipient": "+34600000001", "code": "shared-code"}]
+    )
+    made = await (await admin.get(f"/api/links/{code}")).json()
+    created = int(datetime.fromisoformat(made["created_at"]).timestamp())
+    for user_agent in BROWSERS[:2]:
+        await tap(redirector, code, user_agent)
+    await stats_once_flushed(admin, f"/api/links/{code}/stats", clicks=2, bot_hits=0)
+    await sign_in(admin, API_KEY)
+    stats = link_stats_key(campaign["id"], code)
+    for other_created, shown in ((created - 60, 2), (created + 60, 7), (created, 9)):
+        await redis.hset(stats, mapping={"created": other_created, "clicks": 7})
+        page = await expect_page(await admin.get(f"/dashboard/campaigns/{campaign['id']}"), 200)
+        assert f'{code}</a></td><td class="n">2</td><td class="n">{shown}</td>' in page
 
 
 async def test_a_campaign_made_through_the_form_is_audited(admin: Client) -> None:
