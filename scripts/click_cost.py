@@ -86,6 +86,7 @@ def make_hits(
 
 async def measure(url: str, hits: list[Hit], links: int, campaigns: int) -> None:
     redis = connect(url, timeout=30)
+    memory = await used_memory(redis)  # before the raw hits are queued
     buffer = ClickBuffer(len(hits) + 1, 1_000)
     buffer.hits = list(hits)
     flusher = ClickFlusher(HitQueue(redis, NO_WAIT), buffer, interval=0.1, max_batch=1_000)
@@ -98,7 +99,6 @@ async def measure(url: str, hits: list[Hit], links: int, campaigns: int) -> None
 
     worker = ClickWorker(redis, stream_maxlen=1_000_000, salt=b"salt")
     await redis.config_resetstat()
-    memory = await used_memory(redis)
     server_cpu = await redis_cpu(redis)
     cpu, wall = time.process_time(), time.perf_counter()
     while await worker.work_once():
@@ -124,8 +124,11 @@ async def measure(url: str, hits: list[Hit], links: int, campaigns: int) -> None
     # All of the server's CPU meanwhile, reading the scripts' arguments included.
     print(f"Redis CPU while the worker ran: {server_cpu * 1e6 / n:.2f} µs/hit")
     await redis.delete(*[click_stream_key(c) for c in range(1, campaigns + 1)])
-    grown = await used_memory(redis) - memory
-    print(f"Redis memory of the counters (streams left out): {grown / links:.0f} B per link")
+    grown = await used_memory(redis) - memory  # the queues are empty again
+    print(
+        f"Redis memory of the click keys but the streams (counters, clickers, latest clicks): "
+        f"{grown / links:.0f} B per link"
+    )
     await redis.aclose()
 
 

@@ -15,7 +15,7 @@ from admin.service import as_text
 from admin.service.links import destination_finder
 from redirector.store import legacy
 from redirector.store.connection import NO_WAIT, Durability
-from redirector.store.keys import LINK_CREATED, link_key, link_stats_key, link_tag
+from redirector.store.keys import link_key, link_tag
 from redirector.store.record import Destination, Record, decode, encode_destination
 from redirector.store.scripts import MakeDestinationsScript
 
@@ -121,25 +121,15 @@ class LegacyStore:
             for (code, _, _), outcome in zip(group, reply, strict=True)
         }
 
-    async def move(self, moves: Iterable[tuple[str, str]]) -> int:
-        """Moves click keys (old name, new name); how many were moved."""
+    async def move(self, moves: Iterable[legacy.Move]) -> int:
+        """Moves click keys (old name, new name, creation time to stamp a link's stats with);
+        how many were moved."""
         moved, pending = 0, list(moves)
         while pending:
             outcomes = await self._move_keys(pending)
             moved += sum(o == legacy.MOVED for o in outcomes)
             pending = [move for move, o in zip(pending, outcomes, strict=True) if o == legacy.MORE]
         return moved
-
-    async def stamp(self, codes: Iterable[tuple[str, int | None, int]]) -> None:
-        """Marks the click counters of each (code, campaign, created) as those of the link
-        made at `created`: its record's time, or 0 for a deleted link (before any). A custom
-        code made again then never shows them (see redirector/store/flush.py), not even when
-        nothing writes these counters again (a per-recipient link counts in s:r since).
-        Counters that name their link already keep it."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for code, campaign_id, created in codes:
-                pipe.hsetnx(link_stats_key(campaign_id, code), LINK_CREATED, created)
-            await pipe.execute()
 
     async def drop(self, migrated: Iterable[Field]) -> int:
         """Deletes old hash fields that still hold what was migrated; how many."""

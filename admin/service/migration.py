@@ -327,18 +327,20 @@ class Migration:
                 outcomes = await self._old.put(tombstones)
                 self.tally.tombstones += sum(o == legacy.WRITTEN for o in outcomes.values())
                 records.update(zip(orphans, await self._old.records(orphans), strict=True))
-            # Before the move, so that a run stopped between the two still does it: every
-            # link's counters name their link (a deleted one's time 0, a tombstone's).
-            await self._old.stamp(
-                (code, _campaign_of(record), 0 if record is None else record.created_at)
-                for code, record in records.items()
-            )
-            moves = [
-                (name, legacy.new_link_clicks_key(name, _campaign_of(records[code])))
+            # A link's stats are stamped with its creation time as they move (a deleted
+            # link's, even if its code was taken again meanwhile, with 0: before any).
+            moves: list[legacy.Move] = [
+                (
+                    name,
+                    legacy.new_link_clicks_key(name, _campaign_of(records[code])),
+                    _created(records[code], code in orphans)
+                    if legacy.is_link_stats(name)
+                    else None,
+                )
                 for name, code in codes.items()
             ]
             moves += (
-                (name, new) for name in names if (new := legacy.new_campaign_clicks_key(name))
+                (name, new, None) for name in names if (new := legacy.new_campaign_clicks_key(name))
             )
             self.tally.click_keys_moved += await self._old.move(moves)
             self._progress("clicks", self.tally, False)
@@ -395,6 +397,11 @@ def _same_link(now: Record, old: Record) -> bool:
 
 def _owned(record: Record, campaign_id: int | None, recipient: str) -> bool:
     return (record.campaign_id, record.recipient) == (campaign_id, recipient)
+
+
+def _created(record: Record | None, deleted: bool) -> int:
+    """The creation time that a link's migrated stats are stamped with: 0 for a deleted one."""
+    return 0 if deleted or record is None or not record.live else record.created_at
 
 
 def _campaign_of(record: Record | None) -> int | None:

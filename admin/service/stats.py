@@ -306,8 +306,10 @@ def _decoded(raw: bytes | None) -> LinkCounters | None:
 def _all_time_clicks(own: Sequence[bytes | None], raw: bytes | None) -> int:
     """A code's all-time clicks from its s:l hash (`created`, `clicks`) and its s:r field:
     the newer link's, or both when they name the same link (or s:l names none: counted before
-    creation times were kept). A code given again to a link of the other kind counts in the
-    other place (redirector/store/flush.py)."""
+    creation times were kept; a link's stats add its s:r field only when it names the link, so
+    the two may differ for such a code given again, which `admin migrate` now prevents by
+    stamping). A code given again to a link of the other kind counts in the other place
+    (redirector/store/flush.py)."""
     created, clicks = own[0], int(own[1] or 0)
     held = _decoded(raw)
     if held is None:

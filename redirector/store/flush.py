@@ -253,45 +253,47 @@ end
 -- Per-recipient links: a field each of KEYS[3], written as the worker made it when new (the
 -- common case: a recipient taps their link once or twice), else added to the value held, by
 -- the same rules as a link's hashes above: the newest link of a code owns its counters, and a
--- breakdown keeps at most VALUES_MAX values. A value of FULL bytes or more takes no new
--- field (each flush decodes it whole: its size bounds the work): its totals and the fields
--- it holds keep counting, a new breakdown value counts as OTHER, and new hours and days
--- count for the campaign only. One HMGET and one HSET per SLICE links.
+-- breakdown keeps at most VALUES_MAX values. A value takes no new field that would bring it
+-- past FULL bytes (each flush decodes it whole: its size bounds the work): its totals and
+-- the fields it holds keep counting, a new breakdown value counts as OTHER (at most one
+-- such field per breakdown past it), and new hours and days count for the campaign only.
+-- One HMGET and one HSET per SLICE links.
 local FULL, CLICKS, BOTS = tonumber(ARGV[19]), ARGV[20], ARGV[21]
 local function counters(value)
   local ok, held = pcall(cjson.decode, value)
-  if ok and type(held) == 'table' and type(held[1]) == 'number' and type(held[2]) == 'table'
-      and type(held[3]) == 'table' then
+  if ok and type(held) == 'table' and #held == 3 and type(held[1]) == 'number'
+      and type(held[2]) == 'table' and type(held[3]) == 'table' then
     return held
   end
 end
+-- A new field adds its name and ~8 bytes (quotes, colon, count, comma) to the value.
 local function merged(held, new)
   local old, add = counters(held), cjson.decode(new)
   if not old then return new end  -- not counters (nothing of ours writes that): afresh
   if old[1] > add[1] then return nil end  -- an older link's hits: the campaign's alone
   if old[1] < add[1] then return new end  -- a newer link of the code: its own counters
-  local full = #held >= FULL
-  local stats, counts, sizes = old[2], old[3], nil
+  local size, stats, counts, sizes = #held, old[2], old[3], nil
   for field, n in pairs(add[2]) do
-    if stats[field] or not full or field == CLICKS or field == BOTS then
-      stats[field] = (stats[field] or 0) + n
+    if not stats[field] and field ~= CLICKS and field ~= BOTS then
+      if size + #field + 8 > FULL then n = nil else size = size + #field + 8 end
     end
+    if n then stats[field] = (stats[field] or 0) + n end
   end
   for field, n in pairs(add[3]) do
     if not counts[field] then
       local breakdown = breakdown_of(field)
       if field ~= breakdown .. OTHER then
-        if not full and not sizes then  -- once, and only for a new value
+        if not sizes then  -- once, and only for a new value
           sizes = {}
           for held_field in pairs(counts) do
             local b = breakdown_of(held_field)
             if held_field ~= b .. OTHER then sizes[b] = (sizes[b] or 0) + 1 end
           end
         end
-        if full or (sizes[breakdown] or 0) >= VALUES_MAX then
+        if size + #field + 8 > FULL or (sizes[breakdown] or 0) >= VALUES_MAX then
           field = breakdown .. OTHER
         else
-          sizes[breakdown] = (sizes[breakdown] or 0) + 1
+          sizes[breakdown], size = (sizes[breakdown] or 0) + 1, size + #field + 8
         end
       end
     end
@@ -307,7 +309,13 @@ for from = 1, recipient_links, SLICE do
   local out = {}
   for k = from, to do
     local value, old = ARGV[values + k], held[k - from + 1]
-    if old then value = merged(old, value) end
+    if old then
+      -- A held value that is counters in shape but not in content (a string for a count,
+      -- a field without a breakdown) fails the merge: counted afresh, as one not counters,
+      -- rather than failing the part after its writes.
+      local ok, merged_value = pcall(merged, old, value)
+      if ok then value = merged_value end  -- nil: nothing to write
+    end
     if value then
       out[#out + 1] = ARGV[codes + k]
       out[#out + 1] = value

@@ -74,7 +74,7 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              RECIPIENT_COUNTERS_MAX bytes. A per-recipient link counted
                              before this field existed keeps those counts in s:l/b:l keys;
                              readers add both when both name the link (`created`). One hash
-                             per campaign: ~140 B per tapped link (so ~140 MB for a
+                             per campaign: ~175 B per tapped link (so ~175 MB for a
                              campaign of a million taps, in one key and one slot).
     k:{C}             zset   recipients who clicked, scored by their first click (unix ms).
     kr:{C}            hash   recipient -> their latest clicks (not bot hits) on the campaign's
@@ -362,12 +362,12 @@ BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"
 # to choose); the clicks of any further value count under BREAKDOWN_OTHER.
 BREAKDOWN_VALUES_MAX = 100
 BREAKDOWN_OTHER = "other"
-# A per-recipient link's counters (its s:r field, JSON) stop taking new fields at this many
-# bytes: each flush decodes and encodes the value held, so its size bounds what one person
-# tapping their own link from ever more hours or referers costs Redis per flush (~4 KB:
-# ~150 distinct hours of taps, or tens of long referer hosts; a real recipient's is ~100 B).
-# Past it the link's totals and the fields it holds keep counting, new breakdown values count
-# as BREAKDOWN_OTHER, and new hours and days go to the campaign's counters only.
+# A per-recipient link's counters (its s:r field, JSON) take no new field that would bring
+# them past this many bytes: each flush decodes and encodes the value held, so its size
+# bounds what one person tapping their own link from ever more hours or referers costs Redis
+# per flush (~300 distinct hours of taps, or some 15 long referer hosts; a real recipient's
+# is ~100 B). Past it the link's totals and the fields it holds keep counting, new breakdown
+# values count as BREAKDOWN_OTHER, and new hours and days go to the campaign's counters only.
 RECIPIENT_COUNTERS_MAX = 4096
 HOUR = 3600
 DAY = 86400

@@ -33,6 +33,7 @@ from redis.asyncio.client import Pipeline
 from redirector.store.connection import Store
 from redirector.store.keys import (
     INVALIDATION_CHANNEL,
+    LINK_CREATED,
     campaign_breakdowns_key,
     campaign_stats_key,
     campaign_uniques_key,
@@ -117,6 +118,12 @@ def new_link_clicks_key(name: str, campaign_id: int | None) -> str:
     return _LINK_CLICK_KEYS[found[1]](campaign_id, found[2])
 
 
+def is_link_stats(name: str) -> bool:
+    """Whether `name` is a layout-1 stats hash of one link (s:l:<code>)."""
+    found = _LINK_CLICKS.fullmatch(name)
+    return found is not None and found[1] == "s"
+
+
 def new_campaign_clicks_key(name: str) -> str | None:
     """The name a layout-1 click key of a campaign (or `x:-`) has now; None for other names."""
     if found := _CAMPAIGN_COUNTERS.fullmatch(name):
@@ -191,25 +198,38 @@ class PutRecordsScript:
 # yet, else merged into it (the redirectors of this release may have counted clicks there
 # already), what was merged leaving the old key in the same step. Counters cannot be copied
 # and kept, or a second run would count them twice. A large sorted set or stream is merged a
-# chunk per call, so that no call blocks Redis for long.
+# chunk per call, so that no call blocks Redis for long. A link's stats hash is stamped, in
+# the same step, with the creation time of the link it counts (ARGV[2 + i]: a layout-1 hash
+# has none; see keys.py), unless it names one already: nothing may write it again (a
+# per-recipient link counts in s:r), and a custom code given again must not show it.
 #
 #   KEYS      pairs: an old key and its new name
 #   ARGV[1]   the entries of a sorted set or stream merged per call
+#   ARGV[2]   the field of a link's stats hash that holds the creation time (LINK_CREATED)
+#   ARGV[2 + i]  for the i-th pair, that creation time to stamp, or '' (not a stats hash)
 # Returns, per pair, 1 (moved), 0 (more of it is left to merge: call again) or 2 (there was
 # no old key: a name SCAN returned twice).
 MOVE_KEYS = """
-local chunk = tonumber(ARGV[1])
-local function move(old, new)
+local chunk, CREATED = tonumber(ARGV[1]), ARGV[2]
+local function move(old, new, created)
   local kind = redis.call('TYPE', old)['ok']
   if kind == 'none' then return 2 end
   if redis.call('EXISTS', new) == 0 then
     redis.call('RENAME', old, new)
+    if created ~= '' then redis.call('HSETNX', new, CREATED, created) end
     return 1
   end
   if kind == 'hash' then
-    -- Counters (clicks, h:/d: buckets, breakdowns): summed.
+    -- Counters (clicks, h:/d: buckets, breakdowns): summed; a creation time kept.
     local fields = redis.call('HGETALL', old)
-    for i = 1, #fields, 2 do redis.call('HINCRBY', new, fields[i], fields[i + 1]) end
+    for i = 1, #fields, 2 do
+      if fields[i] == CREATED then
+        redis.call('HSETNX', new, CREATED, fields[i + 1])
+      else
+        redis.call('HINCRBY', new, fields[i], fields[i + 1])
+      end
+    end
+    if created ~= '' then redis.call('HSETNX', new, CREATED, created) end
   elseif kind == 'string' then
     -- A HyperLogLog of visitors: the union.
     redis.call('PFMERGE', new, old)
@@ -233,7 +253,9 @@ local function move(old, new)
   return 1
 end
 local outcome = {}
-for i = 1, #KEYS, 2 do outcome[#outcome + 1] = move(KEYS[i], KEYS[i + 1]) end
+for i = 1, #KEYS, 2 do
+  outcome[#outcome + 1] = move(KEYS[i], KEYS[i + 1], ARGV[2 + (i + 1) / 2])
+end
 return outcome
 """
 
@@ -246,10 +268,17 @@ class MoveKeysScript:
     def __init__(self, redis: Store) -> None:
         self._script = redis.register_script(MOVE_KEYS)
 
-    async def __call__(self, moves: Sequence[tuple[str, str]]) -> list[int]:
+    async def __call__(self, moves: Sequence[Move]) -> list[int]:
         """Each move's outcome: MOVED, MORE (call again) or ABSENT."""
-        keys = [name for move in moves for name in move]
-        return [int(n) for n in await self._script(keys=keys, args=[MOVE_CHUNK])]
+        keys = [name for old, new, _ in moves for name in (old, new)]
+        stamps = ["" if created is None else str(created) for _, _, created in moves]
+        args: list[str | int] = [MOVE_CHUNK, LINK_CREATED, *stamps]
+        return [int(n) for n in await self._script(keys=keys, args=args)]
+
+
+# A click key's move: its old name, its new name, and for a link's stats hash the creation
+# time of the link it counts (0 for a deleted link: before any), else None.
+Move = tuple[str, str, int | None]
 
 
 # -- DROP_MIGRATED -------------------------------------------------------------------------

@@ -34,10 +34,12 @@ class LinkCounters:
 def encode(created: int, stats: Mapping[str, int], breakdowns: Mapping[str, int]) -> bytes:
     """A link's first value; its breakdowns capped as FLUSH_CLICKS caps them (a batch may hold
     one link's hits from more than BREAKDOWN_VALUES_MAX referers, or long ones), so that the
-    value stays within about RECIPIENT_COUNTERS_MAX bytes."""
+    value stays within about RECIPIENT_COUNTERS_MAX bytes. (Its stats are not: a chunk's
+    hits span seconds, or the hours of an outage of Redis, never a visitor's choice.)"""
     value = orjson.dumps([created, stats, breakdowns])
     if len(breakdowns) > BREAKDOWN_VALUES_MAX or len(value) > RECIPIENT_COUNTERS_MAX:
-        value = orjson.dumps([created, stats, capped(breakdowns, RECIPIENT_COUNTERS_MAX)])
+        budget = RECIPIENT_COUNTERS_MAX - len(orjson.dumps([created, stats, {}]))
+        value = orjson.dumps([created, stats, capped(breakdowns, budget)])
     return value
 
 

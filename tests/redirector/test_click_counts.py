@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from redirector.clicks import Hit
@@ -23,7 +24,7 @@ from redirector.store.keys import (
     link_uniques_key,
     recipient_counters_key,
 )
-from redirector.store.linkcounters import LinkCounters, decode, encode
+from redirector.store.linkcounters import LinkCounters, decode
 from tests.redirector.clicks_helpers import flusher, push, worker
 from tests.user_agents import ANDROID, IPHONE
 
@@ -196,7 +197,19 @@ async def test_a_recipients_link_keeps_100_values_of_a_breakdown_in_one_batch_or
     assert len(hosts) == BREAKDOWN_VALUES_MAX + 1 and hosts["ref:other"] == 200
 
 
-@pytest.mark.parametrize("junk", ["not json", "[1]", '[1, {}, "x"]', '{"a": 1}'])
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "not json",
+        "[1]",
+        '[1, {}, "x"]',
+        '{"a": 1}',
+        '[1, {"clicks": "x"}, {}]',  # counters in shape, not in content
+        '[1, {}, {"no-breakdown": 1}]',
+        '[1, {"clicks": null}, {}]',
+        "[1, {}, {}, 9]",
+    ],
+)
 async def test_a_field_that_holds_no_counters_is_counted_afresh(
     redis: Store, redirector_settings: Settings, junk: str
 ) -> None:
@@ -213,7 +226,7 @@ async def test_a_full_value_takes_no_new_field_but_keeps_counting(
     hours = {f"h:{HOURS[0] - i}": 1 for i in range(RECIPIENT_COUNTERS_MAX // 10)}
     full = LinkCounters(1, {"clicks": len(hours)} | hours, {"dev:mobile": len(hours)})
     await redis.hset(
-        recipient_counters_key(7), "busy", encode(full.created, full.stats, full.breakdowns)
+        recipient_counters_key(7), "busy", orjson.dumps([1, full.stats, full.breakdowns])
     )
     referred = _tap("busy", 1, AFTER, referer="https://new.example/")
     await _flushed(redis, redirector_settings, [referred, _tap("busy", 1, AFTER, head=True)])
@@ -222,6 +235,24 @@ async def test_a_full_value_takes_no_new_field_but_keeps_counting(
     others = {"os:other": 1, "br:other": 1, "ref:other": 1}  # values it did not hold
     assert counters.breakdowns == {"dev:mobile": len(hours) + 1} | others
     assert (await _hash(redis, campaign_stats_key(7)))[f"h:{HOURS[1]}"] == 1  # counted there
+
+
+async def test_a_value_near_its_bound_takes_no_field_past_it(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    hours: dict[str, int] = {}
+    near = b""
+    while len(near) < RECIPIENT_COUNTERS_MAX - 200:  # 200 B short of it
+        hours[f"h:{HOURS[0] - len(hours)}"] = 1
+        near = orjson.dumps([1, {"clicks": len(hours)} | hours, {"dev:mobile": 1}])
+    await redis.hset(recipient_counters_key(7), "near", near)
+    referers = [f"https://{i:03d}{'x' * 200}.example/" for i in range(30)]
+    await _flushed(
+        redis, redirector_settings, [_tap("near", 1, AFTER, referer=r) for r in referers]
+    )
+    raw = await redis.hget(recipient_counters_key(7), "near")
+    assert raw is not None and len(raw) <= RECIPIENT_COUNTERS_MAX + 4 * 20  # and the others
+    assert (await _counters(redis, "near")).stats["clicks"] == len(hours) + 30
 
 
 async def test_a_first_value_with_long_referers_is_made_within_the_bound(
