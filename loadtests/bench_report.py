@@ -184,7 +184,9 @@ class Report:
         ]
         if all(value is None for value in ratios):
             return None, ratios
-        return statistics.median(value or 0.0 for value in ratios), ratios
+        # The lower of the middle two for an even number of rounds: a target is not passed
+        # on the mean of a pass and a fail.
+        return statistics.median_low(value or 0.0 for value in ratios), ratios
 
 
 class Check(NamedTuple):
@@ -260,7 +262,7 @@ def _open_loop_check(report: Report, key: str) -> Check:
         return check
     # From when each request was due, h2load's own stalls not counted (bench_open.py).
     judged = [run.p99_server_ms if run and _held(run) else math.inf for run in runs]
-    p99 = statistics.median(judged)
+    p99 = statistics.median_high(judged)  # the higher of the middle two, as above
     if len(runs) == 1 and runs[0] is not None:
         run = runs[0]
         measured = f"{run.p99_server_ms:.2f} ms at {run.achieved_rps:,.0f} of "

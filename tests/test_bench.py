@@ -390,6 +390,10 @@ def test_ratios_are_judged_on_the_median_of_each_rounds_ratio() -> None:
     assert "| hot | 25,000 | 41,000 | 39,000 | 39,000 |" in table
     assert "| hot-notrack | 30,000 | failed: no server | 36,000 | 33,000 |" in table
     assert "miss" not in table  # measured once: no rounds to show
+    # Two rounds: the lower ratio, not the mean of a pass (1.32) and a fail (0.625).
+    report.rows[1] = replace(report.rows[1], again=_again(31_000))
+    report.rows[2] = replace(report.rows[2], again=_again(41_000))
+    assert evaluate(report)[0].measured == "0.62, the median of rounds 0.62, 1.32"
     # Recording on/off over the load and its click work's catch-up (shown, not judged):
     # 250,000 requests in 10 s + 2.5 s -> 20,000 req/s, against 30,000 without recording.
     hot = report.rows[2]
@@ -453,6 +457,8 @@ def test_the_open_loop_p99_is_the_median_of_the_rounds_and_a_round_without_fails
         "1.80 ms, the median of 3 rounds (1.80 ms, 39.00 ms, 0.90 ms)",
         "pass",
     )
+    report.rows[2] = replace(hot, again=again[:1])  # two rounds, 1.8 and 39: the higher
+    assert evaluate(report)[3].status == "fail"
     not_held = LoadRow("hot", "", _result(25_000), open_loop=_open_loop(12_500, 9_000, p99=0.5))
     not_run = LoadRow("hot", "", skipped="did not start")
     report.rows[2] = replace(hot, again=(not_held, not_run))  # 1.8, not held, not run
