@@ -125,8 +125,9 @@ class StatsService:
         # One MULTI over one slot: a link's click keys carry its campaign's tag.
         stats = link_stats_key(campaign_id, code)
         breakdowns = link_breakdowns_key(campaign_id, code)
+        names = _counter_fields(window)  # up to 20,002 of them: made once
         async with self._redis.pipeline(transaction=True) as pipe:
-            _queue_counters(pipe, stats, breakdowns, window)
+            _queue_counters(pipe, stats, breakdowns, names)
             pipe.hget(stats, LINK_CREATED)
             if link.recipient is None:
                 _queue_pfcount(pipe, link_uniques_key(campaign_id, code))
@@ -140,7 +141,7 @@ class StatsService:
             counts, fields, uniques = [None] * len(counts), {}, [0] * len(uniques)
         held = None if link.recipient is None else _decoded(more[0])
         if held is not None and held.created == link.created_at:  # else another link's
-            counts, fields = _with_counters(counts, fields, held, window)
+            counts, fields = _with_counters(counts, fields, held, names)
         clicks, bots, series = _counters(counts, window)
         # A link with a recipient has one person behind it: unique is whether they clicked.
         unique = int(uniques[0]) if link.recipient is None else int(clicks > 0)
@@ -154,7 +155,7 @@ class StatsService:
                 pipe,
                 campaign_stats_key(campaign_id),
                 campaign_breakdowns_key(campaign_id),
-                window,
+                _counter_fields(window),
             )
             pipe.zcard(clickers_key(campaign_id))
             _queue_pfcount(pipe, campaign_uniques_key(campaign_id))
@@ -259,15 +260,16 @@ def _queue_pfcount(pipe: StorePipeline, key: str) -> None:
     pipe.execute_command("PFCOUNT", key)
 
 
-def _queue_counters(pipe: StorePipeline, key: str, breakdowns: str, window: Window) -> None:
-    """HMGET of the totals and of each bucket's clicks and bot hits; HGETALL of the
-    breakdowns hash (its fields are not known in advance; there are as many as distinct
-    devices, OSes, browsers and referers, whatever the window)."""
-    pipe.hmget(key, _counter_fields(window))
+def _queue_counters(pipe: StorePipeline, key: str, breakdowns: str, names: Sequence[str]) -> None:
+    """HMGET of `names` (`_counter_fields`); HGETALL of the breakdowns hash (its fields are
+    not known in advance; there are as many as distinct devices, OSes, browsers and
+    referers, whatever the window)."""
+    pipe.hmget(key, names)
     pipe.hgetall(breakdowns)
 
 
 def _counter_fields(window: Window) -> list[str]:
+    """The totals, then each bucket's clicks and bot hits."""
     field = hour_field if window.granularity == "hour" else day_field
     fields = [CLICKS, BOTS]
     for bucket in window.buckets():
@@ -279,10 +281,10 @@ def _with_counters(
     counts: Sequence[bytes | None],
     fields: Mapping[bytes, bytes],
     held: LinkCounters,
-    window: Window,
+    names: Sequence[str],
 ) -> tuple[list[int], dict[bytes, int]]:
-    """What `_queue_counters` read, plus a per-recipient link's counters of its s:r field."""
-    names = _counter_fields(window)
+    """What `_queue_counters` read of `names`, plus a per-recipient link's counters of its
+    s:r field."""
     summed = [int(v or 0) + held.stats.get(name, 0) for v, name in zip(counts, names, strict=True)]
     breakdowns = {name: int(value) for name, value in fields.items()}
     for name, value in held.breakdowns.items():

@@ -135,12 +135,14 @@ end
 local function breakdown_of(field)
   return string.match(field, '^[^:]*:')
 end
+-- Counts `field` among its breakdown's values in `sizes` (OTHER is none of them).
+local function count_value(sizes, field)
+  local breakdown = breakdown_of(field)
+  if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
+end
 local function past_the_cap(key, new)
   local sizes, moved, others = {}, {}, {}
-  for _, field in ipairs(redis.call('HKEYS', key)) do
-    local breakdown = breakdown_of(field)
-    if field ~= breakdown .. OTHER then sizes[breakdown] = (sizes[breakdown] or 0) + 1 end
-  end
+  for _, field in ipairs(redis.call('HKEYS', key)) do count_value(sizes, field) end
   for field, n in pairs(new) do
     local breakdown = breakdown_of(field)
     if field ~= breakdown .. OTHER and sizes[breakdown] > VALUES_MAX then
@@ -285,10 +287,7 @@ local function merged(held, new)
       if field ~= breakdown .. OTHER then
         if not sizes then  -- once, and only for a new value
           sizes = {}
-          for held_field in pairs(counts) do
-            local b = breakdown_of(held_field)
-            if held_field ~= b .. OTHER then sizes[b] = (sizes[b] or 0) + 1 end
-          end
+          for held_field in pairs(counts) do count_value(sizes, held_field) end
         end
         if size + #field + 8 > FULL or (sizes[breakdown] or 0) >= VALUES_MAX then
           field = breakdown .. OTHER
