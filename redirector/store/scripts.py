@@ -12,6 +12,7 @@ Cluster too; the lines and items in ARGV refer to their keys by index into KEYS.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
@@ -51,7 +52,9 @@ T = TypeVar("T")
 
 async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
     """Await `calls`, CALLS_IN_FLIGHT at a time; each one's result or error, in order. Every
-    call is awaited even if others fail, so that the caller knows which went through."""
+    call is awaited even if others fail, so that the caller knows which went through. If
+    the caller is cancelled, the calls not started yet are closed, never run (a coroutine
+    dropped unstarted would warn "never awaited")."""
     limit = asyncio.Semaphore(CALLS_IN_FLIGHT)
 
     async def one(call: Awaitable[T]) -> T | Exception:
@@ -61,7 +64,16 @@ async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
             except Exception as exc:
                 return exc
 
-    return await asyncio.gather(*(one(call) for call in calls))
+    waiting = list(calls)
+    try:
+        return await asyncio.gather(*(one(call) for call in waiting))
+    finally:
+        for call in waiting:
+            if (
+                inspect.iscoroutine(call)
+                and inspect.getcoroutinestate(call) == inspect.CORO_CREATED
+            ):
+                call.close()
 
 
 # -- CREATE_LINKS --------------------------------------------------------------------------

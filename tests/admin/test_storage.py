@@ -4,7 +4,9 @@ custom codes retried, version 1 records, and one slot per script call."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import inspect
 from typing import Any
 
 import pytest
@@ -338,3 +340,25 @@ async def test_every_script_call_touches_one_slot(
         await tap(redirector, link["code"], IPHONE)
     await stats_once_flushed(admin, f"/api/campaigns/{c['id']}/stats", clicks=4, bot_hits=0)
     assert len(one_slot_per_call) > 50
+
+
+async def test_call_each_cancelled_closes_the_calls_it_had_not_started() -> None:
+    started: list[int] = []
+    all_running = asyncio.Event()
+
+    async def call(number: int) -> int:
+        started.append(number)
+        if len(started) == scripts.CALLS_IN_FLIGHT:
+            all_running.set()
+        await asyncio.sleep(60)
+        return number
+
+    calls = [call(number) for number in range(scripts.CALLS_IN_FLIGHT + 4)]
+    task = asyncio.create_task(scripts.call_each(calls))
+    await asyncio.wait_for(all_running.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The four waiting for a turn never ran, and were closed: no "never awaited" warning.
+    assert len(started) == scripts.CALLS_IN_FLIGHT
+    assert {inspect.getcoroutinestate(c) for c in calls} == {inspect.CORO_CLOSED}
