@@ -11,7 +11,7 @@ Redis found taken; `next_position` moves a recipient's code along its chain.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from admin import codes
@@ -49,7 +49,7 @@ class PlannedLink:
 
 
 def with_recipient(shared: Link, recipient: str | None) -> Link:
-    return shared if shared.recipient == recipient else replace(shared, recipient=recipient)
+    return shared if shared.recipient == recipient else shared._replace(recipient=recipient)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 
 class RecordError(ValueError):
@@ -48,9 +49,13 @@ class Destination:
         return text[:start] + text[start + self.inserted :]
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
-    """One short link as served: its record with its destination."""
+class Link(NamedTuple):
+    """One short link as served: its record with its destination. A named tuple, not a
+    frozen dataclass: the miss path makes one per link read, and a frozen dataclass sets each
+    of its nine fields through object.__setattr__ (`decode_link` of a per-recipient record
+    took 2.0 µs with it, 1.2 µs now; timeit, 2026-12-01); and a tuple of strings and numbers
+    drops out of the garbage collector's sight once it has seen it, as do the cache entries
+    holding it."""
 
     destination: str
     created_at: int  # unix seconds
