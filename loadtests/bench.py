@@ -2,8 +2,9 @@
 
   nginx        nginx answering `return 302` with a Location as long as a destination: the ceiling
   aiohttp      the smallest aiohttp + uvloop server answering the same 302: the framework
-  hot          the redirector, every code tapped in its cache; `hot-notrack` right after it, the
-               same with click recording off (CLICK_TRACKING=false)
+  hot          the redirector, every code tapped in its cache: `--hot-links` links of the campaign
+               without recipient (links sent to everyone, tapped by many); `hot-notrack` right
+               after it, the same with click recording off (CLICK_TRACKING=false)
   miss         100,000 per-recipient links tapped in turn with a cache of 2,000 (Redis reads)
   hot-2w       hot and miss with 2 worker processes sharing the port (`miss-2w`)
   pipe         `redis-cli --pipe` inserting as many link records into a fresh Redis
@@ -62,7 +63,7 @@ from loadtests.bench_rows import (
     reference_rows,
     server_row,
 )
-from loadtests.bench_store import create_links, fresh_redis, pipe_rate
+from loadtests.bench_store import create_links, fresh_redis, pipe_rate, redis_ahead_of_load
 from loadtests.seed import SeedError
 from loadtests.user_agents import load_user_agents
 
@@ -85,7 +86,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     option("--url-length", type=int, default=135, help="bytes of the tagged destination")
     option("--out-dir", type=Path, default=procs.ROOT / "loadtests" / "results")
     option("--only", default=",".join(ALL_ROWS), help=f"rows of {', '.join(ALL_ROWS)}")
-    option("--hot-links", type=int, default=1000, help="codes of the hot rows")
+    option(
+        "--hot-links", type=int, default=1000, help="links without recipient, the hot rows' (1,000)"
+    )
     option("--hot-cache", type=int, default=100_000, help="CACHE_SIZE, hot rows")
     option("--miss-links", type=int, default=100_000, help="codes of the miss rows (100,000)")
     option("--miss-cache", type=int, default=2000, help="CACHE_SIZE, miss rows (2,000)")
@@ -173,23 +176,29 @@ async def run_rows(bench: Bench, stack: contextlib.AsyncExitStack) -> None:
     any row needs them, and the server rows measured one by one."""
     options, report, redis_url = bench.options, bench.report, ""
     codes: list[str] = []
+    hot_codes: list[str] = []
     if "pipe" in options.only:
         print(f"inserting {options.links:,} records with redis-cli --pipe ...", flush=True)
         report.pipe = await pipe_rate(bench, options.links)
     if needs_redis(options):
         redis_url = await stack.enter_async_context(fresh_redis(bench, "redis"))
-        codes, creation, memory = await create_links(bench, redis_url, links_needed(options))
+        hot_rows = {"hot", "hot-notrack", "hot-2w"} & set(options.only)
+        shared = options.hot_links if hot_rows else 0
+        created = await create_links(bench, redis_url, links_needed(options), shared)
+        codes, hot_codes, creation, memory = created
         report.creation = creation if "create" in options.only else None
         report.memory = memory if "memory" in options.only else None
         if {"sends", "conversions"} & set(options.only):
             report.sends, report.conversions = await event_rates(
                 bench, redis_url, bench.campaign_id, options.events
             )
+    redis_ahead_of_load(bench)
     if "nginx" in options.only and not shutil.which("nginx"):
         why = "nginx is not installed (apt-get install -y nginx-light): no ceiling"
         report.rows.append(results.LoadRow("nginx", "", skipped=why))
     (bench.tmp / "hot.paths").write_text("/x\n")  # the reference rows', when no link is tapped
-    rows = reference_rows(bench) + (redirector_rows(bench, codes, redis_url) if codes else [])
+    served = redirector_rows(bench, codes, hot_codes, redis_url) if codes else []
+    rows = reference_rows(bench) + served
     for row in rows:
         report.rows.append(await server_row(bench, row))
     await run_rounds(bench, [row for row in rows if row.key in ROUND_ROWS])
@@ -220,8 +229,9 @@ async def run_growth(bench: Bench) -> None:
     """`--scale`: for each number of links a fresh Redis, the links created, the miss row."""
     for links in bench.options.scale:
         async with fresh_redis(bench, f"redis-{links}") as redis_url:
-            codes, creation, memory = await create_links(bench, redis_url, links)
-            [row] = redirector_rows(bench, codes, redis_url)
+            codes, _, creation, memory = await create_links(bench, redis_url, links)
+            redis_ahead_of_load(bench)
+            [row] = redirector_rows(bench, codes, [], redis_url)
             row = replace(row, open_loop=False)  # growth is judged on the closed-loop p99
             del codes  # the next size's creation has no use for these
             miss = await server_row(bench, row)

@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
@@ -19,7 +20,7 @@ from admin.settings import AdminSettings
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
 from loadtests.bench_rows import CAMPAIGN_NAME, Bench
-from loadtests.seed import recipient, seed
+from loadtests.seed import recipient, seed, shared_links
 from redirector.store.keys import link_key
 from redirector.store.record import Record, encoder
 
@@ -44,12 +45,26 @@ async def fresh_redis(bench: Bench, name: str) -> AsyncIterator[str]:
     command = procs.pinned(procs.redis_command(port, directory), bench.pinning.load)
     with procs.Service(name, command, bench.tmp / f"{name}.log", {}) as redis:
         await redis.wait(url)
-        bench.store = Redis.from_url(url)
+        bench.store, bench.redis_pid = Redis.from_url(url), redis.pid
         try:
             yield url
         finally:
             await bench.store.aclose()
-            bench.store = None
+            bench.store = bench.redis_pid = None
+
+
+def redis_ahead_of_load(bench: Bench) -> None:
+    """The bench's Redis ahead of the load generators from now on (for the server rows; the
+    store rows keep it at the default priority), noted in the report."""
+    if bench.redis_pid is None or not procs.ahead_of_load(bench.redis_pid):
+        return
+    note = (
+        f"Redis runs ahead of the load generators on their core in the server rows (SCHED_FIFO "
+        f"{procs.REDIS_PRIORITY}, theirs {procs.LOAD_PRIORITY[-1]}), as a server of its own "
+        "would: the miss rows' answers wait for Redis, not Redis for wrk or h2load."
+    )
+    if note not in bench.report.notes:
+        bench.report.notes.append(note)
 
 
 def resp(*args: bytes) -> bytes:
@@ -112,11 +127,17 @@ async def redis_pipe(url: str, path: Path, commands: int, cpus: str | None = Non
     return seconds
 
 
-async def create_links(
-    bench: Bench, redis_url: str, links: int
-) -> tuple[list[str], results.Creation, results.Memory]:
-    """Create the links through a freshly started admin (ADMIN_WORKERS workers on both CPUs):
-    their codes, the rate, the memory."""
+class Created(NamedTuple):
+    codes: list[str]  # the per-recipient links', codes[i] recipient(i)'s
+    shared: list[str]  # the campaign's links without recipient (the hot rows tap these)
+    creation: results.Creation
+    memory: results.Memory
+
+
+async def create_links(bench: Bench, redis_url: str, links: int, shared: int = 0) -> Created:
+    """Create `links` per-recipient links through a freshly started admin (ADMIN_WORKERS
+    workers on both CPUs): their codes, the rate, the memory; then, neither timed nor
+    measured, `shared` links of the same campaign and URL without recipient."""
     options, store, port, key = bench.options, bench.store, procs.free_port(), secrets.token_hex(24)
     assert store is not None, "the links are created in the bench's Redis"
     note = f"The admin creates the links with {ADMIN_WORKERS} workers" + (
@@ -141,11 +162,13 @@ async def create_links(
                 out=None,
             )
         used = int((await store.info("memory"))["used_memory"]) - before
+        records = await keys_memory(store, "l:*")
+        url, admin_url = bench.plan.url, f"http://127.0.0.1:{port}"
+        hot = await shared_links(admin_url, key, seeded.campaign_id, url, shared) if shared else []
     bench.campaign_id = seeded.campaign_id
     creation = results.Creation(links, seeded.seconds, seeded.links_per_second)
-    records = await keys_memory(store, "l:*")
     memory = results.Memory(links, options.url_length, used / links, records / links)
-    return seeded.codes, creation, memory
+    return Created(seeded.codes, hot, creation, memory)
 
 
 def admin_service(bench: Bench, redis_url: str, port: int, key: str) -> procs.Service:

@@ -144,6 +144,29 @@ def batch_body(campaign_id: int, url: str, indices: range) -> dict[str, Any]:
     return {"campaign_id": campaign_id, "url": url, "links": links}
 
 
+async def shared_links(
+    admin_url: str, key: str, campaign_id: int, url: str, count: int
+) -> list[str]:
+    """Create `count` links of the campaign to `url` *without* recipient (a link a campaign
+    sends to everyone, or prints: tapped again and again by many people, the product's hot
+    links) through the admin batch API; their codes. Loopback only; untimed."""
+    require_loopback(admin_url, what="admin URL")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
+    codes: list[str] = []
+    async with aiohttp.ClientSession(
+        admin_url.rstrip("/"), headers=headers, timeout=timeout
+    ) as session:
+        for start in range(0, count, MAX_BATCH):
+            size = min(MAX_BATCH, count - start)
+            body = {"campaign_id": campaign_id, "url": url, "links": [{}] * size}
+            created = (await _post(session, "/api/links/batch", body))["links"]
+            if len(created) != size:
+                raise SeedError(f"a batch of {size} links answered {len(created)}")
+            codes += [link["code"] for link in created]
+    return codes
+
+
 @dataclass(frozen=True, slots=True)
 class SeedResult:
     codes: list[str]  # codes[i] is link i's, for recipient(i)

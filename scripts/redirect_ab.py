@@ -1,6 +1,6 @@
 """Short, indicative A/B runs of the redirect path (issue 9), pinned as `make bench` pins:
-server on CPU 0; wrk, Redis and (for the rows that record clicks) a click worker at niceness
-10 on CPU 1. Not the benchmark: `make bench` gives the figures.
+server on CPU 0; wrk, Redis (ahead of wrk and h2load once seeded) and (for the rows that record
+clicks) a click worker at niceness 10 on CPU 1. Not the benchmark: `make bench` gives the figures.
 
     .venv/bin/python scripts/redirect_ab.py [--rows aiohttp,hot,hot-notrack,miss]
         [--seconds 5] [--rounds 2] [--tree DIR ...] [--profile DIR] [--open-rate REQ/S]
@@ -251,6 +251,7 @@ async def main() -> None:
             await redis.wait(redis_url)
             args.redis_pid = redis.pid
             codes = await seed(redis_url, args.links)
+            procs.ahead_of_load(redis.pid)  # as in the bench's server rows
             await measure(args, Path(tmp), redis_url, codes)
 
 

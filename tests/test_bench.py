@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
@@ -612,17 +613,20 @@ def test_hot_notrack_repeats_the_hot_rows_run(tmp_path: Path) -> None:
 def test_the_miss_row_taps_other_links_in_each_round(tmp_path: Path) -> None:
     options = parse_args(["--only", "hot,miss,miss-2w", "--miss-links", "100", "--links", "1000"])
     bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
-    codes = [f"c{i:04d}" for i in range(1000)]
-    made = {row.key: row for row in rows.redirector_rows(bench, codes, "redis://127.0.0.1:1")}
+    codes, hot = [f"c{i:04d}" for i in range(1000)], ["shared1", "shared2"]
+    made = {row.key: row for row in rows.redirector_rows(bench, codes, hot, "redis://127.0.0.1:1")}
     miss = made["miss"]
     assert made["miss-2w"].paths == miss.paths and made["miss-2w"].round_paths == ()
     assert made["hot"].round_paths == ()
+    assert made["hot"].paths.read_text().split() == ["/shared1", "/shared2"]  # no recipient's
     tapped = [set(path.read_text().split()) for path in (miss.paths, *miss.round_paths)]
     assert [len(paths) for paths in tapped] == [100, 100, 100]
     assert len(set.union(*tapped)) == 300  # three samples, no link in two
     # Fewer links than rounds need: the samples wrap around, each still 100 links.
     bench.options = replace(options, links=150)
-    few = {row.key: row for row in rows.redirector_rows(bench, codes[:150], "redis://127.0.0.1:1")}
+    few = {
+        row.key: row for row in rows.redirector_rows(bench, codes[:150], hot, "redis://127.0.0.1:1")
+    }
     again = [set(path.read_text().split()) for path in few["miss"].round_paths]
     assert [len(paths) for paths in again] == [100, 100]
 
@@ -693,12 +697,12 @@ def test_scale_options_load_the_miss_path_with_a_small_cache() -> None:
 
 def test_links_needed() -> None:
     assert rows.links_needed(parse_args([])) == 1_000_000
-    assert rows.links_needed(parse_args(["--only", "hot"])) == 1000
+    assert rows.links_needed(parse_args(["--only", "hot"])) == 1  # its campaign (hot: shared links)
     assert rows.links_needed(parse_args(["--only", "hot,miss", "--quick"])) == 50_000
     assert rows.links_needed(parse_args(["--only", "nginx"])) == 0
     assert rows.links_needed(parse_args(["--only", "pipe"])) == 0  # its own records, its own Redis
     assert not rows.needs_redis(parse_args(["--only", "pipe"]))
-    assert rows.links_needed(parse_args(["--only", "hot-notrack"])) == 1000
+    assert rows.links_needed(parse_args(["--only", "hot-notrack"])) == 1
     # The miss row taps other links each round; miss-2w runs once.
     assert rows.links_needed(parse_args(["--only", "miss"])) == 300_000
     assert rows.links_needed(parse_args(["--only", "miss", "--rounds", "1"])) == 100_000
@@ -737,3 +741,30 @@ async def test_resp_is_binary_safe_and_a_failed_command_fails_the_pipe(
     path.write_bytes(store.resp(b"SET", b"k", value) + store.resp(b"HSET", b"k", b"f", b"v"))
     with pytest.raises(procs.StartError, match="errors: 1, replies: 2"):
         await store.redis_pipe(own_redis.url, path, 2)
+
+
+def test_a_paused_service_is_stopped_for_the_block_and_continued_after(tmp_path: Path) -> None:
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with procs.Service("sleeper", sleeper, tmp_path / "log", {}) as service:
+        process = psutil.Process(service.pid)
+        seen = []
+        with contextlib.suppress(RuntimeError), service.paused():
+            seen.append(process.status())
+            raise RuntimeError("the block failed")  # continued all the same
+        assert seen == [psutil.STATUS_STOPPED]
+        assert process.status() != psutil.STATUS_STOPPED
+
+
+def test_redis_runs_ahead_of_the_load_generators_where_priorities_may_be_raised(
+    tmp_path: Path,
+) -> None:
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with procs.Service("redis stand-in", sleeper, tmp_path / "log", {}) as service:
+        raised = procs.ahead_of_load(service.pid)
+        policy = os.sched_getscheduler(service.pid)
+        if raised:
+            assert policy == os.SCHED_FIFO
+            assert os.sched_getparam(service.pid).sched_priority == procs.REDIS_PRIORITY
+            assert int(procs.LOAD_PRIORITY[-1]) < procs.REDIS_PRIORITY
+        else:  # not root: it says so and leaves the process as it was
+            assert policy == os.SCHED_OTHER

@@ -221,6 +221,20 @@ async def test_seed_creates_the_links_and_writes_the_codes_file(
         assert destination.endswith("&utm_campaign=Seed%20test")
 
 
+async def test_shared_links_are_the_campaigns_links_without_recipient(admin: Client) -> None:
+    url = str(admin.make_url(""))
+    seeded = await seeder.seed(url, API_KEY, 3, campaign_name="Hot", url_length=100, out=None)
+    plan = seeder.LinkPlan(100, "Hot")
+    codes = await seeder.shared_links(url, API_KEY, seeded.campaign_id, plan.url, 5)
+    assert len(set(codes)) == 5 and not set(codes) & set(seeded.codes)
+    for code in codes:
+        body = await (await admin.get(f"/api/links/{code}")).json()
+        assert body["recipient"] is None and body["campaign_id"] == seeded.campaign_id
+        assert body["destination"] == plan.destination
+    with pytest.raises(seeder.RemoteHostRefused):
+        await seeder.shared_links("http://192.0.2.1:8081", API_KEY, seeded.campaign_id, url, 1)
+
+
 @pytest.mark.parametrize(
     ("key", "url_length", "refused"),
     [
