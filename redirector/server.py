@@ -41,30 +41,15 @@ def serve(settings: Settings) -> None:
         runner.run(_serve(settings))
 
 
-# Objects allocated, net of those freed, before the collector's youngest generation is
-# collected (Python's default: 700). Serving a redirect leaves no cyclic garbage (none
-# found over 11,900 miss-path requests with gc.DEBUG_SAVEALL, 2026-12-01), yet at the
-# default the requests in flight alone cross 700 objects: ~600 collections in 20 s of the
-# miss row that freed nothing, ~50 of them also of the middle generation (1-5 ms each) and
-# ~6 full ones (3-17 ms), each a stall of the event loop that every waiting answer shares;
-# the loop stalls of more than 5 ms in those runs fell at the collections' times. At 10,000:
-# ~33 collections in the same 20 s; at 12,000 req/s open loop the slowest answer took 7-10
-# ms instead of 14-20 ms, and the judged p99 was 2.8, 4.2 and 23.8 ms against 3.5, 6.2
-# and 15.9 ms in three interleaved rounds (scripts/redirect_ab.py on an instrumented copy;
-# this machine's own stalls are as large, so the p99 moved less than the collections did).
-# Cyclic garbage, where some does arise (an error's traceback), waits for at most 10,000
-# allocations.
+# Net allocations between collections of the youngest generation (Python: 700): a redirect
+# leaves no cyclic garbage, so fewer, larger collections (README, Redirector: measured).
 YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 def settle_collector() -> None:
     """Once the server is up: what is alive now (modules, the app: ~60,000 objects) lives as
-    long as the process, so it goes out of the collector's sight, and the youngest generation
-    is collected less often (YOUNG_COLLECTION_THRESHOLD)."""
-    # Frozen, a full collection, which every ~15,000 objects surviving into the oldest
-    # generation (hits waiting for their flush, cached links) sets off, no longer walks them:
-    # it took 20-35 ms with them, 1-3 ms without (bench rows hot and miss, a gc.callbacks
-    # timer, 2026-11-30).
+    long as the process, so out of the collector's sight (a full collection walked it: 20-35
+    ms, 2026-11-30); young objects collected every YOUNG_COLLECTION_THRESHOLD."""
     gc.collect()  # what startup left unreachable is freed, not frozen
     gc.freeze()
     _, middle, oldest = gc.get_threshold()

@@ -50,12 +50,8 @@ class Destination:
 
 
 class Link(NamedTuple):
-    """One short link as served: its record with its destination. A named tuple, not a
-    frozen dataclass: the miss path makes one per link read, and a frozen dataclass sets each
-    of its nine fields through object.__setattr__ (`decode_link` of a per-recipient record
-    took 2.0 µs with it, 1.2 µs now; timeit, 2026-12-01); and a tuple of strings and numbers
-    drops out of the garbage collector's sight once it has seen it, as do the cache entries
-    holding it."""
+    """One short link as served: its record with its destination. A named tuple: the miss
+    path makes one per link read, 0.8 µs less than a frozen dataclass (timeit, 2026-12-01)."""
 
     destination: str
     created_at: int  # unix seconds

@@ -53,8 +53,8 @@ T = TypeVar("T")
 async def call_each(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
     """Await `calls`, CALLS_IN_FLIGHT at a time; each one's result or error, in order. Every
     call is awaited even if others fail, so that the caller knows which went through. If
-    the caller is cancelled, the calls not started yet are closed, never run (a coroutine
-    dropped unstarted would warn "never awaited")."""
+    the caller is cancelled (or a call raises CancelledError), the calls not started yet are
+    closed, never run: a coroutine dropped unstarted would warn "never awaited"."""
     limit = asyncio.Semaphore(CALLS_IN_FLIGHT)
 
     async def one(call: Awaitable[T]) -> T | Exception:

@@ -14,7 +14,6 @@ def test_once_up_the_server_freezes_what_startup_made_and_collects_young_objects
     try:
         settle_collector()
         assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
-        assert YOUNG_COLLECTION_THRESHOLD > 700  # Python's default
         assert gc.get_freeze_count() > frozen
     finally:
         gc.unfreeze()
