@@ -150,6 +150,14 @@ def add_notes(bench: Bench, stolen: float = 0.0) -> None:
             f"Pinned with taskset: the servers under test on CPU {pin.server}; wrk, Redis and this "
             f"script on CPU {pin.load}; the {options.workers}-worker rows share CPUs {pin.both}."
         )
+        notes.append(
+            f"The one-worker rows that record clicks run their click worker apart, on CPU "
+            f"{pin.load}. In the hot row it is paused while a load runs (its CPU shows as 0) "
+            "and applies the raw hits queued in Redis after it: that row judges what "
+            "recording costs the redirect process; recorded = sent is checked once it caught "
+            "up, and the rate over load and catch-up is shown. The miss and 2-worker rows run "
+            "their click workers throughout."
+        )
     notes.append(
         "Closed-loop p99 (wrk, 64 connections at saturation) is mostly queueing, Little's law: "
         "the latency targets are judged on the open-loop rows, at half the row's maximum."

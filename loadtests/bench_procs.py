@@ -84,12 +84,8 @@ def pinned(command: list[str], cpus: str | None) -> list[str]:
 LOAD_PRIORITY = ["chrt", "--fifo", "1"]
 
 
-# Redis, while the server rows run, one above the load generators: it stands for a Redis
-# server of its own machine, whose answers wait for nobody's visitors. Below them, the miss
-# row's answers waited on Redis behind the load generators' wake-ups: its open-loop judged
-# p99 was 65-485 ms at half its maximum (quick runs, 2026-12-01, 4 rounds) against 11-31 ms
-# ahead of them. Redis does not spin (0.1 of the core at the miss row's maximum), and the
-# kernel's real-time throttling holds in any case.
+# Redis in the server rows: above the load generators, as a server of its own machine whose
+# answers wait for nobody's visitors (README, Performance: measured).
 REDIS_PRIORITY = 2
 
 
@@ -140,16 +136,21 @@ class Service:
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """Its session stopped (SIGSTOP) for the block, continued after, however it ends.
-        The block starts once the process is seen stopped (a signal lands asynchronously),
-        or after a second."""
-        os.killpg(self.pid, signal.SIGSTOP)
+        """Its session stopped (SIGSTOP) for the block, from when it is seen stopped (a signal
+        lands asynchronously), and continued after however the block ends. A StartError if
+        it is gone or not stopped within a second."""
         try:
-            process = psutil.Process(self.pid)
-            for _ in range(100):
-                if process.status() == psutil.STATUS_STOPPED:
-                    break
-                time.sleep(0.01)
+            try:
+                os.killpg(self.pid, signal.SIGSTOP)
+                process = psutil.Process(self.pid)
+                for _ in range(100):
+                    if process.status() == psutil.STATUS_STOPPED:
+                        break
+                    time.sleep(0.01)
+                else:
+                    raise self.failure("not stopped a second after SIGSTOP")
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                raise self.failure("gone when it was to be paused") from None
             yield
         finally:
             with contextlib.suppress(ProcessLookupError):

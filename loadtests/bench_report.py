@@ -306,6 +306,7 @@ def evaluate(report: Report) -> list[Check]:
         _open_loop_check(report, "hot"),
         _open_loop_check(report, "miss"),
         _clicks_check(report, "hot"),
+        _clicks_check(report, "miss"),  # per-recipient links: their counters
         _clicks_check(report, "hot-2w"),
         _check("batch creation / redis-cli --pipe", ratio(rate, pipe), CREATE_PIPE_RATIO_MIN),
         _check("batch creation rate", rate, CREATE_RATE_MIN, " links/s"),

@@ -127,6 +127,7 @@ class ServerRow:
     # A click worker started beside the server (which then runs none of its own), pinned
     # apart from it: where the counting of the clicks the server ships is done.
     clicker: list[str] | None = None
+    pause_clicker: bool = False  # stopped while a load runs, working off its backlog after
     # What rounds 2, 3, ... tap instead of `paths` (bench.py run_rounds): the miss row taps
     # other links each round, so that each round is a repeat (a link's later taps cost Redis
     # more than its first).
@@ -167,17 +168,22 @@ def measured_seconds(bench: Bench, row: ServerRow, warmup: procs.WrkResult | Non
     return counted_run_seconds(bench.options.duration, rate, bench.options.click_requests)
 
 
+async def counters(bench: Bench) -> tuple[int, int]:
+    """The campaign's clicks and bot hits now."""
+    assert bench.store is not None, "click-counted rows run only with Redis"
+    key = campaign_stats_key(bench.campaign_id)
+    clicks, bots = await bench.store.hmget(key, [CLICKS, BOTS])
+    return int(clicks or 0), int(bots or 0)
+
+
 async def recorded(bench: Bench) -> results.Recorded:
     """The campaign's click counters once the redirector has flushed what it buffered."""
-    store, key = bench.store, campaign_stats_key(bench.campaign_id)
-    assert store is not None, "click-counted rows run only with Redis"
-
     seen: list[int] = []  # clicks + bots at each read
 
     async def read() -> tuple[int, int]:
-        clicks, bots = await store.hmget(key, [CLICKS, BOTS])
-        seen.append(int(clicks or 0) + int(bots or 0))
-        return int(clicks or 0), int(bots or 0)
+        now = await counters(bench)
+        seen.append(sum(now))
+        return now
 
     started = time.monotonic()
     (clicks, bots), settled = await settle(read)
@@ -294,15 +300,18 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
         # Read once the warm-up's hits are flushed and once the run's are: the difference is
         # what the measured run recorded, nothing else.
         before = await recorded(bench) if row.count_clicks else None
-        with clicker.paused() if clicker else contextlib.nullcontext():
+        with paused(clicker if row.pause_clicker else None):
             result, cpu = await measured_load(bench, row, server, seconds, clicker)
-        after = await recorded(bench) if row.count_clicks else None
+        # What was recorded as wrk stopped; then, every queued hit applied (a paused worker's
+        # backlog may outlast the settling wait), the count.
+        at_stop = sum(await counters(bench)) if row.count_clicks else 0
         catch_up = await drained(bench, row)
-        if after is not None:  # counted: what was left was applied while the count settled
-            catch_up = after.caught_up_seconds
+        after = await recorded(bench) if row.count_clicks else None
+        if after is not None:
+            after = after._replace(at_first=at_stop, caught_up_seconds=catch_up or 0.0)
         measured = results.LoadRow(row.key, row.setup, result, cpu=cpu, catch_up_seconds=catch_up)
         if row.open_loop:
-            with clicker.paused() if clicker else contextlib.nullcontext():
+            with paused(clicker if row.pause_clicker else None):
                 measured = await open_loop(bench, row, measured)
             await drained(bench, row)
     if row.key == "hot":
@@ -312,6 +321,10 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
         measured = replace(measured, clicks=clicks)
     setup = row.setup + (f"; {seconds:.0f} s run" if seconds != options.duration else "")
     return replace(measured, setup=setup)
+
+
+def paused(clicker: procs.Service | None) -> contextlib.AbstractContextManager[None]:
+    return clicker.paused() if clicker else contextlib.nullcontext()
 
 
 async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> results.LoadRow:
@@ -401,18 +414,8 @@ def redirector_rows(
         command = procs.pinned(procs.python_command("redirector"), cpus)
         clicker = None
         if tracking and workers == 1 and bench.pinning.load is not None:
-            # The one-worker rows measure the redirect process on its core: the click worker
-            # runs apart, on the load generator's core, as it would on another machine, at a
-            # lower priority (as under the supervisor), and is paused while a measured load
-            # runs (`_measured`). This machine's two vCPUs share one physical core: whatever
-            # runs on the load core slows the server's by up to 40% (scripts/redirect_ab.py:
-            # 52-61 against 35-36 µs of the server's CPU per redirect with the load core full
-            # or half idle, the same code), so a click worker beside the load would judge
-            # the host, not the redirect path. Its work is not hidden: it applies every hit
-            # after the load (recorded = sent is checked then), the time that took is the
-            # row's catch-up, and the rate over load and catch-up is reported beside the
-            # judged ratio; the -2w rows run their click workers under the supervisor
-            # throughout, as `python -m redirector` does.
+            # Apart, on the load core, as on another machine, below wrk's priority; paused in
+            # the hot row's loads (README, Performance: what recording costs the redirect).
             env["CLICK_WORKERS"] = "0"
             worker = ["nice", "-n", "10", *procs.python_command("redirector.clickworker")]
             clicker = procs.pinned(worker, bench.pinning.load)
@@ -420,9 +423,9 @@ def redirector_rows(
         warm = [f"/{code}" for code in tapped_codes] if tapped == "hot" else []
         setup = f"{workers} worker(s), {len(tapped_codes):,} codes, cache {cache_size:,}"
         paths = bench.tmp / f"{tapped}.paths"
-        counted, open_loop = key in ("hot", "hot-2w"), key in ("hot", "miss")
+        counted, open_loop = key in ("hot", "miss", "hot-2w"), key in ("hot", "miss")
         row = ServerRow(key, setup, command, port, checks, paths, env, workers, warm, counted)
-        row = replace(row, open_loop=open_loop, clicker=clicker)
+        row = replace(row, open_loop=open_loop, clicker=clicker, pause_clicker=key == "hot")
         if key == "miss":
             row = replace(row, round_paths=tuple(miss_rounds))
         rows += [row] if key in options.only else []

@@ -336,7 +336,7 @@ def test_evaluate_targets() -> None:
     assert checks[0][1:] == (">= 1", "0.62", "fail")  # 25k / 40k, rounded
     assert checks[2][1:] == (">= 0.9", "0.83", "fail")  # 25k / 30k
     assert checks[3][1:] == ("<= 2 ms", "1.80 ms at 12,400 of 12,500 req/s", "pass")
-    assert checks[7][1:] == (">= 0.17", "0.20", "pass")  # 125k / 625k
+    assert checks[8][1:] == (">= 0.17", "0.20", "pass")  # 125k / 625k
     assert [(c.name, c.status) for c in checks] == [
         ("hot path / bare aiohttp", "fail"),
         ("miss path / hot path", "fail"),
@@ -344,6 +344,7 @@ def test_evaluate_targets() -> None:
         ("hot path p99, open loop at half its maximum", "pass"),
         ("miss path p99, open loop at half its maximum", "fail"),
         ("recorded clicks = sent (hot)", "pass"),
+        ("recorded clicks = sent (miss)", "n/a"),  # not counted here
         ("recorded clicks = sent (hot-2w)", "n/a"),
         ("batch creation / redis-cli --pipe", "pass"),
         ("batch creation rate", "pass"),
@@ -359,7 +360,7 @@ def test_evaluate_targets() -> None:
     report.pipe = replace(report.pipe, links_per_second=750_000.0)  # type: ignore[type-var]
     report.memory = replace(report.memory, total_per_link=80.0)  # type: ignore[type-var]
     assert [check.status for check in evaluate(report)[3:5]] == ["fail", "pass"]
-    assert [check.status for check in evaluate(report)[7:10]] == ["fail", "pass", "pass"]
+    assert [check.status for check in evaluate(report)[8:11]] == ["fail", "pass", "pass"]
     report.rows[4] = replace(report.rows[4], open_loop=_open_loop(5_000, 4_800, 2.0, errors=1))
     assert evaluate(report)[4].status == "fail"  # an error answer is not a latency
 
@@ -483,8 +484,8 @@ def test_targets_are_not_applicable_without_their_conditions() -> None:
     report.rows[1] = replace(report.rows[1], clicks=_clicks(45_000, settled=False), open_loop=None)
     report.pipe, report.sends = None, None
     # The ratios need no ceiling, only their rows; the rate no pipe row.
-    statuses = ["fail", "fail", "fail", "n/a", "fail", "n/a", "n/a", "n/a", "pass", "n/a"]
-    statuses += ["n/a", "fail", "n/a"]
+    statuses = ["fail", "fail", "fail", "n/a", "fail", "n/a", "n/a", "n/a", "n/a", "pass"]
+    statuses += ["n/a", "n/a", "fail", "n/a"]
     assert [check.status for check in evaluate(report)] == statuses
     assert evaluate(report)[5].measured.endswith("; counters still changing")
     empty = Report("now", "cmd", {}, {"connections": 64})
@@ -619,6 +620,9 @@ def test_the_miss_row_taps_other_links_in_each_round(tmp_path: Path) -> None:
     assert made["miss-2w"].paths == miss.paths and made["miss-2w"].round_paths == ()
     assert made["hot"].round_paths == ()
     assert made["hot"].paths.read_text().split() == ["/shared1", "/shared2"]  # no recipient's
+    # Only the hot row pauses its click worker during a load; the miss row counts its clicks.
+    assert made["hot"].pause_clicker and not made["miss"].pause_clicker
+    assert made["hot"].count_clicks and made["miss"].count_clicks
     tapped = [set(path.read_text().split()) for path in (miss.paths, *miss.round_paths)]
     assert [len(paths) for paths in tapped] == [100, 100, 100]
     assert len(set.union(*tapped)) == 300  # three samples, no link in two
@@ -651,6 +655,16 @@ def test_a_run_the_host_stole_from_says_so(tmp_path: Path) -> None:
     assert notes(0.01) == []
     [note] = notes(0.12)
     assert note.startswith("The host took 12% of this machine's CPU time during the run")
+
+
+def test_a_pinned_run_says_its_click_worker_is_paused_while_a_load_runs(tmp_path: Path) -> None:
+    def notes(pinning: Pinning) -> list[str]:
+        bench = rows.Bench(parse_args([]), tmp_path, pinning, Report("", "", {}, {}))
+        bench_module.add_notes(bench)
+        return [note for note in bench.report.notes if "paused while a load runs" in note]
+
+    assert len(notes(Pinning("0", "1", "0,1"))) == 1
+    assert notes(Pinning(None, None, None)) == []  # unpinned: no click worker apart
 
 
 def test_pinning_plan() -> None:
@@ -768,3 +782,11 @@ def test_redis_runs_ahead_of_the_load_generators_where_priorities_may_be_raised(
             assert int(procs.LOAD_PRIORITY[-1]) < procs.REDIS_PRIORITY
         else:  # not root: it says so and leaves the process as it was
             assert policy == os.SCHED_OTHER
+
+
+def test_pausing_a_service_that_is_gone_is_a_start_error(tmp_path: Path) -> None:
+    quick = [sys.executable, "-c", "pass"]
+    with procs.Service("gone", quick, tmp_path / "log", {}) as service:
+        service.process.wait()
+        with pytest.raises(procs.StartError, match="gone when it"), service.paused():
+            pytest.fail("the block must not run")
