@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from redirector.store.connection import Store
+from redirector.store.connection import OwnConnection, Store
 from redirector.store.keys import destinations_key, link_key
 
 # -- READ_LINKS ----------------------------------------------------------------------------
@@ -42,52 +41,37 @@ class LinkReader:
     """Reads link records and destinations; every call is one round trip (one per node on a
     cluster). Replies are raw: decoding them is `redirector.store.record`'s.
 
-    On one Redis the records are read on a connection of the reader's own, taken from the
-    client's pool for good (the client's aclose closes it with the others): the resolver has
-    one read out at a time, and a command sent and read on a connection costs ~45 µs less
-    client CPU than through the client (its pool, retries and hooks, per call). A failure
-    other than Redis's own answer (a connection Redis dropped, a script it forgot) sends
-    that read again through the client, which reconnects with its retries and loads the
-    script: errors are the client's, as for any other command."""
+    On one Redis the records are read on a connection of the reader's own (`OwnConnection`):
+    the resolver has one read out at a time. A failure other than Redis's own answer (a
+    connection Redis dropped, a script it forgot) sends that read again through the client,
+    which reconnects with its retries and loads the script: errors are the client's, as for
+    any other command."""
 
     def __init__(self, redis: Store) -> None:
         self._redis = redis
-        self._single = redis if isinstance(redis, Redis) else None
-        self._read_links = (
-            None if self._single is None else self._single.register_script(READ_LINKS)
-        )
-        self._connection: Connection | None = None
-        self._reading = False  # the connection is in use (a second read goes the client's way)
+        single = redis if isinstance(redis, Redis) else None
+        self._read_links = None if single is None else single.register_script(READ_LINKS)
+        self._own = None if single is None else OwnConnection(single)
 
     async def records(self, codes: Sequence[str]) -> list[Raw]:
         """Each code's record, or None, in the order of `codes`."""
-        if self._read_links is None:
+        if self._read_links is None or self._own is None:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for code in codes:
                     pipe.hget(link_key(code), code)
                 return await pipe.execute()
         keys = [link_key(code) for code in codes]
-        if not self._reading:
-            self._reading = True
+        if not self._own.busy:
+            sha = self._read_links.sha
             try:
-                return await self._read_own(keys, codes)
+                records: list[Raw] = await self._own.command(
+                    "EVALSHA", sha, len(keys), *keys, *codes
+                )
+                return records
             except RedisError as exc:
                 if isinstance(exc, ResponseError) and not isinstance(exc, NoScriptError):
                     raise  # the script's own error: the client would get the same
-            finally:
-                self._reading = False
         return await self._read_links(keys=keys, args=codes)  # type: ignore[no-any-return]
-
-    async def _read_own(self, keys: list[str], codes: Sequence[str]) -> list[Raw]:
-        assert self._single is not None and self._read_links is not None
-        connection = self._connection
-        if connection is None:
-            pool = self._single.connection_pool
-            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            self._connection = connection
-        # On an error redis-py's connection disconnects itself; the next read reconnects.
-        await connection.send_command("EVALSHA", self._read_links.sha, len(keys), *keys, *codes)
-        return await connection.read_response()  # type: ignore[no-any-return]
 
     async def destinations(self, wanted: Sequence[tuple[int, str]]) -> list[Raw]:
         """Each (campaign, destination id)'s destination record, or None, in that order. Rare:

@@ -56,6 +56,22 @@ async def test_a_flush_whose_reply_was_lost_is_queued_once(
     assert await counted(redis, 7) == 6
 
 
+async def test_a_push_outlives_a_dropped_connection_and_a_forgotten_script(
+    redis: Redis, redirector_settings: Settings
+) -> None:
+    # On one Redis a push goes on a connection of the flusher's own; any failure there but
+    # the script's own error is sent again through the client.
+    queue = HitQueue(redis, redirector_settings.flush_durability)
+    assert await queue.push(0, "sender", 1, b"[1]")
+    await redis.script_flush()  # as after a restart or a failover
+    assert await queue.push(0, "sender", 2, b"[2]")
+    killed = await redis.client_kill_filter(skipme=True)  # the own connection among them
+    assert killed >= (1 if isinstance(redis, Redis) else 0)
+    assert await queue.push(0, "sender", 3, b"[3]")
+    assert not await queue.push(0, "sender", 3, b"[3]")  # sent again: pushed once
+    assert await redis.lrange(hit_queue_key(0), 0, -1) == [b"[1]", b"[2]", b"[3]"]
+
+
 async def test_a_chunk_applied_again_by_another_worker_counts_once(
     redis: Redis, redirector_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
