@@ -86,8 +86,11 @@ class HiredisPackedConnection(Connection):
         connection: the command goes out once, on the new one. A command that fails after it
         was sent (Redis died mid-call) is not sent again: it may have run, and a script such
         as a campaign's creation would run twice (a second id drawn)."""
-        if self._reader is not None and self._reader.at_eof():
+        reader, writer = self._reader, self._writer
+        if reader is not None and (reader.at_eof() or reader.exception() is not None):
             await self.disconnect()
+        elif writer is not None and writer.transport.is_closing():
+            await self.disconnect()  # reset by the peer: uvloop's write would raise RuntimeError
         await super().send_packed_command(command, check_health)
 
 
@@ -97,7 +100,9 @@ class OwnConnection:
     it, a command skips the client's pool, retries and hooks (~45 µs of CPU a call here).
     One command at a time (`busy`). On an error redis-py's connection disconnects itself (a
     cancellation too), and the caller sends the command again through the client, which
-    reconnects and retries: so only commands safe to send twice come here."""
+    reconnects and retries: so only commands safe to send twice come here, and a caller
+    falls back on any RedisError but a script's own ResponseError (NoScriptError included:
+    the client loads the script)."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -109,7 +114,8 @@ class OwnConnection:
         return await self._call(lambda connection: connection.pack_command(*args))
 
     async def packed(self, parts: list[bytes]) -> Any:
-        """A command already in RESP, its `parts` written in turn (none copied); its reply."""
+        """A command already in RESP, its `parts` written in turn (under uvloop none is
+        copied; asyncio's own loop joins them); its reply."""
         return await self._call(lambda _: parts)
 
     async def _call(self, pack: Callable[[Connection], list[bytes]]) -> Any:
@@ -130,6 +136,8 @@ def resp(*args: bytes | str | int) -> list[bytes]:
     """A command in RESP as parts to write in turn: a large argument goes out as it is."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
+        if isinstance(arg, bool):  # as redis-py refuses it, not b"True"
+            raise TypeError("a bool is no Redis argument")
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         parts += (b"$%d\r\n" % len(data), data, b"\r\n")
     return parts

@@ -128,17 +128,15 @@ class HitQueue:
         self._redis = redis
         self._durability = durability
         self._push = redis.register_script(PUSH_HITS)
-        # The redirect process's pushes (`push`); made on the first one, so a worker has none.
+        # For `push`: its connection is taken on the first push, so a worker takes none.
         wait = durability.replicas > 0
         self._own = OwnConnection(redis) if isinstance(redis, Redis) and not wait else None
         self._claim = redis.register_script(CLAIM_HITS)
         self._ack = redis.register_script(ACK_HITS)
 
     async def push(self, queue: int, sender: str, number: int, hits: bytes) -> bool:
-        """Append one flush; False if `number` was pushed by `sender` before. Where no replica
-        is waited for on one Redis, on a connection of its own: the flush (~250 KB for 1,000
-        hits) is written as it is, not copied into a packed command, and the client's layers
-        are skipped (a push sent again through the client is pushed once)."""
+        """Append one flush; False if `number` was pushed by `sender` before. On one Redis
+        with no replica waited for, on an OwnConnection: the ~250 KB flush is not copied."""
         keys = [hit_queue_key(queue), hit_pushed_key(queue, sender)]
         own = self._own
         if own is not None and not own.busy:

@@ -41,11 +41,8 @@ class LinkReader:
     """Reads link records and destinations; every call is one round trip (one per node on a
     cluster). Replies are raw: decoding them is `redirector.store.record`'s.
 
-    On one Redis the records are read on a connection of the reader's own (`OwnConnection`):
-    the resolver has one read out at a time. A failure other than Redis's own answer (a
-    connection Redis dropped, a script it forgot) sends that read again through the client,
-    which reconnects with its retries and loads the script: errors are the client's, as for
-    any other command."""
+    On one Redis the records are read on an `OwnConnection` (the resolver has one read out at
+    a time), falling back on the client as it says."""
 
     def __init__(self, redis: Store) -> None:
         self._redis = redis

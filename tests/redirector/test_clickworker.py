@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from typing import Any
 
 import pytest
+import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -16,6 +19,9 @@ from redis.exceptions import ResponseError
 from redirector.clickbatch import PART_HITS, PART_LINKS
 from redirector.clicks import Hit
 from redirector.settings import Settings
+from redirector.store import connection as connection_module
+from redirector.store import hitqueue
+from redirector.store.connection import NO_WAIT, Store, connect
 from redirector.store.hitqueue import HitQueue
 from redirector.store.keys import (
     BREAKDOWNS,
@@ -56,20 +62,85 @@ async def test_a_flush_whose_reply_was_lost_is_queued_once(
     assert await counted(redis, 7) == 6
 
 
-async def test_a_push_outlives_a_dropped_connection_and_a_forgotten_script(
-    redis: Redis, redirector_settings: Settings
+async def test_on_one_redis_a_push_takes_its_own_connection_and_falls_back_on_the_client(
+    redis: Store, redis_url: str, store_kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # On one Redis a push goes on a connection of the flusher's own; any failure there but
-    # the script's own error is sent again through the client.
-    queue = HitQueue(redis, redirector_settings.flush_durability)
-    assert await queue.push(0, "sender", 1, b"[1]")
+    if store_kind == "cluster":
+        pytest.skip("a cluster's pushes go through the client: no own connection")
+    client = connect(redis_url, timeout=5.0)  # the redirector's connection class
+    through_client: list[int] = []
+    real = connection_module.run_replicated
+
+    async def spied(*args: Any) -> Any:
+        through_client.append(args[3][1])  # the flush's number
+        return await real(*args)
+
+    monkeypatch.setattr(hitqueue, "run_replicated", spied)
+    queue = HitQueue(client, NO_WAIT)
+    await redis.script_load(hitqueue.PUSH_HITS)
+    assert await queue.push(0, "sender", 1, b"[1]")  # on its own connection
     await redis.script_flush()  # as after a restart or a failover
-    assert await queue.push(0, "sender", 2, b"[2]")
-    killed = await redis.client_kill_filter(skipme=True)  # the own connection among them
-    assert killed >= (1 if isinstance(redis, Redis) else 0)
-    assert await queue.push(0, "sender", 3, b"[3]")
-    assert not await queue.push(0, "sender", 3, b"[3]")  # sent again: pushed once
-    assert await redis.lrange(hit_queue_key(0), 0, -1) == [b"[1]", b"[2]", b"[3]"]
+    assert await queue.push(0, "sender", 2, b"[2]")  # NOSCRIPT there: the client loads it
+    assert await queue.push(0, "sender", 3, b"[3]")  # its own connection again
+    for connection in await redis.client_list():
+        if connection["cmd"] == "evalsha":  # its own connection, and the client's
+            await redis.client_kill_filter(_id=connection["id"])
+    assert await queue.push(0, "sender", 4, b"[4]")  # reconnected before sending
+    assert not await queue.push(0, "sender", 4, b"[4]")  # sent again: pushed once
+    assert through_client == [2]
+    assert await redis.lrange(hit_queue_key(0), 0, -1) == [b"[1]", b"[2]", b"[3]", b"[4]"]
+    await client.aclose()
+
+
+def test_a_connection_reset_by_redis_is_made_again_before_a_command(
+    unused_tcp_port: int,
+) -> None:
+    # Under uvloop (the redirector's loop), a write on a connection reset while idle raised
+    # RuntimeError, no RedisError: the click flusher's task died of it.
+    resets = 0
+
+    def replies(data: bytes) -> tuple[bytes, bool]:
+        """+PONG for each PING, +OK for anything else; and whether a PING was among them."""
+        lines, out, at = data.split(b"\r\n"), [], 0
+        while at < len(lines):
+            if lines[at].startswith(b"*"):
+                ping = lines[at + 2].upper() == b"PING"
+                out.append(b"+PONG\r\n" if ping else b"+OK\r\n")
+                at += 1 + 2 * int(lines[at][1:])
+            else:
+                at += 1
+        return b"".join(out), b"+PONG\r\n" in out
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal resets
+        while data := await reader.read(65536):
+            out, pinged = replies(data)
+            writer.write(out)
+            await writer.drain()
+            if pinged and resets == 0:  # the first connection: reset once it answered a PING
+                resets += 1
+                linger = struct.pack("ii", 1, 0)
+                writer.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, linger
+                )
+                writer.close()
+                return
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(answer, "127.0.0.1", unused_tcp_port)
+        client = connect(f"redis://127.0.0.1:{unused_tcp_port}", timeout=2.0)
+        try:
+            assert await client.ping()
+            await asyncio.sleep(0.2)  # the reset lands while the connection is idle
+            assert await client.ping()
+            assert resets == 1
+        finally:
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
 
 
 async def test_a_chunk_applied_again_by_another_worker_counts_once(
