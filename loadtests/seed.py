@@ -151,12 +151,8 @@ async def shared_links(
     sends to everyone, or prints: tapped again and again by many people, the product's hot
     links) through the admin batch API; their codes. Loopback only; untimed."""
     require_loopback(admin_url, what="admin URL")
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
     codes: list[str] = []
-    async with aiohttp.ClientSession(
-        admin_url.rstrip("/"), headers=headers, timeout=timeout
-    ) as session:
+    async with _admin_session(admin_url, key) as session:
         for start in range(0, count, MAX_BATCH):
             size = min(MAX_BATCH, count - start)
             body = {"campaign_id": campaign_id, "url": url, "links": [{}] * size}
@@ -203,13 +199,7 @@ async def seed(
             "--concurrency and --url-length at least 1"
         )
     plan = LinkPlan(url_length, campaign_name)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    # sock_read bounds one batch: 10,000 links take a second or two.
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(
-        admin_url.rstrip("/"), headers=headers, timeout=timeout, connector=connector
-    ) as session:
+    async with _admin_session(admin_url, key, concurrency) as session:
         body = {"name": campaign_name, "kind": "campaign"}
         body |= {"utm_source": UTM_SOURCE, "utm_medium": UTM_MEDIUM}
         campaign_id = int((await _post(session, "/api/campaigns", body))["id"])
@@ -241,6 +231,17 @@ async def seed(
         partial.write_text("".join(map(format_line, codes, destinations)), encoding="utf-8")
         partial.replace(out)
     return SeedResult(codes, seconds, campaign_id, out)
+
+
+def _admin_session(admin_url: str, key: str, concurrency: int = 1) -> aiohttp.ClientSession:
+    """A JSON client of the admin with `key`, `concurrency` requests at a time."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    # sock_read bounds one batch: 10,000 links take a second or two.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    return aiohttp.ClientSession(
+        admin_url.rstrip("/"), headers=headers, timeout=timeout, connector=connector
+    )
 
 
 async def _post(session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:

@@ -34,7 +34,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import ClusterDownError, MovedError, RedisClusterException, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
@@ -98,38 +105,45 @@ class OwnConnection:
     """A connection of one caller's own, taken from a single Redis client's pool for good (the
     client's aclose closes it with the others), for a hot path's commands: sent and read on
     it, a command skips the client's pool, retries and hooks (~45 µs of CPU a call here).
-    One command at a time (`busy`). On an error redis-py's connection disconnects itself (a
-    cancellation too), and the caller sends the command again through the client, which
-    reconnects and retries: so only commands safe to send twice come here, and a caller
-    falls back on any RedisError but a script's own ResponseError (NoScriptError included:
-    the client loads the script)."""
+    One command at a time. A command that finds it busy, or fails on it for any reason but
+    a script's own error (a dropped connection, NOSCRIPT: redis-py's connection disconnects
+    itself, a cancellation too), is given to `fallback`, the same command through the
+    client, which reconnects, retries and loads scripts: so only commands safe to send twice
+    come here."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._connection: Connection | None = None
-        self.busy = False
+        self._busy = False
 
-    async def command(self, *args: EncodableT) -> Any:
+    async def command(self, fallback: Callable[[], Awaitable[Any]], *args: EncodableT) -> Any:
         """`args` sent as one command, packed by the connection; its reply."""
-        return await self._call(lambda connection: connection.pack_command(*args))
+        return await self._call(lambda connection: connection.pack_command(*args), fallback)
 
-    async def packed(self, parts: list[bytes]) -> Any:
+    async def packed(self, fallback: Callable[[], Awaitable[Any]], parts: list[bytes]) -> Any:
         """A command already in RESP, its `parts` written in turn (under uvloop none is
         copied; asyncio's own loop joins them); its reply."""
-        return await self._call(lambda _: parts)
+        return await self._call(lambda _: parts, fallback)
 
-    async def _call(self, pack: Callable[[Connection], list[bytes]]) -> Any:
-        self.busy = True
-        try:
-            connection = self._connection
-            if connection is None:
-                pool = self._redis.connection_pool
-                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-                self._connection = connection
-            await connection.send_packed_command(pack(connection))
-            return await connection.read_response()
-        finally:
-            self.busy = False
+    async def _call(
+        self, pack: Callable[[Connection], list[bytes]], fallback: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        if not self._busy:
+            self._busy = True
+            try:
+                connection = self._connection
+                if connection is None:
+                    pool = self._redis.connection_pool
+                    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+                    self._connection = connection
+                await connection.send_packed_command(pack(connection))
+                return await connection.read_response()
+            except RedisError as exc:
+                if isinstance(exc, ResponseError) and not isinstance(exc, NoScriptError):
+                    raise  # the script's own error: the client would get the same
+            finally:
+                self._busy = False
+        return await fallback()
 
 
 def resp(*args: bytes | str | int) -> list[bytes]:

@@ -22,12 +22,11 @@ make both hold with three short scripts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.typing import EncodableT
 
 from redirector.store.connection import Durability, OwnConnection, Store, resp, run_replicated
@@ -138,17 +137,16 @@ class HitQueue:
         """Append one flush; False if `number` was pushed by `sender` before. On one Redis
         with no replica waited for, on an OwnConnection: the ~250 KB flush is not copied."""
         keys = [hit_queue_key(queue), hit_pushed_key(queue, sender)]
-        own = self._own
-        if own is not None and not own.busy:
-            sha, keep = self._push.sha, PUSHED_RECORD_SECONDS
-            try:
-                command = resp("EVALSHA", sha, len(keys), *keys, hits, number, keep)
-                return bool(await own.packed(command))
-            except RedisError as exc:
-                if isinstance(exc, ResponseError) and not isinstance(exc, NoScriptError):
-                    raise
         args: list[EncodableT] = [hits, number, PUSHED_RECORD_SECONDS]
-        return bool(await run_replicated(self._redis, self._push, keys, args, self._durability))
+
+        def through_client() -> Awaitable[Any]:
+            return run_replicated(self._redis, self._push, keys, args, self._durability)
+
+        if self._own is None:
+            return bool(await through_client())
+        keep = PUSHED_RECORD_SECONDS
+        command = resp("EVALSHA", self._push.sha, len(keys), *keys, hits, number, keep)
+        return bool(await self._own.packed(through_client, command))
 
     async def claim(
         self, queue: int, worker: str, *, lease_ms: int, budget: int, most: int, epoch: str

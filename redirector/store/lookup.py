@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from redirector.store.connection import OwnConnection, Store
 from redirector.store.keys import destinations_key, link_key
@@ -42,7 +41,7 @@ class LinkReader:
     cluster). Replies are raw: decoding them is `redirector.store.record`'s.
 
     On one Redis the records are read on an `OwnConnection` (the resolver has one read out at
-    a time), falling back on the client as it says."""
+    a time)."""
 
     def __init__(self, redis: Store) -> None:
         self._redis = redis
@@ -57,18 +56,11 @@ class LinkReader:
                 for code in codes:
                     pipe.hget(link_key(code), code)
                 return await pipe.execute()
-        keys = [link_key(code) for code in codes]
-        if not self._own.busy:
-            sha = self._read_links.sha
-            try:
-                records: list[Raw] = await self._own.command(
-                    "EVALSHA", sha, len(keys), *keys, *codes
-                )
-                return records
-            except RedisError as exc:
-                if isinstance(exc, ResponseError) and not isinstance(exc, NoScriptError):
-                    raise  # the script's own error: the client would get the same
-        return await self._read_links(keys=keys, args=codes)  # type: ignore[no-any-return]
+        script, keys = self._read_links, [link_key(code) for code in codes]
+        records: list[Raw] = await self._own.command(
+            lambda: script(keys=keys, args=codes), "EVALSHA", script.sha, len(keys), *keys, *codes
+        )
+        return records
 
     async def destinations(self, wanted: Sequence[tuple[int, str]]) -> list[Raw]:
         """Each (campaign, destination id)'s destination record, or None, in that order. Rare:
