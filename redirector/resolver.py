@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Iterable
+from typing import cast
 
 from redirector.cache import ABSENT, LinkCache
 from redirector.metrics import COUNTS
 from redirector.store.connection import Store
 from redirector.store.keys import CODE_PATTERN
 from redirector.store.lookup import LinkReader
-from redirector.store.record import Destination, Link, Record, RecordError, decode_link
+from redirector.store.record import Destination, Link, Record, RecordError, decode_links
 from redirector.store.record import decode_destination as decode_target
 
 # Anything that could never be a code is answered 404 without touching Redis or the cache,
@@ -98,33 +100,45 @@ class LinkResolver:
         cache = self._cache
         generation = cache.generation
         now = time.monotonic()
-        raws = await self._reader.records(list(batch))
-        known = self._destinations.get
-        found = [None if raw is None else decode_link(raw, known) for raw in raws]
-        # A record whose destination is not cached yet (or that is not a campaign's plain
-        # link) is completed below; a tombstone or an alias is no link: 404 like an unknown.
-        records = [r if isinstance(r, Record) and r.live else None for r in found]
-        lost = await self._load_destinations(records)
+        codes = list(batch)
+        read = decode_links(await self._reader.records(codes), self._destinations.get)
+        links, errors = cast(list[Link | None], read), cast(dict[str, RecordError], {})
+        if Record in map(type, read):  # not all plain links with their destination cached
+            links, errors = await self._complete(codes, read)
         # An invalidation that arrived while Redis answered may concern these very records:
         # caching the answers could then pin old versions, so only cache when none did.
-        keep = cache.generation == generation
-        for (code, futures), link, record in zip(batch.items(), found, records, strict=True):
-            error: RecordError | None = None
-            if isinstance(link, Record):
-                link = None
-                if record is not None:
-                    error = lost.get((record.campaign_id, record.destination))  # type: ignore[arg-type]
-                    if error is None:
-                        link = record.link(self._destination(record))
-            if error is None and keep:
-                cache.put(code, link, now)
+        if cache.generation == generation:
+            answered: Iterable[tuple[str, Link | None]] = zip(codes, links, strict=True)
+            if errors:  # only the codes whose destination is gone fail; the rest resolves
+                answered = ((code, link) for code, link in answered if code not in errors)
+            cache.put_all(answered, now)
+        for code, futures, link in zip(codes, batch.values(), links, strict=True):
+            error = errors.get(code) if errors else None
             for future in futures:
                 if future.done():  # its request went away
                     continue
                 if error is None:
                     future.set_result(link)
-                else:  # only the codes whose destination is gone fail; the rest resolves
+                else:
                     future.set_exception(error)
+
+    async def _complete(
+        self, codes: list[str], read: list[Link | Record | None]
+    ) -> tuple[list[Link | None], dict[str, RecordError]]:
+        """The links of `codes` as read, each `Record` made a link with its destination (read
+        if not cached yet); a tombstone or an alias is no link (None: 404 like an unknown
+        code). And the error of each code whose destination Redis does not hold."""
+        records = {index: r for index, r in enumerate(read) if isinstance(r, Record) and r.live}
+        lost = await self._load_destinations(list(records.values()))
+        links = [None if isinstance(link, Record) else link for link in read]
+        errors: dict[str, RecordError] = {}
+        for index, record in records.items():
+            error = lost.get((record.campaign_id, record.destination))  # type: ignore[arg-type]
+            if error is None:
+                links[index] = record.link(self._destination(record))
+            else:
+                errors[codes[index]] = error
+        return links, errors
 
     def _destination(self, record: Record) -> Destination | None:
         target = record.destination
@@ -132,13 +146,13 @@ class LinkResolver:
             return None
         return self._destinations.get(record.campaign_id, target)
 
-    async def _load_destinations(self, records: list[Record | None]) -> _Lost:
+    async def _load_destinations(self, records: list[Record]) -> _Lost:
         """Reads the destinations the records refer to that are not cached yet; returns an
         error for each one Redis does not hold."""
         missing = list({
             (r.campaign_id, r.destination)
             for r in records
-            if r is not None and isinstance(r.destination, str) and r.campaign_id is not None
+            if isinstance(r.destination, str) and r.campaign_id is not None
             and self._destinations.get(r.campaign_id, r.destination) is None
         })  # fmt: skip
         if not missing:

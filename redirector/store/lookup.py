@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from redirector.store.connection import OwnConnection, Store
-from redirector.store.keys import destinations_key, link_key
+from redirector.store.keys import destinations_key, link_hashes
 
 # -- READ_LINKS ----------------------------------------------------------------------------
 #
@@ -53,10 +53,10 @@ class LinkReader:
         """Each code's record, or None, in the order of `codes`."""
         if self._read_links is None or self._own is None:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for code in codes:
-                    pipe.hget(link_key(code), code)
+                for code, key in zip(codes, link_hashes(codes), strict=True):
+                    pipe.hget(key, code)
                 return await pipe.execute()
-        script, keys = self._read_links, [link_key(code) for code in codes]
+        script, keys = self._read_links, link_hashes(codes)
         records: list[Raw] = await self._own.command(
             lambda: script(keys=keys, args=codes), "EVALSHA", script.sha, len(keys), *keys, *codes
         )

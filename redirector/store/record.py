@@ -8,7 +8,7 @@ together: what the redirector serves and the admin answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -259,12 +259,74 @@ def decode(raw: bytes | str) -> Record:
         raise RecordError(f"corrupt link record: {raw[:16]!r}") from exc
 
 
-def decode_link(
+def decode_links(
+    raws: Sequence[bytes | str | None], destination: Callable[[int, str], Destination | None]
+) -> list[Link | Record | None]:
+    """Each raw record read (None for a code without one): the link of a plain record (a
+    campaign's link, the miss path's usual one) whose destination
+    `destination(campaign_id, destination_id)` knows, made without a `Record` and read
+    straight from the bytes; any other record as `decode` gives it. Each destination is
+    looked up once per call: the records of a read mostly share one (~2 µs less per link
+    than a call per record, 2026-12-01)."""
+    links: list[Link | Record | None] = []
+    known: dict[tuple[bytes, bytes], tuple[int, Destination] | None] = {}
+    for raw in raws:
+        if raw is None:
+            links.append(None)
+            continue
+        if not isinstance(raw, bytes) or raw[:3] != PLAIN_LINK:  # str: a client that decodes
+            links.append(_decoded(raw, destination))
+            continue
+        try:
+            _, created, expires, campaign, reference, size, tail = raw.split(b"|", 6)
+            try:
+                target = known[campaign, reference]
+            except KeyError:
+                target = known[campaign, reference] = _target(campaign, reference, destination)
+            if target is None:
+                links.append(_decoded(raw, destination))
+                continue
+            campaign_id, found = target
+            links.append(
+                _link_new(  # Link(...) without its Python-level __new__
+                    Link,
+                    (
+                        found.destination,
+                        int(created, 36),
+                        int(expires, 36) if expires else None,
+                        campaign_id,
+                        tail[: int(size, 36)].decode() if size else None,  # bytes: as stored
+                        False,
+                        found.tagged,
+                        found.insert_at,
+                        found.inserted,
+                    ),
+                )
+            )
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RecordError(f"corrupt link record: {raw[:16]!r}") from exc
+    return links
+
+
+# A Link from the tuple of its fields, in C (NamedTuple's own __new__ is a Python function).
+_link_new: Callable[[type[Link], tuple[object, ...]], Link] = tuple.__new__
+
+
+def _target(
+    campaign: bytes, reference: bytes, destination: Callable[[int, str], Destination | None]
+) -> tuple[int, Destination] | None:
+    """A plain record's campaign id and destination, if `destination` knows it."""
+    if not campaign:
+        return None
+    campaign_id = int(campaign, 36)
+    found = destination(campaign_id, reference.decode())
+    return None if found is None else (campaign_id, found)
+
+
+def _decoded(
     raw: bytes | str, destination: Callable[[int, str], Destination | None]
 ) -> Link | Record:
-    """The link of a plain record (a campaign's link, the miss path's usual one) whose
-    destination `destination(campaign_id, destination_id)` knows, made without a `Record`
-    (~1.5 µs less per link read); any other record as `decode` gives it."""
+    """`decode_links`'s way for a record it does not read from bytes itself."""
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
         if text[:3] != _PLAIN_V2:

@@ -25,7 +25,7 @@ from redirector.store.record import (
     RecordError,
     decode,
     decode_destination,
-    decode_link,
+    decode_links,
     encode,
     encode_destination,
 )
@@ -92,11 +92,11 @@ def test_a_plain_record_is_decoded_straight_into_its_link(
     is known; anything else comes back as the record `decode` gives."""
     raw = encode(record)
     known = {(record.campaign_id, record.destination): destination}
-    found = decode_link(raw, lambda campaign_id, id_: known.get((campaign_id, id_)))
+    [found] = decode_links([raw], lambda campaign_id, id_: known.get((campaign_id, id_)))
     plain = record.campaign_id is not None and isinstance(record.destination, str)
     plain = plain and not (record.disabled or record.custom or record.deleted)
     assert found == (record.link(destination) if plain else decode(raw))
-    assert decode_link(raw, lambda campaign_id, id_: None) == decode(raw)
+    assert decode_links([raw], lambda campaign_id, id_: None) == [decode(raw)]
 
 
 @given(records, st.from_regex(r"\A[A-Za-z0-9_-]{3,64}\Z"))
@@ -183,7 +183,7 @@ def test_corrupt_records_raise(raw: bytes) -> None:
     with pytest.raises(RecordError):
         decode(raw)
     with pytest.raises(RecordError):
-        decode_link(raw, lambda campaign_id, id_: Destination("https://a/"))
+        decode_links([raw], lambda campaign_id, id_: Destination("https://a/"))
 
 
 def test_a_record_of_a_campaign_needs_its_destination() -> None:

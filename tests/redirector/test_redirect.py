@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 
 from redirector import resolver as resolver_module
 from redirector.app import create_app
-from redirector.appkeys import invalidation_ready_key, resolver_key
+from redirector.appkeys import cache_key, invalidation_ready_key, resolver_key
+from redirector.cache import ABSENT
 from redirector.settings import Settings
 from redirector.store.connection import Store
 from redirector.store.keys import destinations_key, link_key
@@ -356,6 +357,39 @@ async def test_a_lost_destination_fails_only_its_own_code(redirector: Client, re
     assert isinstance(found[1], RecordError)
     assert (await redirector.get("/lost001", allow_redirects=False)).status == 500
     assert await _location(redirector, "kept001") == (302, "https://kept/")
+
+
+async def test_a_read_mixing_links_records_and_tombstones_answers_each_code(
+    redirector: Client, redis: Redis
+) -> None:
+    """One read of plain links (destination cached), a link whose destination is not cached
+    yet, a deleted link, a link whose destination is gone and an unknown code: each code gets
+    its own answer, and only the answers that are links or unknown are cached."""
+    await redis.hset(destinations_key(7), "1", encode_destination(Destination("https://one/")))
+    await redis.hset(destinations_key(7), "2", encode_destination(Destination("https://two/")))
+    records = {
+        "warm001": Record(1, "1", campaign_id=7),
+        "warm002": Record(1, "1", campaign_id=7, recipient="+34600000002"),
+        "cold001": Record(1, "2", campaign_id=7),
+        "gone001": Record(1, "1", campaign_id=7, deleted=True),
+        "lost001": Record(1, "3", campaign_id=7),
+    }
+    for code, record in records.items():
+        await redis.hset(link_key(code), code, encode(record))
+    resolver = redirector.app[resolver_key]
+    assert await _location(redirector, "warm001") == (302, "https://one/")  # caches "1"
+    codes = ["warm002", "cold001", "gone001", "lost001", "none001"]
+    found = await asyncio.gather(*map(resolver.find, codes), return_exceptions=True)
+    warm, cold, gone, lost, unknown = found
+    assert isinstance(warm, Link) and (warm.destination, warm.recipient) == (
+        "https://one/",
+        "+34600000002",
+    )
+    assert isinstance(cold, Link) and cold.destination == "https://two/"
+    assert (gone, unknown) == (None, None)
+    assert isinstance(lost, RecordError)
+    cache = redirector.app[cache_key]
+    assert [cache.get(code, 0.0) for code in codes] == [warm, cold, ABSENT, None, ABSENT]
 
 
 async def test_destinations_are_read_again_after_redis_comes_back_empty(
