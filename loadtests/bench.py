@@ -19,10 +19,12 @@ Every request carries a User-Agent drawn from `loadtests/user_agents.txt` (500 r
 browsers, 80% phones). For `hot` and `hot-2w` the clicks recorded in Redis are checked against
 the 302s wrk got. `aiohttp`, `hot` and `miss` are then loaded again at a fixed rate, half
 what wrk reached, by h2load (`bench_open.py`): their latency, open loop. Then `aiohttp`, `hot`,
-`hot-notrack` and `miss` run `--rounds` - 1 more times each (the miss row on another sample of
-the links each time), interleaved, open loop included
-(this machine's speed drifts by ±15% or more over minutes, more than the differences judged):
-the ratio and latency targets take each row's median over its rounds.
+`hot-notrack` and `miss` run `--rounds` - 1 more rounds, each with their four servers up at
+once and loaded in turns, 3 slices of a third of `--duration` each (the miss row on another
+sample of the links in each slice), then each row's open loop (bench_rows.sliced_round): this
+machine's speed drifts by ±15% and more within a minute, more than the differences judged, so
+a round's ratio is the median of its slices' ratios, each slice seconds from its counterpart.
+The ratio and latency targets take the median over the rounds.
 
 `--scale 10000,10000000` (`make bench-scale`) measures growth instead: for each number of
 links, a fresh Redis, the links created, their memory, and the miss path tapping a sample of
@@ -62,6 +64,7 @@ from loadtests.bench_rows import (
     redirector_rows,
     reference_rows,
     server_row,
+    sliced_round,
 )
 from loadtests.bench_store import create_links, fresh_redis, pipe_rate, redis_ahead_of_load
 from loadtests.seed import SeedError
@@ -217,17 +220,14 @@ ROUND_ROWS = ("aiohttp", "hot", "hot-notrack", "miss")
 
 
 async def run_rounds(bench: Bench, rows: list[ServerRow]) -> None:
-    """Rounds 2 to --rounds of `rows` (measured once already), one after the other in each
-    round, every other round in reverse order, each `--duration` long (hot-notrack too): the
-    throughput, and the open loop of the rows that have one, added to the row as it is
-    measured or as it failed (clicks are counted in the first round only)."""
+    """Rounds 2 to --rounds of `rows` (measured once already), each a `sliced_round` (every
+    other round in reverse order), its rows' results added to theirs as they came out (a
+    failed round too, saying why; clicks are counted in the first round only)."""
     report = bench.report
     measured = [row for row in rows if report.row(row.key)]
-    bench.hot_seconds = bench.options.duration
     for number in range(2, bench.options.rounds + 1):
-        for row in measured if number % 2 else measured[::-1]:
-            tapped = row.round_paths[number - 2] if len(row.round_paths) > number - 2 else row.paths
-            again = await server_row(bench, replace(row, count_clicks=False, paths=tapped))
+        order = measured if number % 2 else measured[::-1]
+        for row, again in zip(order, await sliced_round(bench, order, number), strict=True):
             index = next(i for i, done in enumerate(report.rows) if done.key == row.key)
             done = report.rows[index]
             report.rows[index] = replace(done, again=(*done.again, again))

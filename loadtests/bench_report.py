@@ -107,6 +107,10 @@ class LoadRow:
     # warmed, loaded; open loop where the row has one), interleaved with the other ratio
     # rows' (bench.py ROUND_ROWS); a round that failed says why (`skipped`).
     again: tuple[LoadRow, ...] = ()
+    # Rounds 2, 3, ...: the req/s of each slice of the round's load (bench_rows.sliced_round:
+    # the ratio rows take turns in short slices, so that each slice of one row has its
+    # counterpart of another seconds away); `result` then sums them up.
+    slices: tuple[float, ...] = ()
     # Seconds the click workers took, once the load stopped, to apply what it left (rows
     # that record clicks; the bench waits for it before the next load: bench_rows.drained).
     catch_up_seconds: float | None = None
@@ -172,14 +176,15 @@ class Report:
     ) -> tuple[float | None, list[float | None]]:
         """`key`'s req/s over `reference`'s in each round (None where either failed), and
         their median, a failed round counted as 0 (as a latency target counts it as over):
-        rounds pair two rows run minutes apart at most, so a drift of the machine's speed
-        cancels out of each ratio. None when no round measured both. `sustained`: `key`'s
-        rate over its load and the catch-up of the click work it left (`catch_up_seconds`)."""
+        a round pairs two rows run a minute apart at most (after the first, slice by slice,
+        seconds apart), so a drift of the machine's speed cancels out of each ratio. None
+        when no round measured both. `sustained`: `key`'s rate over its load and the
+        catch-up of the click work it left (`catch_up_seconds`)."""
         row, other = self.row(key), self.row(reference)
         if row is None or other is None:
             return None, []
         ratios = [
-            ratio(_sustained_rps(mine) if sustained else _rps(mine), _rps(theirs))
+            _round_ratio(mine, theirs, sustained)
             for mine, theirs in itertools.zip_longest(row.rounds, other.rounds)
         ]
         if all(value is None for value in ratios):
@@ -198,6 +203,15 @@ class Check(NamedTuple):
 
 def ratio(rps: float | None, reference: float | None) -> float | None:
     return None if rps is None or not reference else rps / reference
+
+
+def _round_ratio(mine: LoadRow | None, theirs: LoadRow | None, sustained: bool) -> float | None:
+    """One round's ratio: of a sliced round, the median of its slices' ratios, each slice
+    against its counterpart; else (the first round, or `sustained`) of the rows' rates."""
+    if mine and theirs and mine.slices and len(mine.slices) == len(theirs.slices) and not sustained:
+        pairs = zip(mine.slices, theirs.slices, strict=True)
+        return statistics.median_low(rps / other if other else 0.0 for rps, other in pairs)
+    return ratio(_sustained_rps(mine) if sustained else _rps(mine), _rps(theirs))
 
 
 def _rps(row: LoadRow | None) -> float | None:

@@ -8,8 +8,9 @@ import contextlib
 import math
 import random
 import shutil
+import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -36,6 +37,8 @@ RUN_MARGIN, MAX_COUNTED_SECONDS = 1.25, 60.0
 # The flusher writes every 100 ms and retries a failed flush after 0.5 s: counters unchanged
 # for a second have nothing left to flush. Give up after about 10 s.
 POLL_SECONDS, QUIET_POLLS, MAX_POLLS = 0.1, 10, 100
+# Rounds after the first: each ratio row loaded in this many slices, the rows taking turns.
+SLICES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +76,15 @@ def links_needed(options: Options) -> int:
     # per-recipient link makes their campaign.
     needed = 1 if {"hot", "hot-notrack", "hot-2w"} & set(options.only) else 0
     if {"miss", "miss-2w"} & set(options.only):
-        # The miss row taps other links in each round (`redirector_rows`).
-        rounds = options.rounds if "miss" in options.only else 1
-        needed = max(needed, options.miss_links * rounds)
+        # The miss row taps other links in each slice of a round (`redirector_rows`).
+        samples = miss_samples(options) if "miss" in options.only else 1
+        needed = max(needed, options.miss_links * samples)
     return min(needed, options.links)
+
+
+def miss_samples(options: Options) -> int:
+    """Samples of --miss-links links the miss row taps: one in round 1, one per slice after."""
+    return 1 + (options.rounds - 1) * SLICES
 
 
 def counted_run_seconds(duration: float, warmup_rate: float | None, min_requests: int) -> float:
@@ -128,9 +136,9 @@ class ServerRow:
     # apart from it: where the counting of the clicks the server ships is done.
     clicker: list[str] | None = None
     pause_clicker: bool = False  # stopped while a load runs, working off its backlog after
-    # What rounds 2, 3, ... tap instead of `paths` (bench.py run_rounds): the miss row taps
-    # other links each round, so that each round is a repeat (a link's later taps cost Redis
-    # more than its first).
+    # What the slices of rounds 2, 3, ... tap instead of `paths`, in turn (`slice_paths`):
+    # the miss row taps other links in each, so that each is a repeat (a link's later taps
+    # cost Redis more than its first).
     round_paths: tuple[Path, ...] = ()
 
 
@@ -272,26 +280,9 @@ async def server_row(bench: Bench, row: ServerRow) -> results.LoadRow:
 
 async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
     """Start the server, check its answers, warm it up, load it; count the clicks if asked."""
-    options, base_url = bench.options, f"http://127.0.0.1:{row.port}"
-    log = bench.tmp / f"{row.key}.log"
-    with contextlib.ExitStack() as services:
-        server = services.enter_context(procs.Service(row.key, row.command, log, row.env))
-        clicker = None
-        if row.clicker is not None:
-            clicker_log = bench.tmp / f"{row.key}-clickworker.log"
-            clicker = procs.Service(f"{row.key} click worker", row.clicker, clicker_log, row.env)
-            services.enter_context(clicker)
-        await server.wait(base_url + row.checks[0][0], 302)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            for path, location in row.checks:
-                async with session.get(base_url + path, allow_redirects=False) as response:
-                    got = (response.status, response.headers.get("Location"))
-                if got != (302, location):
-                    raise procs.StartError(f"GET {path}: {got}, expected (302, {location!r})")
-            for path in row.warm:
-                async with session.get(base_url + path, allow_redirects=False) as response:
-                    await response.read()
-        warmup = await load(bench, row, options.warmup) if options.warmup > 0 else None
+    options = bench.options
+    with _started(bench, row) as (server, clicker):
+        warmup = await _ready(bench, row, server)
         seconds = measured_seconds(bench, row, warmup)
         # Each load starts with no click work left over from the one before (the warm-up's,
         # the closed loop's): a row measures its own load only, and the next row, started
@@ -311,9 +302,7 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
             after = after._replace(at_first=at_stop, caught_up_seconds=catch_up or 0.0)
         measured = results.LoadRow(row.key, row.setup, result, cpu=cpu, catch_up_seconds=catch_up)
         if row.open_loop:
-            with paused(clicker if row.pause_clicker else None):
-                measured = await open_loop(bench, row, measured)
-            await drained(bench, row)
+            measured = await _open_loop_of(bench, row, clicker, measured)
     if row.key == "hot":
         bench.hot_seconds = seconds
     if before is not None and after is not None:
@@ -321,6 +310,119 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
         measured = replace(measured, clicks=clicks)
     setup = row.setup + (f"; {seconds:.0f} s run" if seconds != options.duration else "")
     return replace(measured, setup=setup)
+
+
+@contextlib.contextmanager
+def _started(bench: Bench, row: ServerRow) -> Iterator[tuple[procs.Service, procs.Service | None]]:
+    """The row's server and its click worker apart (if any), stopped when the block ends."""
+    with contextlib.ExitStack() as services:
+        log = bench.tmp / f"{row.key}.log"
+        server = services.enter_context(procs.Service(row.key, row.command, log, row.env))
+        clicker = None
+        if row.clicker is not None:
+            clicker_log = bench.tmp / f"{row.key}-clickworker.log"
+            clicker = procs.Service(f"{row.key} click worker", row.clicker, clicker_log, row.env)
+            services.enter_context(clicker)
+        yield server, clicker
+
+
+async def _ready(bench: Bench, row: ServerRow, server: procs.Service) -> procs.WrkResult | None:
+    """Once the server answers: its answers checked, its warm paths fetched, and the
+    warm-up's load (None without one)."""
+    base_url = f"http://127.0.0.1:{row.port}"
+    await server.wait(base_url + row.checks[0][0], 302)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        for path, location in row.checks:
+            async with session.get(base_url + path, allow_redirects=False) as response:
+                got = (response.status, response.headers.get("Location"))
+            if got != (302, location):
+                raise procs.StartError(f"GET {path}: {got}, expected (302, {location!r})")
+        for path in row.warm:
+            async with session.get(base_url + path, allow_redirects=False) as response:
+                await response.read()
+    warmup = bench.options.warmup
+    return await load(bench, row, warmup) if warmup > 0 else None
+
+
+async def _open_loop_of(
+    bench: Bench, row: ServerRow, clicker: procs.Service | None, measured: results.LoadRow
+) -> results.LoadRow:
+    """`open_loop`, its click worker paused as in the row's closed loop; then its click work
+    applied."""
+    with paused(clicker if row.pause_clicker else None):
+        measured = await open_loop(bench, row, measured)
+    await drained(bench, row)
+    return measured
+
+
+async def sliced_round(
+    bench: Bench, rows: Sequence[ServerRow], number: int
+) -> list[results.LoadRow]:
+    """Round `number` (2, 3, ...) of the ratio rows: their servers started together and
+    warmed up, then each row loaded in SLICES slices of --duration / SLICES seconds, the
+    rows taking turns (every other turn in reverse order), each slice of the miss row on
+    links of its own; then each row's open loop at half its rate over its slices. The
+    slices compared are seconds apart, where whole rows are a minute apart, and this
+    machine's speed drifts by more than the differences judged within a minute. One LoadRow
+    per row, in `rows`' order, its slices' rates in `slices`; if a server fails, every row
+    of the round says why."""
+    seconds = float(max(1, round(bench.options.duration / SLICES)))
+    keys = ", ".join(row.key for row in rows)
+    print(f"round {number}: {keys}, {SLICES} slices of {seconds:.0f} s each ...", flush=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            started = []
+            for row in rows:
+                server, clicker = stack.enter_context(_started(bench, row))
+                await _ready(bench, row, server)
+                started.append((row, server, clicker))
+            for row in rows:  # the warm-ups' click work
+                await drained(bench, row)
+            slices: dict[str, list[procs.WrkResult]] = {row.key: [] for row in rows}
+            catch_up = dict.fromkeys(slices, 0.0)
+            for turn in range(SLICES):
+                for row, server, clicker in started if turn % 2 == 0 else started[::-1]:
+                    tapped = replace(row, paths=slice_paths(row, number, turn))
+                    with paused(clicker if row.pause_clicker else None):
+                        result, _ = await measured_load(bench, tapped, server, seconds, clicker)
+                    slices[row.key].append(result)
+                    # Before the next row's slice: none runs beside another's click work.
+                    catch_up[row.key] += await drained(bench, row) or 0.0
+            measured = []
+            for row, _, clicker in started:
+                done = _summed(row, slices[row.key], catch_up[row.key])
+                if row.open_loop:
+                    done = await _open_loop_of(bench, row, clicker, done)
+                measured.append(done)
+            return measured
+    except (procs.StartError, aiohttp.ClientError, TimeoutError, RedisError) as exc:
+        return [results.LoadRow(row.key, row.setup, skipped=repr(exc)) for row in rows]
+
+
+def slice_paths(row: ServerRow, number: int, turn: int) -> Path:
+    """What slice `turn` of round `number` taps: the miss row's own links, else `paths`."""
+    index = (number - 2) * SLICES + turn
+    return row.round_paths[index] if index < len(row.round_paths) else row.paths
+
+
+def _summed(row: ServerRow, slices: list[procs.WrkResult], catch_up: float) -> results.LoadRow:
+    """One round's row from its slices: their requests over their seconds (each slice's own
+    rate kept), the median of their p50s and p99s."""
+    requests, seconds = sum(one.requests for one in slices), sum(one.seconds for one in slices)
+    result = procs.WrkResult(
+        requests,
+        seconds,
+        statistics.median(one.p50_ms for one in slices),
+        statistics.median(one.p99_ms for one in slices),
+        sum(one.socket_errors for one in slices),
+        sum(one.bad_status for one in slices),
+        requests / seconds if seconds > 0 else 0.0,
+    )
+    rates = tuple(one.requests_per_second for one in slices)
+    tracking = row.env.get("CLICK_TRACKING") == "true"
+    return results.LoadRow(
+        row.key, row.setup, result, slices=rates, catch_up_seconds=catch_up if tracking else None
+    )
 
 
 def paused(clicker: procs.Service | None) -> contextlib.AbstractContextManager[None]:
@@ -384,15 +486,16 @@ def redirector_rows(
     # holds; another sample of them for each further round of the miss row, as far as the
     # links go (then the samples wrap around).
     count = min(options.miss_links, len(codes))
-    drawn = random.Random(0).sample(range(len(codes)), min(count * options.rounds, len(codes)))
-    samples = [(drawn * options.rounds)[n * count : (n + 1) * count] for n in range(options.rounds)]
+    needed = miss_samples(options)
+    drawn = random.Random(0).sample(range(len(codes)), min(count * needed, len(codes)))
+    samples = [(drawn * needed)[n * count : (n + 1) * count] for n in range(needed)]
     miss = samples[0]
     if hot_codes:  # else the reference rows' "/x"
         (bench.tmp / "hot.paths").write_text("".join(f"/{code}\n" for code in hot_codes))
     (bench.tmp / "miss.paths").write_text("".join(f"/{codes[i]}\n" for i in miss))
     miss_rounds = []
     for number, indices in enumerate(samples[1:], 2):
-        path = bench.tmp / f"miss-round-{number}.paths"
+        path = bench.tmp / f"miss-sample-{number}.paths"
         path.write_text("".join(f"/{codes[i]}\n" for i in indices))
         miss_rounds.append(path)
     specs = [  # key, workers, codes tapped, cache size, click recording

@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import shutil
+import statistics
 import sys
 from collections import Counter
 from dataclasses import replace
@@ -410,38 +411,129 @@ async def test_rounds_interleave_the_ratio_rows_and_keep_a_failed_one(
 ) -> None:
     options = parse_args(["--only", "aiohttp,hot,miss", "--rounds", "3", "--duration", "7"])
     bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
-    bench.hot_seconds = 60.0  # round 1's hot counted clicks for that long
     row_specs = [
         rows.ServerRow(key, "", ["true"], 1, [], tmp_path, open_loop=True, count_clicks=True)
         for key in ("aiohttp", "hot", "miss")
     ]
-    later = (tmp_path / "miss-round-2.paths", tmp_path / "miss-round-3.paths")
-    row_specs[2] = replace(row_specs[2], round_paths=later)
     bench.report.rows = [LoadRow(spec.key, "", _result(1_000)) for spec in row_specs]
-    calls: list[rows.ServerRow] = []
+    calls: list[tuple[int, list[str]]] = []
 
-    async def measured_again(bench: rows.Bench, row: rows.ServerRow) -> LoadRow:
-        calls.append(row)
-        assert bench.hot_seconds == 7.0  # hot-notrack's rounds run as long as hot's
-        if len(calls) == 2:  # round 2's hot
-            return LoadRow(row.key, "", skipped="did not start")
-        opened = _open_loop(500, 500, p99=len(calls)) if row.key == "miss" else None
-        return LoadRow(row.key, "", _result(1_000 * len(calls)), open_loop=opened)
+    async def sliced(bench: rows.Bench, order: list[rows.ServerRow], number: int) -> list[LoadRow]:
+        calls.append((number, [row.key for row in order]))
+        if number == 2:
+            return [LoadRow(row.key, "", skipped="did not start") for row in order]
+        return [
+            LoadRow(row.key, "", _result(1_000 * i), slices=(1.0,)) for i, row in enumerate(order)
+        ]
 
-    monkeypatch.setattr(bench_module, "server_row", measured_again)
+    monkeypatch.setattr(bench_module, "sliced_round", sliced)
     await bench_module.run_rounds(bench, row_specs)
-    # Round 2 in reverse, round 3 in order; the open loop again, the clicks not counted.
-    assert [row.key for row in calls] == ["miss", "hot", "aiohttp", "aiohttp", "hot", "miss"]
-    assert all(row.open_loop and not row.count_clicks for row in calls)
-    assert [row.paths for row in calls if row.key == "miss"] == list(later)
-    assert {row.paths for row in calls if row.key != "miss"} == {tmp_path}
-    miss = bench.report.rows[2]
-    assert [one.open_loop.p99_server_ms for one in miss.again if one.open_loop] == [1.0, 6.0]
+    # Round 2 in reverse, round 3 in order; each row's results where they belong.
+    assert calls == [(2, ["miss", "hot", "aiohttp"]), (3, ["aiohttp", "hot", "miss"])]
     assert [[one.skipped or _rps(one) for one in row.again] for row in bench.report.rows] == [
-        [3_000.0, 4_000.0],
-        ["did not start", 5_000.0],
-        [1_000.0, 6_000.0],
+        ["did not start", 0.0],
+        ["did not start", 1_000.0],
+        ["did not start", 2_000.0],
     ]
+
+
+class _FakeService:
+    """Stands for a started server or click worker: records when it is paused."""
+
+    def __init__(self, name: str, paused: list[str]) -> None:
+        self.name, self.pid, self._paused = name, 0, paused
+
+    @contextlib.contextmanager
+    def paused(self) -> Any:
+        self._paused.append(self.name)
+        yield
+
+
+async def test_a_sliced_round_takes_turns_and_sums_each_rows_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = parse_args(["--only", "aiohttp,hot,miss", "--duration", "7"])
+    bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
+    tracking = {"CLICK_TRACKING": "true"}
+    aiohttp_row = rows.ServerRow("aiohttp", "", [], 1, [], tmp_path / "hot.paths")
+    hot = replace(aiohttp_row, key="hot", env=tracking, open_loop=True, pause_clicker=True)
+    samples = tuple(tmp_path / f"miss-sample-{n}.paths" for n in range(2, 11))
+    miss = replace(aiohttp_row, key="miss", env=tracking, paths=tmp_path, round_paths=samples)
+    paused: list[str] = []
+    loads: list[tuple[str, Path, float]] = []
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def started(bench: rows.Bench, row: rows.ServerRow) -> Any:
+        events.append(f"start {row.key}")
+        yield _FakeService(row.key, paused), _FakeService(f"{row.key} clicks", paused)
+        events.append(f"stop {row.key}")
+
+    async def ready(bench: rows.Bench, row: rows.ServerRow, server: Any) -> None:
+        events.append(f"ready {row.key}")
+
+    async def measured_load(
+        bench: rows.Bench, row: rows.ServerRow, server: Any, seconds: float, clicker: Any
+    ) -> tuple[WrkResult, None]:
+        loads.append((row.key, row.paths, seconds))
+        events.append(f"load {row.key}")
+        rps = {"aiohttp": 1_000.0, "hot": 900.0, "miss": 600.0}[row.key] + len(loads)
+        return WrkResult(int(rps * 2), 2.0, 0.5, len(loads), 0, 0, rps), None
+
+    async def drained(bench: rows.Bench, row: rows.ServerRow) -> float | None:
+        events.append(f"drained {row.key}")
+        return 0.5 if row.key == "hot" else None
+
+    async def open_loop(bench: rows.Bench, row: rows.ServerRow, done: LoadRow) -> LoadRow:
+        assert done.result is not None
+        rate = done.result.requests_per_second / 2
+        return replace(done, open_loop=_open_loop(rate, rate, p99=1.0))
+
+    for name, fake in [("_started", started), ("_ready", ready), ("drained", drained)]:
+        monkeypatch.setattr(rows, name, fake)
+    monkeypatch.setattr(rows, "measured_load", measured_load)
+    monkeypatch.setattr(rows, "open_loop", open_loop)
+    done = await rows.sliced_round(bench, [aiohttp_row, hot, miss], 3)
+    # Every server up before the first slice, then three turns, every other one reversed,
+    # each slice 7 / 3 s (whole seconds), the miss row on links of its own in each.
+    up = [f"{step} {key}" for key in ("aiohttp", "hot", "miss") for step in ("start", "ready")]
+    assert events[:6] == up
+    order = ["aiohttp", "hot", "miss", "miss", "hot", "aiohttp", "aiohttp", "hot", "miss"]
+    assert [key for key, _, _ in loads] == order
+    assert {seconds for _, _, seconds in loads} == {2.0}
+    assert [path for key, path, _ in loads if key == "miss"] == list(samples[3:6])
+    assert {path for key, path, _ in loads if key != "miss"} == {tmp_path / "hot.paths"}
+    # Each row's click work is applied after each of its slices, before the next slice.
+    after = [events[i + 1] for i, event in enumerate(events) if event.startswith("load ")]
+    assert after == [f"drained {key}" for key in order]
+    # The hot row's click worker is paused for its slices and its open loop only.
+    assert paused == ["hot clicks"] * 4
+    aiohttp_done, hot_done, miss_done = done
+    assert aiohttp_done.slices == (1_001.0, 1_006.0, 1_007.0)
+    assert miss_done.slices == (603.0, 604.0, 609.0)
+    assert hot_done.result is not None and hot_done.result.requests == sum(
+        int(rps * 2) for rps in hot_done.slices
+    )
+    assert (hot_done.catch_up_seconds, aiohttp_done.catch_up_seconds) == (1.5, None)
+    assert hot_done.open_loop is not None and aiohttp_done.open_loop is None
+    assert hot_done.open_loop.target_rps == hot_done.result.requests_per_second / 2
+    assert events[-3:] == ["stop miss", "stop hot", "stop aiohttp"]
+    # A round's ratio is the median of its slices' ratios.
+    report = Report("", "", {}, {})
+    report.rows = [replace(one, again=(one,)) for one in done]
+    _, ratios = report.round_ratio("miss", "hot")
+    assert ratios[1] == statistics.median_low([603 / 902, 604 / 905, 609 / 908])
+
+
+async def test_a_round_whose_server_fails_says_so_for_each_of_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = rows.Bench(parse_args([]), tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
+    one = rows.ServerRow("aiohttp", "", [sys.executable, "-c", "pass"], 1, [("/x", "")], tmp_path)
+    two = replace(one, key="hot")
+    done = await rows.sliced_round(bench, [one, two], 2)  # the first exits at once
+    assert [row.key for row in done] == ["aiohttp", "hot"]
+    assert all(row.skipped and "exited with 0" in row.skipped for row in done)
 
 
 def _rps(row: LoadRow) -> float | None:
@@ -611,7 +703,7 @@ def test_hot_notrack_repeats_the_hot_rows_run(tmp_path: Path) -> None:
     assert rows.measured_seconds(bench, miss, warmup) == 10.0
 
 
-def test_the_miss_row_taps_other_links_in_each_round(tmp_path: Path) -> None:
+def test_the_miss_row_taps_other_links_in_each_slice(tmp_path: Path) -> None:
     options = parse_args(["--only", "hot,miss,miss-2w", "--miss-links", "100", "--links", "1000"])
     bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
     codes, hot = [f"c{i:04d}" for i in range(1000)], ["shared1", "shared2"]
@@ -624,15 +716,16 @@ def test_the_miss_row_taps_other_links_in_each_round(tmp_path: Path) -> None:
     assert made["hot"].pause_clicker and not made["miss"].pause_clicker
     assert made["hot"].count_clicks and made["miss"].count_clicks
     tapped = [set(path.read_text().split()) for path in (miss.paths, *miss.round_paths)]
-    assert [len(paths) for paths in tapped] == [100, 100, 100]
-    assert len(set.union(*tapped)) == 300  # three samples, no link in two
-    # Fewer links than rounds need: the samples wrap around, each still 100 links.
+    # Round 1's, and one for each slice of rounds 2 and 3.
+    assert [len(paths) for paths in tapped] == [100] * (1 + 2 * rows.SLICES)
+    assert len(set.union(*tapped)) == 700  # seven samples, no link in two
+    # Fewer links than the slices need: the samples wrap around, each still 100 links.
     bench.options = replace(options, links=150)
     few = {
         row.key: row for row in rows.redirector_rows(bench, codes[:150], hot, "redis://127.0.0.1:1")
     }
     again = [set(path.read_text().split()) for path in few["miss"].round_paths]
-    assert [len(paths) for paths in again] == [100, 100]
+    assert [len(paths) for paths in again] == [100] * (2 * rows.SLICES)
 
 
 def test_the_share_of_cpu_time_the_host_stole() -> None:
@@ -717,8 +810,9 @@ def test_links_needed() -> None:
     assert rows.links_needed(parse_args(["--only", "pipe"])) == 0  # its own records, its own Redis
     assert not rows.needs_redis(parse_args(["--only", "pipe"]))
     assert rows.links_needed(parse_args(["--only", "hot-notrack"])) == 1
-    # The miss row taps other links each round; miss-2w runs once.
-    assert rows.links_needed(parse_args(["--only", "miss"])) == 300_000
+    # The miss row taps other links in round 1 and each slice of rounds 2 and 3; miss-2w
+    # runs once.
+    assert rows.links_needed(parse_args(["--only", "miss"])) == 700_000
     assert rows.links_needed(parse_args(["--only", "miss", "--rounds", "1"])) == 100_000
     assert rows.links_needed(parse_args(["--only", "miss-2w"])) == 100_000
     assert not rows.needs_redis(parse_args(["--only", "nginx,aiohttp"]))
