@@ -64,6 +64,9 @@ class OpenLoopResult:
     p99_scheduled_ms: float = 0.0  # from when each request was due (see the docstring)
     p99_server_ms: float = 0.0  # from when due, replayed without h2load's stalls (judged)
     generator_late_p99_ms: float = 0.0  # how late h2load sent what nothing held back
+    # The redirector's own p99 over the run, inside its handler (`bucket_quantile` of its
+    # smslinks_redirect_seconds): a bucket's upper bound; None for a server without it.
+    handler_p99_ms: float | None = None
 
 
 def plan(rate: float, client_rps_max: float = CLIENT_RPS_MAX) -> tuple[int, float]:
@@ -77,6 +80,17 @@ def percentile(ordered: Sequence[float], share: float) -> float:
     if not ordered:
         return 0.0
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], share: float) -> float:
+    """Of a Prometheus histogram's cumulative buckets (upper bound -> count) read before and
+    after a run: the bound of the first bucket holding `share` of the run's observations (inf
+    past the last bound, 0 without any)."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return 0.0
+    return next(bound for bound, count in counts if count >= share * total)
 
 
 def read_logs(

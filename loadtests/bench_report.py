@@ -418,7 +418,7 @@ def _open_loop_table(report: Report) -> list[str]:
             name = row.key if len(rounds) == 1 else f"{row.key}, round {number}"
             if (run := one.open_loop) is None:
                 why = one.open_loop_skipped or one.skipped or "not run"
-                rows.append([name, f"skipped: {why}", *[""] * 9])
+                rows.append([name, f"skipped: {why}", *[""] * 10])
                 continue
             rows.append([name, f"{run.target_rps:,.0f}", f"{run.achieved_rps:,.0f}"])
             rows[-1] += [f"{run.clients}", f"{run.p50_ms:.2f} ms", f"{run.p99_ms:.2f} ms"]
@@ -426,15 +426,23 @@ def _open_loop_table(report: Report) -> list[str]:
                 f"{run.p99_scheduled_ms:.2f} ms",
                 f"{run.p99_server_ms:.2f} ms",
                 f"{run.generator_late_p99_ms:.2f} ms",
+                _bound(run.handler_p99_ms),
                 f"{run.max_ms:.2f} ms",
                 f"{run.errors:,}",
             ]
         if not rounds and row.open_loop_skipped:
-            rows.append([row.key, f"skipped: {row.open_loop_skipped}", *[""] * 9])
+            rows.append([row.key, f"skipped: {row.open_loop_skipped}", *[""] * 10])
     headers = ["open loop", "req/s asked", "req/s answered", "clients", "p50", "p99"]
     headers += ["p99 from when due", "p99 judged: due, h2load's stalls out"]
-    headers += ["h2load late p99", "max", "errors"]
+    headers += ["h2load late p99", "p99 inside the redirector's handler", "max", "errors"]
     return _table(headers, rows) if rows else []
+
+
+def _bound(p99_ms: float | None) -> str:
+    """A histogram's p99: at most its bucket's bound."""
+    if p99_ms is None:
+        return "-"
+    return "over 1 s" if p99_ms == math.inf else f"<= {p99_ms:g} ms"
 
 
 def _rounds_table(report: Report) -> list[str]:

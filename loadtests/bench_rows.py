@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
-from loadtests.bench_open import CLIENT_RPS_MAX, MISS_CLIENT_RPS, run_open_loop
+from loadtests.bench_open import CLIENT_RPS_MAX, MISS_CLIENT_RPS, bucket_quantile, run_open_loop
 from loadtests.seed import LinkPlan
+from redirector.metrics import LATENCY
 from redirector.store.hitqueue import queue_lengths
 from redirector.store.keys import BOTS, CLICKS, HIT_QUEUES, campaign_stats_key
 
@@ -439,7 +441,9 @@ async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> 
     # Miss answers wait for Redis: slower clients, so that one slow answer does not queue a
     # client's next requests as independent visitors' never are (bench_open.py).
     per_client = MISS_CLIENT_RPS if row.key.startswith("miss") else CLIENT_RPS_MAX
+    handler = row.key in REDIRECTOR_ROWS  # the redirector's own latency, besides
     try:
+        before = await latency_buckets(base_url) if handler else {}
         run = await run_open_loop(
             base_url,
             paths,
@@ -450,9 +454,31 @@ async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> 
             cpus,
             per_client,
         )
-    except (procs.StartError, TimeoutError) as exc:
+        if handler:
+            p99 = bucket_quantile(before, await latency_buckets(base_url), 0.99)
+            run = replace(run, handler_p99_ms=p99 * 1000)
+    except (procs.StartError, TimeoutError, aiohttp.ClientError) as exc:
         return replace(measured, open_loop_skipped=str(exc) or repr(exc))
     return replace(measured, open_loop=run)
+
+
+async def latency_buckets(base_url: str) -> dict[float, float]:
+    """The redirector's smslinks_redirect_seconds buckets now (upper bound -> count), from
+    its /metrics (served on its port when METRICS_PORT is not set, as in the bench)."""
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(f"{base_url}/metrics") as response,
+    ):
+        response.raise_for_status()
+        text = await response.text()
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == LATENCY[0]
+        for sample in family.samples
+        if sample.name == f"{LATENCY[0]}_bucket"
+    }
 
 
 def reference_rows(bench: Bench) -> list[ServerRow]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import orjson
 import psutil
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 from pytest_aiohttp import AiohttpServer
 from redis.asyncio import Redis
 
@@ -34,6 +36,7 @@ from loadtests.bench_open import OpenLoopResult
 from loadtests.bench_procs import Pinning, WrkResult, pinned, run_wrk, wrk_command
 from loadtests.bench_report import ClickCount, Cpu, Growth, LoadRow, Recorded, Report, evaluate
 from loadtests.seed import recipient
+from redirector import metrics
 from redirector.store.keys import hit_queue_key, link_key
 from redirector.store.record import decode
 from tests.redis_server import RedisServer
@@ -209,18 +212,56 @@ async def test_the_miss_rows_open_loop_uses_slower_clients(
         asked[args[0]] = args[-1]  # base URL -> req/s a client
         return _open_loop(100, 100, p99=1.0)
 
+    scrapes = iter([{0.001: 0.0, math.inf: 0.0}, {0.001: 99.0, math.inf: 100.0}] * 3)
+
+    async def latency_buckets(base_url: str) -> dict[float, float]:
+        return next(scrapes)
+
     monkeypatch.setattr(rows, "run_open_loop", fake_open_loop)
+    monkeypatch.setattr(rows, "latency_buckets", latency_buckets)
     bench = rows.Bench(parse_args([]), tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
     (tmp_path / "paths").write_text("/a\n/b\n")
     for key, port in (("hot", 1), ("miss", 2), ("miss-2w", 3)):
         row = rows.ServerRow(key, "", ["true"], port, [], tmp_path / "paths", open_loop=True)
         measured = await rows.open_loop(bench, row, LoadRow(key, "", _result(1_000)))
-        assert measured.open_loop is not None
+        assert measured.open_loop is not None and measured.open_loop.handler_p99_ms == 1.0
     assert asked == {
         "http://127.0.0.1:1": bench_open.CLIENT_RPS_MAX,
         "http://127.0.0.1:2": bench_open.MISS_CLIENT_RPS,
         "http://127.0.0.1:3": bench_open.MISS_CLIENT_RPS,
     }
+
+
+async def test_the_redirectors_own_p99_comes_from_its_latency_histogram(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    """The open loop also reads the redirector's histogram before and after: the bound of the
+    bucket holding the 99th percentile of what it answered meanwhile."""
+    counts = metrics.RedirectCounts()
+    registry = CollectorRegistry()
+    registry.register(metrics.RedirectCollector(counts))
+
+    async def exposition(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry))
+
+    app = web.Application()
+    app.router.add_get("/metrics", exposition)
+    server = await aiohttp_server(app)
+    base_url = f"http://127.0.0.1:{server.port}"
+    for _ in range(1_000):  # answered before the run: not counted
+        counts.observe(0.02)
+    before = await rows.latency_buckets(base_url)
+    for seconds in [0.0003] * 900 + [0.0014] * 95 + [0.0027] * 5:
+        counts.observe(seconds)
+    after = await rows.latency_buckets(base_url)
+    assert bench_open.bucket_quantile(before, after, 0.99) == 0.0015
+    assert bench_open.bucket_quantile(before, after, 0.999) == 0.003
+    assert bench_open.bucket_quantile(before, after, 0.5) == 0.0005
+    assert bench_open.bucket_quantile(after, after, 0.99) == 0.0  # nothing answered
+    counts.observe(2.0)
+    assert bench_open.bucket_quantile(after, await rows.latency_buckets(base_url), 0.99) == (
+        math.inf
+    )
 
 
 async def test_a_recording_row_waits_until_its_click_work_is_applied(
