@@ -801,6 +801,17 @@ def test_a_pinned_run_says_its_click_worker_is_paused_while_a_load_runs(tmp_path
     assert notes(Pinning(None, None, None)) == []  # unpinned: no click worker apart
 
 
+def test_a_run_of_several_rounds_says_how_they_are_sliced(tmp_path: Path) -> None:
+    def notes(*args: str) -> list[str]:
+        bench = rows.Bench(parse_args(list(args)), tmp_path, Pinning(None, None, None), _report())
+        bench_module.add_notes(bench)
+        return [note for note in bench.report.notes if "slices" in note]
+
+    [note] = notes()
+    assert note.startswith("Rounds 2 to 3: the servers of aiohttp, hot, hot-notrack, miss up")
+    assert notes("--rounds", "1") == []
+
+
 def test_pinning_plan() -> None:
     assert Pinning.plan([0, 1], have_taskset=True) == Pinning("0", "1", "0,1")
     assert Pinning.plan([3, 2, 5], have_taskset=True) == Pinning("2", "3", "2,3")
