@@ -166,12 +166,12 @@ def add_notes(bench: Bench, stolen: float = 0.0) -> None:
         "Closed-loop p99 (wrk, 64 connections at saturation) is mostly queueing, Little's law: "
         "the latency targets are judged on the open-loop rows, at half the row's maximum."
     )
-    if options.rounds > 1:
+    if sliced := [row.key for row in report.rows if any(one.slices for one in row.again)]:
         notes.append(
-            f"Rounds 2 to {options.rounds}: the servers of {', '.join(ROUND_ROWS)} up together, "
+            f"Rounds 2 to {options.rounds}: the servers of {', '.join(sliced)} up together, "
             f"loaded in turns, {SLICES} slices each (bench_rows.sliced_round); a round's ratio "
-            "is the median of its slices' ratios, each slice seconds from its counterpart. "
-            "The first round measures one row at a time, and counts the clicks."
+            "is the median of its slices' ratios. The first round measures one row at a "
+            "time, and counts the clicks."
         )
     notes += [note for note in (results.workers_note(report), results.starved_note(report)) if note]
     counts = [report.memory.links] if report.memory else []

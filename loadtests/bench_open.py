@@ -82,14 +82,16 @@ def percentile(ordered: Sequence[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def bucket_quantile(before: dict[float, float], after: dict[float, float], share: float) -> float:
+def bucket_quantile(
+    before: dict[float, float], after: dict[float, float], share: float
+) -> float | None:
     """Of a Prometheus histogram's cumulative buckets (upper bound -> count) read before and
     after a run: the bound of the first bucket holding `share` of the run's observations (inf
-    past the last bound, 0 without any)."""
+    past the last bound); None without any."""
     counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
     total = counts[-1][1] if counts else 0.0
     if total <= 0:
-        return 0.0
+        return None
     return next(bound for bound, count in counts if count >= share * total)
 
 

@@ -107,9 +107,8 @@ class LoadRow:
     # warmed, loaded; open loop where the row has one), interleaved with the other ratio
     # rows' (bench.py ROUND_ROWS); a round that failed says why (`skipped`).
     again: tuple[LoadRow, ...] = ()
-    # Rounds 2, 3, ...: the req/s of each slice of the round's load (bench_rows.sliced_round:
-    # the ratio rows take turns in short slices, so that each slice of one row has its
-    # counterpart of another seconds away); `result` then sums them up.
+    # Rounds 2, 3, ...: the req/s of each slice of the round (bench_rows.sliced_round), which
+    # `result` sums up.
     slices: tuple[float, ...] = ()
     # Seconds the click workers took, once the load stopped, to apply what it left (rows
     # that record clicks; the bench waits for it before the next load: bench_rows.drained).
@@ -176,8 +175,8 @@ class Report:
     ) -> tuple[float | None, list[float | None]]:
         """`key`'s req/s over `reference`'s in each round (None where either failed), and
         their median, a failed round counted as 0 (as a latency target counts it as over):
-        a round pairs two rows run a minute apart at most (after the first, slice by slice,
-        seconds apart), so a drift of the machine's speed cancels out of each ratio. None
+        a round pairs two rows run a minute apart at most (after the first, slice by slice),
+        so a drift of the machine's speed cancels out of each ratio. None
         when no round measured both. `sustained`: `key`'s rate over its load and the
         catch-up of the click work it left (`catch_up_seconds`)."""
         row, other = self.row(key), self.row(reference)
@@ -439,7 +438,7 @@ def _open_loop_table(report: Report) -> list[str]:
 
 
 def _bound(p99_ms: float | None) -> str:
-    """A histogram's p99: at most its bucket's bound."""
+    """A histogram's p99: at most its bucket's bound ("-": not read, or nothing answered)."""
     if p99_ms is None:
         return "-"
     return "over 1 s" if p99_ms == math.inf else f"<= {p99_ms:g} ms"

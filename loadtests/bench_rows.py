@@ -12,8 +12,9 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -78,15 +79,10 @@ def links_needed(options: Options) -> int:
     # per-recipient link makes their campaign.
     needed = 1 if {"hot", "hot-notrack", "hot-2w"} & set(options.only) else 0
     if {"miss", "miss-2w"} & set(options.only):
-        # The miss row taps other links in each slice of a round (`redirector_rows`).
-        samples = miss_samples(options) if "miss" in options.only else 1
-        needed = max(needed, options.miss_links * samples)
+        # The miss row taps other links in each round (`redirector_rows`).
+        rounds = options.rounds if "miss" in options.only else 1
+        needed = max(needed, options.miss_links * rounds)
     return min(needed, options.links)
-
-
-def miss_samples(options: Options) -> int:
-    """Samples of --miss-links links the miss row taps: one in round 1, one per slice after."""
-    return 1 + (options.rounds - 1) * SLICES
 
 
 def counted_run_seconds(duration: float, warmup_rate: float | None, min_requests: int) -> float:
@@ -138,9 +134,8 @@ class ServerRow:
     # apart from it: where the counting of the clicks the server ships is done.
     clicker: list[str] | None = None
     pause_clicker: bool = False  # stopped while a load runs, working off its backlog after
-    # What the slices of rounds 2, 3, ... tap instead of `paths`, in turn (`slice_paths`):
-    # the miss row taps other links in each, so that each is a repeat (a link's later taps
-    # cost Redis more than its first).
+    # What rounds 2, 3, ... tap instead (`round_paths`): the miss row's other links, so that
+    # each round repeats the first (a link's later taps cost Redis more than its first).
     round_paths: tuple[Path, ...] = ()
 
 
@@ -304,7 +299,11 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
             after = after._replace(at_first=at_stop, caught_up_seconds=catch_up or 0.0)
         measured = results.LoadRow(row.key, row.setup, result, cpu=cpu, catch_up_seconds=catch_up)
         if row.open_loop:
-            measured = await _open_loop_of(bench, row, clicker, measured)
+
+            def pausing(loaded: bool) -> contextlib.AbstractContextManager[None]:
+                return paused(clicker if loaded and row.pause_clicker else None)
+
+            measured = await _open_loop_of(bench, row, measured, pausing)
     if row.key == "hot":
         bench.hot_seconds = seconds
     if before is not None and after is not None:
@@ -346,15 +345,28 @@ async def _ready(bench: Bench, row: ServerRow, server: procs.Service) -> procs.W
     return await load(bench, row, warmup) if warmup > 0 else None
 
 
+# Pauses the click workers a row's load must not run beside (True), or beside the work its
+# load left (False).
+Pausing = Callable[[bool], contextlib.AbstractContextManager[None]]
+
+
 async def _open_loop_of(
-    bench: Bench, row: ServerRow, clicker: procs.Service | None, measured: results.LoadRow
+    bench: Bench, row: ServerRow, measured: results.LoadRow, pausing: Pausing
 ) -> results.LoadRow:
-    """`open_loop`, its click worker paused as in the row's closed loop; then its click work
-    applied."""
-    with paused(clicker if row.pause_clicker else None):
+    """`open_loop`, then its click work applied."""
+    with pausing(True):
         measured = await open_loop(bench, row, measured)
-    await drained(bench, row)
+    with pausing(False):
+        await drained(bench, row)
     return measured
+
+
+class _Up(NamedTuple):
+    """A row of a sliced round, its server and click worker (if any) up."""
+
+    row: ServerRow
+    server: procs.Service
+    clicker: procs.Service | None
 
 
 async def sliced_round(
@@ -362,48 +374,109 @@ async def sliced_round(
 ) -> list[results.LoadRow]:
     """Round `number` (2, 3, ...) of the ratio rows: their servers started together and
     warmed up, then each row loaded in SLICES slices of --duration / SLICES seconds, the
-    rows taking turns (every other turn in reverse order), each slice of the miss row on
-    links of its own; then each row's open loop at half its rate over its slices. The
-    slices compared are seconds apart, where whole rows are a minute apart, and this
-    machine's speed drifts by more than the differences judged within a minute. One LoadRow
-    per row, in `rows`' order, its slices' rates in `slices`; if a server fails, every row
-    of the round says why."""
+    rows taking turns (every other turn in reverse order), each row's click work applied
+    after each of its slices; then each row's open loop at half its rate over its slices.
+    The miss row taps the round's own sample of links throughout. Only the loaded row's
+    click worker runs, as in round 1, where no other exists (`_alone`). One LoadRow per
+    row, in `rows`' order, its slices' rates in `slices`; a row whose server or load fails
+    says why, and the others go on."""
     seconds = float(max(1, round(bench.options.duration / SLICES)))
     keys = ", ".join(row.key for row in rows)
     print(f"round {number}: {keys}, {SLICES} slices of {seconds:.0f} s each ...", flush=True)
+    failed: dict[str, str] = {}
+    measured: dict[str, results.LoadRow] = {}
+    with contextlib.ExitStack() as stack:
+        started = await _start_all(bench, rows, number, stack, failed)
+        loads = await _in_turns(bench, started, seconds, failed)
+        for up in started:
+            if up.row.key not in failed:
+                measured[up.row.key] = await _round_row(bench, started, up, *loads[up.row.key])
+    return [
+        measured.get(row.key) or results.LoadRow(row.key, row.setup, skipped=failed[row.key])
+        for row in rows
+    ]
+
+
+async def _start_all(
+    bench: Bench,
+    rows: Sequence[ServerRow],
+    number: int,
+    stack: contextlib.ExitStack,
+    failed: dict[str, str],
+) -> list[_Up]:
+    """Each row's server started and warmed up on the round's paths (kept up by `stack`),
+    then the warm-ups' click work applied; a row that fails is noted in `failed`."""
+    started = []
+    for row in rows:
+        row = replace(row, paths=round_paths(row, number))
+        try:
+            server, clicker = stack.enter_context(_started(bench, row))
+            await _ready(bench, row, server)
+        except _ROW_ERRORS as exc:
+            failed[row.key] = repr(exc)
+            continue
+        started.append(_Up(row, server, clicker))
+    for up in started:
+        await drained(bench, up.row)
+    return started
+
+
+async def _in_turns(
+    bench: Bench, started: list[_Up], seconds: float, failed: dict[str, str]
+) -> dict[str, tuple[list[procs.WrkResult], float]]:
+    """Each row's slices and the seconds its click work took after them, the rows taking
+    turns; a row whose load fails is noted in `failed` and loaded no more."""
+    loads: dict[str, tuple[list[procs.WrkResult], float]] = {}
+    for turn in range(SLICES):
+        for up in started if turn % 2 == 0 else started[::-1]:
+            key = up.row.key
+            if key in failed:
+                continue
+            done, catch_up = loads.get(key, ([], 0.0))
+            try:
+                with _alone(started, up, True):
+                    result, _ = await measured_load(bench, up.row, up.server, seconds)
+                with _alone(started, up, False):
+                    catch_up += await drained(bench, up.row) or 0.0
+            except _ROW_ERRORS as exc:
+                failed[key] = repr(exc)
+                continue
+            loads[key] = ([*done, result], catch_up)
+    return loads
+
+
+async def _round_row(
+    bench: Bench, started: list[_Up], up: _Up, slices: list[procs.WrkResult], catch_up: float
+) -> results.LoadRow:
+    """The row's round from its slices, then its open loop if it has one."""
+    done = _summed(up.row, slices, catch_up)
+    if not up.row.open_loop:
+        return done
     try:
-        with contextlib.ExitStack() as stack:
-            started = []
-            for row in rows:
-                server, clicker = stack.enter_context(_started(bench, row))
-                await _ready(bench, row, server)
-                started.append((row, server, clicker))
-            for row in rows:  # the warm-ups' click work
-                await drained(bench, row)
-            slices: dict[str, list[procs.WrkResult]] = {row.key: [] for row in rows}
-            catch_up = dict.fromkeys(slices, 0.0)
-            for turn in range(SLICES):
-                for row, server, clicker in started if turn % 2 == 0 else started[::-1]:
-                    tapped = replace(row, paths=slice_paths(row, number, turn))
-                    with paused(clicker if row.pause_clicker else None):
-                        result, _ = await measured_load(bench, tapped, server, seconds, clicker)
-                    slices[row.key].append(result)
-                    # Before the next row's slice: none runs beside another's click work.
-                    catch_up[row.key] += await drained(bench, row) or 0.0
-            measured = []
-            for row, _, clicker in started:
-                done = _summed(row, slices[row.key], catch_up[row.key])
-                if row.open_loop:
-                    done = await _open_loop_of(bench, row, clicker, done)
-                measured.append(done)
-            return measured
-    except (procs.StartError, aiohttp.ClientError, TimeoutError, RedisError) as exc:
-        return [results.LoadRow(row.key, row.setup, skipped=repr(exc)) for row in rows]
+        return await _open_loop_of(bench, up.row, done, partial(_alone, started, up))
+    except _ROW_ERRORS as exc:
+        return replace(done, open_loop_skipped=repr(exc))
 
 
-def slice_paths(row: ServerRow, number: int, turn: int) -> Path:
-    """What slice `turn` of round `number` taps: the miss row's own links, else `paths`."""
-    index = (number - 2) * SLICES + turn
+# What fails a row of a round (a server that does not start or answer, a failed load).
+_ROW_ERRORS = (procs.StartError, aiohttp.ClientError, TimeoutError, RedisError, OSError)
+
+
+@contextlib.contextmanager
+def _alone(started: Sequence[_Up], up: _Up, loaded: bool) -> Iterator[None]:
+    """Every other row's click worker paused (all of them read every raw-hit queue), and
+    the row's own too while `loaded` if the row pauses it: only its own click work goes on."""
+    with contextlib.ExitStack() as stack:
+        for other in started:
+            own = other is up
+            if other.clicker is not None and (not own or (loaded and up.row.pause_clicker)):
+                stack.enter_context(other.clicker.paused())
+        yield
+
+
+def round_paths(row: ServerRow, number: int) -> Path:
+    """What round `number` taps: the miss row's own sample of links, else `paths`."""
+    index = number - 2
     return row.round_paths[index] if index < len(row.round_paths) else row.paths
 
 
@@ -441,9 +514,9 @@ async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> 
     # Miss answers wait for Redis: slower clients, so that one slow answer does not queue a
     # client's next requests as independent visitors' never are (bench_open.py).
     per_client = MISS_CLIENT_RPS if row.key.startswith("miss") else CLIENT_RPS_MAX
-    handler = row.key in REDIRECTOR_ROWS  # the redirector's own latency, besides
+    # The redirector's own latency beside h2load's: a reading that fails leaves it out.
+    before = await _latency_or_none(base_url) if row.key in REDIRECTOR_ROWS else None
     try:
-        before = await latency_buckets(base_url) if handler else {}
         run = await run_open_loop(
             base_url,
             paths,
@@ -454,12 +527,20 @@ async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> 
             cpus,
             per_client,
         )
-        if handler:
-            p99 = bucket_quantile(before, await latency_buckets(base_url), 0.99)
-            run = replace(run, handler_p99_ms=p99 * 1000)
-    except (procs.StartError, TimeoutError, aiohttp.ClientError) as exc:
+    except (procs.StartError, TimeoutError) as exc:
         return replace(measured, open_loop_skipped=str(exc) or repr(exc))
+    after = await _latency_or_none(base_url) if before is not None else None
+    if before is not None and after is not None:
+        p99 = bucket_quantile(before, after, 0.99)
+        run = replace(run, handler_p99_ms=None if p99 is None else p99 * 1000)
     return replace(measured, open_loop=run)
+
+
+async def _latency_or_none(base_url: str) -> dict[float, float] | None:
+    try:
+        return await latency_buckets(base_url)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
 
 
 async def latency_buckets(base_url: str) -> dict[float, float]:
@@ -512,16 +593,16 @@ def redirector_rows(
     # holds; another sample of them for each further round of the miss row, as far as the
     # links go (then the samples wrap around).
     count = min(options.miss_links, len(codes))
-    needed = miss_samples(options)
-    drawn = random.Random(0).sample(range(len(codes)), min(count * needed, len(codes)))
-    samples = [(drawn * needed)[n * count : (n + 1) * count] for n in range(needed)]
+    rounds = options.rounds
+    drawn = random.Random(0).sample(range(len(codes)), min(count * rounds, len(codes)))
+    samples = [(drawn * rounds)[n * count : (n + 1) * count] for n in range(rounds)]
     miss = samples[0]
     if hot_codes:  # else the reference rows' "/x"
         (bench.tmp / "hot.paths").write_text("".join(f"/{code}\n" for code in hot_codes))
     (bench.tmp / "miss.paths").write_text("".join(f"/{codes[i]}\n" for i in miss))
     miss_rounds = []
     for number, indices in enumerate(samples[1:], 2):
-        path = bench.tmp / f"miss-sample-{number}.paths"
+        path = bench.tmp / f"miss-round-{number}.paths"
         path.write_text("".join(f"/{codes[i]}\n" for i in indices))
         miss_rounds.append(path)
     specs = [  # key, workers, codes tapped, cache size, click recording

@@ -257,7 +257,7 @@ async def test_the_redirectors_own_p99_comes_from_its_latency_histogram(
     assert bench_open.bucket_quantile(before, after, 0.99) == 0.0015
     assert bench_open.bucket_quantile(before, after, 0.999) == 0.003
     assert bench_open.bucket_quantile(before, after, 0.5) == 0.0005
-    assert bench_open.bucket_quantile(after, after, 0.99) == 0.0  # nothing answered
+    assert bench_open.bucket_quantile(after, after, 0.99) is None  # nothing answered
     counts.observe(2.0)
     assert bench_open.bucket_quantile(after, await rows.latency_buckets(base_url), 0.99) == (
         math.inf
@@ -479,18 +479,20 @@ async def test_rounds_interleave_the_ratio_rows_and_keep_a_failed_one(
 
 
 class _FakeService:
-    """Stands for a started server or click worker: records when it is paused."""
+    """Stands for a started click worker: `paused` holds the names of those paused now."""
 
-    def __init__(self, name: str, paused: list[str]) -> None:
+    def __init__(self, name: str, paused: set[str]) -> None:
         self.name, self.pid, self._paused = name, 0, paused
 
     @contextlib.contextmanager
     def paused(self) -> Any:
-        self._paused.append(self.name)
+        assert self.name not in self._paused  # never paused twice: the inner end resumes
+        self._paused.add(self.name)
         yield
+        self._paused.remove(self.name)
 
 
-async def test_a_sliced_round_takes_turns_and_sums_each_rows_slices(
+async def test_a_sliced_round_takes_turns_each_row_beside_its_own_click_work_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     options = parse_args(["--only", "aiohttp,hot,miss", "--duration", "7"])
@@ -498,34 +500,40 @@ async def test_a_sliced_round_takes_turns_and_sums_each_rows_slices(
     tracking = {"CLICK_TRACKING": "true"}
     aiohttp_row = rows.ServerRow("aiohttp", "", [], 1, [], tmp_path / "hot.paths")
     hot = replace(aiohttp_row, key="hot", env=tracking, open_loop=True, pause_clicker=True)
-    samples = tuple(tmp_path / f"miss-sample-{n}.paths" for n in range(2, 11))
-    miss = replace(aiohttp_row, key="miss", env=tracking, paths=tmp_path, round_paths=samples)
-    paused: list[str] = []
-    loads: list[tuple[str, Path, float]] = []
-    events: list[str] = []
+    samples = (tmp_path / "miss-round-2.paths", tmp_path / "miss-round-3.paths")
+    miss = replace(hot, key="miss", paths=tmp_path, round_paths=samples, pause_clicker=False)
+    broken = replace(aiohttp_row, key="broken")
+    paused: set[str] = set()
+    events: list[tuple[str, str, frozenset[str]]] = []  # what, row, click workers paused
 
     @contextlib.contextmanager
     def started(bench: rows.Bench, row: rows.ServerRow) -> Any:
-        events.append(f"start {row.key}")
-        yield _FakeService(row.key, paused), _FakeService(f"{row.key} clicks", paused)
-        events.append(f"stop {row.key}")
+        clicker = _FakeService(row.key, paused) if row.key in ("hot", "miss") else None
+        yield _FakeService(f"{row.key} server", paused), clicker
+        events.append(("stop", row.key, frozenset()))
 
     async def ready(bench: rows.Bench, row: rows.ServerRow, server: Any) -> None:
-        events.append(f"ready {row.key}")
+        events.append(("ready", row.key, frozenset(paused)))
+        assert row.paths == (samples[1] if row.key == "miss" else row.paths)
+        if row.key == "broken":
+            raise procs.StartError("broken: exited with 1")
 
     async def measured_load(
-        bench: rows.Bench, row: rows.ServerRow, server: Any, seconds: float, clicker: Any
+        bench: rows.Bench, row: rows.ServerRow, server: Any, seconds: float
     ) -> tuple[WrkResult, None]:
-        loads.append((row.key, row.paths, seconds))
-        events.append(f"load {row.key}")
-        rps = {"aiohttp": 1_000.0, "hot": 900.0, "miss": 600.0}[row.key] + len(loads)
-        return WrkResult(int(rps * 2), 2.0, 0.5, len(loads), 0, 0, rps), None
+        events.append(("load", row.key, frozenset(paused)))
+        assert seconds == 2.0  # 7 / 3 s, in whole seconds
+        assert row.paths == (samples[1] if row.key == "miss" else tmp_path / "hot.paths")
+        number = sum(event[0] == "load" for event in events)
+        rps = {"aiohttp": 1_000.0, "hot": 900.0, "miss": 600.0}[row.key] + number
+        return WrkResult(int(rps * 2), 2.0, 0.5, number, 0, 0, rps), None
 
     async def drained(bench: rows.Bench, row: rows.ServerRow) -> float | None:
-        events.append(f"drained {row.key}")
+        events.append(("drained", row.key, frozenset(paused)))
         return 0.5 if row.key == "hot" else None
 
     async def open_loop(bench: rows.Bench, row: rows.ServerRow, done: LoadRow) -> LoadRow:
+        events.append(("open loop", row.key, frozenset(paused)))
         assert done.result is not None
         rate = done.result.requests_per_second / 2
         return replace(done, open_loop=_open_loop(rate, rate, p99=1.0))
@@ -534,22 +542,33 @@ async def test_a_sliced_round_takes_turns_and_sums_each_rows_slices(
         monkeypatch.setattr(rows, name, fake)
     monkeypatch.setattr(rows, "measured_load", measured_load)
     monkeypatch.setattr(rows, "open_loop", open_loop)
-    done = await rows.sliced_round(bench, [aiohttp_row, hot, miss], 3)
-    # Every server up before the first slice, then three turns, every other one reversed,
-    # each slice 7 / 3 s (whole seconds), the miss row on links of its own in each.
-    up = [f"{step} {key}" for key in ("aiohttp", "hot", "miss") for step in ("start", "ready")]
-    assert events[:6] == up
-    order = ["aiohttp", "hot", "miss", "miss", "hot", "aiohttp", "aiohttp", "hot", "miss"]
-    assert [key for key, _, _ in loads] == order
-    assert {seconds for _, _, seconds in loads} == {2.0}
-    assert [path for key, path, _ in loads if key == "miss"] == list(samples[3:6])
-    assert {path for key, path, _ in loads if key != "miss"} == {tmp_path / "hot.paths"}
-    # Each row's click work is applied after each of its slices, before the next slice.
-    after = [events[i + 1] for i, event in enumerate(events) if event.startswith("load ")]
-    assert after == [f"drained {key}" for key in order]
-    # The hot row's click worker is paused for its slices and its open loop only.
-    assert paused == ["hot clicks"] * 4
-    aiohttp_done, hot_done, miss_done = done
+    done = await rows.sliced_round(bench, [aiohttp_row, hot, broken, miss], 3)
+    # Every server up first (the warm-ups' click work applied with every worker running),
+    # then three turns, every other one reversed; the broken row is left out.
+    loads = [key for what, key, _ in events if what == "load"]
+    assert loads == ["aiohttp", "hot", "miss", "miss", "hot", "aiohttp", "aiohttp", "hot", "miss"]
+    assert not events[0][2] and all(not paused for what, _, paused in events if what == "ready")
+    # Only the row's own click worker runs beside its load and after it; the hot row's not
+    # even beside its load (as in round 1, where it is the only one).
+    alone = {
+        ("load", "aiohttp"): {"hot", "miss"},
+        ("drained", "aiohttp"): {"hot", "miss"},
+        ("load", "hot"): {"hot", "miss"},
+        ("open loop", "hot"): {"hot", "miss"},
+        ("drained", "hot"): {"miss"},
+        ("load", "miss"): {"hot"},
+        ("open loop", "miss"): {"hot"},
+        ("drained", "miss"): {"hot"},
+    }
+    first = next(i for i, event in enumerate(events) if event[0] == "load")
+    assert all(what == "drained" and not now for what, _, now in events[4:first])  # warm-ups'
+    measured = [event for event in events[first:] if event[0] != "stop"]
+    assert all(alone[what, key] == paused_now for what, key, paused_now in measured), measured
+    after = [measured[i + 1][:2] for i, event in enumerate(measured) if event[0] == "load"]
+    assert after == [("drained", key) for key in loads]  # its click work, before the next
+    assert not paused
+    aiohttp_done, hot_done, broken_done, miss_done = done
+    assert broken_done.skipped and "exited with 1" in broken_done.skipped
     assert aiohttp_done.slices == (1_001.0, 1_006.0, 1_007.0)
     assert miss_done.slices == (603.0, 604.0, 609.0)
     assert hot_done.result is not None and hot_done.result.requests == sum(
@@ -558,7 +577,6 @@ async def test_a_sliced_round_takes_turns_and_sums_each_rows_slices(
     assert (hot_done.catch_up_seconds, aiohttp_done.catch_up_seconds) == (1.5, None)
     assert hot_done.open_loop is not None and aiohttp_done.open_loop is None
     assert hot_done.open_loop.target_rps == hot_done.result.requests_per_second / 2
-    assert events[-3:] == ["stop miss", "stop hot", "stop aiohttp"]
     # A round's ratio is the median of its slices' ratios.
     report = Report("", "", {}, {})
     report.rows = [replace(one, again=(one,)) for one in done]
@@ -566,13 +584,13 @@ async def test_a_sliced_round_takes_turns_and_sums_each_rows_slices(
     assert ratios[1] == statistics.median_low([603 / 902, 604 / 905, 609 / 908])
 
 
-async def test_a_round_whose_server_fails_says_so_for_each_of_its_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_round_whose_servers_do_not_start_says_so_for_each_of_its_rows(
+    tmp_path: Path,
 ) -> None:
     bench = rows.Bench(parse_args([]), tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
     one = rows.ServerRow("aiohttp", "", [sys.executable, "-c", "pass"], 1, [("/x", "")], tmp_path)
     two = replace(one, key="hot")
-    done = await rows.sliced_round(bench, [one, two], 2)  # the first exits at once
+    done = await rows.sliced_round(bench, [one, two], 2)  # both exit at once
     assert [row.key for row in done] == ["aiohttp", "hot"]
     assert all(row.skipped and "exited with 0" in row.skipped for row in done)
 
@@ -744,7 +762,7 @@ def test_hot_notrack_repeats_the_hot_rows_run(tmp_path: Path) -> None:
     assert rows.measured_seconds(bench, miss, warmup) == 10.0
 
 
-def test_the_miss_row_taps_other_links_in_each_slice(tmp_path: Path) -> None:
+def test_the_miss_row_taps_other_links_in_each_round(tmp_path: Path) -> None:
     options = parse_args(["--only", "hot,miss,miss-2w", "--miss-links", "100", "--links", "1000"])
     bench = rows.Bench(options, tmp_path, Pinning(None, None, None), Report("", "", {}, {}))
     codes, hot = [f"c{i:04d}" for i in range(1000)], ["shared1", "shared2"]
@@ -757,16 +775,15 @@ def test_the_miss_row_taps_other_links_in_each_slice(tmp_path: Path) -> None:
     assert made["hot"].pause_clicker and not made["miss"].pause_clicker
     assert made["hot"].count_clicks and made["miss"].count_clicks
     tapped = [set(path.read_text().split()) for path in (miss.paths, *miss.round_paths)]
-    # Round 1's, and one for each slice of rounds 2 and 3.
-    assert [len(paths) for paths in tapped] == [100] * (1 + 2 * rows.SLICES)
-    assert len(set.union(*tapped)) == 700  # seven samples, no link in two
-    # Fewer links than the slices need: the samples wrap around, each still 100 links.
+    assert [len(paths) for paths in tapped] == [100, 100, 100]
+    assert len(set.union(*tapped)) == 300  # three samples, no link in two
+    # Fewer links than rounds need: the samples wrap around, each still 100 links.
     bench.options = replace(options, links=150)
     few = {
         row.key: row for row in rows.redirector_rows(bench, codes[:150], hot, "redis://127.0.0.1:1")
     }
     again = [set(path.read_text().split()) for path in few["miss"].round_paths]
-    assert [len(paths) for paths in again] == [100] * (2 * rows.SLICES)
+    assert [len(paths) for paths in again] == [100, 100]
 
 
 def test_the_share_of_cpu_time_the_host_stole() -> None:
@@ -801,15 +818,22 @@ def test_a_pinned_run_says_its_click_worker_is_paused_while_a_load_runs(tmp_path
     assert notes(Pinning(None, None, None)) == []  # unpinned: no click worker apart
 
 
-def test_a_run_of_several_rounds_says_how_they_are_sliced(tmp_path: Path) -> None:
-    def notes(*args: str) -> list[str]:
-        bench = rows.Bench(parse_args(list(args)), tmp_path, Pinning(None, None, None), _report())
+def test_a_run_with_sliced_rounds_says_which_rows_were_sliced(tmp_path: Path) -> None:
+    def notes(sliced: tuple[str, ...]) -> list[str]:
+        report = _report()
+        report.rows = [
+            replace(row, again=(LoadRow(row.key, "", _result(1.0), slices=(1.0,)),))
+            if row.key in sliced
+            else row
+            for row in report.rows
+        ]
+        bench = rows.Bench(parse_args([]), tmp_path, Pinning(None, None, None), report)
         bench_module.add_notes(bench)
         return [note for note in bench.report.notes if "slices" in note]
 
-    [note] = notes()
-    assert note.startswith("Rounds 2 to 3: the servers of aiohttp, hot, hot-notrack, miss up")
-    assert notes("--rounds", "1") == []
+    [note] = notes(("aiohttp", "hot"))
+    assert note.startswith("Rounds 2 to 3: the servers of aiohttp, hot up together")
+    assert notes(()) == []
 
 
 def test_pinning_plan() -> None:
@@ -862,9 +886,8 @@ def test_links_needed() -> None:
     assert rows.links_needed(parse_args(["--only", "pipe"])) == 0  # its own records, its own Redis
     assert not rows.needs_redis(parse_args(["--only", "pipe"]))
     assert rows.links_needed(parse_args(["--only", "hot-notrack"])) == 1
-    # The miss row taps other links in round 1 and each slice of rounds 2 and 3; miss-2w
-    # runs once.
-    assert rows.links_needed(parse_args(["--only", "miss"])) == 700_000
+    # The miss row taps other links each round; miss-2w runs once.
+    assert rows.links_needed(parse_args(["--only", "miss"])) == 300_000
     assert rows.links_needed(parse_args(["--only", "miss", "--rounds", "1"])) == 100_000
     assert rows.links_needed(parse_args(["--only", "miss-2w"])) == 100_000
     assert not rows.needs_redis(parse_args(["--only", "nginx,aiohttp"]))

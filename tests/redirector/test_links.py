@@ -99,6 +99,23 @@ def test_a_plain_record_is_decoded_straight_into_its_link(
     assert decode_links([raw], lambda campaign_id, id_: None) == [decode(raw)]
 
 
+def test_one_read_looks_each_destination_up_once_and_tells_campaigns_apart() -> None:
+    """Destination ids are per campaign: two campaigns' destination "1" are two."""
+    destinations = {(1, "1"): Destination("https://one/"), (2, "1"): Destination("https://two/")}
+    asked: list[tuple[int, str]] = []
+
+    def destination(campaign_id: int, destination_id: str) -> Destination | None:
+        asked.append((campaign_id, destination_id))
+        return destinations.get((campaign_id, destination_id))
+
+    raws = [encode(Record(1, "1", campaign_id=campaign)) for campaign in (1, 2, 1, 2, 3)]
+    found = decode_links([*raws, None], destination)
+    links = [link for link in found[:4] if isinstance(link, Link)]
+    assert [link.destination for link in links] == ["https://one/", "https://two/"] * 2
+    assert found[4:] == [Record(1, "1", campaign_id=3), None]  # its destination unknown
+    assert asked == [(1, "1"), (2, "1"), (3, "1")]
+
+
 @given(records, st.from_regex(r"\A[A-Za-z0-9_-]{3,64}\Z"))
 def test_aliases_round_trip(record: Record, code: str) -> None:
     alias = Record(
@@ -177,6 +194,7 @@ def test_tombstones_and_aliases_are_no_links() -> None:
     [
         *(b"", b"2|x", b"10|zz", b"\xff\xfe", b"1x|1||||||a", b"10|1|", b"3|1|||1||", b"24|1||"),
         *(b"20|1||3|1|", b"20|1||3|1|-|", b"20|\xff||3|1||"),  # plain ones, read the short way
+        *(b"20|1||3|1||\xff", b"20|1||3|1|1|r\xff", b"20|1||3|1|2|r"),  # not its recipient
     ],
 )
 def test_corrupt_records_raise(raw: bytes) -> None:
