@@ -21,7 +21,7 @@ the 302s wrk got. `aiohttp`, `hot` and `miss` are then loaded again at a fixed r
 what wrk reached, by h2load (`bench_open.py`): their latency, open loop. Then `aiohttp`, `hot`,
 `hot-notrack` and `miss` run `--rounds` - 1 more rounds, each with their four servers up at
 once and loaded in turns, 3 slices of a third of `--duration` each (the miss row on another
-sample of the links in each slice), then each row's open loop (bench_rows.sliced_round): this
+sample of the links each round), then each row's open loop (bench_rows.sliced_round): this
 machine's speed drifts by ±15% and more within a minute, more than the differences judged, so
 a round's ratio is the median of its slices' ratios, each slice seconds from its counterpart.
 The ratio and latency targets take the median over the rounds.

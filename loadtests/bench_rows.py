@@ -279,6 +279,8 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
     """Start the server, check its answers, warm it up, load it; count the clicks if asked."""
     options = bench.options
     with _started(bench, row) as (server, clicker):
+        up = _Up(row, server, clicker)
+        alone = partial(_alone, [up], up)  # its own click worker alone, paused as it asks
         warmup = await _ready(bench, row, server)
         seconds = measured_seconds(bench, row, warmup)
         # Each load starts with no click work left over from the one before (the warm-up's,
@@ -288,7 +290,7 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
         # Read once the warm-up's hits are flushed and once the run's are: the difference is
         # what the measured run recorded, nothing else.
         before = await recorded(bench) if row.count_clicks else None
-        with paused(clicker if row.pause_clicker else None):
+        with alone(True):
             result, cpu = await measured_load(bench, row, server, seconds, clicker)
         # What was recorded as wrk stopped; then, every queued hit applied (a paused worker's
         # backlog may outlast the settling wait), the count.
@@ -299,11 +301,7 @@ async def _measured(bench: Bench, row: ServerRow) -> results.LoadRow:
             after = after._replace(at_first=at_stop, caught_up_seconds=catch_up or 0.0)
         measured = results.LoadRow(row.key, row.setup, result, cpu=cpu, catch_up_seconds=catch_up)
         if row.open_loop:
-
-            def pausing(loaded: bool) -> contextlib.AbstractContextManager[None]:
-                return paused(clicker if loaded and row.pause_clicker else None)
-
-            measured = await _open_loop_of(bench, row, measured, pausing)
+            measured = await _open_loop_of(bench, row, measured, alone)
     if row.key == "hot":
         bench.hot_seconds = seconds
     if before is not None and after is not None:
@@ -362,7 +360,7 @@ async def _open_loop_of(
 
 
 class _Up(NamedTuple):
-    """A row of a sliced round, its server and click worker (if any) up."""
+    """A row with its server and click worker (if any) up."""
 
     row: ServerRow
     server: procs.Service
@@ -500,10 +498,6 @@ def _summed(row: ServerRow, slices: list[procs.WrkResult], catch_up: float) -> r
     )
 
 
-def paused(clicker: procs.Service | None) -> contextlib.AbstractContextManager[None]:
-    return clicker.paused() if clicker else contextlib.nullcontext()
-
-
 async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> results.LoadRow:
     """The row again at half the rate wrk reached, from h2load at a fixed rate; a failure
     there is noted and leaves the closed-loop result standing."""
@@ -596,10 +590,10 @@ def redirector_rows(
     rounds = options.rounds
     drawn = random.Random(0).sample(range(len(codes)), min(count * rounds, len(codes)))
     samples = [(drawn * rounds)[n * count : (n + 1) * count] for n in range(rounds)]
-    miss = samples[0]
     if hot_codes:  # else the reference rows' "/x"
         (bench.tmp / "hot.paths").write_text("".join(f"/{code}\n" for code in hot_codes))
-    (bench.tmp / "miss.paths").write_text("".join(f"/{codes[i]}\n" for i in miss))
+    miss_codes = [codes[i] for i in samples[0]]
+    (bench.tmp / "miss.paths").write_text("".join(f"/{code}\n" for code in miss_codes))
     miss_rounds = []
     for number, indices in enumerate(samples[1:], 2):
         path = bench.tmp / f"miss-round-{number}.paths"
@@ -613,7 +607,7 @@ def redirector_rows(
         ("miss-2w", options.workers, "miss", options.miss_cache, True),
     ]
     for key, workers, tapped, cache_size, tracking in specs:
-        tapped_codes = hot_codes if tapped == "hot" else [codes[i] for i in miss]
+        tapped_codes = hot_codes if tapped == "hot" else miss_codes
         if not tapped_codes:
             continue
         port = procs.free_port()

@@ -21,7 +21,8 @@ from loadtests import bench_procs as procs
 from loadtests import bench_report as results
 from loadtests.bench_rows import CAMPAIGN_NAME, Bench
 from loadtests.seed import recipient, seed, shared_links
-from redirector.store.keys import link_key
+from redirector.store.connection import resp as command_parts
+from redirector.store.keys import link_hashes
 from redirector.store.record import Record, encoder
 
 CODE_LENGTH: int = AdminSettings.model_fields["code_length"].default
@@ -69,7 +70,7 @@ def redis_ahead_of_load(bench: Bench) -> None:
 
 def resp(*args: bytes) -> bytes:
     """One command in RESP, the protocol `redis-cli --pipe` sends as it reads it."""
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
+    return b"".join(command_parts(*args))
 
 
 def write_pipe_records(path: Path, links: int, created_at: int) -> None:
@@ -80,15 +81,11 @@ def write_pipe_records(path: Path, links: int, created_at: int) -> None:
         for start in range(0, links, _PIPE_CHUNK):
             indices = range(start, min(start + _PIPE_CHUNK, links))
             codes = draw(len(indices), CODE_LENGTH)
+            keys = link_hashes(codes)
             out.write(
                 b"".join(
-                    resp(
-                        b"HSET",
-                        link_key(code).encode(),
-                        code.encode(),
-                        record(recipient(i)).encode(),
-                    )
-                    for i, code in zip(indices, codes, strict=True)
+                    resp(b"HSET", key.encode(), code.encode(), record(recipient(i)).encode())
+                    for i, code, key in zip(indices, codes, keys, strict=True)
                 )
             )
 
