@@ -176,9 +176,9 @@ class Report:
         """`key`'s req/s over `reference`'s in each round (None where either failed), and
         their median, a failed round counted as 0 (as a latency target counts it as over):
         a round pairs two rows run a minute apart at most (after the first, slice by slice),
-        so a drift of the machine's speed cancels out of each ratio. None
-        when no round measured both. `sustained`: `key`'s rate over its load and the
-        catch-up of the click work it left (`catch_up_seconds`)."""
+        so a drift of the machine's speed cancels out of each ratio. None when no round
+        measured both. `sustained`: `key`'s rate over its load and the catch-up of the click
+        work it left (`catch_up_seconds`)."""
         row, other = self.row(key), self.row(reference)
         if row is None or other is None:
             return None, []
