@@ -177,8 +177,8 @@ class Report:
         their median, a failed round counted as 0 (as a latency target counts it as over):
         a round pairs two rows run a minute apart at most (after the first, slice by slice),
         so a drift of the machine's speed cancels out of each ratio. None when no round
-        measured both. `sustained`: `key`'s rate over its load and the catch-up of the click
-        work it left (`catch_up_seconds`)."""
+        measured both. `sustained`: each row's rate over its load and the catch-up of the
+        click work it left (`catch_up_seconds`; a row that records none: its load's)."""
         row, other = self.row(key), self.row(reference)
         if row is None or other is None:
             return None, []
@@ -210,7 +210,11 @@ def _round_ratio(mine: LoadRow | None, theirs: LoadRow | None, sustained: bool) 
     if mine and theirs and mine.slices and len(mine.slices) == len(theirs.slices) and not sustained:
         pairs = zip(mine.slices, theirs.slices, strict=True)
         return statistics.median_low(rps / other if other else 0.0 for rps, other in pairs)
-    return ratio(_sustained_rps(mine) if sustained else _rps(mine), _rps(theirs))
+    if not sustained:
+        return ratio(_rps(mine), _rps(theirs))
+    # The reference too, if it records clicks (hot-notrack left no click work).
+    reference = _sustained_rps(theirs) if theirs and theirs.catch_up_seconds is not None else None
+    return ratio(_sustained_rps(mine), reference or _rps(theirs))
 
 
 def _rps(row: LoadRow | None) -> float | None:
@@ -331,14 +335,22 @@ def evaluate(report: Report) -> list[Check]:
             CONVERSIONS_RATE_MIN,
             " conversions/s",
         ),
-        # Shown, not judged: recording on/off with the recording row's rate taken over its
-        # load and the catch-up of the click work left when it stopped.
+        # Shown, not judged: recording on/off, and miss/hot, with each recording row's rate
+        # taken over its load and the catch-up of the click work left when it stopped.
         _ratio_check(
             report,
             "hot path with recording / without, its click work's catch-up included (shown)",
             "hot",
             "hot-notrack",
             TRACKING_RATIO_MIN,
+            sustained=True,
+        )._replace(status="n/a"),
+        _ratio_check(
+            report,
+            "miss path / hot path, their click work's catch-up included (shown)",
+            "miss",
+            "hot",
+            MISS_HOT_RATIO_MIN,
             sustained=True,
         )._replace(status="n/a"),
     ]

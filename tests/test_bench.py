@@ -395,6 +395,7 @@ def test_evaluate_targets() -> None:
         ("conversions ingest rate", "fail"),  # 10,000 < 20,000
         # No catch-up measured here: shown as not measured, never judged.
         ("hot path with recording / without, its click work's catch-up included (shown)", "n/a"),
+        ("miss path / hot path, their click work's catch-up included (shown)", "n/a"),
     ]
     report = _report()
     report.rows[4] = replace(report.rows[4], open_loop=_open_loop(5_000, 4_800, p99=2.0))
@@ -443,8 +444,14 @@ def test_ratios_are_judged_on_the_median_of_each_rounds_ratio() -> None:
     hot = report.rows[2]
     report.rows[2] = replace(hot, catch_up_seconds=2.5, again=())
     report.rows[3] = replace(report.rows[3], again=())
-    shown = evaluate(report)[-1]
+    shown = evaluate(report)[-2]
     assert (shown.measured, shown.status) == ("0.67", "n/a")
+    # Miss/hot, both over their load and catch-up: 100,000 requests in 10 s + 2.5 s -> 8,000
+    # req/s, against the hot row's 20,000; without the miss row's catch-up, not measured.
+    assert evaluate(report)[-1].measured == "not measured"
+    report.rows[4] = replace(report.rows[4], catch_up_seconds=2.5)
+    shown = evaluate(report)[-1]
+    assert (shown.measured, shown.status) == ("0.40", "n/a")
 
 
 async def test_rounds_interleave_the_ratio_rows_and_keep_a_failed_one(
@@ -636,7 +643,7 @@ def test_targets_are_not_applicable_without_their_conditions() -> None:
     report.pipe, report.sends = None, None
     # The ratios need no ceiling, only their rows; the rate no pipe row.
     statuses = ["fail", "fail", "fail", "n/a", "fail", "n/a", "n/a", "n/a", "n/a", "pass"]
-    statuses += ["n/a", "n/a", "fail", "n/a"]
+    statuses += ["n/a", "n/a", "fail", "n/a", "n/a"]
     assert [check.status for check in evaluate(report)] == statuses
     assert evaluate(report)[5].measured.endswith("; counters still changing")
     empty = Report("now", "cmd", {}, {"connections": 64})
@@ -771,8 +778,10 @@ def test_the_miss_row_taps_other_links_in_each_round(tmp_path: Path) -> None:
     assert made["miss-2w"].paths == miss.paths and made["miss-2w"].round_paths == ()
     assert made["hot"].round_paths == ()
     assert made["hot"].paths.read_text().split() == ["/shared1", "/shared2"]  # no recipient's
-    # Only the hot row pauses its click worker during a load; the miss row counts its clicks.
-    assert made["hot"].pause_clicker and not made["miss"].pause_clicker
+    # The hot and miss rows pause their click worker during a load, alike; the 2-worker
+    # rows (their click workers in-process) do not.
+    assert made["hot"].pause_clicker and made["miss"].pause_clicker
+    assert not made["miss-2w"].pause_clicker
     assert made["hot"].count_clicks and made["miss"].count_clicks
     tapped = [set(path.read_text().split()) for path in (miss.paths, *miss.round_paths)]
     assert [len(paths) for paths in tapped] == [100, 100, 100]
