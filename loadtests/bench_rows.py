@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from loadtests import bench_procs as procs
 from loadtests import bench_report as results
-from loadtests.bench_open import CLIENT_RPS_MAX, MISS_CLIENT_RPS, bucket_quantile, run_open_loop
+from loadtests.bench_open import bucket_quantile, run_open_loop
 from loadtests.seed import LinkPlan
 from redirector.metrics import LATENCY
 from redirector.store.hitqueue import queue_lengths
@@ -505,9 +505,6 @@ async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> 
     rate = measured.result.requests_per_second / 2
     paths = row.paths.read_text().split()
     base_url, cpus = f"http://127.0.0.1:{row.port}", bench.pinning.load
-    # Miss answers wait for Redis: slower clients, so that one slow answer does not queue a
-    # client's next requests as independent visitors' never are (bench_open.py).
-    per_client = MISS_CLIENT_RPS if row.key.startswith("miss") else CLIENT_RPS_MAX
     # The redirector's own latency beside h2load's: a reading that fails leaves it out.
     before = await _latency_or_none(base_url) if row.key in REDIRECTOR_ROWS else None
     try:
@@ -519,7 +516,6 @@ async def open_loop(bench: Bench, row: ServerRow, measured: results.LoadRow) -> 
             bench.options.duration,
             bench.tmp,
             cpus,
-            per_client,
         )
     except (procs.StartError, TimeoutError) as exc:
         return replace(measured, open_loop_skipped=str(exc) or repr(exc))

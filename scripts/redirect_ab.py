@@ -35,7 +35,7 @@ from redis.asyncio import Redis  # noqa: E402
 
 from admin.codes import draw  # noqa: E402
 from loadtests import bench_procs as procs  # noqa: E402
-from loadtests.bench_open import run_open_loop  # noqa: E402
+from loadtests.bench_open import CLIENT_RPS_MAX, run_open_loop  # noqa: E402
 from loadtests.seed import recipient  # noqa: E402
 from loadtests.user_agents import load_user_agents  # noqa: E402
 from redirector.store.keys import (  # noqa: E402
@@ -218,9 +218,12 @@ async def open_loop(
 ) -> None:
     """h2load at `--open-rate` req/s, as the bench's open-loop rows (on the load core)."""
     agents = [agent.string for agent in load_user_agents()]
-    run = await run_open_loop(base, paths, agents, args.open_rate, args.seconds, tmp, "1")
+    run = await run_open_loop(
+        base, paths, agents, args.open_rate, args.seconds, tmp, "1", args.client_rps
+    )
     print(
-        f"{row:12} {tree!s:24} open loop {run.achieved_rps:7,.0f} of {run.target_rps:,.0f} "
+        f"{row:12} {tree!s:24} open loop {run.clients} clients "
+        f"{run.achieved_rps:7,.0f} of {run.target_rps:,.0f} "
         f"req/s p50 {run.p50_ms:.2f} ms p99 {run.p99_ms:.2f} ms judged {run.p99_server_ms:.2f} ms "
         f"max {run.max_ms:.2f} ms",
         flush=True,
@@ -241,6 +244,9 @@ async def main() -> None:
     parser.add_argument("--tree", type=Path, action="append", help="source trees to compare")
     parser.add_argument("--profile", type=Path, help="profile with py-spy; raw stacks go here")
     parser.add_argument("--open-rate", type=float, help="then h2load at this rate (open loop)")
+    parser.add_argument(
+        "--client-rps", type=float, default=CLIENT_RPS_MAX, help="open loop: req/s per h2load"
+    )
     args = parser.parse_args()
     args.rows, args.tree = args.rows.split(","), [t.resolve() for t in args.tree or [ROOT]]
     with tempfile.TemporaryDirectory(prefix="redirect-ab-") as tmp:

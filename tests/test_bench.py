@@ -135,7 +135,7 @@ def test_open_loop_plan_and_percentiles() -> None:
     # No client above 500 req/s: few busy h2load processes, each one client.
     assert bench_open.plan(12_345.0) == (25, 12_345.0 / 25)
     assert bench_open.plan(40.0) == (1, 40.0)
-    assert bench_open.plan(5_000.0, bench_open.MISS_CLIENT_RPS) == (50, 100.0)
+    assert bench_open.plan(5_000.0, 100.0) == (50, 100.0)
     ordered = [float(value) for value in range(1, 101)]
     assert (
         bench_open.percentile(ordered, 0.5) == 50.0 and bench_open.percentile(ordered, 0.99) == 99.0
@@ -203,13 +203,15 @@ def test_open_loop_judged_latency_still_counts_a_wait_behind_an_answer_after_a_s
     assert run.p99_server_ms == 3.5 and run.generator_late_p99_ms == 4.0
 
 
-async def test_the_miss_rows_open_loop_uses_slower_clients(
+async def test_every_rows_open_loop_has_the_same_clients_and_reads_the_handlers_p99(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: dict[str, float] = {}
+    asked: dict[str, tuple[float, float]] = {}
 
-    async def fake_open_loop(*args: Any) -> OpenLoopResult:
-        asked[args[0]] = args[-1]  # base URL -> req/s a client
+    async def fake_open_loop(
+        base_url: str, *args: Any, client_rps_max: float = bench_open.CLIENT_RPS_MAX
+    ) -> OpenLoopResult:
+        asked[base_url] = (args[2], client_rps_max)  # req/s in all, at most a client
         return _open_loop(100, 100, p99=1.0)
 
     scrapes = iter([{0.001: 0.0, math.inf: 0.0}, {0.001: 99.0, math.inf: 100.0}] * 3)
@@ -225,11 +227,12 @@ async def test_the_miss_rows_open_loop_uses_slower_clients(
         row = rows.ServerRow(key, "", ["true"], port, [], tmp_path / "paths", open_loop=True)
         measured = await rows.open_loop(bench, row, LoadRow(key, "", _result(1_000)))
         assert measured.open_loop is not None and measured.open_loop.handler_p99_ms == 1.0
-    assert asked == {
-        "http://127.0.0.1:1": bench_open.CLIENT_RPS_MAX,
-        "http://127.0.0.1:2": bench_open.MISS_CLIENT_RPS,
-        "http://127.0.0.1:3": bench_open.MISS_CLIENT_RPS,
-    }
+    # Half of wrk's rate, every row's clients alike: the miss rows' too (fewer, busier
+    # processes, bench_open.py).
+    assert asked == dict.fromkeys(
+        ("http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"),
+        (500.0, bench_open.CLIENT_RPS_MAX),
+    )
 
 
 async def test_the_redirectors_own_p99_comes_from_its_latency_histogram(
