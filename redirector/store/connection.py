@@ -73,8 +73,7 @@ def connect(url: str, *, timeout: float, cluster: bool = False) -> Store:
 class HiredisPackedConnection(Connection):
     """Commands packed by hiredis, in C, as redis-py's sync client does; its asyncio client
     packs in a Python loop per argument, 8 ms of a batch's CREATE_LINKS call with ~10,000
-    KEYS against 3.5 ms. (redis-py's asyncio RedisCluster takes no connection class: on a
-    cluster the commands are packed by redis-py.)"""
+    KEYS against 3.5 ms. The connection of every node of a cluster too (`_Cluster`)."""
 
     _serializer = HiredisRespSerializer()
 
@@ -98,7 +97,19 @@ class HiredisPackedConnection(Connection):
             await self.disconnect()
         elif writer is not None and writer.transport.is_closing():
             await self.disconnect()  # reset by the peer: uvloop's write would raise RuntimeError
-        await super().send_packed_command(command, check_health)
+        try:
+            await super().send_packed_command(command, check_health)
+        except AttributeError as exc:
+            # Closed by another task while this one sent (redis-py writes in a task of its
+            # own under a socket timeout, and a cluster client's failover handling closes its
+            # node's connections, in use or not, without waiting): redis-py then writes on no
+            # writer (redis/redis-py#4287, #3546). A lost connection, which callers retry or
+            # answer 503, not an AttributeError (a 500).
+            if self._writer is not None:
+                raise
+            raise RedisConnectionError(
+                "the connection was closed while a command was sent"
+            ) from exc
 
 
 class OwnConnection:
@@ -159,7 +170,17 @@ def resp(*args: bytes | str | int) -> list[bytes]:
 
 class _Cluster(RedisCluster):
     """No node answering is a ConnectionError, as on a single node, so that the apps answer
-    503 (redis-py raises a RedisClusterException, which is no RedisError)."""
+    503 (redis-py raises a RedisClusterException, which is no RedisError). Its nodes'
+    connections are `HiredisPackedConnection`s: redis-py's asyncio RedisCluster takes no
+    connection class (it sets its own), so the one its nodes are built with is replaced."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The nodes found later are built from these; the startup nodes already were.
+        if self.connection_kwargs.get("connection_class") is Connection:  # not SSL
+            self.connection_kwargs["connection_class"] = HiredisPackedConnection
+            for node in self.nodes_manager.startup_nodes.values():
+                node.connection_class = HiredisPackedConnection
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
         try:
