@@ -182,6 +182,10 @@ BOT_HITS = Counter("smslinks_bot_hits", "Hits by bots, link previews and HEAD re
 CONNECTIONS_REFUSED = Counter(
     "smslinks_connections_refused", "Connections closed on arrival: REDIRECTOR_MAX_CONNECTIONS"
 )
+IDLE_CONNECTIONS_CLOSED = Counter(
+    "smslinks_idle_connections_closed",
+    "Idle keep-alive connections closed at REDIRECTOR_MAX_CONNECTIONS, for a new one",
+)
 HEADER_TIMEOUTS = Counter(
     "smslinks_header_timeouts", "Connections closed: a header late (REDIRECTOR_HEADER_TIMEOUT)"
 )
