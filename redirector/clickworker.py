@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from redirector import metrics
 from redirector.clickbatch import batches, part_flusher, part_number
+from redirector.orphaned import stop_when_orphaned
 from redirector.settings import Settings
 from redirector.store.connection import NO_WAIT, Durability, SettingsError, Store, connect
 from redirector.store.flush import FlushClicksScript
@@ -175,12 +176,14 @@ def worker_for(redis: Store, settings: Settings) -> ClickWorker:
 
 
 async def work(settings: Settings) -> None:
-    """Run one worker until SIGTERM or SIGINT, then drain."""
+    """Run one worker until SIGTERM or SIGINT (or, under the supervisor, until the supervisor
+    is gone), then drain."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             loop.add_signal_handler(signum, stop.set)
+    stop_when_orphaned(stop)
     redis = connect(
         settings.redis_url, timeout=WORKER_REDIS_TIMEOUT, cluster=settings.redis_cluster
     )

@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from redirector.app import create_app
 from redirector.clickworker import serve_clicks
+from redirector.orphaned import stop_when_orphaned
 from redirector.runner import RedirectorRunner
 from redirector.settings import Settings
 
@@ -91,6 +92,7 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    stop_when_orphaned(stop)
     access_log = logging.getLogger("aiohttp.access") if settings.access_log else None
     # run_app's keep-alive (web.Server's own default is an hour).
     runner = RedirectorRunner(create_app(settings), access_log=access_log, keepalive_timeout=75)

@@ -1,9 +1,11 @@
 """The click pipeline as it runs: `python -m redirector` with its own click worker (started
-again when killed), and a `python -m redirector.clickworker` killed with SIGKILL mid-chunk."""
+again when killed; all of its workers stopping when it is killed), and a `python -m
+redirector.clickworker` killed with SIGKILL mid-chunk."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -84,6 +86,36 @@ async def test_python_m_redirector_records_clicks_and_restarts_its_click_worker(
         assert _click_worker(proc.pid, port).pid != clicker.pid
     finally:
         assert await _stop(proc) == 0
+
+
+async def test_the_workers_stop_when_their_supervisor_is_killed(
+    redis_url: str, store_kind: str
+) -> None:
+    """SIGKILL gives the supervisor no chance to stop its workers: they see it gone and stop
+    by themselves (redirector/orphaned.py), freeing the port, instead of serving on."""
+    port = free_port()
+    env = _env(redis_url, store_kind, REDIRECTOR_PORT=str(port), REDIRECTOR_WORKERS="2")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "redirector", env=env)
+    workers: list[psutil.Process] = []
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}")
+        workers = [
+            child
+            for child in psutil.Process(proc.pid).children()
+            if "--multiprocessing-fork" in child.cmdline()
+        ]
+        assert len(workers) == 3  # two redirect workers and a click worker
+        proc.kill()
+        await proc.wait()
+        _, alive = await asyncio.to_thread(psutil.wait_procs, workers, timeout=30)
+        assert not alive, alive
+    finally:
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def _applied_unacked(redis: Redis, campaigns: list[int]) -> int | None:
