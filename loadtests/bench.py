@@ -156,13 +156,12 @@ def add_notes(bench: Bench, stolen: float = 0.0) -> None:
         )
         notes.append(
             f"The one-worker rows that record clicks run their click worker apart, on CPU "
-            f"{pin.load}. In the hot and miss rows it is paused while a load runs (its CPU "
-            "shows as 0) and applies the raw hits queued in Redis after it: those rows judge "
-            "what recording and a miss cost the redirect process, both measured alike (a "
-            "click worker running beside the miss row's load competes with Redis and wrk for "
-            "their core); recorded = sent is checked once it caught up, and the rates over "
-            "load and catch-up are shown. The 2-worker rows run their click workers "
-            "throughout."
+            f"{pin.load}. In the hot row it is paused while a load runs (its CPU shows as 0) "
+            "and applies the raw hits queued in Redis after it: that row judges what "
+            "recording costs the redirect process; recorded = sent is checked once it caught "
+            "up, and the rates over load and catch-up are shown. The miss row runs its click "
+            "worker throughout: its lookups share Redis with the worker's scripts, as they do "
+            "in production. The 2-worker rows run their click workers throughout."
         )
     notes.append(
         "Closed-loop p99 (wrk, 64 connections at saturation) is mostly queueing, Little's law: "

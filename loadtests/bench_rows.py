@@ -615,8 +615,8 @@ def redirector_rows(
         clicker = None
         if tracking and workers == 1 and bench.pinning.load is not None:
             # Apart, on the load core, as on another machine, below wrk's priority; paused in
-            # the hot and miss rows' loads (README, Performance: what recording costs the
-            # redirect process, and what the miss path costs it against the hot path).
+            # the hot row's loads (README, Performance: what recording costs the redirect
+            # process). The miss row's runs: its lookups share Redis with the worker's scripts.
             env["CLICK_WORKERS"] = "0"
             worker = ["nice", "-n", "10", *procs.python_command("redirector.clickworker")]
             clicker = procs.pinned(worker, bench.pinning.load)
@@ -626,9 +626,7 @@ def redirector_rows(
         paths = bench.tmp / f"{tapped}.paths"
         counted, open_loop = key in ("hot", "miss", "hot-2w"), key in ("hot", "miss")
         row = ServerRow(key, setup, command, port, checks, paths, env, workers, warm, counted)
-        row = replace(
-            row, open_loop=open_loop, clicker=clicker, pause_clicker=key in ("hot", "miss")
-        )
+        row = replace(row, open_loop=open_loop, clicker=clicker, pause_clicker=key == "hot")
         if key == "miss":
             row = replace(row, round_paths=tuple(miss_rounds))
         rows += [row] if key in options.only else []
