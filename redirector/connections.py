@@ -8,13 +8,14 @@ a header and then a byte now and then (slowloris) is only closed by the keep-ali
   new connection's first request, of the connection's opening), else the connection is
   closed; a connection idle between requests is left to the keep-alive timeout;
 - at `max_connections` open connections, a new one takes the place of an idle keep-alive
-  connection (one that was answered and waits for its next request; the oldest of the first
-  IDLE_LOOKED_AT connections in the order they opened), which is closed, as a server may
-  close an idle keep-alive connection at any time (RFC 9112 9.3: clients open another);
-  with none of them idle, the new one is closed as soon as it is accepted. Without this, one
-  request every 75 s on each of `max_connections` connections would keep every other
-  visitor out. Only connections that are in a request, or whose header is still arriving
-  (closed within `header_timeout`), hold their place.
+  connection, which is closed, as a server may close one at any time (RFC 9112 9.3: clients
+  open another); with none idle among those looked at, the new one is closed as soon as it is
+  accepted. Idle: answered in full (nothing left to write) and waiting for its next request,
+  none of whose bytes arrived. A new connection looks at up to IDLE_LOOKED_AT connections,
+  oldest first, and sends each one it finds busy to the back of that order, so connections
+  that stay busy (a header arriving, an answer the visitor does not read) cannot hide the
+  idle ones behind them. Without this, one request every 75 s on each of `max_connections`
+  connections would keep every other visitor out.
 
 The cost on the redirect path is one comparison per received packet (at the cap, a look at
 up to IDLE_LOOKED_AT connections per new one): the deadline is a timer
@@ -26,7 +27,7 @@ the keep-alive timeout.)
 from __future__ import annotations
 
 import asyncio
-import itertools
+from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
@@ -34,8 +35,8 @@ from aiohttp.web_protocol import RequestHandler
 
 from redirector import metrics
 
-# At the cap, how many of the oldest connections a new one looks at for an idle one to
-# replace: a bounded cost per connection accepted, whatever the cap.
+# At the cap, how many connections a new one looks at for an idle one to replace: a bounded
+# cost per connection accepted, whatever the cap.
 IDLE_LOOKED_AT = 64
 
 
@@ -54,18 +55,25 @@ class GuardedServer(web.Server):
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.open_connections = 0
+        # The accepted connections, in the order a new one at the cap looks at them.
+        self.order: OrderedDict[GuardedConnection, None] = OrderedDict()
 
     def __call__(self) -> RequestHandler:
         return GuardedConnection(self, loop=self._loop, **self._kwargs)
 
     def make_room(self) -> bool:
-        """At the cap: the first idle keep-alive connection among the IDLE_LOOKED_AT oldest
-        closed (its place taken by a new one). False if none of them is idle."""
-        for connection in itertools.islice(self._connections, IDLE_LOOKED_AT):
-            if isinstance(connection, GuardedConnection) and connection.idle:
+        """At the cap: the first idle connection of `order` (IDLE_LOOKED_AT looked at, each
+        busy one sent to the back) closed, its place taken by a new one; False if none of
+        them was idle."""
+        order = self.order
+        for _ in range(min(IDLE_LOOKED_AT, len(order))):
+            connection = next(iter(order))
+            if connection.idle:
+                del order[connection]  # still counted open until it is lost (next turn)
                 connection.force_close()
                 metrics.IDLE_CONNECTIONS_CLOSED.inc()
                 return True
+            order.move_to_end(connection)
         return False
 
 
@@ -90,26 +98,30 @@ class GuardedConnection(RequestHandler):
             metrics.CONNECTIONS_REFUSED.inc()
             return
         guard.open_connections += 1
+        guard.order[self] = None
         super().connection_made(transport)
         self._arm()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._manager is not None:  # an accepted connection, lost once
             self._guard.open_connections -= 1
+            self._guard.order.pop(self, None)
             self._disarm()
         super().connection_lost(exc)
 
     @property
     def idle(self) -> bool:
-        """Answered, and waiting for its next request (none of whose bytes arrived): what
-        aiohttp's keep-alive timer would close."""
-        waiter = self._waiter
+        """Answered in full (nothing left to write: closed, it goes at once), and waiting for
+        its next request, none of whose bytes arrived: what aiohttp's keep-alive timer would
+        close."""
+        waiter, transport = self._waiter, self.transport
         return (
             waiter is not None
             and not waiter.done()
             and self._request_count > 0
             and self._header_deadline is None
-            and not self._messages
+            and transport is not None
+            and transport.get_write_buffer_size() == 0
         )
 
     def data_received(self, data: bytes) -> None:

@@ -6,7 +6,9 @@ out of patience) gets no chance to stop them: they would serve on, holding the p
 no supervisor to restart a click worker or to stop them, and a new supervisor could not bind
 its port while they do. Each worker watches the pipe multiprocessing gives a child of its
 parent: it closes when the parent dies, however, and the worker then stops as on SIGTERM
-(requests in flight answered, clicks flushed)."""
+(requests in flight answered, clicks flushed to their queue). The click workers stop at the
+same time, not last as the supervisor would have them: what the redirect workers flush as
+they stop stays queued in Redis until a click worker next runs, never lost."""
 
 from __future__ import annotations
 

@@ -100,12 +100,13 @@ class HiredisPackedConnection(Connection):
         try:
             await super().send_packed_command(command, check_health)
         except AttributeError as exc:
-            # Closed by another task while this one sent (redis-py writes in a task of its
-            # own under a socket timeout, and a cluster client's failover handling closes its
-            # node's connections, in use or not, without waiting): redis-py then writes on no
-            # writer (redis/redis-py#4287, #3546). A lost connection, which callers retry or
-            # answer 503, not an AttributeError (a 500).
-            if self._writer is not None:
+            # Closed by another task while this one sent (under a socket timeout redis-py
+            # writes in a task of its own on Python 3.11, whose asyncio.wait_for makes one,
+            # and a cluster client's failover handling closes its node's connections, in use
+            # or not, without waiting): redis-py then writes on no writer (redis/redis-py#4287,
+            # #3546). Nothing was sent: a lost connection, which callers retry or answer 503,
+            # not an AttributeError (a 500). Any other AttributeError is a bug, raised as is.
+            if exc.name != "writelines" or exc.obj is not None:
                 raise
             raise RedisConnectionError(
                 "the connection was closed while a command was sent"

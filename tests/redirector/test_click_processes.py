@@ -39,13 +39,18 @@ async def _stop(proc: asyncio.subprocess.Process) -> int:
     return await asyncio.wait_for(proc.wait(), timeout=30)
 
 
+def _workers(supervisor: int) -> list[psutil.Process]:
+    """The supervisor's children that are workers (spawned), redirect and click alike."""
+    children = psutil.Process(supervisor).children()
+    return [child for child in children if "--multiprocessing-fork" in child.cmdline()]
+
+
 def _click_worker(supervisor: int, port: int) -> psutil.Process:
-    """The supervisor's child that is a worker (spawned) but does not listen on the port."""
+    """The supervisor's worker that does not listen on the port."""
     (clicker,) = [
-        child
-        for child in psutil.Process(supervisor).children()
-        if "--multiprocessing-fork" in child.cmdline()
-        and not any(c.laddr.port == port for c in child.net_connections("tcp"))
+        worker
+        for worker in _workers(supervisor)
+        if not any(c.laddr.port == port for c in worker.net_connections("tcp"))
     ]
     return clicker
 
@@ -89,26 +94,39 @@ async def test_python_m_redirector_records_clicks_and_restarts_its_click_worker(
 
 
 async def test_the_workers_stop_when_their_supervisor_is_killed(
-    redis_url: str, store_kind: str
+    redis: Redis, redis_url: str, store_kind: str
 ) -> None:
     """SIGKILL gives the supervisor no chance to stop its workers: they see it gone and stop
-    by themselves (redirector/orphaned.py), freeing the port, instead of serving on."""
+    by themselves (redirector/orphaned.py), as on SIGTERM, freeing the port, instead of
+    serving on. A tap's hit, which only a stop flushes here, is not lost."""
+    await redis.hset(
+        link_key("orph001"), "orph001", encode(Link("https://a.example/", 1, campaign_id=7))
+    )
     port = free_port()
-    env = _env(redis_url, store_kind, REDIRECTOR_PORT=str(port), REDIRECTOR_WORKERS="2")
+    env = _env(
+        redis_url,
+        store_kind,
+        REDIRECTOR_PORT=str(port),
+        REDIRECTOR_WORKERS="2",
+        CLICK_FLUSH_INTERVAL="10",
+    )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "redirector", env=env)
     workers: list[psutil.Process] = []
     try:
-        await wait_healthy(f"http://127.0.0.1:{port}")
-        workers = [
-            child
-            for child in psutil.Process(proc.pid).children()
-            if "--multiprocessing-fork" in child.cmdline()
-        ]
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url)
+        workers = _workers(proc.pid)
         assert len(workers) == 3  # two redirect workers and a click worker
+        async with aiohttp.ClientSession() as session:
+            headers = {"User-Agent": IPHONE}
+            async with session.get(f"{url}/orph001", headers=headers, allow_redirects=False) as r:
+                assert r.status == 302
         proc.kill()
         await proc.wait()
         _, alive = await asyncio.to_thread(psutil.wait_procs, workers, timeout=30)
         assert not alive, alive
+        # Flushed as the redirect worker stopped: applied, or queued for the next click worker.
+        assert await counted(redis, 7) == 1 or await queued(redis) == 1
     finally:
         for worker in workers:
             with contextlib.suppress(psutil.NoSuchProcess):
