@@ -90,7 +90,6 @@ class GuardedConnection(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self._guard
-        # The closed idle connection still counts until it is lost (the next loop turn).
         if guard.open_connections >= guard.max_connections and not guard.make_room():
             # Never handed to aiohttp: connection_lost then finds no server and does nothing.
             self._manager = None
