@@ -165,7 +165,7 @@ async def one_run(
         base = f"http://127.0.0.1:{port}"
         await server.wait(f"{base}/{codes[0]}" if row != "aiohttp" else f"{base}/x", 302)
         url = base + "/"
-        warm = procs.wrk_command(url, 2, 64, 1, "1")
+        warm = procs.wrk_command(url, 2, args.connections, 1, "1")
         await procs.run_wrk(warm, tapped, tmp / "user-agents", 1)
         if profile:
             args.profile.mkdir(parents=True, exist_ok=True)
@@ -176,17 +176,21 @@ async def one_run(
             spying = await asyncio.create_subprocess_exec(
                 *spy, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
             )
-            command = procs.wrk_command(url, 2, 64, args.seconds, "1")
+            command = procs.wrk_command(url, 2, args.connections, args.seconds, "1")
             await procs.run_wrk(command, tapped, tmp / "user-agents", args.seconds)
             await spying.wait()
             print(f"-- py-spy {row} {tree}:", *top_lines(raw), sep="\n", flush=True)
-        command = procs.wrk_command(url, 2, 64, args.seconds, "1")
+        command = procs.wrk_command(url, 2, args.connections, args.seconds, "1")
+        if args.redis_stats:
+            await reset_redis_stats(redis_url)
         cpu_before, redis_before = _cpu_seconds(server.pid), _cpu_seconds(args.redis_pid)
         load_before = psutil.cpu_times(percpu=True)[1]
         result = await procs.run_wrk(command, tapped, tmp / "user-agents", args.seconds)
         cpu = _cpu_seconds(server.pid) - cpu_before
         redis_cpu = _cpu_seconds(args.redis_pid) - redis_before
         load_after = psutil.cpu_times(percpu=True)[1]
+        if args.redis_stats:
+            await print_redis_stats(redis_url, result.requests)
         if args.open_rate:
             tapped_codes = codes if row.startswith("miss") else codes[:1000]
             await open_loop(args, tmp, base, [f"/{code}" for code in tapped_codes], row, tree)
@@ -204,6 +208,41 @@ async def one_run(
     if row.endswith("-noworker"):
         await drop_hit_queues(redis_url)  # else the next row's click worker works them off
     return result.requests_per_second, cpu / result.requests * 1e6
+
+
+SLOW_US = 250  # `--redis-stats`: Redis calls at least this long are counted, by command
+
+
+async def reset_redis_stats(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    await redis.config_set("slowlog-log-slower-than", SLOW_US)
+    await redis.config_set("slowlog-max-len", 100_000)
+    await redis.slowlog_reset()
+    await redis.config_resetstat()
+    await redis.aclose()
+
+
+async def print_redis_stats(redis_url: str, requests: int) -> None:
+    """Redis's time per command over the run (per request, and per call), and how many of its
+    calls took SLOW_US or longer: what a lookup may wait behind."""
+    redis = Redis.from_url(redis_url)
+    stats = await redis.info("commandstats")
+    slow = await redis.slowlog_get(100_000)
+    await redis.config_set("slowlog-log-slower-than", 10_000)
+    await redis.aclose()
+    durations: dict[str, list[int]] = collections.defaultdict(list)
+    for entry in slow:
+        durations[entry["command"].split(b" ")[0].decode().lower()].append(entry["duration"])
+    rows = sorted(stats.items(), key=lambda item: -item[1]["usec"])
+    for name, stat in rows[:8]:
+        command = name.removeprefix("cmdstat_")
+        long = sorted(durations.get(command, []))
+        tail = f", {len(long)} of them >= {SLOW_US} µs (max {long[-1]} µs)" if long else ""
+        print(
+            f"    redis {command:10} {stat['usec'] / requests:5.2f} µs/request, "
+            f"{stat['calls']:8,} calls of {stat['usec_per_call']:7.1f} µs{tail}",
+            flush=True,
+        )
 
 
 async def drop_hit_queues(redis_url: str) -> None:
@@ -243,6 +282,8 @@ async def main() -> None:
     parser.add_argument("--miss-cache", type=int, default=2_000)
     parser.add_argument("--tree", type=Path, action="append", help="source trees to compare")
     parser.add_argument("--profile", type=Path, help="profile with py-spy; raw stacks go here")
+    parser.add_argument("--redis-stats", action="store_true", help="Redis's time by command")
+    parser.add_argument("--connections", type=int, default=64, help="wrk's connections")
     parser.add_argument("--open-rate", type=float, help="then h2load at this rate (open loop)")
     parser.add_argument(
         "--client-rps", type=float, default=CLIENT_RPS_MAX, help="open loop: req/s per h2load"
