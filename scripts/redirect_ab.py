@@ -12,6 +12,9 @@ Rows: aiohttp (bare), hot, miss, and each of hot and miss with `-notrack` (no re
 top functions by own time (the raw stacks are kept in the given directory).
 `--open-rate` follows each wrk run with h2load at that fixed rate, as the bench's open-loop
 rows (one rate for every tree, so that their p99s compare).
+`--redis-stats` prints, above each run's line, Redis's time by command over its wrk load (and
+then over its open loop), and its calls of SLOW_US or more: EVALSHAs by script, this tree's
+READ_LINKS and FLUSH_CLICKS by name (another tree's scripts are "another script").
 Honour /work/wt/QUIET before running it.
 """
 
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import hashlib
 import random
 import sys
 import tempfile
@@ -35,9 +39,10 @@ from redis.asyncio import Redis  # noqa: E402
 
 from admin.codes import draw  # noqa: E402
 from loadtests import bench_procs as procs  # noqa: E402
-from loadtests.bench_open import CLIENT_RPS_MAX, run_open_loop  # noqa: E402
+from loadtests.bench_open import CLIENT_RPS_MAX, OpenLoopResult, run_open_loop  # noqa: E402
 from loadtests.seed import recipient  # noqa: E402
 from loadtests.user_agents import load_user_agents  # noqa: E402
+from redirector.store.flush import FLUSH_CLICKS  # noqa: E402
 from redirector.store.keys import (  # noqa: E402
     HIT_QUEUES,
     destinations_key,
@@ -46,6 +51,7 @@ from redirector.store.keys import (  # noqa: E402
     hit_queue_key,
     link_key,
 )
+from redirector.store.lookup import READ_LINKS  # noqa: E402
 from redirector.store.record import Destination, Record, encode, encode_destination  # noqa: E402
 
 LOCATION = (
@@ -193,7 +199,11 @@ async def one_run(
             await print_redis_stats(redis_url, result.requests)
         if args.open_rate:
             tapped_codes = codes if row.startswith("miss") else codes[:1000]
-            await open_loop(args, tmp, base, [f"/{code}" for code in tapped_codes], row, tree)
+            if args.redis_stats:
+                await reset_redis_stats(redis_url)
+            run = await open_loop(args, tmp, base, [f"/{code}" for code in tapped_codes], row, tree)
+            if args.redis_stats:
+                await print_redis_stats(redis_url, run.requests)
     # How busy the load core was (wrk, Redis, and whatever else runs there): a saturated one
     # holds the server back.
     load_idle = (load_after.idle - load_before.idle) / max(sum(load_after) - sum(load_before), 1e-9)
@@ -211,6 +221,10 @@ async def one_run(
 
 
 SLOW_US = 250  # `--redis-stats`: Redis calls at least this long are counted, by command
+SCRIPT_NAMES = {
+    hashlib.sha1(source.encode()).hexdigest().encode(): name
+    for name, source in (("READ_LINKS", READ_LINKS), ("FLUSH_CLICKS", FLUSH_CLICKS))
+}  # the scripts of this tree (ROOT)
 
 
 async def reset_redis_stats(redis_url: str) -> None:
@@ -231,8 +245,12 @@ async def print_redis_stats(redis_url: str, requests: int) -> None:
     await redis.config_set("slowlog-log-slower-than", 10_000)
     await redis.aclose()
     durations: dict[str, list[int]] = collections.defaultdict(list)
+    scripts: dict[str, list[int]] = collections.defaultdict(list)  # EVALSHA's, by script
     for entry in slow:
-        durations[entry["command"].split(b" ")[0].decode().lower()].append(entry["duration"])
+        command, *rest = entry["command"].split(b" ")
+        durations[command.decode().lower()].append(entry["duration"])
+        if command.lower() == b"evalsha" and rest:
+            scripts[SCRIPT_NAMES.get(rest[0], "another script")].append(entry["duration"])
     rows = sorted(stats.items(), key=lambda item: -item[1]["usec"])
     for name, stat in rows[:8]:
         command = name.removeprefix("cmdstat_")
@@ -241,6 +259,13 @@ async def print_redis_stats(redis_url: str, requests: int) -> None:
         print(
             f"    redis {command:10} {stat['usec'] / requests:5.2f} µs/request, "
             f"{stat['calls']:8,} calls of {stat['usec_per_call']:7.1f} µs{tail}",
+            flush=True,
+        )
+    for name, long in sorted(scripts.items()):
+        long.sort()
+        print(
+            f"      of the EVALSHAs >= {SLOW_US} µs: {len(long):5,} {name}, median "
+            f"{long[len(long) // 2]} µs, max {long[-1]} µs",
             flush=True,
         )
 
@@ -254,7 +279,7 @@ async def drop_hit_queues(redis_url: str) -> None:
 
 async def open_loop(
     args: argparse.Namespace, tmp: Path, base: str, paths: list[str], row: str, tree: Path
-) -> None:
+) -> OpenLoopResult:
     """h2load at `--open-rate` req/s, as the bench's open-loop rows (on the load core)."""
     agents = [agent.string for agent in load_user_agents()]
     run = await run_open_loop(
@@ -267,6 +292,7 @@ async def open_loop(
         f"max {run.max_ms:.2f} ms",
         flush=True,
     )
+    return run
 
 
 async def main() -> None:
