@@ -8,16 +8,18 @@ the later parts' link counters and stream entries).
 
 from __future__ import annotations
 
+import asyncio
+import random
+from typing import Any
+
+from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
 from redirector.store.connection import NO_WAIT, Durability, Store, run_replicated
 from redirector.store.flushbatch import ClickBatch
 from redirector.store.keys import (
-    BOTS,
     BREAKDOWN_OTHER,
     BREAKDOWN_VALUES_MAX,
-    CLICK_TIMES_KEPT,
-    CLICKS,
     EVENT_BOT,
     EVENT_CODE,
     EVENT_RECIPIENT,
@@ -26,7 +28,6 @@ from redirector.store.keys import (
     EVENT_USER_AGENT,
     EVENT_VISITOR_HASH,
     LINK_CREATED,
-    RECIPIENT_COUNTERS_MAX,
 )
 
 # -- FLUSH_CLICKS --------------------------------------------------------------------------
@@ -57,22 +58,30 @@ from redirector.store.keys import (
 #                     ('' if none), time (unix ms), user agent, referer host, visitor hash,
 #                     bot ('1'/'0')
 #   ARGV[16]          the campaign's part, [] for the links without one: COUNTS; then the
-#                     clickers (n, then first click time, recipient, ...); then the latest
-#                     clicks (n, then recipient, their click times in the batch: unix ms,
-#                     ascending, at most ARGV[18] of them, space-separated, ...)
+#                     clickers (n, then first click time, recipient, ...)
 #   ARGV[17]          the parts of the links without recipient, each: l, the link's
 #                     creation time (unix s), COUNTS; each of the newest link of its code in
 #                     the batch
-#   ARGV[18]          how many of a recipient's latest clicks KEYS[8] keeps (CLICK_TIMES_KEPT)
-#   ARGV[19]          the size in bytes past which a per-recipient link's counters take no
-#                     new field (RECIPIENT_COUNTERS_MAX)
-#   ARGV[20], ARGV[21]  the stats fields of all-time clicks and bot hits
-#   ARGV[22]          n, how many per-recipient links the batch counts; ARGV[23..22+n]
-#                     their codes, ARGV[23+n..22+2n] each one's counts from the batch as
-#                     its first value in KEYS[3] (linkcounters.py: JSON [created, stats,
-#                     breakdowns], capped)
-# Returns 1, or 0 when the batch had been applied already (a retry whose first reply was lost,
-# or a chunk applied again after its worker died).
+#   ARGV[18]          n, how many per-recipient links the batch counts; ARGV[19..18+n]
+#                     their codes (fields of KEYS[3]), ARGV[19+n..18+2n] the value to write
+#                     in each ('' for none: linkcounters.merged)
+#   ARGV[19+2n]       m, how many recipients clicked (with a campaign); ARGV[20+2n..19+2n+m]
+#                     the recipients (fields of KEYS[8]), then the latest clicks to write in
+#                     each (flushbatch.py)
+#   ARGV[20+2n+2m..]  the values the n and then the m fields are taken to hold ('' for none);
+#                     none at all when they are taken to hold none
+# Returns 1; 0 when the batch had been applied already (a retry whose first reply was lost, or
+# a chunk applied again after its worker died); or, having written nothing, when a field does
+# not hold what it was taken to, the values the n fields of KEYS[3] and the m of KEYS[8] hold,
+# in that order (nil for none): the worker merges its counts with them and calls again.
+#
+# Per-recipient values are merged by the worker, not here: merging a link's JSON counters and
+# a recipient's latest clicks cost Redis ~10 µs per hit of a link tapped before, half of the
+# script's time per hit (2026-12-02). The worker's first call of a campaign's batch takes no
+# field to hold a value (a recipient taps their link once or twice: most hits are the first)
+# unless that campaign's last batch found some held (its links tapped before, or its
+# recipients' other links, or earlier bot hits): then it reads them first. A batch that finds
+# values it did not expect is sent twice, the reply that sends it back being its read.
 #
 # A code's counters are those of one link, named by its creation time in the link's stats
 # hash: a custom code can be deleted and created again, and the new link must not show the old
@@ -98,6 +107,36 @@ if tonumber(redis.call('HGET', batches, flusher) or '0') >= number then
   redis.call('EXPIRE', batches, keep)
   return 0
 end
+-- Per-recipient fields must hold what the worker took them to, before anything is written.
+local SLICE = 500  -- values per unpack(): thousands would overflow Lua's C stack
+local recipient_links = tonumber(ARGV[18])
+local codes, values = 18, 18 + recipient_links
+local clicked = tonumber(ARGV[19 + 2 * recipient_links])
+local recipients, clicks = 19 + 2 * recipient_links, 19 + 2 * recipient_links + clicked
+local taken = recipients + 2 * clicked  -- then the values taken to be held, if any
+if #ARGV == taken then taken = nil end
+-- The values of `count` fields of `key` named from ARGV[names + 1] on, appended to `into`
+-- (false for none); true if each is the one taken to be held from ARGV[expect + 1] on ('' for
+-- none), or if `expect` is nil, none is held (an empty string is none too).
+local function read(key, names, expect, count, into)
+  local same = true
+  for from = 1, count, SLICE do
+    local to = math.min(from + SLICE - 1, count)
+    local held = redis.call('HMGET', key, unpack(ARGV, names + from, names + to))
+    for k = from, to do
+      local value = held[k - from + 1]
+      same = same and (value or '') == (expect and ARGV[expect + k] or '')
+      into[#into + 1] = value
+    end
+  end
+  return same
+end
+local held = {}
+local same = read(KEYS[3], codes, taken, recipient_links, held)
+if clicked > 0 then
+  same = read(KEYS[8], recipients, taken and taken + recipient_links, clicked, held) and same
+end
+if not same then return held end
 local entries, campaign, links = cjson.decode(ARGV[15]), cjson.decode(ARGV[16]),
   cjson.decode(ARGV[17])
 
@@ -116,9 +155,7 @@ end
 local function add(key, values, from, to)
   for i = from, to - 1, 2 do redis.call('HINCRBY', key, values[i], values[i + 1]) end
 end
--- In slices: unpack() of thousands of values would overflow Lua's C stack. (Even: ZADD and
--- HSET take pairs.)
-local SLICE = 500
+-- In slices (SLICE: even, as ZADD and HSET take pairs).
 local function each_slice(values, from, to, apply)
   for first = from, to - 1, SLICE do
     apply(unpack(values, first, math.min(first + SLICE, to) - 1))
@@ -165,18 +202,6 @@ local function add_breakdowns(key, values, from, to)
   end
 end
 
--- Times are unix ms without leading zeros: by length, then as text, is by value.
-local function earlier(a, b)
-  return #a < #b or (#a == #b and a < b)
-end
-local function latest_of(held, new, kept)
-  local times = {}
-  for time in string.gmatch(held, '%d+') do times[#times + 1] = time end
-  for time in string.gmatch(new, '%d+') do times[#times + 1] = time end
-  table.sort(times, earlier)
-  return table.concat(times, ' ', math.max(1, #times - kept + 1), #times)
-end
-
 if #campaign > 0 then
   local stats, breakdowns, uniques, clickers = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
   local first, i = pairs_at(campaign, 1)
@@ -188,24 +213,6 @@ if #campaign > 0 then
   -- Unique per recipient: a campaign's clickers, each with their first click.
   first, i = pairs_at(campaign, i)
   each_slice(campaign, first, i, function(...) redis.call('ZADD', clickers, 'NX', ...) end)
-  -- And each one's latest clicks, for attribution (a click between a send and a sale): a
-  -- recipient's first clicks are written as the worker sent them (the common case), the
-  -- others merged with those held.
-  local latest_clicks, kept = KEYS[8], tonumber(ARGV[18])
-  first, i = pairs_at(campaign, i)
-  for from = first, i - 1, 2 * SLICE do
-    local to = math.min(from + 2 * SLICE, i)
-    local recipients = {}
-    for j = from, to - 1, 2 do recipients[#recipients + 1] = campaign[j] end
-    local held = redis.call('HMGET', latest_clicks, unpack(recipients))
-    local out = {}
-    for k, rcp in ipairs(recipients) do
-      local new = campaign[from + 2 * k - 1]
-      out[#out + 1] = rcp
-      out[#out + 1] = held[k] and latest_of(held[k], new, kept) or new
-    end
-    redis.call('HSET', latest_clicks, unpack(out))
-  end
 end
 
 -- Which link of each code owns its counters (see above). Counters without a creation time
@@ -252,76 +259,22 @@ while i <= #links do
   end
 end
 
--- Per-recipient links: a field each of KEYS[3], written as the worker made it when new (the
--- common case: a recipient taps their link once or twice), else added to the value held, by
--- the same rules as a link's hashes above: the newest link of a code owns its counters, and a
--- breakdown keeps at most VALUES_MAX values. A value takes no new field that would bring it
--- past FULL bytes (each flush decodes it whole: its size bounds the work): its totals and
--- the fields it holds keep counting, a new breakdown value counts as OTHER (at most one
--- such field per breakdown past it), and new hours and days count for the campaign only.
--- One HMGET and one HSET per SLICE links.
-local FULL, CLICKS, BOTS = tonumber(ARGV[19]), ARGV[20], ARGV[21]
-local function counters(value)
-  local ok, held = pcall(cjson.decode, value)
-  if ok and type(held) == 'table' and #held == 3 and type(held[1]) == 'number'
-      and type(held[2]) == 'table' and type(held[3]) == 'table' then
-    return held
-  end
-end
--- A new field adds its name and ~8 bytes (quotes, colon, count, comma) to the value.
-local function merged(held, new)
-  local old, add = counters(held), cjson.decode(new)
-  if not old then return new end  -- not counters (nothing of ours writes that): afresh
-  if old[1] > add[1] then return nil end  -- an older link's hits: the campaign's alone
-  if old[1] < add[1] then return new end  -- a newer link of the code: its own counters
-  local size, stats, counts, sizes = #held, old[2], old[3], nil
-  for field, n in pairs(add[2]) do
-    if not stats[field] and field ~= CLICKS and field ~= BOTS then
-      if size + #field + 8 > FULL then n = nil else size = size + #field + 8 end
-    end
-    if n then stats[field] = (stats[field] or 0) + n end
-  end
-  for field, n in pairs(add[3]) do
-    if not counts[field] then
-      local breakdown = breakdown_of(field)
-      if field ~= breakdown .. OTHER then
-        if not sizes then  -- once, and only for a new value
-          sizes = {}
-          for held_field in pairs(counts) do count_value(sizes, held_field) end
-        end
-        if size + #field + 8 > FULL or (sizes[breakdown] or 0) >= VALUES_MAX then
-          field = breakdown .. OTHER
-        else
-          sizes[breakdown], size = (sizes[breakdown] or 0) + 1, size + #field + 8
-        end
+-- Per-recipient links (a field each of KEYS[3]) and recipients' latest clicks (KEYS[8], for
+-- attribution: a click between a send and a sale), as the worker merged them.
+local function write(key, names, new, count)
+  for from = 1, count, SLICE / 2 do
+    local out = {}
+    for k = from, math.min(from + SLICE / 2 - 1, count) do
+      if ARGV[new + k] ~= '' then
+        out[#out + 1] = ARGV[names + k]
+        out[#out + 1] = ARGV[new + k]
       end
     end
-    counts[field] = (counts[field] or 0) + n
+    if #out > 0 then redis.call('HSET', key, unpack(out)) end
   end
-  return cjson.encode(old)
 end
-local recipient_links = tonumber(ARGV[22])
-local codes, values = 22, 22 + recipient_links
-for from = 1, recipient_links, SLICE do
-  local to = math.min(from + SLICE - 1, recipient_links)
-  local held = redis.call('HMGET', KEYS[3], unpack(ARGV, codes + from, codes + to))
-  local out = {}
-  for k = from, to do
-    local value, old = ARGV[values + k], held[k - from + 1]
-    if old then
-      -- A held value that is counters in shape but not in content (a string for a count,
-      -- a field without a breakdown) fails the merge: counted afresh, as one not counters,
-      -- rather than failing the part after its writes.
-      local ok, merged_value = pcall(merged, old, value)
-      if ok then value = merged_value end  -- nil: nothing to write
-    end
-    if value then
-      out[#out + 1] = ARGV[codes + k]
-      out[#out + 1] = value
-    end
-  end
-  if #out > 0 then redis.call('HSET', KEYS[3], unpack(out)) end
-end
+write(KEYS[3], codes, values, recipient_links)
+if clicked > 0 then write(KEYS[8], recipients, clicks, clicked) end
 
 redis.call('HSET', batches, flusher, number)
 redis.call('EXPIRE', batches, keep)
@@ -336,6 +289,25 @@ _EVENT_FIELDS = (
 FLUSH_RECORD_SECONDS = 86_400
 
 
+class StaleValues(RedisError):
+    """A batch's per-recipient values changed between each of its FLUSH_CLICKS calls and the
+    next (other batches of the same recipients kept landing first): nothing of it was
+    written. A RedisError, so that the worker logs it and applies its chunk again later, as
+    after any failure."""
+
+
+# Calls per batch before StaleValues. Each call that finds values changed means another batch
+# of the same recipients went through, so the batches contending for a field all land within
+# as many calls as there are of them: a worker applies every raw-hit queue's chunk at once
+# (16), and a link forwarded to many phones may be in each. Past the second call a batch
+# waits a little at random first, so that contenders do not keep calling in step.
+STALE_TRIES = 64
+STALE_WAIT = 0.001  # seconds, times the calls made, at most, before the next call
+# Campaigns whose last batch found per-recipient values held (its next batch reads them
+# first); forgotten all at once past this many.
+READS_FIRST_MAX = 10_000
+
+
 class FlushClicksScript:
     """Run with `durability`: a batch acknowledged is on the replicas asked for, so that the
     chunk it came from may be trimmed off its queue (a failover then loses no hit)."""
@@ -343,6 +315,7 @@ class FlushClicksScript:
     def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
         self._redis, self._durability = redis, durability
         self._script = redis.register_script(FLUSH_CLICKS)
+        self._reads_first: set[int | None] = set()
 
     async def __call__(
         self, batch: ClickBatch, stream_maxlen: int, flusher: str, number: int
@@ -351,7 +324,48 @@ class FlushClicksScript:
         args: list[EncodableT] = [stream_maxlen, flusher, number, FLUSH_RECORD_SECONDS]
         args += (*_EVENT_FIELDS, LINK_CREATED, BREAKDOWN_VALUES_MAX, BREAKDOWN_OTHER)
         args += batch.arguments()
-        args += (CLICK_TIMES_KEPT, RECIPIENT_COUNTERS_MAX, CLICKS, BOTS)
-        args += batch.recipient_arguments()
-        reply = await run_replicated(self._redis, self._script, batch.keys, args, self._durability)
-        return bool(reply)
+        links, campaign = len(batch.recipient_codes), batch.campaign_id
+        # What the fields hold: taken to be nothing (no read) unless the campaign's last batch
+        # found values; a script that finds some sends them back to merge with.
+        held = await self._held(batch) if campaign in self._reads_first else None
+        for calls in range(1, STALE_TRIES + 1):
+            merged = batch.recipient_arguments(
+                None if held is None else held[:links], None if held is None else held[links:]
+            )
+            reply = await self._attempt(batch, [*args, *merged])
+            if not isinstance(reply, list):
+                self._found_held(campaign, held is not None)
+                return bool(reply)
+            held = reply
+            if calls >= 2:
+                await asyncio.sleep(random.uniform(0, STALE_WAIT * calls))
+        raise StaleValues(f"per-recipient values changed under each of {STALE_TRIES} calls")
+
+    def _found_held(self, campaign: int | None, found: bool) -> None:
+        if not found:
+            self._reads_first.discard(campaign)
+            return
+        if len(self._reads_first) >= READS_FIRST_MAX:
+            self._reads_first.clear()
+        self._reads_first.add(campaign)
+
+    async def _held(self, batch: ClickBatch) -> list[bytes | None] | None:
+        """The values the batch's per-recipient fields hold (its links' in KEYS[3], then its
+        recipients' in KEYS[8]) in one round trip (the keys share the campaign's tag); None
+        if none holds one."""
+        codes, recipients = batch.recipient_codes, batch.clicked_recipients
+        if not codes and not recipients:
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if codes:
+                pipe.hmget(batch.keys[2], codes)
+            if recipients:
+                pipe.hmget(batch.keys[7], recipients)
+            replies: list[list[bytes | None]] = await pipe.execute()
+        held = [value for reply in replies for value in reply]
+        return held if any(value is not None for value in held) else None
+
+    async def _attempt(self, batch: ClickBatch, args: list[EncodableT]) -> Any:
+        """One call: 1, 0 (applied before), or the values held where they were not those
+        sent (nothing written)."""
+        return await run_replicated(self._redis, self._script, batch.keys, args, self._durability)

@@ -1,10 +1,13 @@
 """The arguments of one FLUSH_CLICKS call (flush.py), built by the click worker as it reads a
 chunk's hits: the stream entries in order, and the counters summed per key and field, so that
-Redis does one write per key and field instead of Lua tables doing the sums per hit. No I/O.
+Redis does one write per key and field instead of Lua tables doing the sums per hit; the
+per-recipient values merged with those read (Redis writes them if they are unchanged). No I/O.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +34,7 @@ from redirector.store.keys import (
     recipient_clicks_key,
     recipient_counters_key,
 )
-from redirector.store.linkcounters import encode as encode_counters
+from redirector.store.linkcounters import merged
 
 _DEVICE, _OS, _BROWSER, _REFERER = (
     BREAKDOWNS[kind] for kind in ("device", "os", "browser", "referer")
@@ -217,24 +220,61 @@ class ClickBatch:
             campaign.append(len(self._clickers))
             for recipient, first in self._clickers.items():
                 campaign += (first, recipient)
-            # Each recipient's latest CLICK_TIMES_KEPT clicks of the batch, ascending, as
-            # kr:{C} holds them (the script keeps as many of these and those stored).
-            campaign.append(len(self._clicks))
-            for recipient, times in self._clicks.items():
-                latest = sorted(times)[-CLICK_TIMES_KEPT:]
-                campaign += (recipient, " ".join(map(str, latest)))
         links: list[Any] = []
         for link in self._links.values():
             links += (link.index, str(link.created))
             link.flat(links)
         return orjson.dumps(self._entries), orjson.dumps(campaign), orjson.dumps(links)
 
-    def recipient_arguments(self) -> list[str | bytes]:
-        """ARGV[22..] of FLUSH_CLICKS: how many per-recipient links, their codes, and each
-        one's counters from this batch as its s:r field's first value (linkcounters.py)."""
+    @property
+    def recipient_codes(self) -> list[str]:
+        """The per-recipient links' codes: their fields in the campaign's s:r hash."""
+        return list(self._recipient_links)
+
+    @property
+    def clicked_recipients(self) -> list[str]:
+        """The recipients who clicked (with a campaign): their fields in its kr hash."""
+        return list(self._clicks)
+
+    def recipient_arguments(
+        self, counters: Sequence[bytes | None] | None, clicks: Sequence[bytes | None] | None
+    ) -> list[str | bytes]:
+        """ARGV[18..] of FLUSH_CLICKS, given the values held for `recipient_codes` and
+        `clicked_recipients` (None for one without; both None: none has any, as far as the
+        worker knows): the values to write, each per-recipient link's counters merged with
+        this batch's (linkcounters.py) and each recipient's latest clicks with theirs, and
+        last the values held they were merged with, if any."""
         links = self._recipient_links
-        values = [encode_counters(c.created, c.stats(), c.breakdowns) for c in links.values()]
-        return [str(len(links)), *links, *values]
+        held_counters = counters or [None] * len(links)
+        held_clicks = clicks or [None] * len(self._clicks)
+        values = [
+            merged(held, link.created, link.stats(), link.breakdowns) or b""
+            for held, link in zip(held_counters, links.values(), strict=True)
+        ]
+        latest = [
+            latest_clicks(held, times)
+            for held, times in zip(held_clicks, self._clicks.values(), strict=True)
+        ]
+        arguments: list[str | bytes] = [str(len(links)), *links, *values]
+        arguments += (str(len(latest)), *self._clicks, *latest)
+        if counters is not None or clicks is not None:
+            arguments += (held or b"" for held in (*held_counters, *held_clicks))
+        return arguments
+
+
+_TIME = re.compile(rb"\d+")
+_TIME_DIGITS = 19  # a longer run of digits held is no time (nor a 64-bit number)
+
+
+def latest_clicks(held: bytes | None, times: list[int]) -> str:
+    """A recipient's latest CLICK_TIMES_KEPT click times (unix ms) of those `held` (anything
+    else there dropped) and `times`, as the campaign's kr hash holds them: ascending,
+    space-separated."""
+    found = _TIME.findall(held) if held else []
+    every = [int(time) for time in found if len(time) <= _TIME_DIGITS]
+    every += times
+    every.sort()
+    return " ".join(map(str, every[-CLICK_TIMES_KEPT:]))
 
 
 def _add(sums: dict[Any, int], counts: dict[Any, int]) -> None:

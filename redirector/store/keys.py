@@ -377,8 +377,9 @@ BREAKDOWNS = {"device": "dev:", "os": "os:", "browser": "br:", "referer": "ref:"
 BREAKDOWN_VALUES_MAX = 100
 BREAKDOWN_OTHER = "other"
 # A per-recipient link's counters (its s:r field, JSON) take no new field that would bring
-# them past this many bytes: each flush decodes and encodes the value held, so its size
-# bounds what one person tapping their own link from ever more hours or referers costs Redis
+# them past this many bytes: each flush of a link tapped before reads the value held, and
+# the click worker decodes it, adds to it and sends it back (linkcounters.merged), so its
+# size bounds what one person tapping their own link from ever more hours or referers costs
 # per flush (~300 distinct hours of taps, or some 15 long referer hosts; a real recipient's
 # is ~100 B). Past it the link's totals and the fields it holds keep counting, new breakdown
 # values count as BREAKDOWN_OTHER, and new hours and days go to the campaign's counters only.

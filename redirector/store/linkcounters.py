@@ -1,8 +1,9 @@
 """A per-recipient link's click counters: one field of its campaign's `s:r:{C}` hash (keys.py),
 `[created, {stats field: n}, {breakdown field: n}]` as JSON; the fields are those a link's s:l
 and b:l hashes hold, under the same rules. The click worker makes a link's first value
-(`encode`), FLUSH_CLICKS adds later hits to the value held (flush.py), the admin reads it
-(`decode`). Pure: no I/O.
+(`encode`), and adds later hits to the value held (`merged`), which FLUSH_CLICKS writes if
+the value is still the one the worker read (flush.py); the admin reads it (`decode`). Pure:
+no I/O.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 import orjson
 
 from redirector.store.keys import (
+    BOTS,
     BREAKDOWN_OTHER,
     BREAKDOWN_VALUES_MAX,
+    CLICKS,
     RECIPIENT_COUNTERS_MAX,
 )
 
@@ -32,7 +35,7 @@ class LinkCounters:
 
 
 def encode(created: int, stats: Mapping[str, int], breakdowns: Mapping[str, int]) -> bytes:
-    """A link's first value; its breakdowns capped as FLUSH_CLICKS caps them (a batch may hold
+    """A link's first value; its breakdowns capped as `merged` caps them (a batch may hold
     one link's hits from more than BREAKDOWN_VALUES_MAX referers, or long ones), so that the
     value stays within about RECIPIENT_COUNTERS_MAX bytes. (Its stats are not: a chunk's
     hits span seconds, or the hours of an outage of Redis, never a visitor's choice.)"""
@@ -68,18 +71,97 @@ def capped(breakdowns: Mapping[str, int], budget: int) -> dict[str, int]:
     return out
 
 
-def decode(raw: bytes | str) -> LinkCounters:
-    """Raises CountersError for a value that is not counters (FLUSH_CLICKS counts such a
-    field afresh)."""
+def merged(
+    held: bytes | None, created: int, stats: Mapping[str, int], breakdowns: Mapping[str, int]
+) -> bytes | None:
+    """The value a link's counters take when a batch's counts of it (its link's creation time
+    `created`) are added to `held` (None: no value yet); None when there is nothing to write.
+    The newest link of a code owns its counters (see FLUSH_CLICKS): hits of an older one count
+    for the campaign only (None), a newer one's start afresh, as does a value that is not
+    counters (nothing of ours writes one). A value takes no new field that would bring it
+    past RECIPIENT_COUNTERS_MAX bytes (each flush decodes it whole: its size bounds the work):
+    its totals and the fields it holds keep counting, a new breakdown value counts as its
+    breakdown's BREAKDOWN_OTHER, and new hours and days count for the campaign only."""
+    old = None if held is None else _strict(held)
+    if old is None or old.created < created:
+        return encode(created, stats, breakdowns)
+    if old.created > created:
+        return None
+    assert held is not None
+    size = _add_stats(old.stats, stats, len(held))
+    _add_breakdowns(old.breakdowns, breakdowns, size)
+    return orjson.dumps([old.created, old.stats, old.breakdowns])
+
+
+def _add_stats(held: dict[str, int], stats: Mapping[str, int], size: int) -> int:
+    """`stats` added to `held`, a value of `size` bytes, but for new fields past the bound (the
+    all-time totals always count); the size it grows to."""
+    for name, count in stats.items():
+        if name not in held and name != CLICKS and name != BOTS:
+            cost = len(name) + _FIELD_BYTES
+            if size + cost > RECIPIENT_COUNTERS_MAX:
+                continue
+            size += cost
+        held[name] = held.get(name, 0) + count
+    return size
+
+
+def _add_breakdowns(held: dict[str, int], breakdowns: Mapping[str, int], size: int) -> None:
+    """`breakdowns` added to `held`, a value of `size` bytes: a new value past the bound, or
+    past BREAKDOWN_VALUES_MAX of its breakdown, counts as the breakdown's BREAKDOWN_OTHER."""
+    sizes: dict[str, int] | None = None  # values per breakdown, counted for a new value only
+    for name, count in breakdowns.items():
+        if name not in held:
+            breakdown = name[: name.find(":") + 1]
+            other = breakdown + BREAKDOWN_OTHER
+            if name != other:
+                if sizes is None:
+                    sizes = _value_counts(held)
+                cost, values = len(name) + _FIELD_BYTES, sizes.get(breakdown, 0)
+                if size + cost > RECIPIENT_COUNTERS_MAX or values >= BREAKDOWN_VALUES_MAX:
+                    name = other
+                else:
+                    sizes[breakdown], size = values + 1, size + cost
+        held[name] = held.get(name, 0) + count
+
+
+def _value_counts(breakdowns: Mapping[str, int]) -> dict[str, int]:
+    """How many values each breakdown holds (its BREAKDOWN_OTHER is none of them)."""
+    sizes: dict[str, int] = {}
+    for name in breakdowns:
+        breakdown = name[: name.find(":") + 1]
+        if name != breakdown + BREAKDOWN_OTHER:
+            sizes[breakdown] = sizes.get(breakdown, 0) + 1
+    return sizes
+
+
+# The counts and times a value may hold: whole numbers JSON and Lua keep exactly.
+_NUMBER_MAX = 2**53
+
+
+def _strict(raw: bytes | str) -> LinkCounters | None:
+    """`raw` as counters if it is what `encode` and `merged` write (whole numbers from 0 to
+    _NUMBER_MAX for counts and time, each breakdown field named `breakdown:value`), else
+    None."""
     try:
         value: Any = orjson.loads(raw)
         created, stats, breakdowns = value
-        if not (isinstance(stats, dict) and isinstance(breakdowns, dict)):
-            raise TypeError("not two objects")
-        return LinkCounters(
-            int(created),
-            {str(k): int(v) for k, v in stats.items()},
-            {str(k): int(v) for k, v in breakdowns.items()},
-        )
-    except (TypeError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
-        raise CountersError(f"not a link's counters: {raw[:32]!r}") from exc
+    except (TypeError, ValueError):  # orjson.JSONDecodeError is a ValueError
+        return None
+    if not (isinstance(stats, dict) and isinstance(breakdowns, dict)):
+        return None
+    numbers = (created, *stats.values(), *breakdowns.values())
+    if not all(type(number) is int and 0 <= number < _NUMBER_MAX for number in numbers):
+        return None
+    if not all(":" in name for name in breakdowns):
+        return None
+    return LinkCounters(created, stats, breakdowns)
+
+
+def decode(raw: bytes | str) -> LinkCounters:
+    """Raises CountersError for a value that is not counters (`merged` counts such a field
+    afresh, as do the stats until then)."""
+    counters = _strict(raw)
+    if counters is None:
+        raise CountersError(f"not a link's counters: {raw[:32]!r}")
+    return counters

@@ -3,16 +3,21 @@ has summed them and FLUSH_CLICKS has applied the sums; and the stream entries, a
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 import pytest
 
-from redirector.clicks import Hit
+from redirector.clickbatch import batches
+from redirector.clicks import Hit, pack_hits
 from redirector.settings import Settings
 from redirector.store.connection import Store
+from redirector.store.flush import STALE_TRIES, FlushClicksScript, StaleValues
+from redirector.store.flushbatch import ClickBatch
 from redirector.store.keys import (
     BREAKDOWN_VALUES_MAX,
+    CLICK_TIMES_KEPT,
     RECIPIENT_COUNTERS_MAX,
     campaign_breakdowns_key,
     campaign_stats_key,
@@ -22,6 +27,7 @@ from redirector.store.keys import (
     link_breakdowns_key,
     link_stats_key,
     link_uniques_key,
+    recipient_clicks_key,
     recipient_counters_key,
 )
 from redirector.store.linkcounters import LinkCounters, decode
@@ -208,6 +214,8 @@ async def test_a_recipients_link_keeps_100_values_of_a_breakdown_in_one_batch_or
         '[1, {}, {"no-breakdown": 1}]',
         '[1, {"clicks": null}, {}]',
         "[1, {}, {}, 9]",
+        '[1, {"clicks": 18446744073709551615}, {}]',  # past what JSON and Lua keep exact
+        '[1, {"clicks": 2.5}, {}]',
     ],
 )
 async def test_a_field_that_holds_no_counters_is_counted_afresh(
@@ -216,7 +224,16 @@ async def test_a_field_that_holds_no_counters_is_counted_afresh(
     await redis.hset(recipient_counters_key(7), "junk", junk)
     await _flushed(redis, redirector_settings, [_tap("junk", 1, AFTER)])
     assert (await _counters(redis, "junk")).stats["clicks"] == 1
-    assert (await _hash(redis, campaign_stats_key(7)))["clicks"] == 1  # once: no retry
+    assert (await _hash(redis, campaign_stats_key(7)))["clicks"] == 1  # counted once
+
+
+async def test_latest_clicks_that_hold_no_times_are_kept_afresh(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    await redis.hset(recipient_clicks_key(7), "+34600000009", "x " + "9" * 5_000 + " 5")
+    await _flushed(redis, redirector_settings, [_tap("junk", 1, AFTER)])
+    clicked = await redis.hget(recipient_clicks_key(7), "+34600000009")
+    assert clicked == f"5 {int(AFTER * 1000)}".encode()  # the one time it held, and the new
 
 
 async def test_a_full_value_takes_no_new_field_but_keeps_counting(
@@ -266,3 +283,130 @@ async def test_a_first_value_with_long_referers_is_made_within_the_bound(
     assert raw is not None and len(raw) <= RECIPIENT_COUNTERS_MAX + 200
     hosts = {k: n for k, n in decode(raw).breakdowns.items() if k.startswith("ref:")}
     assert sum(hosts.values()) == 60 and hosts["ref:other"] == 60 - (len(hosts) - 1)
+
+
+def _one_part(hit: Hit) -> ClickBatch:
+    """The FLUSH_CLICKS batch of one hit, as the click worker makes it."""
+    (part,) = batches([pack_hits([hit])], b"salt").by_campaign[hit.campaign_id]
+    return part
+
+
+def _overtaken(
+    monkeypatch: pytest.MonkeyPatch,
+    redis: Store,
+    times: int,
+    counters: bytes | None,
+    clicks: bytes | None,
+) -> list[int]:
+    """Before each of the worker's first `times` FLUSH_CLICKS calls of a batch, another
+    worker's batch of the same recipient lands: the values it writes (`counters`, `clicks`,
+    each made different every time; None: left alone) are not those the call takes the fields
+    to hold. Returns the calls made (one item each)."""
+    attempt = FlushClicksScript._attempt
+    calls: list[int] = []
+
+    async def overtaken(self: FlushClicksScript, batch: ClickBatch, args: list[Any]) -> Any:
+        calls.append(1)
+        if len(calls) <= times:
+            if counters is not None:
+                changed = counters + b" " * len(calls)
+                await redis.hset(recipient_counters_key(7), "race", changed)
+            if clicks is not None:
+                changed = clicks + b" " * len(calls)
+                await redis.hset(recipient_clicks_key(7), "+34600000009", changed)
+        return await attempt(self, batch, args)
+
+    monkeypatch.setattr(FlushClicksScript, "_attempt", overtaken)
+    return calls
+
+
+async def test_values_changed_since_the_last_call_are_merged_and_sent_again(
+    redis: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first call finds values where it took none (sent back), the second finds them
+    changed again (sent back): the third writes, and every batch counts, once."""
+    tap = _tap("race", 1, AFTER)
+    counters = orjson.dumps([1, {"clicks": 5}, {"dev:mobile": 5}])
+    calls = _overtaken(monkeypatch, redis, 2, counters, b"5")
+    assert await FlushClicksScript(redis)(_one_part(tap), 1_000, "q", 1)
+    assert len(calls) == 3
+    held = await _counters(redis, "race")
+    assert held.stats["clicks"] == 6 and held.breakdowns["dev:mobile"] == 6
+    clicked = await redis.hget(recipient_clicks_key(7), "+34600000009")
+    assert clicked == f"5 {int(AFTER * 1000)}".encode()
+    assert await redis.xlen(click_stream_key(7)) == 1
+    assert (await _hash(redis, campaign_stats_key(7)))["clicks"] == 1
+
+
+async def test_latest_clicks_changed_alone_are_merged_and_sent_again(
+    redis: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipient's other link was tapped in another worker's batch: only their latest
+    clicks changed, and neither click time is lost."""
+    calls = _overtaken(monkeypatch, redis, 1, None, b"5")
+    assert await FlushClicksScript(redis)(_one_part(_tap("race", 1, AFTER)), 1_000, "q", 1)
+    assert len(calls) == 2
+    clicked = await redis.hget(recipient_clicks_key(7), "+34600000009")
+    assert clicked == f"5 {int(AFTER * 1000)}".encode()
+    assert (await _counters(redis, "race")).stats["clicks"] == 1
+
+
+async def test_batches_of_one_recipient_at_once_all_count(redis: Store) -> None:
+    """A link forwarded to many phones, its taps in every raw-hit queue's chunk at once: each
+    batch lands, whatever its calls find changed."""
+    taps = [_tap("viral", 1, AFTER + i / 1000) for i in range(16)]
+    flush = FlushClicksScript(redis)  # one worker: every queue's chunk at once
+    batches = [flush(_one_part(tap), 1_000, f"q{i}", 1) for i, tap in enumerate(taps)]
+    assert await asyncio.gather(*batches) == [True] * 16
+    assert await redis.xlen(click_stream_key(7)) == 16
+    assert (await _counters(redis, "viral")).stats["clicks"] == 16
+    clicked = await redis.hget(recipient_clicks_key(7), "+34600000009")
+    assert clicked is not None and len(clicked.split()) == CLICK_TIMES_KEPT
+
+
+async def test_values_that_keep_changing_fail_the_batch_with_nothing_written(
+    redis: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counters = orjson.dumps([1, {"clicks": 5}, {}])
+    calls = _overtaken(monkeypatch, redis, STALE_TRIES, counters, None)
+    with pytest.raises(StaleValues):
+        await FlushClicksScript(redis)(_one_part(_tap("race", 1, AFTER)), 1_000, "q", 1)
+    assert len(calls) == STALE_TRIES
+    assert await redis.exists(click_stream_key(7), campaign_stats_key(7)) == 0
+    assert (await _counters(redis, "race")).stats == {"clicks": 5}  # as the other wrote it
+
+
+async def test_after_a_batch_that_found_values_the_next_reads_them_before_its_call(
+    redis: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first tap takes one call; a tap of a link tapped before, two (the first sends its
+    value back); after it, the next batch reads the values first and takes one call."""
+    calls = _overtaken(monkeypatch, redis, 0, None, None)  # counts the calls, changes nothing
+    flush = FlushClicksScript(redis)
+    for number, expected_calls in ((1, 1), (2, 3), (3, 4)):
+        tap = _tap("again", 1, AFTER + number)
+        assert await flush(_one_part(tap), 1_000, "q", number)
+        assert len(calls) == expected_calls
+    assert (await _counters(redis, "again")).stats["clicks"] == 3
+    clicked = await redis.hget(recipient_clicks_key(7), "+34600000009")
+    assert clicked == " ".join(str(int((AFTER + n) * 1000)) for n in (1, 2, 3)).encode()
+    # A batch that finds nothing held (another recipient's first tap, read first) ends the
+    # reads: the next batch calls at once.
+    reads = _reads(monkeypatch)
+    for number, code, recipient in ((4, "first-a", "+34600000010"), (5, "first-b", "+3460011")):
+        tap = _tap(code, 1, AFTER)._replace(recipient=recipient)
+        assert await flush(_one_part(tap), 1_000, "q", number)
+    assert (len(reads), len(calls)) == (1, 6)
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The worker's reads of per-recipient values before a call (one item each)."""
+    read = FlushClicksScript._held
+    reads: list[int] = []
+
+    async def counted(self: FlushClicksScript, batch: ClickBatch) -> Any:
+        reads.append(1)
+        return await read(self, batch)
+
+    monkeypatch.setattr(FlushClicksScript, "_held", counted)
+    return reads
