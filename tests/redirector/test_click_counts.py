@@ -12,7 +12,7 @@ import pytest
 from redirector.clickbatch import batches
 from redirector.clicks import Hit, pack_hits
 from redirector.settings import Settings
-from redirector.store.connection import Store
+from redirector.store.connection import Durability, Store
 from redirector.store.flush import STALE_TRIES, FlushClicksScript, StaleValues
 from redirector.store.flushbatch import ClickBatch
 from redirector.store.keys import (
@@ -410,3 +410,16 @@ def _reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(FlushClicksScript, "_held", counted)
     return reads
+
+
+async def test_a_part_sent_back_goes_through_the_wait_for_a_replica(
+    redis: Store, store_kind: str
+) -> None:
+    """With a replica asked for, the call that finds a value held (writing nothing) and the
+    one that writes both come back through the WAIT behind them; the tap counts once."""
+    if store_kind != "cluster":
+        pytest.skip("one redis-server has no replica to confirm a write")
+    flush = FlushClicksScript(redis, Durability(1, 5_000))
+    for number in (1, 2):
+        assert await flush(_one_part(_tap("waited", 1, AFTER + number)), 1_000, "q", number)
+    assert (await _counters(redis, "waited")).stats["clicks"] == 2
