@@ -160,7 +160,7 @@ def _strict(raw: bytes | str) -> LinkCounters | None:
 
 def decode(raw: bytes | str) -> LinkCounters:
     """Raises CountersError for a value that is not counters (`merged` counts such a field
-    afresh, as do the stats until then)."""
+    afresh; until then the stats leave it out)."""
     counters = _strict(raw)
     if counters is None:
         raise CountersError(f"not a link's counters: {raw[:32]!r}")
