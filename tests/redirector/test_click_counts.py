@@ -227,7 +227,7 @@ async def test_a_field_that_holds_no_counters_is_counted_afresh(
     assert (await _hash(redis, campaign_stats_key(7)))["clicks"] == 1  # counted once
 
 
-async def test_latest_clicks_that_hold_no_times_are_kept_afresh(
+async def test_what_is_no_time_in_latest_clicks_is_dropped_and_their_times_kept(
     redis: Store, redirector_settings: Settings
 ) -> None:
     await redis.hset(recipient_clicks_key(7), "+34600000009", "x " + "9" * 5_000 + " 5")
