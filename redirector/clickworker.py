@@ -63,7 +63,7 @@ class ClickWorker:
     ) -> None:
         self._redis = redis
         self._queue = HitQueue(redis, durability)
-        self._flush = FlushClicksScript(redis, durability)
+        self._flush = FlushClicksScript(redis, durability, metrics.CLICK_CALLS_SENT_BACK.inc)
         self._stream_maxlen = stream_maxlen
         self._salt = salt
         # One salt for every process, so that the same person hashes the same in all of them

@@ -177,6 +177,10 @@ CLICKS_DROPPED = Counter("smslinks_clicks_dropped", "Hits dropped because the bu
 # Counted by the click workers (redirector/clickworker.py), summed in with the redirectors'.
 CLICKS_RECORDED = Counter("smslinks_clicks_recorded", "Hits added to the counters")
 BOT_HITS = Counter("smslinks_bot_hits", "Hits by bots, link previews and HEAD requests")
+CLICK_CALLS_SENT_BACK = Counter(
+    "smslinks_click_calls_sent_back",
+    "FLUSH_CLICKS calls that found per-recipient values other than taken, and went again",
+)
 # redirector/connections.py: connections closed at once (the process was full), or because
 # their request's header was not complete in time.
 CONNECTIONS_REFUSED = Counter(

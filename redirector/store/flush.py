@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -312,10 +313,18 @@ class FlushClicksScript:
     """Run with `durability`: a batch acknowledged is on the replicas asked for, so that the
     chunk it came from may be trimmed off its queue (a failover then loses no hit)."""
 
-    def __init__(self, redis: Store, durability: Durability = NO_WAIT) -> None:
+    def __init__(
+        self,
+        redis: Store,
+        durability: Durability = NO_WAIT,
+        sent_back: Callable[[], object] = lambda: None,
+    ) -> None:
+        """`sent_back` is called for each call that found per-recipient values other than
+        it took them to be (and went again)."""
         self._redis, self._durability = redis, durability
         self._script = redis.register_script(FLUSH_CLICKS)
         self._reads_first: set[int | None] = set()
+        self._sent_back = sent_back
 
     async def __call__(
         self, batch: ClickBatch, stream_maxlen: int, flusher: str, number: int
@@ -337,6 +346,7 @@ class FlushClicksScript:
                 self._found_held(campaign, held is not None)
                 return bool(reply)
             held = reply
+            self._sent_back()
             if calls >= 2:
                 await asyncio.sleep(random.uniform(0, STALE_WAIT * calls))
         raise StaleValues(f"per-recipient values changed under each of {STALE_TRIES} calls")

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from redirector.clickbatch import batches
 from redirector.clicks import Hit, pack_hits
@@ -328,8 +329,10 @@ async def test_values_changed_since_the_last_call_are_merged_and_sent_again(
     tap = _tap("race", 1, AFTER)
     counters = orjson.dumps([1, {"clicks": 5}, {"dev:mobile": 5}])
     calls = _overtaken(monkeypatch, redis, 2, counters, b"5")
-    assert await FlushClicksScript(redis)(_one_part(tap), 1_000, "q", 1)
-    assert len(calls) == 3
+    sent_back: list[int] = []
+    flush = FlushClicksScript(redis, sent_back=lambda: sent_back.append(1))
+    assert await flush(_one_part(tap), 1_000, "q", 1)
+    assert (len(calls), len(sent_back)) == (3, 2)
     held = await _counters(redis, "race")
     assert held.stats["clicks"] == 6 and held.breakdowns["dev:mobile"] == 6
     clicked = await redis.hget(recipient_clicks_key(7), "+34600000009")
@@ -423,3 +426,16 @@ async def test_a_part_sent_back_goes_through_the_wait_for_a_replica(
     for number in (1, 2):
         assert await flush(_one_part(_tap("waited", 1, AFTER + number)), 1_000, "q", number)
     assert (await _counters(redis, "waited")).stats["clicks"] == 2
+
+
+async def test_the_worker_counts_its_calls_sent_back(
+    redis: Store, redirector_settings: Settings
+) -> None:
+    def sent_back() -> float:
+        return REGISTRY.get_sample_value("smslinks_click_calls_sent_back_total") or 0.0
+
+    before = sent_back()
+    await _flushed(redis, redirector_settings, [_tap("metered", 1, AFTER)])
+    assert sent_back() == before  # a first tap: one call
+    await _flushed(redis, redirector_settings, [_tap("metered", 1, AFTER + 1)])
+    assert sent_back() == before + 1  # its value held: sent back once

@@ -42,6 +42,7 @@ async def test_answers_and_cache_are_counted(redirector: Client, redis: Redis) -
         "smslinks_clicks_dropped_total",
         "smslinks_clicks_recorded_total",
         "smslinks_bot_hits_total",
+        "smslinks_click_calls_sent_back_total",
     ):
         assert name in after
 
