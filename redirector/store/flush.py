@@ -333,15 +333,12 @@ class FlushClicksScript:
         args: list[EncodableT] = [stream_maxlen, flusher, number, FLUSH_RECORD_SECONDS]
         args += (*_EVENT_FIELDS, LINK_CREATED, BREAKDOWN_VALUES_MAX, BREAKDOWN_OTHER)
         args += batch.arguments()
-        links, campaign = len(batch.recipient_codes), batch.campaign_id
+        campaign = batch.campaign_id
         # What the fields hold: taken to be nothing (no read) unless the campaign's last batch
         # found values; a script that finds some sends them back to merge with.
         held = await self._held(batch) if campaign in self._reads_first else None
         for calls in range(1, STALE_TRIES + 1):
-            merged = batch.recipient_arguments(
-                None if held is None else held[:links], None if held is None else held[links:]
-            )
-            reply = await self._attempt(batch, [*args, *merged])
+            reply = await self._attempt(batch, [*args, *batch.recipient_arguments(held)])
             if not isinstance(reply, list):
                 self._found_held(campaign, held is not None)
                 return bool(reply)

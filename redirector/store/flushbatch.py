@@ -236,29 +236,26 @@ class ClickBatch:
         """The recipients who clicked (with a campaign): their fields in its kr hash."""
         return list(self._clicks)
 
-    def recipient_arguments(
-        self, counters: Sequence[bytes | None] | None, clicks: Sequence[bytes | None] | None
-    ) -> list[str | bytes]:
-        """ARGV[18..] of FLUSH_CLICKS, given the values held for `recipient_codes` and
-        `clicked_recipients` (None for one without; both None: none has any, as far as the
+    def recipient_arguments(self, held: Sequence[bytes | None] | None) -> list[str | bytes]:
+        """ARGV[18..] of FLUSH_CLICKS, given the values held for `recipient_codes` and then
+        `clicked_recipients` (None for one without; `held` None: none has any, as far as the
         worker knows): the values to write, each per-recipient link's counters merged with
         this batch's (linkcounters.py) and each recipient's latest clicks with theirs, and
         last the values held they were merged with, if any."""
         links = self._recipient_links
-        held_counters = counters or [None] * len(links)
-        held_clicks = clicks or [None] * len(self._clicks)
+        every = held or [None] * (len(links) + len(self._clicks))
         values = [
-            merged(held, link.created, link.stats(), link.breakdowns) or b""
-            for held, link in zip(held_counters, links.values(), strict=True)
+            merged(value, link.created, link.stats(), link.breakdowns) or b""
+            for value, link in zip(every[: len(links)], links.values(), strict=True)
         ]
         latest = [
-            latest_clicks(held, times)
-            for held, times in zip(held_clicks, self._clicks.values(), strict=True)
+            latest_clicks(value, times)
+            for value, times in zip(every[len(links) :], self._clicks.values(), strict=True)
         ]
         arguments: list[str | bytes] = [str(len(links)), *links, *values]
         arguments += (str(len(latest)), *self._clicks, *latest)
-        if counters is not None or clicks is not None:
-            arguments += (held or b"" for held in (*held_counters, *held_clicks))
+        if held is not None:
+            arguments += (value or b"" for value in held)
         return arguments
 
 
