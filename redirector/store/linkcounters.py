@@ -50,6 +50,13 @@ def encode(created: int, stats: Mapping[str, int], breakdowns: Mapping[str, int]
 _FIELD_BYTES = 8
 
 
+def _breakdown_of(name: str) -> tuple[str, str]:
+    """A breakdown field's breakdown (its prefix up to ':') and that breakdown's
+    BREAKDOWN_OTHER field."""
+    breakdown = name[: name.find(":") + 1]
+    return breakdown, breakdown + BREAKDOWN_OTHER
+
+
 def capped(breakdowns: Mapping[str, int], budget: int) -> dict[str, int]:
     """At most BREAKDOWN_VALUES_MAX values per breakdown (a field's prefix up to ':'), taken in
     the order given while they fit in about `budget` bytes of JSON; the others' counts go to
@@ -57,8 +64,7 @@ def capped(breakdowns: Mapping[str, int], budget: int) -> dict[str, int]:
     out: dict[str, int] = {}
     sizes: dict[str, int] = {}
     for name, count in breakdowns.items():
-        breakdown = name[: name.find(":") + 1]
-        other = breakdown + BREAKDOWN_OTHER
+        breakdown, other = _breakdown_of(name)
         if name != other:
             size, cost = sizes.get(breakdown, 0), len(name) + _FIELD_BYTES
             if size >= BREAKDOWN_VALUES_MAX or cost > budget:
@@ -112,8 +118,7 @@ def _add_breakdowns(held: dict[str, int], breakdowns: Mapping[str, int], size: i
     sizes: dict[str, int] | None = None  # values per breakdown, counted for a new value only
     for name, count in breakdowns.items():
         if name not in held:
-            breakdown = name[: name.find(":") + 1]
-            other = breakdown + BREAKDOWN_OTHER
+            breakdown, other = _breakdown_of(name)
             if name != other:
                 if sizes is None:
                     sizes = _value_counts(held)
@@ -129,8 +134,8 @@ def _value_counts(breakdowns: Mapping[str, int]) -> dict[str, int]:
     """How many values each breakdown holds (its BREAKDOWN_OTHER is none of them)."""
     sizes: dict[str, int] = {}
     for name in breakdowns:
-        breakdown = name[: name.find(":") + 1]
-        if name != breakdown + BREAKDOWN_OTHER:
+        breakdown, other = _breakdown_of(name)
+        if name != other:
             sizes[breakdown] = sizes.get(breakdown, 0) + 1
     return sizes
 
