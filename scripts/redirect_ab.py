@@ -14,7 +14,8 @@ top functions by own time (the raw stacks are kept in the given directory).
 rows (one rate for every tree, so that their p99s compare).
 `--redis-stats` prints, above each run's line, Redis's time by command over its wrk load (and
 then over its open loop), and its calls of SLOW_US or more: EVALSHAs by script, this tree's
-READ_LINKS and FLUSH_CLICKS by name (another tree's scripts are "another script").
+READ_LINKS, FLUSH_CLICKS and the raw-hit queue's PUSH_HITS, CLAIM_HITS and ACK_HITS by name
+(another tree's scripts are "another script").
 Honour /work/wt/QUIET before running it.
 """
 
@@ -43,12 +44,14 @@ from loadtests.bench_open import CLIENT_RPS_MAX, OpenLoopResult, run_open_loop  
 from loadtests.seed import recipient  # noqa: E402
 from loadtests.user_agents import load_user_agents  # noqa: E402
 from redirector.store.flush import FLUSH_CLICKS  # noqa: E402
+from redirector.store.hitqueue import ACK_HITS, CLAIM_HITS, PUSH_HITS  # noqa: E402
 from redirector.store.keys import (  # noqa: E402
     HIT_QUEUES,
     destinations_key,
     hit_chunk_key,
     hit_lease_key,
     hit_queue_key,
+    hit_sizes_key,
     link_key,
 )
 from redirector.store.lookup import READ_LINKS  # noqa: E402
@@ -223,7 +226,13 @@ async def one_run(
 SLOW_US = 250  # `--redis-stats`: Redis calls at least this long are counted, by command
 SCRIPT_NAMES = {
     hashlib.sha1(source.encode()).hexdigest().encode(): name
-    for name, source in (("READ_LINKS", READ_LINKS), ("FLUSH_CLICKS", FLUSH_CLICKS))
+    for name, source in (
+        ("READ_LINKS", READ_LINKS),
+        ("FLUSH_CLICKS", FLUSH_CLICKS),
+        ("PUSH_HITS", PUSH_HITS),
+        ("CLAIM_HITS", CLAIM_HITS),
+        ("ACK_HITS", ACK_HITS),
+    )
 }  # the scripts of this tree (ROOT)
 
 
@@ -273,7 +282,9 @@ async def print_redis_stats(redis_url: str, requests: int) -> None:
 async def drop_hit_queues(redis_url: str) -> None:
     redis = Redis.from_url(redis_url)
     for queue in range(HIT_QUEUES):
-        await redis.delete(hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue))
+        await redis.delete(
+            hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue), hit_sizes_key(queue)
+        )
     await redis.aclose()
 
 

@@ -30,7 +30,13 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT
 
 from redirector.store.connection import Durability, OwnConnection, Store, resp, run_replicated
-from redirector.store.keys import hit_chunk_key, hit_lease_key, hit_pushed_key, hit_queue_key
+from redirector.store.keys import (
+    hit_chunk_key,
+    hit_lease_key,
+    hit_pushed_key,
+    hit_queue_key,
+    hit_sizes_key,
+)
 
 # A redirector resends a flush within seconds; a day covers any outage it waits through.
 PUSHED_RECORD_SECONDS = 86_400
@@ -38,34 +44,43 @@ PUSHED_RECORD_SECONDS = 86_400
 # -- PUSH_HITS -------------------------------------------------------------------------------
 #
 #   KEYS[1], KEYS[2]  the queue, and the sender's last pushed number there
+#   KEYS[3]           the queue's element sizes (`hz:`, one per element while it matches the
+#                     queue: CLAIM_HITS)
 #   ARGV[1..3]        the flush (one element), its number (increasing per sender), and
 #                     seconds the sender's record is kept
 # Returns 1, or 0 when that number was pushed before. The skip writes too (the record's
 # expiry): WAIT then confirms the write that the first push made, which precedes it.
 PUSH_HITS = """
-local queue, pushed = KEYS[1], KEYS[2]
+local queue, pushed, sizes = KEYS[1], KEYS[2], KEYS[3]
 local hits, number, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 if tonumber(redis.call('GET', pushed) or '0') >= number then
   redis.call('EXPIRE', pushed, keep)
   return 0
 end
 redis.call('RPUSH', queue, hits)
+redis.call('RPUSH', sizes, string.len(hits))
 redis.call('SET', pushed, number, 'EX', keep)
 return 1
 """
 
 # -- CLAIM_HITS ------------------------------------------------------------------------------
 #
-#   KEYS[1..3]  the queue, its chunk state and its lease
+#   KEYS[1..4]  the queue, its chunk state, its lease and its element sizes
 #   ARGV[1..5]  the worker's id, the lease in milliseconds, the chunk's byte budget, the
 #               most elements a chunk takes, and an epoch for a state made now
 # The chunk claimed and not yet trimmed, if any (whoever claimed it: its lease is free or
 # ours); else a new one, the oldest elements up to the budget (at least one). Returns
 # {number, epoch, size}, or {} when the queue is empty or another worker holds it. The
 # elements are read apart (`HitQueue.claim`): a script that returned a megabyte of them held
-# Redis 3-9 ms (its slow log, bench row miss), and every lookup with it.
+# Redis 3-9 ms (its slow log, bench row miss). Their sizes come from the sizes list, which
+# PUSH_HITS keeps beside the queue: reading the elements themselves here (LINDEX) copies each
+# into Lua, ~1.5 ms of Redis per megabyte claimed (2026-12-02), and every lookup waits for it.
+# The list holds one size per element only while it is as long as the queue: elements pushed
+# by an earlier release, which keeps no sizes, are measured by LINDEX (and ACK_HITS starts the
+# list afresh). Either way the chunk is fixed by its recorded size: the budget bounds its
+# bytes, never which hits count.
 CLAIM_HITS = """
-local queue, state, lease = KEYS[1], KEYS[2], KEYS[3]
+local queue, state, lease, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local worker, lease_ms, budget, most, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]),
   tonumber(ARGV[4]), ARGV[5]
 local holder = redis.call('GET', lease)
@@ -73,10 +88,17 @@ if holder and holder ~= worker then return {} end
 local size = tonumber(redis.call('HGET', state, 'size') or '0')
 if size == 0 then
   local bytes = 0
-  while size < most and bytes < budget do
-    local element = redis.call('LINDEX', queue, size)
-    if not element then break end
-    bytes, size = bytes + string.len(element), size + 1
+  if redis.call('LLEN', sizes) == redis.call('LLEN', queue) then
+    for _, length in ipairs(redis.call('LRANGE', sizes, 0, most - 1)) do
+      if bytes >= budget then break end
+      bytes, size = bytes + tonumber(length), size + 1
+    end
+  else
+    while size < most and bytes < budget do
+      local element = redis.call('LINDEX', queue, size)
+      if not element then break end
+      bytes, size = bytes + string.len(element), size + 1
+    end
   end
   if size == 0 then return {} end
   redis.call('HSETNX', state, 'epoch', epoch)
@@ -90,16 +112,23 @@ return {claimed[1], claimed[2], size}
 
 # -- ACK_HITS --------------------------------------------------------------------------------
 #
-#   KEYS[1..3]  the queue, its chunk state and its lease
+#   KEYS[1..4]  the queue, its chunk state, its lease and its element sizes
 #   ARGV[1..2]  the worker's id and the chunk's number
 # Trims the chunk if it is still the one claimed (a worker that lost its lease and acks
-# late finds it trimmed, or a later chunk: both are left alone). Returns 1, or 0.
+# late finds it trimmed, or a later chunk: both are left alone), and its sizes with it; sizes
+# that do not match the queue are dropped, so that the list matches again once the queue has
+# been emptied (CLAIM_HITS). Returns 1, or 0.
 ACK_HITS = """
-local queue, state, lease = KEYS[1], KEYS[2], KEYS[3]
+local queue, state, lease, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local worker, number = ARGV[1], ARGV[2]
 local claimed = redis.call('HMGET', state, 'number', 'size')
 local size = tonumber(claimed[2] or '0')
 if claimed[1] ~= number or size == 0 then return 0 end
+if redis.call('LLEN', sizes) == redis.call('LLEN', queue) then
+  redis.call('LTRIM', sizes, size, -1)
+else
+  redis.call('DEL', sizes)
+end
 redis.call('LTRIM', queue, size, -1)
 redis.call('HSET', state, 'size', 0)
 if redis.call('GET', lease) == worker then redis.call('DEL', lease) end
@@ -136,7 +165,7 @@ class HitQueue:
     async def push(self, queue: int, sender: str, number: int, hits: bytes) -> bool:
         """Append one flush; False if `number` was pushed by `sender` before. On one Redis
         with no replica waited for, on an OwnConnection: the ~250 KB flush is not copied."""
-        keys = [hit_queue_key(queue), hit_pushed_key(queue, sender)]
+        keys = [hit_queue_key(queue), hit_pushed_key(queue, sender), hit_sizes_key(queue)]
         args: list[EncodableT] = [hits, number, PUSHED_RECORD_SECONDS]
 
         def through_client() -> Awaitable[Any]:
@@ -193,7 +222,7 @@ async def queue_lengths(redis: Store, queues: Iterable[int]) -> list[int]:
 
 
 def _keys(queue: int) -> list[str]:
-    return [hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue)]
+    return [hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue), hit_sizes_key(queue)]
 
 
 def _text(value: bytes | str | int) -> str:

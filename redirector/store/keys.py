@@ -110,6 +110,9 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              that make the claimed chunk; 0 once it is applied and trimmed).
     hl:{hN}           string id of the click worker holding the claimed chunk; expires (the
                              lease), and then another worker may take the chunk over.
+    hz:{hN}           list   the byte size of each element of hq:{hN}, in the same order, for
+                             the claim's budget; only while it is as long as hq:{hN} (an
+                             earlier release pushed without it): redirector/store/hitqueue.py.
     hp:{hN}:<sender>  string the last flush number a redirector process (a random id) pushed
                              here: a flush sent again, its first reply lost, is pushed once.
                              Expires a day after the last push.
@@ -326,6 +329,10 @@ def hit_chunk_key(queue: int) -> str:
 
 def hit_lease_key(queue: int) -> str:
     return "hl:" + _queue_tag(queue)
+
+
+def hit_sizes_key(queue: int) -> str:
+    return "hz:" + _queue_tag(queue)
 
 
 def hit_pushed_key(queue: int, sender: str) -> str:

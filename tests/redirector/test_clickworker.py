@@ -28,6 +28,7 @@ from redirector.store.keys import (
     LINK_CREATED,
     click_stream_key,
     hit_queue_key,
+    hit_sizes_key,
     link_breakdowns_key,
     link_stats_key,
 )
@@ -306,6 +307,57 @@ async def test_a_worker_that_lost_its_chunk_neither_recounts_nor_trims_it(
     assert await queue._elements(0, str(stale.number), str(len(stale.elements))) is None
     assert not await queue.ack(stale, "A")  # A acks late: the new flush stays
     assert await redis.llen(hit_queue_key(0)) == 1
+
+
+async def test_a_claim_takes_its_budget_from_the_sizes_kept_beside_the_queue(
+    redis: Store,
+) -> None:
+    queue = HitQueue(redis, NO_WAIT)
+    for number in range(1, 5):
+        assert await queue.push(0, "sender", number, b"x" * 100)
+    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"100"] * 4
+    # The claim reads the sizes, not the elements: sizes made up tell which it read.
+    await redis.lset(hit_sizes_key(0), 0, "300")
+
+    def claim(budget: int) -> Any:
+        return queue.claim(0, "w", lease_ms=10_000, budget=budget, most=10, epoch="e")
+
+    chunk = await claim(budget=250)
+    assert chunk is not None and len(chunk.elements) == 1  # 300 >= 250 after one element
+    assert await queue.ack(chunk, "w")  # the sizes are trimmed with the queue
+    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"100"] * 3
+    chunk = await claim(budget=250)
+    assert chunk is not None and len(chunk.elements) == 3  # 100 + 100 + 100
+    assert await queue.ack(chunk, "w")
+
+
+async def test_elements_pushed_without_a_size_are_measured_and_the_sizes_match_again(
+    redis: Store,
+) -> None:
+    """An earlier release's redirectors push no size: the claim measures the elements itself
+    while the sizes do not match the queue, and they match again once it has been emptied."""
+    queue = HitQueue(redis, NO_WAIT)
+    assert await queue.push(0, "new", 1, b"x" * 100)
+    await redis.rpush(hit_queue_key(0), b"y" * 1_000)  # as PUSH_HITS of the earlier release
+    assert await queue.push(0, "new", 2, b"z" * 100)
+    await redis.lset(hit_sizes_key(0), 0, "1")  # not read: they do not match the queue
+
+    def claim(budget: int) -> Any:
+        return queue.claim(0, "w", lease_ms=10_000, budget=budget, most=10, epoch="e")
+
+    chunk = await claim(budget=150)  # measured: 100, then 1,000 >= 150
+    assert chunk is not None and [len(element) for element in chunk.elements] == [100, 1_000]
+    assert await queue.ack(chunk, "w")
+    assert await redis.llen(hit_sizes_key(0)) == 0  # dropped, as they matched nothing
+    assert await queue.push(0, "new", 3, b"z" * 100)  # a size, for an unmatched list again
+    chunk = await claim(budget=10_000)
+    assert chunk is not None and len(chunk.elements) == 2
+    assert await queue.ack(chunk, "w")  # the queue empty, the sizes dropped
+    for number in (4, 5):
+        assert await queue.push(0, "new", number, b"z" * 100)
+    await redis.lset(hit_sizes_key(0), 0, "10000")  # read again: they match
+    chunk = await claim(budget=150)
+    assert chunk is not None and len(chunk.elements) == 1
 
 
 async def test_a_failing_campaign_keeps_its_chunk_and_recounts_nothing(
