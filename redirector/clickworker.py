@@ -4,7 +4,7 @@
 if it dies; `python -m redirector.clickworker` runs one on its own (with CLICK_WORKERS=0 on
 the redirectors). Any number may run, on one Redis or a cluster: a worker claims a chunk of
 a queue (redirector/store/hitqueue.py says how that makes every hit count once), turns its
-hits into FLUSH_CLICKS batches per campaign, in parts of at most 50 links and 500 hits
+hits into FLUSH_CLICKS batches per campaign, in parts of at most 25 links and 250 hits
 (redirector/clickbatch.py), applies them, and trims the chunk off the queue. It looks at
 every queue each round, one chunk from each that has hits, and waits `interval` when none
 had. A worker that dies holding a chunk holds it

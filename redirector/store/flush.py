@@ -242,8 +242,8 @@ while i <= #links do
       if not fresh then redis.call('HSET', stats, CREATED, created) end
     end
     if fresh then
-      -- unpack() whole: a part has at most 500 hits (clickbatch.PART_HITS), so at most
-      -- ~1,500 stats fields, and breakdowns at most 2 * VALUES_MAX values here.
+      -- unpack() whole: a part has at most 250 hits (clickbatch.PART_HITS), so at most
+      -- ~750 stats fields, and breakdowns at most 2 * VALUES_MAX values here.
       redis.call('HSET', stats, CREATED, created, unpack(links, stats_from, stats_to - 1))
       if breakdowns_to - breakdowns_from > 2 * VALUES_MAX then
         add_breakdowns(breakdowns, links, breakdowns_from, breakdowns_to)  -- past the cap

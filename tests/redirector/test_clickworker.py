@@ -176,11 +176,11 @@ async def test_a_chunk_applied_again_by_another_worker_counts_once(
 async def test_a_campaigns_hits_go_in_parts_and_a_chunk_applied_again_skips_those_done(
     redis: Redis, redirector_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One FLUSH_CLICKS call holds Redis to its end: a campaign's hits on 120 links go as
+    """One FLUSH_CLICKS call holds Redis to its end: a campaign's hits on 60 links go as
     parts of PART_LINKS links, all the hits of a link in one; worker A dies after the first
     part, B applies the other two."""
-    assert PART_LINKS == 50
-    taps = [hit._replace(code=f"p{i % 120}") for i, hit in enumerate(hits(7, 250))]
+    assert PART_LINKS == 25
+    taps = [hit._replace(code=f"p{i % 60}") for i, hit in enumerate(hits(7, 125))]
     await push(flusher(redis, redirector_settings), taps)
     first = worker(redis, redirector_settings, lease=0.3)
     flush, sizes = first._flush, list[int]()
@@ -194,9 +194,9 @@ async def test_a_campaigns_hits_go_in_parts_and_a_chunk_applied_again_skips_thos
     monkeypatch.setattr(first, "_flush", dies_at_the_second_part)
     with pytest.raises(RedisConnectionError):
         await first.work_once()
-    # Links p0-p49, three hits each but p10-p49 two; the campaign's total comes with them.
-    assert (sizes, await counted(redis, 7)) == ([110], 250)
-    assert await link_clicks(redis, 7, "p0", "p49", "p50") == [3, 2, 0]
+    # Links p0-p24, three hits each but p5-p24 two; the campaign's total comes with them.
+    assert (sizes, await counted(redis, 7)) == ([55], 125)
+    assert await link_clicks(redis, 7, "p0", "p24", "p25") == [3, 2, 0]
 
     second = worker(redis, redirector_settings)
     flush = second._flush
@@ -213,10 +213,10 @@ async def test_a_campaigns_hits_go_in_parts_and_a_chunk_applied_again_skips_thos
 
     await eventually(taken_over)
     # The same three parts again, under the same numbers: the first one is skipped.
-    assert applied == [(110, False), (100, True), (40, True)]
-    assert await counted(redis, 7) == 250
-    assert await link_clicks(redis, 7, "p0", "p50", "p119") == [3, 2, 2]
-    assert await redis.xlen(click_stream_key(7)) == 250
+    assert applied == [(55, False), (50, True), (20, True)]
+    assert await counted(redis, 7) == 125
+    assert await link_clicks(redis, 7, "p0", "p25", "p59") == [3, 2, 2]
+    assert await redis.xlen(click_stream_key(7)) == 125
     assert await queued(redis) == 0
 
 
@@ -247,10 +247,10 @@ async def test_a_new_links_counters_take_one_hset_per_hash_and_no_increment(
 async def test_a_link_tapped_more_than_part_hits_times_in_a_chunk_spreads_over_parts(
     redis: Redis, redirector_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A part caps hits too (each is a stream entry to decode and add): one link's 1,200
-    hits go as 500, 500 and 200, and count once each."""
-    assert PART_HITS == 500
-    taps = [hit._replace(code="one") for hit in hits(7, 1_200)]
+    """A part caps hits too (each is a stream entry to decode and add): one link's 600
+    hits go as 250, 250 and 100, and count once each."""
+    assert PART_HITS == 250
+    taps = [hit._replace(code="one") for hit in hits(7, 600)]
     await push(flusher(redis, redirector_settings), taps)
     clicks = worker(redis, redirector_settings)
     flush, sizes = clicks._flush, list[int]()
@@ -261,10 +261,10 @@ async def test_a_link_tapped_more_than_part_hits_times_in_a_chunk_spreads_over_p
 
     monkeypatch.setattr(clicks, "_flush", watched)
     assert await clicks.work_once() == 1
-    assert sizes == [500, 500, 200]
-    assert await counted(redis, 7) == 1_200
-    assert await link_clicks(redis, 7, "one") == [1_200]
-    assert await redis.xlen(click_stream_key(7)) == 1_200
+    assert sizes == [250, 250, 100]
+    assert await counted(redis, 7) == 600
+    assert await link_clicks(redis, 7, "one") == [600]
+    assert await redis.xlen(click_stream_key(7)) == 600
 
 
 async def test_a_links_first_hits_are_written_at_once_only_where_nothing_is_counted(
