@@ -78,7 +78,9 @@ return 1
 # The list holds one size per element only while it is as long as the queue: elements pushed
 # by an earlier release, which keeps no sizes, are measured by LINDEX (and ACK_HITS starts the
 # list afresh). Either way the chunk is fixed by its recorded size: the budget bounds its
-# bytes, never which hits count.
+# bytes, never which hits count. (Click workers of an earlier release trim the queue alone:
+# while only they run, the list grows by one number per flush, until a worker of this
+# release trims a chunk and drops it.)
 CLAIM_HITS = """
 local queue, state, lease, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local worker, lease_ms, budget, most, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]),
