@@ -44,12 +44,24 @@ PUSHED_RECORD_SECONDS = 86_400
 # -- PUSH_HITS -------------------------------------------------------------------------------
 #
 #   KEYS[1], KEYS[2]  the queue, and the sender's last pushed number there
-#   KEYS[3]           the queue's element sizes (`hz:`, one per element while it matches the
-#                     queue: CLAIM_HITS)
+#   KEYS[3]           the queue's element sizes (`hz:`, see "Sizes" below)
 #   ARGV[1..3]        the flush (one element), its number (increasing per sender), and
 #                     seconds the sender's record is kept
 # Returns 1, or 0 when that number was pushed before. The skip writes too (the record's
 # expiry): WAIT then confirms the write that the first push made, which precedes it.
+#
+# Sizes. A chunk is claimed up to a byte budget, and measuring the elements in the claim
+# (LINDEX) copies each into Lua: ~1.5 ms of Redis per megabyte claimed (2026-12-02), every
+# lookup waiting behind it. So the push keeps each element's size in a list beside the queue,
+# taken to be the sizes of its last elements: as many as the list holds (all of them, but
+# after an upgrade). Elements that an earlier release pushed, or that were pushed before the
+# list was dropped, are at the head, measured by the claim until they are trimmed. Releases
+# mixed can break the match: an earlier worker trims the queue alone (the list is then longer
+# than the queue: dropped here and by the claim), an earlier redirector pushes no size (the
+# list no longer holds the last sizes: the worker, which reads the elements, finds that
+# they do not add up to what the claim counted, and its ack drops the list). Either way only
+# the chunk's size can be off, once: a chunk is fixed by its recorded size, and the budget
+# bounds its bytes, never which hits count.
 PUSH_HITS = """
 local queue, pushed, sizes = KEYS[1], KEYS[2], KEYS[3]
 local hits, number, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -57,6 +69,7 @@ if tonumber(redis.call('GET', pushed) or '0') >= number then
   redis.call('EXPIRE', pushed, keep)
   return 0
 end
+if redis.call('LLEN', sizes) > redis.call('LLEN', queue) then redis.call('DEL', sizes) end
 redis.call('RPUSH', queue, hits)
 redis.call('RPUSH', sizes, string.len(hits))
 redis.call('SET', pushed, number, 'EX', keep)
@@ -69,18 +82,11 @@ return 1
 #   ARGV[1..5]  the worker's id, the lease in milliseconds, the chunk's byte budget, the
 #               most elements a chunk takes, and an epoch for a state made now
 # The chunk claimed and not yet trimmed, if any (whoever claimed it: its lease is free or
-# ours); else a new one, the oldest elements up to the budget (at least one). Returns
-# {number, epoch, size}, or {} when the queue is empty or another worker holds it. The
-# elements are read apart (`HitQueue.claim`): a script that returned a megabyte of them held
-# Redis 3-9 ms (its slow log, bench row miss). Their sizes come from the sizes list, which
-# PUSH_HITS keeps beside the queue: reading the elements themselves here (LINDEX) copies each
-# into Lua, ~1.5 ms of Redis per megabyte claimed (2026-12-02), and every lookup waits for it.
-# The list holds one size per element only while it is as long as the queue: elements pushed
-# by an earlier release, which keeps no sizes, are measured by LINDEX (and ACK_HITS starts the
-# list afresh). Either way the chunk is fixed by its recorded size: the budget bounds its
-# bytes, never which hits count. (Click workers of an earlier release trim the queue alone:
-# while only they run, the list grows by one number per flush, until a worker of this
-# release trims a chunk and drops it.)
+# ours); else a new one, the oldest elements up to the budget (at least one), measured by the
+# sizes list where it covers them (see "Sizes" above). Returns {number, epoch, size, bytes}
+# (`bytes`: what its elements were counted to hold, '' if not known), or {} when the queue
+# is empty or another worker holds it. The elements are read apart (`HitQueue.claim`): a
+# script that returned a megabyte of them held Redis 3-9 ms (its slow log, bench row miss).
 CLAIM_HITS = """
 local queue, state, lease, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local worker, lease_ms, budget, most, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]),
@@ -89,49 +95,55 @@ local holder = redis.call('GET', lease)
 if holder and holder ~= worker then return {} end
 local size = tonumber(redis.call('HGET', state, 'size') or '0')
 if size == 0 then
+  local elements, known = redis.call('LLEN', queue), redis.call('LLEN', sizes)
+  if known > elements then
+    redis.call('DEL', sizes)
+    known = 0
+  end
+  local unsized = elements - known
+  local lengths = {}
+  if most > unsized then lengths = redis.call('LRANGE', sizes, 0, most - unsized - 1) end
   local bytes = 0
-  if redis.call('LLEN', sizes) == redis.call('LLEN', queue) then
-    for _, length in ipairs(redis.call('LRANGE', sizes, 0, most - 1)) do
-      if bytes >= budget then break end
-      bytes, size = bytes + tonumber(length), size + 1
+  while size < most and size < elements and bytes < budget do
+    local length
+    if size < unsized then
+      length = string.len(redis.call('LINDEX', queue, size))
+    else
+      length = tonumber(lengths[size - unsized + 1]) or 0  -- not ours: the worker will see
     end
-  else
-    while size < most and bytes < budget do
-      local element = redis.call('LINDEX', queue, size)
-      if not element then break end
-      bytes, size = bytes + string.len(element), size + 1
-    end
+    bytes, size = bytes + length, size + 1
   end
   if size == 0 then return {} end
   redis.call('HSETNX', state, 'epoch', epoch)
   redis.call('HINCRBY', state, 'number', 1)
-  redis.call('HSET', state, 'size', size)
+  redis.call('HSET', state, 'size', size, 'bytes', bytes)
 end
 redis.call('SET', lease, worker, 'PX', lease_ms)
-local claimed = redis.call('HMGET', state, 'number', 'epoch')
-return {claimed[1], claimed[2], size}
+local claimed = redis.call('HMGET', state, 'number', 'epoch', 'bytes')
+return {claimed[1], claimed[2], size, claimed[3] or ''}
 """
 
 # -- ACK_HITS --------------------------------------------------------------------------------
 #
 #   KEYS[1..4]  the queue, its chunk state, its lease and its element sizes
-#   ARGV[1..2]  the worker's id and the chunk's number
+#   ARGV[1..3]  the worker's id, the chunk's number, and '1' to drop the sizes (they did not
+#               add up to the chunk's bytes: see "Sizes" above), else ''
 # Trims the chunk if it is still the one claimed (a worker that lost its lease and acks
-# late finds it trimmed, or a later chunk: both are left alone), and its sizes with it; sizes
-# that do not match the queue are dropped, so that the list matches again once the queue has
-# been emptied (CLAIM_HITS). Returns 1, or 0.
+# late finds it trimmed, or a later chunk: both are left alone), and the sizes to the
+# elements left at most. Returns 1, or 0.
 ACK_HITS = """
 local queue, state, lease, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local worker, number = ARGV[1], ARGV[2]
+local worker, number, drop = ARGV[1], ARGV[2], ARGV[3] == '1'
 local claimed = redis.call('HMGET', state, 'number', 'size')
 local size = tonumber(claimed[2] or '0')
 if claimed[1] ~= number or size == 0 then return 0 end
-if redis.call('LLEN', sizes) == redis.call('LLEN', queue) then
-  redis.call('LTRIM', sizes, size, -1)
-else
-  redis.call('DEL', sizes)
-end
 redis.call('LTRIM', queue, size, -1)
+local left, known = redis.call('LLEN', queue), redis.call('LLEN', sizes)
+if drop or left == 0 then
+  redis.call('DEL', sizes)
+elseif known > left then
+  redis.call('LTRIM', sizes, known - left, -1)
+end
 redis.call('HSET', state, 'size', 0)
 if redis.call('GET', lease) == worker then redis.call('DEL', lease) end
 return 1
@@ -147,6 +159,7 @@ class Chunk:
     number: int
     flusher: str
     elements: list[bytes]
+    counted: int | None = None  # the bytes the claim counted its elements to hold, if known
 
 
 class HitQueue:
@@ -189,11 +202,12 @@ class HitQueue:
         )
         if not reply:
             return None
-        number, claimed_epoch, size = (_text(value) for value in reply)
+        number, claimed_epoch, size, counted = (_text(value) for value in reply)
         elements = await self._elements(queue, number, size)
         if elements is None:
             return None
-        return Chunk(queue, int(number), f"h{queue}:{claimed_epoch}", elements)
+        flusher = f"h{queue}:{claimed_epoch}"
+        return Chunk(queue, int(number), flusher, elements, int(counted) if counted else None)
 
     async def _elements(self, queue: int, number: str, size: str) -> list[bytes] | None:
         """The elements of the chunk claimed as `number` of `size` elements, read with its
@@ -208,8 +222,10 @@ class HitQueue:
         return list(elements)
 
     async def ack(self, chunk: Chunk, worker: str) -> bool:
-        """Trim `chunk` off its queue; False if that was done already."""
-        args: list[EncodableT] = [worker, chunk.number]
+        """Trim `chunk` off its queue; False if that was done already. The queue's sizes are
+        dropped if they did not measure `chunk` (see "Sizes" above)."""
+        wrong = chunk.counted is not None and chunk.counted != sum(map(len, chunk.elements))
+        args: list[EncodableT] = [worker, chunk.number, "1" if wrong else ""]
         return bool(await self._ack(keys=_keys(chunk.queue), args=args))
 
 

@@ -93,7 +93,7 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
     ac:{C}            set    order ids counted in ar:{C}: a conversion counts once, even when
                              the request that stored it is retried after a failure.
     f:{C}             hash   raw-hit queue and how its chunks are cut into parts
-                             (`hN:<epoch>:p50x500`, clickbatch.part_flusher) -> number of
+                             (`hN:<epoch>:p25x250`, clickbatch.part_flusher) -> number of
                              the last part of a chunk of it applied (clickbatch.part_number):
                              a part applied again (its worker died before acking the chunk)
                              is skipped. Expires when idle.
@@ -110,9 +110,9 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
                              that make the claimed chunk; 0 once it is applied and trimmed).
     hl:{hN}           string id of the click worker holding the claimed chunk; expires (the
                              lease), and then another worker may take the chunk over.
-    hz:{hN}           list   the byte size of each element of hq:{hN}, in the same order, for
-                             the claim's budget; only while it is as long as hq:{hN} (an
-                             earlier release pushed without it): redirector/store/hitqueue.py.
+    hz:{hN}           list   the byte sizes of the last elements of hq:{hN} (all of them but
+                             after an upgrade), in the same order, for the claim's budget:
+                             redirector/store/hitqueue.py ("Sizes").
     hp:{hN}:<sender>  string the last flush number a redirector process (a random id) pushed
                              here: a flush sent again, its first reply lost, is pushed once.
                              Expires a day after the last push.

@@ -309,6 +309,10 @@ async def test_a_worker_that_lost_its_chunk_neither_recounts_nor_trims_it(
     assert await redis.llen(hit_queue_key(0)) == 1
 
 
+def _claim(queue: HitQueue, budget: int) -> Any:
+    return queue.claim(0, "w", lease_ms=10_000, budget=budget, most=10, epoch="e")
+
+
 async def test_a_claim_takes_its_budget_from_the_sizes_kept_beside_the_queue(
     redis: Store,
 ) -> None:
@@ -318,46 +322,67 @@ async def test_a_claim_takes_its_budget_from_the_sizes_kept_beside_the_queue(
     assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"100"] * 4
     # The claim reads the sizes, not the elements: sizes made up tell which it read.
     await redis.lset(hit_sizes_key(0), 0, "300")
-
-    def claim(budget: int) -> Any:
-        return queue.claim(0, "w", lease_ms=10_000, budget=budget, most=10, epoch="e")
-
-    chunk = await claim(budget=250)
+    chunk = await _claim(queue, budget=250)
     assert chunk is not None and len(chunk.elements) == 1  # 300 >= 250 after one element
-    assert await queue.ack(chunk, "w")  # the sizes are trimmed with the queue
-    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"100"] * 3
-    chunk = await claim(budget=250)
-    assert chunk is not None and len(chunk.elements) == 3  # 100 + 100 + 100
+    # Its element holds 100 bytes, not 300: the sizes are wrong, and the ack drops them.
+    assert await queue.ack(chunk, "w")
+    assert await redis.llen(hit_sizes_key(0)) == 0
+    # Pushes give the sizes of the last elements again; the first three are measured.
+    assert await queue.push(0, "sender", 5, b"x" * 100)
+    chunk = await _claim(queue, budget=250)
+    assert chunk is not None and len(chunk.elements) == 3  # 100 + 100 + 100 measured
+    assert await queue.push(0, "sender", 6, b"x" * 100)  # while the chunk is out
+    assert await queue.ack(chunk, "w")  # 2 elements left, both with their size
+    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"100"] * 2
+    await redis.lset(hit_sizes_key(0), 0, "300")
+    chunk = await _claim(queue, budget=250)
+    assert chunk is not None and len(chunk.elements) == 1  # read, not measured, again
     assert await queue.ack(chunk, "w")
 
 
-async def test_elements_pushed_without_a_size_are_measured_and_the_sizes_match_again(
+async def test_sizes_of_elements_trimmed_by_an_earlier_release_are_dropped(
     redis: Store,
 ) -> None:
-    """An earlier release's redirectors push no size: the claim measures the elements itself
-    while the sizes do not match the queue, and they match again once it has been emptied."""
+    """An earlier release's click worker trims the queue alone: the sizes then outnumber
+    its elements and are dropped, by the next push and by a claim."""
+    queue = HitQueue(redis, NO_WAIT)
+    for number in (1, 2):
+        assert await queue.push(0, "new", number, b"x" * 100)
+    await redis.ltrim(hit_queue_key(0), 1, -1)  # as ACK_HITS of the earlier release
+    assert await queue.push(0, "new", 3, b"y" * 1_000)
+    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"1000"]  # the last element's
+    chunk = await _claim(queue, budget=150)  # 100 measured, then 1,000 from the sizes
+    assert chunk is not None and [len(element) for element in chunk.elements] == [100, 1_000]
+    assert chunk.counted == 1_100
+    assert await queue.ack(chunk, "w")
+    assert await redis.llen(hit_sizes_key(0)) == 0  # the queue is empty
+    for number in (4, 5):
+        assert await queue.push(0, "new", number, b"x" * 100)
+    await redis.ltrim(hit_queue_key(0), 1, -1)
+    chunk = await _claim(queue, budget=10_000)  # 2 sizes for 1 element: not read
+    assert chunk is not None and chunk.counted == 100
+    assert await queue.ack(chunk, "w")
+
+
+async def test_elements_pushed_without_a_size_leave_the_sizes_dropped_at_the_ack(
+    redis: Store,
+) -> None:
+    """An earlier release's redirector pushes no size: the sizes then no longer are those of
+    the last elements. The worker, which reads the elements, sees they do not hold the bytes
+    the claim counted, and its ack drops the sizes; the chunk counts as claimed."""
     queue = HitQueue(redis, NO_WAIT)
     assert await queue.push(0, "new", 1, b"x" * 100)
     await redis.rpush(hit_queue_key(0), b"y" * 1_000)  # as PUSH_HITS of the earlier release
-    assert await queue.push(0, "new", 2, b"z" * 100)
-    await redis.lset(hit_sizes_key(0), 0, "1")  # not read: they do not match the queue
-
-    def claim(budget: int) -> Any:
-        return queue.claim(0, "w", lease_ms=10_000, budget=budget, most=10, epoch="e")
-
-    chunk = await claim(budget=150)  # measured: 100, then 1,000 >= 150
+    chunk = await _claim(queue, budget=10_000)  # the first measured, the second taken as 100
     assert chunk is not None and [len(element) for element in chunk.elements] == [100, 1_000]
+    assert chunk.counted == 200
+    assert await queue.push(0, "new", 2, b"x" * 100)  # while the chunk is out
     assert await queue.ack(chunk, "w")
-    assert await redis.llen(hit_sizes_key(0)) == 0  # dropped, as they matched nothing
-    assert await queue.push(0, "new", 3, b"z" * 100)  # a size, for an unmatched list again
-    chunk = await claim(budget=10_000)
-    assert chunk is not None and len(chunk.elements) == 2
-    assert await queue.ack(chunk, "w")  # the queue empty, the sizes dropped
-    for number in (4, 5):
-        assert await queue.push(0, "new", number, b"z" * 100)
-    await redis.lset(hit_sizes_key(0), 0, "10000")  # read again: they match
-    chunk = await claim(budget=150)
-    assert chunk is not None and len(chunk.elements) == 1
+    assert await redis.llen(hit_sizes_key(0)) == 0
+    assert await redis.llen(hit_queue_key(0)) == 1  # the later flush, measured next
+    chunk = await _claim(queue, budget=10_000)
+    assert chunk is not None and chunk.counted == 100
+    assert await queue.ack(chunk, "w")
 
 
 async def test_a_failing_campaign_keeps_its_chunk_and_recounts_nothing(
