@@ -44,7 +44,7 @@ PUSHED_RECORD_SECONDS = 86_400
 # -- PUSH_HITS -------------------------------------------------------------------------------
 #
 #   KEYS[1], KEYS[2]  the queue, and the sender's last pushed number there
-#   KEYS[3]           the queue's element sizes (`hz:`, see "Sizes" below)
+#   KEYS[3], KEYS[4]  the queue's element sizes and its chunk state (see "Sizes" below)
 #   ARGV[1..3]        the flush (one element), its number (increasing per sender), and
 #                     seconds the sender's record is kept
 # Returns 1, or 0 when that number was pushed before. The skip writes too (the record's
@@ -52,26 +52,30 @@ PUSHED_RECORD_SECONDS = 86_400
 #
 # Sizes. A chunk is claimed up to a byte budget, and measuring the elements in the claim
 # (LINDEX) copies each into Lua: ~1.5 ms of Redis per megabyte claimed (2026-12-02), every
-# lookup waiting behind it. So the push keeps each element's size in a list beside the queue,
-# taken to be the sizes of its last elements: as many as the list holds (all of them, but
-# after an upgrade). Elements that an earlier release pushed, or that were pushed before the
-# list was dropped, are at the head, measured by the claim until they are trimmed. Releases
-# mixed can break the match: an earlier worker trims the queue alone (the list is then longer
-# than the queue: dropped here and by the claim), an earlier redirector pushes no size (the
-# list no longer holds the last sizes: the worker, which reads the elements, finds that
-# they do not add up to what the claim counted, and its ack drops the list). Either way only
-# the chunk's size can be off, once: a chunk is fixed by its recorded size, and the budget
-# bounds its bytes, never which hits count.
+# lookup waiting behind it. So the push keeps each element's size in a list beside the queue
+# (`hz:`), and the three scripts keep in the chunk state (`sized`) the queue's length as they
+# left it. While the queue is that long, the list holds the sizes of its last elements, as
+# many as it holds (all of them, but after a change): the claim measures the elements before
+# those and reads the rest. A queue of another length was pushed to or trimmed by an earlier
+# release, which keeps no sizes: the list is dropped, and the whole queue is measured until
+# pushes have given sizes again. Only an earlier release's push and trim of as many elements
+# between two of ours leave the length as it was and the list out of step: the worker, which
+# reads the chunk's elements, then finds that they do not hold the bytes the claim counted,
+# and its ack drops the list. Either way a wrong size can only make one chunk larger or
+# smaller than its budget: a chunk is fixed by its recorded size, never by the sizes.
 PUSH_HITS = """
-local queue, pushed, sizes = KEYS[1], KEYS[2], KEYS[3]
+local queue, pushed, sizes, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local hits, number, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 if tonumber(redis.call('GET', pushed) or '0') >= number then
   redis.call('EXPIRE', pushed, keep)
   return 0
 end
-if redis.call('LLEN', sizes) > redis.call('LLEN', queue) then redis.call('DEL', sizes) end
-redis.call('RPUSH', queue, hits)
+local before = redis.call('RPUSH', queue, hits) - 1
+if tonumber(redis.call('HGET', state, 'sized') or '-1') ~= before then
+  redis.call('DEL', sizes)
+end
 redis.call('RPUSH', sizes, string.len(hits))
+redis.call('HSET', state, 'sized', before + 1)
 redis.call('SET', pushed, number, 'EX', keep)
 return 1
 """
@@ -83,10 +87,11 @@ return 1
 #               most elements a chunk takes, and an epoch for a state made now
 # The chunk claimed and not yet trimmed, if any (whoever claimed it: its lease is free or
 # ours); else a new one, the oldest elements up to the budget (at least one), measured by the
-# sizes list where it covers them (see "Sizes" above). Returns {number, epoch, size, bytes}
-# (`bytes`: what its elements were counted to hold, '' if not known), or {} when the queue
-# is empty or another worker holds it. The elements are read apart (`HitQueue.claim`): a
-# script that returned a megabyte of them held Redis 3-9 ms (its slow log, bench row miss).
+# sizes where they are known (see "Sizes" above). Returns {number, epoch, size, bytes}
+# (`bytes`: what the claim that made the chunk counted its elements to hold, '' if that is
+# not known: an earlier release made it), or {} when the queue is empty or another worker
+# holds it. The elements are read apart (`HitQueue.claim`): a script that returned a
+# megabyte of them held Redis 3-9 ms (its slow log, bench row miss).
 CLAIM_HITS = """
 local queue, state, lease, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local worker, lease_ms, budget, most, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3]),
@@ -95,12 +100,12 @@ local holder = redis.call('GET', lease)
 if holder and holder ~= worker then return {} end
 local size = tonumber(redis.call('HGET', state, 'size') or '0')
 if size == 0 then
-  local elements, known = redis.call('LLEN', queue), redis.call('LLEN', sizes)
-  if known > elements then
+  local elements = redis.call('LLEN', queue)
+  if tonumber(redis.call('HGET', state, 'sized') or '-1') ~= elements then
     redis.call('DEL', sizes)
-    known = 0
+    redis.call('HSET', state, 'sized', elements)
   end
-  local unsized = elements - known
+  local unsized = elements - redis.call('LLEN', sizes)
   local lengths = {}
   if most > unsized then lengths = redis.call('LRANGE', sizes, 0, most - unsized - 1) end
   local bytes = 0
@@ -109,18 +114,21 @@ if size == 0 then
     if size < unsized then
       length = string.len(redis.call('LINDEX', queue, size))
     else
-      length = tonumber(lengths[size - unsized + 1]) or 0  -- not ours: the worker will see
+      length = tonumber(lengths[size - unsized + 1])
     end
     bytes, size = bytes + length, size + 1
   end
   if size == 0 then return {} end
   redis.call('HSETNX', state, 'epoch', epoch)
-  redis.call('HINCRBY', state, 'number', 1)
-  redis.call('HSET', state, 'size', size, 'bytes', bytes)
+  local number = redis.call('HINCRBY', state, 'number', 1)
+  redis.call('HSET', state, 'size', size, 'bytes', number .. ':' .. bytes)
 end
 redis.call('SET', lease, worker, 'PX', lease_ms)
 local claimed = redis.call('HMGET', state, 'number', 'epoch', 'bytes')
-return {claimed[1], claimed[2], size, claimed[3] or ''}
+local mine, counted = claimed[1] .. ':', claimed[3] or ''
+if string.sub(counted, 1, #mine) == mine then counted = string.sub(counted, #mine + 1)
+else counted = '' end
+return {claimed[1], claimed[2], size, counted}
 """
 
 # -- ACK_HITS --------------------------------------------------------------------------------
@@ -134,17 +142,18 @@ return {claimed[1], claimed[2], size, claimed[3] or ''}
 ACK_HITS = """
 local queue, state, lease, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local worker, number, drop = ARGV[1], ARGV[2], ARGV[3] == '1'
-local claimed = redis.call('HMGET', state, 'number', 'size')
+local claimed = redis.call('HMGET', state, 'number', 'size', 'sized')
 local size = tonumber(claimed[2] or '0')
 if claimed[1] ~= number or size == 0 then return 0 end
+local known = tonumber(claimed[3] or '-1') == redis.call('LLEN', queue) and not drop
 redis.call('LTRIM', queue, size, -1)
-local left, known = redis.call('LLEN', queue), redis.call('LLEN', sizes)
-if drop or left == 0 then
+local left, listed = redis.call('LLEN', queue), redis.call('LLEN', sizes)
+if not known or left == 0 then
   redis.call('DEL', sizes)
-elseif known > left then
-  redis.call('LTRIM', sizes, known - left, -1)
+elseif listed > left then
+  redis.call('LTRIM', sizes, listed - left, -1)
 end
-redis.call('HSET', state, 'size', 0)
+redis.call('HSET', state, 'size', 0, 'sized', left)
 if redis.call('GET', lease) == worker then redis.call('DEL', lease) end
 return 1
 """
@@ -180,7 +189,12 @@ class HitQueue:
     async def push(self, queue: int, sender: str, number: int, hits: bytes) -> bool:
         """Append one flush; False if `number` was pushed by `sender` before. On one Redis
         with no replica waited for, on an OwnConnection: the ~250 KB flush is not copied."""
-        keys = [hit_queue_key(queue), hit_pushed_key(queue, sender), hit_sizes_key(queue)]
+        keys = [
+            hit_queue_key(queue),
+            hit_pushed_key(queue, sender),
+            hit_sizes_key(queue),
+            hit_chunk_key(queue),
+        ]
         args: list[EncodableT] = [hits, number, PUSHED_RECORD_SECONDS]
 
         def through_client() -> Awaitable[Any]:

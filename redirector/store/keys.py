@@ -107,12 +107,15 @@ operation (a script, a MULTI) touches keys of ONE tag. There are four kinds of t
     hs:{hN}           hash   the queue's chunk state: epoch (random, made with the hash: if
                              it is ever lost, chunk numbers start afresh under a new name),
                              number (of the last chunk claimed), size (elements at the head
-                             that make the claimed chunk; 0 once it is applied and trimmed).
+                             that make the claimed chunk; 0 once it is applied and trimmed),
+                             bytes (`<number>:<bytes>`, what its claim counted it to hold),
+                             sized (the queue's length when hz:{hN} was last made to fit it).
     hl:{hN}           string id of the click worker holding the claimed chunk; expires (the
                              lease), and then another worker may take the chunk over.
     hz:{hN}           list   the byte sizes of the last elements of hq:{hN} (all of them but
-                             after an upgrade), in the same order, for the claim's budget:
-                             redirector/store/hitqueue.py ("Sizes").
+                             after a change), in the same order, for the claim's budget,
+                             while hq:{hN} is as long as `sized` says: redirector/store/
+                             hitqueue.py ("Sizes").
     hp:{hN}:<sender>  string the last flush number a redirector process (a random id) pushed
                              here: a flush sent again, its first reply lost, is pushed once.
                              Expires a day after the last push.

@@ -27,6 +27,7 @@ from redirector.store.keys import (
     BREAKDOWNS,
     LINK_CREATED,
     click_stream_key,
+    hit_chunk_key,
     hit_queue_key,
     hit_sizes_key,
     link_breakdowns_key,
@@ -309,8 +310,8 @@ async def test_a_worker_that_lost_its_chunk_neither_recounts_nor_trims_it(
     assert await redis.llen(hit_queue_key(0)) == 1
 
 
-def _claim(queue: HitQueue, budget: int) -> Any:
-    return queue.claim(0, "w", lease_ms=10_000, budget=budget, most=10, epoch="e")
+def _claim(queue: HitQueue, budget: int, worker: str = "w") -> Any:
+    return queue.claim(0, worker, lease_ms=10_000, budget=budget, most=10, epoch="e")
 
 
 async def test_a_claim_takes_its_budget_from_the_sizes_kept_beside_the_queue(
@@ -324,65 +325,82 @@ async def test_a_claim_takes_its_budget_from_the_sizes_kept_beside_the_queue(
     await redis.lset(hit_sizes_key(0), 0, "300")
     chunk = await _claim(queue, budget=250)
     assert chunk is not None and len(chunk.elements) == 1  # 300 >= 250 after one element
+    assert (await _claim(queue, budget=250)).counted == 300  # the same chunk, claimed again
     # Its element holds 100 bytes, not 300: the sizes are wrong, and the ack drops them.
     assert await queue.ack(chunk, "w")
     assert await redis.llen(hit_sizes_key(0)) == 0
     # Pushes give the sizes of the last elements again; the first three are measured.
-    assert await queue.push(0, "sender", 5, b"x" * 100)
+    assert await queue.push(0, "sender", 5, b"x" * 1_000)
     chunk = await _claim(queue, budget=250)
-    assert chunk is not None and len(chunk.elements) == 3  # 100 + 100 + 100 measured
+    assert chunk is not None and chunk.counted == 300  # 100 + 100 + 100 measured
     assert await queue.push(0, "sender", 6, b"x" * 100)  # while the chunk is out
     assert await queue.ack(chunk, "w")  # 2 elements left, both with their size
-    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"100"] * 2
-    await redis.lset(hit_sizes_key(0), 0, "300")
-    chunk = await _claim(queue, budget=250)
-    assert chunk is not None and len(chunk.elements) == 1  # read, not measured, again
+    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"1000", b"100"]
+    chunk = await _claim(queue, budget=10_000)
+    assert chunk is not None and chunk.counted == 1_100
     assert await queue.ack(chunk, "w")
 
 
-async def test_sizes_of_elements_trimmed_by_an_earlier_release_are_dropped(
+async def test_elements_pushed_or_trimmed_by_an_earlier_release_are_measured(
     redis: Store,
 ) -> None:
-    """An earlier release's click worker trims the queue alone: the sizes then outnumber
-    its elements and are dropped, by the next push and by a claim."""
-    queue = HitQueue(redis, NO_WAIT)
-    for number in (1, 2):
-        assert await queue.push(0, "new", number, b"x" * 100)
-    await redis.ltrim(hit_queue_key(0), 1, -1)  # as ACK_HITS of the earlier release
-    assert await queue.push(0, "new", 3, b"y" * 1_000)
-    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"1000"]  # the last element's
-    chunk = await _claim(queue, budget=150)  # 100 measured, then 1,000 from the sizes
-    assert chunk is not None and [len(element) for element in chunk.elements] == [100, 1_000]
-    assert chunk.counted == 1_100
-    assert await queue.ack(chunk, "w")
-    assert await redis.llen(hit_sizes_key(0)) == 0  # the queue is empty
-    for number in (4, 5):
-        assert await queue.push(0, "new", number, b"x" * 100)
-    await redis.ltrim(hit_queue_key(0), 1, -1)
-    chunk = await _claim(queue, budget=10_000)  # 2 sizes for 1 element: not read
-    assert chunk is not None and chunk.counted == 100
-    assert await queue.ack(chunk, "w")
-
-
-async def test_elements_pushed_without_a_size_leave_the_sizes_dropped_at_the_ack(
-    redis: Store,
-) -> None:
-    """An earlier release's redirector pushes no size: the sizes then no longer are those of
-    the last elements. The worker, which reads the elements, sees they do not hold the bytes
-    the claim counted, and its ack drops the sizes; the chunk counts as claimed."""
+    """An earlier release's redirector pushes no size, and its click worker trims the queue
+    alone: the queue's length then is not the one the sizes were kept for, and the claim
+    measures every element until pushes have given sizes again."""
     queue = HitQueue(redis, NO_WAIT)
     assert await queue.push(0, "new", 1, b"x" * 100)
     await redis.rpush(hit_queue_key(0), b"y" * 1_000)  # as PUSH_HITS of the earlier release
-    chunk = await _claim(queue, budget=10_000)  # the first measured, the second taken as 100
+    await redis.lset(hit_sizes_key(0), 0, "5000")  # were it read, the claim would count it
+    chunk = await _claim(queue, budget=10_000)
+    assert chunk is not None and chunk.counted == 1_100  # both measured
+    assert await redis.llen(hit_sizes_key(0)) == 0
+    assert await queue.push(0, "new", 2, b"x" * 100)  # while the chunk is out: a size again
+    assert await queue.ack(chunk, "w")
+    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"100"]
+
+    for number in (3, 4):
+        assert await queue.push(0, "new", number, b"x" * 100)
+    await redis.ltrim(hit_queue_key(0), 1, -1)  # as ACK_HITS of the earlier release
+    await redis.lset(hit_sizes_key(0), -1, "5000")
+    chunk = await _claim(queue, budget=10_000)
+    assert chunk is not None and chunk.counted == 200  # 2 elements left, measured
+    assert await redis.llen(hit_sizes_key(0)) == 0
+    assert await queue.ack(chunk, "w")
+    assert await queue.push(0, "new", 5, b"x" * 100)
+    assert await redis.lrange(hit_sizes_key(0), 0, -1) == [b"100"]
+
+
+async def test_sizes_put_out_of_step_unseen_are_dropped_at_the_ack(redis: Store) -> None:
+    """An earlier release's push and trim of one element each, between two of ours, leave the
+    queue as long as it was, and the sizes out of step: the worker, which reads the chunk's
+    elements, finds that they do not hold what the claim counted, and its ack drops them."""
+    queue = HitQueue(redis, NO_WAIT)
+    for number in (1, 2):
+        assert await queue.push(0, "new", number, b"x" * 100)
+    await redis.ltrim(hit_queue_key(0), 1, -1)  # the earlier release's worker
+    await redis.rpush(hit_queue_key(0), b"y" * 1_000)  # and redirector
+    chunk = await _claim(queue, budget=10_000)
     assert chunk is not None and [len(element) for element in chunk.elements] == [100, 1_000]
-    assert chunk.counted == 200
-    assert await queue.push(0, "new", 2, b"x" * 100)  # while the chunk is out
+    assert chunk.counted == 200  # the sizes of the two elements pushed first
     assert await queue.ack(chunk, "w")
     assert await redis.llen(hit_sizes_key(0)) == 0
-    assert await redis.llen(hit_queue_key(0)) == 1  # the later flush, measured next
+
+
+async def test_a_chunk_an_earlier_release_claimed_has_no_count_of_bytes(redis: Store) -> None:
+    queue = HitQueue(redis, NO_WAIT)
+    assert await queue.push(0, "new", 1, b"x" * 100)
     chunk = await _claim(queue, budget=10_000)
     assert chunk is not None and chunk.counted == 100
     assert await queue.ack(chunk, "w")
+    assert await queue.push(0, "new", 2, b"x" * 100)
+    # As CLAIM_HITS of the earlier release makes a chunk: a number and a size, no bytes.
+    await redis.hincrby(hit_chunk_key(0), "number", 1)
+    await redis.hset(hit_chunk_key(0), "size", "1")
+    taken_over = await _claim(queue, budget=10_000, worker="new worker")
+    assert taken_over is not None and taken_over.number == chunk.number + 1
+    assert taken_over.counted is None  # not the count of the chunk before
+    assert await queue.ack(taken_over, "new worker")
+    assert await redis.lrange(hit_sizes_key(0), 0, -1) == []
 
 
 async def test_a_failing_campaign_keeps_its_chunk_and_recounts_nothing(
