@@ -114,7 +114,8 @@ if size == 0 then
     if size < unsized then
       length = string.len(redis.call('LINDEX', queue, size))
     else
-      length = tonumber(lengths[size - unsized + 1])
+      -- Nothing else but a value no release writes: the worker's check then drops them.
+      length = tonumber(lengths[size - unsized + 1]) or 0
     end
     bytes, size = bytes + length, size + 1
   end
