@@ -386,6 +386,17 @@ async def test_sizes_put_out_of_step_unseen_are_dropped_at_the_ack(redis: Store)
     assert await redis.llen(hit_sizes_key(0)) == 0
 
 
+async def test_a_size_that_is_no_number_neither_stops_the_queue_nor_stays(redis: Store) -> None:
+    queue = HitQueue(redis, NO_WAIT)
+    for number in (1, 2):
+        assert await queue.push(0, "new", number, b"x" * 100)
+    await redis.lset(hit_sizes_key(0), 0, "junk")
+    chunk = await _claim(queue, budget=10_000)
+    assert chunk is not None and chunk.counted == 100  # counted as 0, then 100
+    assert await queue.ack(chunk, "w")  # 200 bytes read: dropped
+    assert await redis.llen(hit_sizes_key(0)) == 0
+
+
 async def test_a_chunk_an_earlier_release_claimed_has_no_count_of_bytes(redis: Store) -> None:
     queue = HitQueue(redis, NO_WAIT)
     assert await queue.push(0, "new", 1, b"x" * 100)
