@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 # Links per FLUSH_CLICKS call at most (all their hits, up to PART_HITS). 25 since 2026-12-02
 # (50 before): in redirect_ab's miss row (per-recipient links tapped ~3.5 times each) the
 # calls of 250 µs or more took 0.28-0.35 ms at the median and 0.5-1.1 ms at most, against
-# 0.5-0.6 and 1.3-5.7 ms, every lookup that arrived meanwhile waiting, with Redis's CPU per
-# request and the rate unchanged within the noise (4 interleaved rounds).
+# 0.5-0.6 and 1.3-5.7 ms, every lookup that arrived meanwhile waiting. Redis's CPU per
+# request and the rate showed no difference beyond this machine's noise over 14 interleaved
+# pairs in three runs, though one run of 4 (open loop at 12,000 req/s) favoured 50 and 500.
 PART_LINKS = 25
 # Hits per call at most (each an entry to decode and XADD: ~2.3 µs of Redis).
 PART_HITS = 250
