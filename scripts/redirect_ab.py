@@ -44,14 +44,10 @@ from loadtests.bench_open import CLIENT_RPS_MAX, OpenLoopResult, run_open_loop  
 from loadtests.seed import recipient  # noqa: E402
 from loadtests.user_agents import load_user_agents  # noqa: E402
 from redirector.store.flush import FLUSH_CLICKS  # noqa: E402
-from redirector.store.hitqueue import ACK_HITS, CLAIM_HITS, PUSH_HITS  # noqa: E402
+from redirector.store.hitqueue import ACK_HITS, CLAIM_HITS, PUSH_HITS, queue_keys  # noqa: E402
 from redirector.store.keys import (  # noqa: E402
     HIT_QUEUES,
     destinations_key,
-    hit_chunk_key,
-    hit_lease_key,
-    hit_queue_key,
-    hit_sizes_key,
     link_key,
 )
 from redirector.store.lookup import READ_LINKS  # noqa: E402
@@ -282,9 +278,7 @@ async def print_redis_stats(redis_url: str, requests: int) -> None:
 async def drop_hit_queues(redis_url: str) -> None:
     redis = Redis.from_url(redis_url)
     for queue in range(HIT_QUEUES):
-        await redis.delete(
-            hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue), hit_sizes_key(queue)
-        )
+        await redis.delete(*queue_keys(queue))
     await redis.aclose()
 
 

@@ -213,7 +213,7 @@ class HitQueue:
         """The queue's chunk for `worker`, or None (empty, or held by another worker)."""
         args: list[EncodableT] = [worker, lease_ms, budget, most, epoch]
         reply: list[Any] = await run_replicated(
-            self._redis, self._claim, _keys(queue), args, self._durability
+            self._redis, self._claim, queue_keys(queue), args, self._durability
         )
         if not reply:
             return None
@@ -241,7 +241,7 @@ class HitQueue:
         dropped if they did not measure `chunk` (see "Sizes" above)."""
         wrong = chunk.counted is not None and chunk.counted != sum(map(len, chunk.elements))
         args: list[EncodableT] = [worker, chunk.number, "1" if wrong else ""]
-        return bool(await self._ack(keys=_keys(chunk.queue), args=args))
+        return bool(await self._ack(keys=queue_keys(chunk.queue), args=args))
 
 
 async def queue_lengths(redis: Store, queues: Iterable[int]) -> list[int]:
@@ -254,7 +254,9 @@ async def queue_lengths(redis: Store, queues: Iterable[int]) -> list[int]:
     return lengths
 
 
-def _keys(queue: int) -> list[str]:
+def queue_keys(queue: int) -> list[str]:
+    """Every key of `queue` but its senders' push records, in CLAIM_HITS's and ACK_HITS's
+    KEYS order."""
     return [hit_queue_key(queue), hit_chunk_key(queue), hit_lease_key(queue), hit_sizes_key(queue)]
 
 
